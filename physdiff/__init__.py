@@ -1,0 +1,31 @@
+"""physdiff: statistical physics of generative diffusion models.
+
+The top-level import is light (numpy only): torch lives in :mod:`physdiff.nn`,
+matplotlib in :mod:`physdiff.plot`, and numba kernels compile on first use.
+"""
+
+from . import ensembles, errors, processes
+from .ensembles import Empirical, Ensemble, Gaussian, GaussianMixture, LinearManifold, ScoreModel
+from .processes import DDPM, EDM, OU, VE, Process, VPCosine, VPLinear, get_process
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "errors",
+    "ensembles",
+    "ScoreModel",
+    "Ensemble",
+    "Gaussian",
+    "GaussianMixture",
+    "Empirical",
+    "LinearManifold",
+    "processes",
+    "Process",
+    "OU",
+    "VPLinear",
+    "VPCosine",
+    "VE",
+    "EDM",
+    "DDPM",
+    "get_process",
+]

@@ -1,0 +1,147 @@
+"""The empirical measure of a training set: the score a network would reach at the optimum
+of denoising score matching on finitely many points, which only memorises.
+
+With training points ``a_mu`` (mu = 1..n) and ``y = x0 + sqrt(delta) z`` (THEORY.md
+section 1; Biroli et al. 2024, Eq. 3):
+
+    w_mu(y)   = softmax_mu(-|y - a_mu|^2 / (2 delta))
+    E[x0 | y] = sum_mu w_mu a_mu,      score(y) = (E[x0 | y] - y) / delta
+    log p(y)  = logsumexp_mu(-|y - a_mu|^2/(2 delta)) - log n - d/2 log(2 pi delta)
+    Cov(x0|y) = sum_mu w_mu (a_mu - m)(a_mu - m)^T
+    PR(y)     = 1 / sum_mu w_mu^2      (participation ratio, effective active points)
+
+Weights, denoiser and participation ratio come from the streaming numba kernel
+(:mod:`physdiff._kernels`), which never forms the m x n weight matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_points, finite_array
+from ..errors import InputError, ShapeError
+from .base import Ensemble
+
+__all__ = ["Empirical"]
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class Empirical(Ensemble):
+    """Uniform measure on the rows of ``points`` ``(n, d)``.
+
+    ``dtype`` (float64 by default, or float32) is the precision of the kernel; queries are
+    cast to it. Public results are float64 arrays.
+    """
+
+    def __init__(self, points, *, dtype=np.float64):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise InputError(f"dtype must be float32 or float64; got {dtype}")
+        pts = finite_array(points, "points", dtype)
+        if pts.ndim != 2:
+            raise ShapeError(f"points must have shape (n, d); got shape {pts.shape}")
+        if pts.shape[0] == 0 or pts.shape[1] == 0:
+            raise InputError(f"points must hold at least one point of dimension >= 1; "
+                             f"got shape {pts.shape}")
+        self._pts = np.ascontiguousarray(pts)
+        self._pts.setflags(write=False)
+        self._sq = np.einsum("ij,ij->i", self._pts.astype(np.float64), self._pts.astype(np.float64))
+
+    @property
+    def dim(self) -> int:
+        return self._pts.shape[1]
+
+    @property
+    def n_points(self) -> int:
+        return self._pts.shape[0]
+
+    @property
+    def points(self) -> np.ndarray:
+        """The training set (read-only view)."""
+        return self._pts
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._pts.dtype
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._pts.mean(axis=0, dtype=np.float64)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        c = self._pts.astype(np.float64) - self.mean
+        return c.T @ c / self.n_points
+
+    def __repr__(self) -> str:
+        return f"Empirical(n={self.n_points}, d={self.dim}, dtype={self.dtype})"
+
+    # -- the kernel --------------------------------------------------------------------------
+    def stats(self, y, delta):
+        """``(denoised, lse, pr)`` for a batch: the posterior mean ``(m, d)``,
+        ``logsumexp_mu(-|y - a_mu|^2 / (2 delta))`` ``(m,)`` and the participation ratio ``(m,)``."""
+        y, dl = self._prep(y, delta)
+        return self._stats(y, dl)
+
+    def _stats(self, y, delta):
+        from .._kernels import empirical_stats
+
+        yq = np.ascontiguousarray(y, dtype=self.dtype)
+        den, lse, pr = empirical_stats(yq, self._pts, np.ascontiguousarray(delta[:, 0]),
+                                       sq_norms=self._sq)
+        return den.astype(np.float64, copy=False), lse, pr
+
+    def _denoise(self, y, delta):
+        return self._stats(y, delta)[0]
+
+    def _log_density(self, y, delta):
+        lse = self._stats(y, delta)[1]
+        return lse - np.log(self.n_points) - 0.5 * self.dim * (_LOG_2PI + np.log(delta[:, 0]))
+
+    def participation_ratio(self, y, delta) -> np.ndarray:
+        """``1 / sum_mu w_mu^2`` for each query, between 1 and n."""
+        return self.stats(y, delta)[2]
+
+    def posterior(self, y, delta) -> np.ndarray:
+        """The weights ``w_mu(y)`` as an ``(m, n)`` array (mind the memory for large sets;
+        the denoiser and score never form it)."""
+        from .._kernels import empirical_weights
+
+        y, dl = self._prep(y, delta)
+        return empirical_weights(y, self._pts.astype(np.float64, copy=False), dl[:, 0])
+
+    def nearest(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """``(index, distance)`` of the nearest training point to each query."""
+        y = as_points(y, self.dim, "y", dtype=np.float64)
+        idx = np.empty(y.shape[0], dtype=np.int64)
+        dist = np.empty(y.shape[0])
+        pts = self._pts.astype(np.float64, copy=False)
+        step = max(1, int(2**24 // max(self.n_points, 1)))
+        for s in range(0, y.shape[0], step):
+            q = y[s:s + step]
+            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2 * q @ pts.T + self._sq[None]
+            k = np.argmin(d2, axis=1)
+            idx[s:s + step] = k
+            dist[s:s + step] = np.linalg.norm(q - pts[k], axis=1)
+        return idx, dist
+
+    def _posterior_covariance(self, y, delta):
+        # sum_mu w_mu (a_mu - m)(a_mu - m)^T, centred at the posterior mean m so that no
+        # cancellation occurs when the points sit far from the origin
+        from .._kernels import empirical_weights
+
+        n, d = y.shape
+        out = np.empty((n, d, d))
+        pts = self._pts.astype(np.float64, copy=False)
+        step = max(1, int(2**22 // self.n_points))
+        for s in range(0, n, step):
+            w = empirical_weights(y[s:s + step], pts, delta[s:s + step, 0])  # (c, n)
+            for i, wi in enumerate(w):
+                live = wi > 0
+                c = pts[live] - wi[live] @ pts[live]
+                out[s + i] = (c * wi[live, None]).T @ c
+        return out
+
+    def _sample(self, n, rng):
+        return self._pts[rng.integers(0, self.n_points, size=n)].astype(np.float64)

@@ -1,0 +1,190 @@
+"""Gaussian mixtures, point masses included (the two-delta model is a mixture).
+
+Responsibilities ``p(k | y) = softmax_k(log w_k + log N(y; mu_k, C_k + delta I))``
+(THEORY.md section 1), computed with log-sum-exp so that far-away points keep finite,
+exact posteriors. With per-component posterior means ``m_k`` and covariances ``S_k``:
+
+    E[x0 | y]   = sum_k p_k m_k
+    Cov(x0 | y) = sum_k p_k (S_k + m_k m_k^T) - m m^T
+    J(y)        = sum_k p_k J_k + (sum_k p_k m_k m_k^T - m m^T) / delta^2
+
+the last form (law of total covariance) keeps the component Jacobians ``J_k`` exact at
+small delta instead of cancelling ``-I/delta`` against ``Cov/delta^2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+from .._validate import finite_array, positive
+from ..errors import InputError, ShapeError
+from .base import Ensemble
+from .gaussian import Gaussian
+
+__all__ = ["GaussianMixture"]
+
+
+class GaussianMixture(Ensemble):
+    """Mixture ``sum_k w_k N(mu_k, C_k)``.
+
+    ``covs`` is ``None`` (every component a point mass), an array ``(K, d, d)``, or a
+    sequence of ``(d, d)`` arrays; ``weights`` are non-negative and sum to 1.
+    """
+
+    def __init__(self, weights, means, covs=None):
+        means = finite_array(means, "means")
+        if means.ndim != 2 or means.shape[0] < 1:
+            raise ShapeError(f"means must have shape (K, d) with K >= 1; got {means.shape}")
+        K, d = means.shape
+        if covs is None:
+            comps = [Gaussian.point_mass(m) for m in means]
+        else:
+            covs = finite_array(covs, "covs")
+            if covs.shape != (K, d, d):
+                raise ShapeError(f"covs must have shape ({K}, {d}, {d}); got {covs.shape}")
+            comps = [Gaussian(m, c) for m, c in zip(means, covs, strict=True)]
+        self._init(weights, comps)
+
+    @classmethod
+    def from_components(cls, weights, components: Sequence[Gaussian]) -> GaussianMixture:
+        """Mixture of already built :class:`Gaussian` components."""
+        comps = list(components)
+        if not comps or not all(isinstance(c, Gaussian) for c in comps):
+            raise InputError("components must be a non-empty sequence of Gaussian")
+        if len({c.dim for c in comps}) != 1:
+            raise ShapeError("components must all have the same dimension")
+        obj = cls.__new__(cls)
+        obj._init(weights, comps)
+        return obj
+
+    @classmethod
+    def isotropic(cls, weights, means, variances) -> GaussianMixture:
+        """Components ``N(mu_k, s_k^2 I)`` (``variances`` one per component; 0 = point mass)."""
+        means = finite_array(means, "means")
+        if means.ndim != 2:
+            raise ShapeError(f"means must have shape (K, d); got {means.shape}")
+        v = positive(np.broadcast_to(variances, means.shape[:1]), "variances", allow_zero=True)
+        comps = [Gaussian.point_mass(m) if s == 0 else Gaussian.isotropic(m, s)
+                 for m, s in zip(means, v, strict=True)]
+        return cls.from_components(weights, comps)
+
+    @classmethod
+    def two_deltas(cls, m: float = 1.0, d: int = 1) -> GaussianMixture:
+        """Equal point masses at ``+-m e_1`` in R^d; in 1-D ``score(y) = (m tanh(m y/delta) - y)/delta``
+        (THEORY.md section 2)."""
+        m = float(finite_array(m, "m"))
+        e = np.zeros((2, int(d)))
+        e[0, 0], e[1, 0] = m, -m
+        return cls([0.5, 0.5], e)
+
+    def _init(self, weights, comps):
+        w = finite_array(weights, "weights").reshape(-1)
+        if w.shape[0] != len(comps):
+            raise ShapeError(f"weights must have one entry per component ({len(comps)}); "
+                             f"got {w.shape[0]}")
+        if np.any(w < 0):
+            raise InputError(f"weights must be >= 0; got {w}")
+        if abs(w.sum() - 1.0) > 1e-9 * max(1, len(comps)):
+            raise InputError(f"weights must sum to 1; they sum to {w.sum()!r}")
+        self._w = w / w.sum()
+        with np.errstate(divide="ignore"):
+            self._logw = np.log(self._w)
+        self._comps = tuple(comps)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._comps[0].dim
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._w.copy()
+
+    @property
+    def components(self) -> tuple[Gaussian, ...]:
+        return self._comps
+
+    @property
+    def n_components(self) -> int:
+        return len(self._comps)
+
+    @property
+    def means(self) -> np.ndarray:
+        return np.stack([c.mean for c in self._comps])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._w @ self.means
+
+    @property
+    def covariance(self) -> np.ndarray:
+        mu = self.means
+        c = mu - self._w @ mu
+        within = sum(w * g.covariance for w, g in zip(self._w, self._comps, strict=True))
+        return within + (c.T * self._w) @ c
+
+    def component(self, k: int) -> Gaussian:
+        """Component ``k`` (the class-conditional model of class k)."""
+        return self._comps[k]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(K={self.n_components}, d={self.dim})"
+
+    # -- the exact formulas --------------------------------------------------------------------
+    def _log_joint(self, y, delta):
+        return np.stack([lw + c._log_density(y, delta)
+                         for lw, c in zip(self._logw, self._comps, strict=True)], axis=1)
+
+    def _posterior(self, y, delta):
+        return softmax(self._log_joint(y, delta), axis=1)
+
+    def posterior(self, y, delta) -> np.ndarray:
+        """``p(k | y)`` for each component, shape ``(n, K)``."""
+        return self._posterior(*self._prep(y, delta))
+
+    def _log_density(self, y, delta):
+        return logsumexp(self._log_joint(y, delta), axis=1)
+
+    def _denoise(self, y, delta):
+        p = self._posterior(y, delta)
+        return sum(p[:, [k]] * c._denoise(y, delta) for k, c in enumerate(self._comps))
+
+    def _score(self, y, delta):
+        p = self._posterior(y, delta)
+        return sum(p[:, [k]] * c._score(y, delta) for k, c in enumerate(self._comps))
+
+    def _moments(self, y, delta):
+        p = self._posterior(y, delta)
+        ms = np.stack([c._denoise(y, delta) for c in self._comps], axis=1)  # (n, K, d)
+        m = np.einsum("nk,nkd->nd", p, ms)
+        dm = ms - m[:, None, :]
+        between = np.einsum("nk,nki,nkj->nij", p, dm, dm)
+        return p, between
+
+    def _posterior_covariance(self, y, delta):
+        p, between = self._moments(y, delta)
+        within = sum(p[:, k, None, None] * c._posterior_covariance(y, delta)
+                     for k, c in enumerate(self._comps))
+        return within + between
+
+    def _score_jacobian(self, y, delta):
+        p, between = self._moments(y, delta)
+        within = sum(p[:, k, None, None] * c._score_jacobian(y, delta)
+                     for k, c in enumerate(self._comps))
+        return within + between / delta[:, :, None] ** 2
+
+    def _sample(self, n, rng):
+        return self.sample_with_labels(n, rng)[0]
+
+    def sample_with_labels(self, n: int, rng: np.random.Generator):
+        """``(x0, labels)``: samples and the component each came from."""
+        labels = rng.choice(self.n_components, size=n, p=self._w)
+        x = np.empty((n, self.dim))
+        for k, c in enumerate(self._comps):
+            idx = np.flatnonzero(labels == k)
+            if idx.size:
+                x[idx] = c._sample(idx.size, rng)
+        return x, labels

@@ -1,0 +1,648 @@
+"""Forward noising processes and the conversions between them.
+
+Every process is ``x_t = alpha(t) x0 + sigma(t) z`` with ``z ~ N(0, I)``. physdiff works in
+the variance-exploding (VE) frame ``y = x_t / alpha(t) = x0 + sqrt(delta(t)) z``, with the
+noise-to-signal variance ``delta = sigma^2 / alpha^2 = 1 / SNR`` (THEORY.md section 0). A
+critical point of any model is first a critical ``delta``; ``process.time_of_delta(delta)``
+turns it into that process's time and :meth:`DDPM.step_of_delta` into a DDPM step.
+
+The forward SDE of every process follows from ``alpha`` and ``delta`` alone:
+
+    dx = f(t) x dt + g(t) dW,   f = d log(alpha)/dt,   g^2 = alpha^2 d(delta)/dt
+
+(since ``d sigma^2/dt - 2 f sigma^2 = alpha^2 d delta/dt``; Song et al. 2021, Eq. 5/Appendix B).
+Each subclass therefore supplies only ``log alpha``, ``delta``, their time derivatives and
+the inverse ``time_of_delta``; everything else lives in :class:`Process`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from ._validate import finite_array, integer
+from .errors import DomainError, InputError
+
+__all__ = [
+    "Process",
+    "OU",
+    "VPLinear",
+    "VPCosine",
+    "VE",
+    "EDM",
+    "DDPM",
+    "PRESETS",
+    "get_process",
+    "times_of_delta",
+]
+
+Rounding = Literal["nearest", "floor", "ceil"]
+
+
+class Process(ABC):
+    """A forward noising process, parametrised by its own time ``t in [t_min, t_max]``.
+
+    Subclasses are frozen dataclasses and implement ``_log_alpha``, ``_dlog_alpha``,
+    ``_delta``, ``_ddelta`` and ``_time_of_delta`` on already validated numpy arrays.
+    """
+
+    name: str = "process"
+
+    # -- the process's own range ------------------------------------------------------
+    @property
+    @abstractmethod
+    def t_min(self) -> float:
+        """Smallest valid time (the data end)."""
+
+    @property
+    @abstractmethod
+    def t_max(self) -> float:
+        """Largest valid time (the noise end, where sampling usually starts)."""
+
+    # -- what a subclass implements --------------------------------------------------
+    @abstractmethod
+    def _log_alpha(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _dlog_alpha(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _delta(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _ddelta(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _time_of_delta(self, delta: np.ndarray) -> np.ndarray: ...
+
+    # -- validation --------------------------------------------------------------------
+    def check_time(self, t, name: str = "t") -> np.ndarray:
+        """``t`` as a float64 array, refusing values outside ``[t_min, t_max]``."""
+        arr = finite_array(t, name)
+        if np.any(arr < self.t_min) or np.any(arr > self.t_max):
+            raise DomainError(
+                f"{name} must lie in [{self.t_min:g}, {self.t_max:g}] for {self!r}; "
+                f"got values in [{arr.min():g}, {arr.max():g}]"
+            )
+        return arr
+
+    @property
+    def delta_min(self) -> float:
+        """``delta(t_min)``."""
+        return float(self._delta(np.asarray(self.t_min, dtype=float)))
+
+    @property
+    def delta_max(self) -> float:
+        """``delta(t_max)``."""
+        return float(self._delta(np.asarray(self.t_max, dtype=float)))
+
+    def check_delta(self, delta, name: str = "delta") -> np.ndarray:
+        """``delta`` as a float64 array inside the range this process reaches."""
+        arr = finite_array(delta, name)
+        lo, hi = self.delta_min, self.delta_max
+        if np.any(arr < lo * (1 - 1e-12)) or np.any(arr > hi * (1 + 1e-12)):
+            raise DomainError(
+                f"{name} must lie in [{lo:.6g}, {hi:.6g}], the range {self!r} reaches "
+                f"between t_min and t_max; got values in [{arr.min():.6g}, {arr.max():.6g}]"
+            )
+        return np.clip(arr, lo, hi)  # only removes the 1e-12 relative slack above
+
+    # -- the schedule ------------------------------------------------------------------
+    def alpha(self, t):
+        """Signal scale ``alpha(t)``."""
+        return _out(np.exp(self._log_alpha(self.check_time(t))))
+
+    def sigma(self, t):
+        """Noise scale ``sigma(t) = alpha(t) sqrt(delta(t))``."""
+        t = self.check_time(t)
+        return _out(np.exp(self._log_alpha(t)) * np.sqrt(self._delta(t)))
+
+    def delta(self, t):
+        """Noise-to-signal variance ``delta(t) = sigma^2 / alpha^2`` (= 1/SNR)."""
+        return _out(self._delta(self.check_time(t)))
+
+    def log_snr(self, t):
+        """``log SNR(t) = log(alpha^2 / sigma^2) = -log delta(t)``."""
+        t = self.check_time(t)
+        with np.errstate(divide="ignore"):
+            return _out(-np.log(self._delta(t)))
+
+    def time_of_delta(self, delta):
+        """The time at which ``delta(t)`` equals ``delta`` (the inverse of :meth:`delta`)."""
+        return _out(self._time_of_delta(self.check_delta(delta)))
+
+    # -- the SDE -----------------------------------------------------------------------
+    def drift_coefficient(self, t):
+        """``f(t) = d log alpha / dt``; the forward drift is ``f(t) x``."""
+        return _out(self._dlog_alpha(self.check_time(t)))
+
+    def diffusion(self, t):
+        """``g(t) = sqrt(alpha^2 d delta / dt)``, the forward SDE's diffusion coefficient."""
+        t = self.check_time(t)
+        return _out(np.sqrt(np.exp(2 * self._log_alpha(t)) * self._ddelta(t)))
+
+    def drift(self, x, t):
+        """Forward SDE drift ``f(t) x`` for a batch ``x`` of shape ``(n, d)`` and scalar ``t``."""
+        return self.drift_coefficient(t) * np.asarray(x)
+
+    def ddelta_dt(self, t):
+        """``d delta / dt``."""
+        return _out(self._ddelta(self.check_time(t)))
+
+    # -- sampling grids ----------------------------------------------------------------
+    def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
+        """Decreasing grid of ``n_steps + 1`` times from ``t_start`` (default ``t_max``) to
+        ``t_end`` (default ``t_min``), uniform in the process's own time."""
+        n_steps = integer(n_steps, "n_steps", 1, 10**9)
+        t0 = self.t_max if t_start is None else float(self.check_time(t_start, "t_start"))
+        t1 = self.t_min if t_end is None else float(self.check_time(t_end, "t_end"))
+        if not t0 > t1:
+            raise InputError(f"t_start must exceed t_end; got t_start={t0:g}, t_end={t1:g}")
+        return np.linspace(t0, t1, n_steps + 1)
+
+    def __repr__(self) -> str:  # dataclass repr, but short
+        fields = getattr(self, "__dataclass_fields__", {})
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in fields if fields[k].repr)
+        return f"{type(self).__name__}({args})"
+
+
+def _out(arr: np.ndarray):
+    """A 0-d result becomes a Python float; arrays stay arrays."""
+    arr = np.asarray(arr, dtype=float)
+    return float(arr) if arr.ndim == 0 else arr
+
+
+@dataclass(frozen=True, repr=False)
+class OU(Process):
+    """Ornstein-Uhlenbeck / variance-preserving process in Biroli et al.'s time.
+
+    ``alpha = e^{-t}``, ``sigma^2 = 1 - e^{-2t}``, ``delta = e^{2t} - 1``,
+    ``t = log(1 + delta) / 2`` (THEORY.md section 0; Biroli et al. 2024, Eq. 1).
+    ``horizon`` is where sampling starts by default.
+    """
+
+    horizon: float = 10.0
+    name = "ou"
+
+    def __post_init__(self):
+        if not (math.isfinite(self.horizon) and self.horizon > 0):
+            raise DomainError(f"horizon must lie in (0, inf); got {self.horizon!r}")
+
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return float(self.horizon)
+
+    def _log_alpha(self, t):
+        return -t
+
+    def _dlog_alpha(self, t):
+        return -np.ones_like(t)
+
+    def _delta(self, t):
+        return np.expm1(2 * t)
+
+    def _ddelta(self, t):
+        return 2 * np.exp(2 * t)
+
+    def _time_of_delta(self, delta):
+        return 0.5 * np.log1p(delta)
+
+
+@dataclass(frozen=True, repr=False)
+class VPLinear(Process):
+    """Continuous variance-preserving SDE with linear ``beta(s) = b0 + s (b1 - b0)``, s in [0, 1].
+
+    ``log alpha(s) = -s^2 (b1 - b0)/4 - s b0/2`` and ``delta = expm1(s^2 (b1 - b0)/2 + s b0)``
+    (Song et al. 2021, Eq. 11 and Appendix C; THEORY.md section 0). Inverting the
+    quadratic: ``s = 2 L / (b0 + sqrt(b0^2 + 2 (b1 - b0) L))`` with ``L = log(1 + delta)``.
+    The generative time of Raya & Ambrogioni is ``1 - s``.
+    """
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    name = "vp-linear"
+
+    def __post_init__(self):
+        if not (0 < self.beta_min < self.beta_max and math.isfinite(self.beta_max)):
+            raise DomainError(
+                f"need 0 < beta_min < beta_max < inf; got {self.beta_min!r}, {self.beta_max!r}"
+            )
+
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return 1.0
+
+    def _half_integral(self, s):  # int_0^s beta = s b0 + s^2 (b1 - b0) / 2
+        return s * self.beta_min + 0.5 * s * s * (self.beta_max - self.beta_min)
+
+    def _log_alpha(self, t):
+        return -0.5 * self._half_integral(t)
+
+    def _dlog_alpha(self, t):
+        return -0.5 * (self.beta_min + t * (self.beta_max - self.beta_min))
+
+    def _delta(self, t):
+        return np.expm1(self._half_integral(t))
+
+    def _ddelta(self, t):
+        return (self.beta_min + t * (self.beta_max - self.beta_min)) * np.exp(
+            self._half_integral(t)
+        )
+
+    def _time_of_delta(self, delta):
+        L = np.log1p(delta)
+        b0, db = self.beta_min, self.beta_max - self.beta_min
+        return 2 * L / (b0 + np.sqrt(b0 * b0 + 2 * db * L))
+
+
+@dataclass(frozen=True, repr=False)
+class VPCosine(Process):
+    """Cosine schedule of Nichol & Dhariwal 2021 (Eq. 17), in continuous time t in [0, t_max].
+
+    ``alpha(t) = cos(phi(t)) / cos(phi(0))`` with ``phi(t) = (t + s) / (1 + s) * pi / 2``, so
+    ``abar = alpha^2`` is their ``f(t) / f(0)``. ``alpha(1) = 0`` (infinite delta), hence
+    the default ``t_max = 0.999``. ``delta = (cos(phi0)/cos(phi))^2 - 1``.
+    """
+
+    s: float = 0.008
+    t_end: float = 0.999
+    name = "vp-cosine"
+
+    def __post_init__(self):
+        if not (0 <= self.s < 1):
+            raise DomainError(f"s must lie in [0, 1); got {self.s!r}")
+        if not (0 < self.t_end < 1):
+            raise DomainError(f"t_end must lie in (0, 1); got {self.t_end!r}")
+
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return float(self.t_end)
+
+    def _phi(self, t):
+        return (t + self.s) / (1 + self.s) * (np.pi / 2)
+
+    @cached_property
+    def _phi0(self) -> float:
+        return self.s / (1 + self.s) * (np.pi / 2)
+
+    def _log_alpha(self, t):
+        return np.log(np.cos(self._phi(t)) / math.cos(self._phi0))
+
+    def _dlog_alpha(self, t):
+        return -np.tan(self._phi(t)) * (np.pi / 2) / (1 + self.s)
+
+    def _delta(self, t):
+        # (cos phi0 / cos phi)^2 - 1 = (cos phi0 - cos phi)(cos phi0 + cos phi) / cos^2 phi,
+        # with cos phi0 - cos phi = 2 sin((phi + phi0)/2) sin((phi - phi0)/2): no cancellation.
+        phi = self._phi(t)
+        c, c0 = np.cos(phi), math.cos(self._phi0)
+        diff = 2 * np.sin(0.5 * (phi + self._phi0)) * np.sin(0.5 * (phi - self._phi0))
+        return diff * (c0 + c) / (c * c)
+
+    def _ddelta(self, t):
+        phi = self._phi(t)
+        c0 = math.cos(self._phi0)
+        return 2 * c0**2 * np.tan(phi) / np.cos(phi) ** 2 * (np.pi / 2) / (1 + self.s)
+
+    def _time_of_delta(self, delta):
+        # cos phi = c0 / sqrt(1 + delta)  <=>  tan^2 phi = (1 + delta)/c0^2 - 1; arctan keeps
+        # the digits that arccos loses near phi0 at tiny delta.
+        c0 = math.cos(self._phi0)
+        tan2 = (delta + 1.0 - c0 * c0) / (c0 * c0)
+        phi = np.arctan(np.sqrt(tan2))
+        return phi * (1 + self.s) / (np.pi / 2) - self.s
+
+
+@dataclass(frozen=True, repr=False)
+class VE(Process):
+    """Variance-exploding process with geometric noise ``sigma(t) = s_min (s_max / s_min)^t``.
+
+    ``alpha = 1``, ``delta = sigma^2``, t in [0, 1] (Song et al. 2021, Eq. 9; THEORY.md
+    section 0 for Achilli et al.'s synthetic runs). ``t = log(sqrt(delta)/s_min) / log(s_max/s_min)``.
+    """
+
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    name = "ve"
+
+    def __post_init__(self):
+        if not (0 < self.sigma_min < self.sigma_max and math.isfinite(self.sigma_max)):
+            raise DomainError(
+                f"need 0 < sigma_min < sigma_max < inf; got {self.sigma_min!r}, {self.sigma_max!r}"
+            )
+
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return 1.0
+
+    @cached_property
+    def _log_ratio(self) -> float:
+        return math.log(self.sigma_max / self.sigma_min)
+
+    def _log_alpha(self, t):
+        return np.zeros_like(t)
+
+    def _dlog_alpha(self, t):
+        return np.zeros_like(t)
+
+    def _delta(self, t):
+        return np.exp(2 * (math.log(self.sigma_min) + t * self._log_ratio))
+
+    def _ddelta(self, t):
+        return 2 * self._log_ratio * self._delta(t)
+
+    def _time_of_delta(self, delta):
+        return (0.5 * np.log(delta) - math.log(self.sigma_min)) / self._log_ratio
+
+
+@dataclass(frozen=True, repr=False)
+class EDM(Process):
+    """EDM process of Karras et al. 2022: ``alpha = 1``, ``sigma(t) = t``, t in [sigma_min, sigma_max].
+
+    ``delta = t^2``, ``t = sqrt(delta)``. Its sampling grid is :meth:`time_grid` with the
+    ``rho = 7`` spacing of Karras et al. 2022, Eq. 5.
+    """
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    name = "edm"
+
+    def __post_init__(self):
+        if not (0 < self.sigma_min < self.sigma_max and math.isfinite(self.sigma_max)):
+            raise DomainError(
+                f"need 0 < sigma_min < sigma_max < inf; got {self.sigma_min!r}, {self.sigma_max!r}"
+            )
+        if not self.rho > 0:
+            raise DomainError(f"rho must lie in (0, inf); got {self.rho!r}")
+
+    @property
+    def t_min(self) -> float:
+        return float(self.sigma_min)
+
+    @property
+    def t_max(self) -> float:
+        return float(self.sigma_max)
+
+    def _log_alpha(self, t):
+        return np.zeros_like(t)
+
+    def _dlog_alpha(self, t):
+        return np.zeros_like(t)
+
+    def _delta(self, t):
+        return t * t
+
+    def _ddelta(self, t):
+        return 2 * t
+
+    def _time_of_delta(self, delta):
+        return np.sqrt(delta)
+
+    def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
+        """Karras et al. 2022, Eq. 5: ``t_i = (t0^(1/rho) + i/N (t1^(1/rho) - t0^(1/rho)))^rho``."""
+        n_steps = integer(n_steps, "n_steps", 1, 10**9)
+        t0 = self.t_max if t_start is None else float(self.check_time(t_start, "t_start"))
+        t1 = self.t_min if t_end is None else float(self.check_time(t_end, "t_end"))
+        if not t0 > t1:
+            raise InputError(f"t_start must exceed t_end; got t_start={t0:g}, t_end={t1:g}")
+        r = 1.0 / self.rho
+        u = np.linspace(0.0, 1.0, n_steps + 1)
+        grid = (t0**r + u * (t1**r - t0**r)) ** self.rho
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True, repr=False)
+class DDPM(Process):
+    """Discrete DDPM of Ho et al. 2020: ``beta_k`` linear from ``beta_1`` to ``beta_T``, k = 0..T-1.
+
+    ``abar_k = prod_{i<=k} (1 - beta_i)``, ``alpha_k = sqrt(abar_k)``, ``delta_k = 1/abar_k - 1``
+    and the OU time of step k is ``t_k = -log(abar_k)/2`` (THEORY.md section 0).
+
+    The process time is the step index, continued to real ``t in [0, T-1]`` by linear
+    interpolation of ``log abar`` between steps (monotone, hence invertible): integer
+    times give the discrete schedule exactly. :meth:`step_of_delta` and
+    :meth:`step_of_ou_time` return integer steps with an explicit rounding rule.
+    """
+
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    n_steps: int = 1000
+    name = "ddpm"
+
+    def __post_init__(self):
+        if not (0 < self.beta_start <= self.beta_end < 1):
+            raise DomainError(
+                f"need 0 < beta_start <= beta_end < 1; got {self.beta_start!r}, {self.beta_end!r}"
+            )
+        integer(self.n_steps, "n_steps", 2, 10**7)
+
+    # -- the discrete schedule ----------------------------------------------------------
+    @cached_property
+    def betas(self) -> np.ndarray:
+        """``beta_k``, k = 0..T-1."""
+        b = np.linspace(self.beta_start, self.beta_end, self.n_steps)
+        b.setflags(write=False)
+        return b
+
+    @cached_property
+    def log_alpha_bars(self) -> np.ndarray:
+        """``log abar_k = sum_{i<=k} log(1 - beta_i)``."""
+        la = np.cumsum(np.log1p(-self.betas))
+        la.setflags(write=False)
+        return la
+
+    @cached_property
+    def alpha_bars(self) -> np.ndarray:
+        """``abar_k``."""
+        a = np.exp(self.log_alpha_bars)
+        a.setflags(write=False)
+        return a
+
+    @cached_property
+    def deltas(self) -> np.ndarray:
+        """``delta_k = 1/abar_k - 1`` (computed as ``expm1(-log abar_k)``)."""
+        d = np.expm1(-self.log_alpha_bars)
+        d.setflags(write=False)
+        return d
+
+    @cached_property
+    def ou_times(self) -> np.ndarray:
+        """``t_k = -log(abar_k)/2``, the OU time of each step (horizon about 5.06 by default)."""
+        t = -0.5 * self.log_alpha_bars
+        t.setflags(write=False)
+        return t
+
+    def beta_tilde(self, k):
+        """Posterior variance ``beta~_k = (1 - abar_{k-1}) beta_k / (1 - abar_k)`` (Ho et al. Eq. 7),
+        with ``abar_{-1} = 1`` so ``beta~_0 = 0``."""
+        k = np.asarray(self._check_step(k, "k"))
+        prev = np.where(k > 0, self.alpha_bars[np.maximum(k - 1, 0)], 1.0)
+        return _out((1 - prev) * self.betas[k] / -np.expm1(self.log_alpha_bars[k]))
+
+    # -- Process interface (continuous step index) --------------------------------------
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return float(self.n_steps - 1)
+
+    def _interp(self, t, table):
+        return np.interp(t, np.arange(self.n_steps, dtype=float), table)
+
+    def _log_alpha(self, t):
+        return 0.5 * self._interp(t, self.log_alpha_bars)
+
+    def _dlog_alpha(self, t):
+        k = np.clip(np.floor(t).astype(int), 0, self.n_steps - 2)
+        return 0.5 * (self.log_alpha_bars[k + 1] - self.log_alpha_bars[k])
+
+    def _delta(self, t):
+        return np.expm1(-self._interp(t, self.log_alpha_bars))
+
+    def _ddelta(self, t):
+        return -2 * self._dlog_alpha(t) * np.exp(-self._interp(t, self.log_alpha_bars))
+
+    def _time_of_delta(self, delta):
+        # log abar is strictly decreasing in k; interpolate its negation
+        return np.interp(-np.log1p(delta), self.log_alpha_bars[::-1],
+                         np.arange(self.n_steps, dtype=float)[::-1])
+
+    # -- integer steps ------------------------------------------------------------------
+    def _check_step(self, k, name: str):
+        arr = np.asarray(k)
+        if arr.dtype.kind not in "iu":
+            f = finite_array(arr, name)
+            if np.any(f != np.round(f)):
+                raise InputError(f"{name} must be an integer step; got {k!r}")
+            arr = f.astype(int)
+        if np.any(arr < 0) or np.any(arr > self.n_steps - 1):
+            raise DomainError(f"{name} must lie in [0, {self.n_steps - 1}]; got {k!r}")
+        return arr
+
+    def _round(self, t: np.ndarray, rounding: Rounding):
+        if rounding == "nearest":
+            k = np.rint(t)
+        elif rounding == "floor":
+            k = np.floor(t + 1e-9)
+        elif rounding == "ceil":
+            k = np.ceil(t - 1e-9)
+        else:
+            raise InputError(f"rounding must be 'nearest', 'floor' or 'ceil'; got {rounding!r}")
+        k = k.astype(int)
+        return int(k) if k.ndim == 0 else k
+
+    def step_of_delta(self, delta, rounding: Rounding = "nearest"):
+        """The DDPM step whose ``delta_k`` matches ``delta``.
+
+        ``rounding='floor'``: the last step with ``delta_k <= delta`` (the less noisy side);
+        ``'ceil'``: the first step with ``delta_k >= delta``; ``'nearest'``: the nearest
+        step in the interpolated step index.
+        """
+        return self._round(np.asarray(self._time_of_delta(self.check_delta(delta))), rounding)
+
+    def step_of_ou_time(self, t_ou, rounding: Rounding = "nearest"):
+        """The DDPM step at OU time ``t_ou`` (``delta = e^{2 t} - 1``), rounded as in
+        :meth:`step_of_delta`."""
+        t = finite_array(t_ou, "t_ou")
+        if np.any(t < 0):
+            raise DomainError(f"t_ou must lie in [0, inf); got {t_ou!r}")
+        return self.step_of_delta(np.expm1(2 * t), rounding)
+
+    def ou_time_of_step(self, k):
+        """OU time ``-log(abar_k)/2`` of integer step ``k``."""
+        return _out(self.ou_times[self._check_step(k, "k")])
+
+    def delta_of_step(self, k):
+        """``delta_k = 1/abar_k - 1`` of integer step ``k``."""
+        return _out(self.deltas[self._check_step(k, "k")])
+
+    def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
+        """Decreasing integer-step grid (``np.linspace`` rounded, duplicates removed), e.g.
+        the strided DDIM schedule. ``n_steps = T - 1`` gives every step."""
+        grid = super().time_grid(n_steps, t_start, t_end)
+        steps = np.unique(np.rint(grid).astype(int))[::-1]
+        return steps.astype(float)
+
+
+PRESETS: dict[str, Process] = {
+    "ou": OU(),
+    "vp-linear": VPLinear(),
+    "vp-cosine": VPCosine(),
+    "ve": VE(),
+    "edm": EDM(),
+    "ddpm": DDPM(),
+}
+"""The named processes with their default parameters (the CLI's ``--process`` names)."""
+
+
+def get_process(process: str | Process) -> Process:
+    """A :class:`Process` from an instance or one of the names in :data:`PRESETS`."""
+    if isinstance(process, Process):
+        return process
+    try:
+        return PRESETS[str(process).lower()]
+    except KeyError:
+        raise InputError(
+            f"process must be a Process or one of {sorted(PRESETS)}; got {process!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ProcessTime:
+    """Where a noise-to-signal variance falls in one process."""
+
+    process: str
+    time: float | None
+    step: int | None = None
+    ou_time: float | None = None
+    note: str = field(default="")
+
+
+def times_of_delta(delta: float, processes=None) -> dict[str, ProcessTime]:
+    """The time at which each process reaches ``delta`` (and the DDPM step, nearest).
+
+    One call for every named process; a process whose range does not reach ``delta``
+    gets ``time=None`` and a note saying its range.
+    """
+    d = float(finite_array(delta, "delta"))
+    if not d > 0:
+        raise DomainError(f"delta must lie in (0, inf); got {d!r}")
+    out: dict[str, ProcessTime] = {}
+    for name, proc in (processes or PRESETS).items():
+        proc = get_process(proc)
+        try:
+            t = proc.time_of_delta(d)
+        except DomainError:
+            out[name] = ProcessTime(
+                name, None,
+                note=f"outside the range [{proc.delta_min:.4g}, {proc.delta_max:.4g}]",
+            )
+            continue
+        step = proc.step_of_delta(d, "nearest") if isinstance(proc, DDPM) else None
+        out[name] = ProcessTime(name, float(t), step, ou_time=float(0.5 * math.log1p(d)))
+    return out
