@@ -1,0 +1,292 @@
+"""Exact ensembles: identities (hypothesis), brute-force twins, limits, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+
+from physdiff.ensembles import Empirical, Gaussian, GaussianMixture, LinearManifold
+from physdiff.errors import DomainError, InputError, NotSupportedError, ShapeError
+from physdiff.processes import DDPM, EDM, OU, VE, VPCosine, VPLinear
+
+
+def _models():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 3))
+    cov = a @ a.T + 0.1 * np.eye(3)
+    return {
+        "gaussian": Gaussian(rng.standard_normal(3), cov),
+        "gaussian-degenerate": Gaussian(np.zeros(3), np.diag([2.0, 0.5, 0.0])),
+        "mixture": GaussianMixture([0.2, 0.5, 0.3], rng.standard_normal((3, 3)) * 2,
+                                   np.stack([cov, np.diag([1.0, 0.0, 0.3]), 0.2 * np.eye(3)])),
+        "two-deltas": GaussianMixture.two_deltas(1.3, d=3),
+        "empirical": Empirical(rng.standard_normal((7, 3)) * 1.5),
+        "manifold": LinearManifold.random(3, [2.0, 0.4], rng, mean=np.ones(3)),
+    }
+
+
+MODELS = _models()
+NAMES = list(MODELS)
+
+points = st.lists(st.floats(-3, 3), min_size=3, max_size=3).map(lambda v: np.array([v]))
+deltas = st.floats(0.05, 5.0)
+
+
+def _fd_grad(f, y, h):
+    return np.stack([(f(y + h * e) - f(y - h * e)) / (2 * h) for e in np.eye(y.shape[1])], -1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(y=points, delta=deltas)
+def test_score_is_gradient_of_log_density(name, y, delta):
+    m = MODELS[name]
+    h = 1e-5 * np.sqrt(delta)
+    fd = _fd_grad(lambda z: m.log_density(z, delta), y, h)
+    s = m.score(y, delta)
+    np.testing.assert_allclose(s, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(s).max()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(y=points, delta=deltas)
+def test_tweedie(name, y, delta):
+    m = MODELS[name]
+    np.testing.assert_allclose(m.denoise(y, delta), y + delta * m.score(y, delta),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30, deadline=None)
+@given(y=points, delta=deltas)
+def test_jacobian_is_derivative_of_score(name, y, delta):
+    m = MODELS[name]
+    h = 1e-5 * np.sqrt(delta)
+    fd = _fd_grad(lambda z: m.score(z, delta), y, h)
+    J = m.score_jacobian(y, delta)
+    np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(J).max()))
+    # J = -I/delta + Cov(x0 | y)/delta^2 (THEORY.md section 1)
+    cov = m.posterior_covariance(y, delta)
+    np.testing.assert_allclose(J, -np.eye(3) / delta + cov / delta**2, rtol=1e-8,
+                               atol=1e-8 / delta)
+    np.testing.assert_allclose(J, np.swapaxes(J, 1, 2), atol=1e-10 / delta)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_point_delta_equals_scalar_calls(name):
+    m = MODELS[name]
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((5, 3))
+    d = np.array([0.01, 0.1, 1.0, 10.0, 100.0])
+    batch = m.score(y, d)
+    for i in range(5):
+        np.testing.assert_allclose(batch[i], m.score(y[i:i + 1], d[i])[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("delta", [0.3, 2.0])
+@pytest.mark.parametrize("name", ["gaussian", "mixture", "two-deltas", "empirical"])
+def test_density_integrates_to_one_in_1d_marginal(name, delta):
+    """Brute force: the 1-D analogue integrated by quadrature has mass 1."""
+    full = MODELS[name]
+    m1 = _one_d(full)
+    val, err = integrate.quad(lambda x: np.exp(m1.log_density(np.array([[x]]), delta))[0],
+                              -40, 40, limit=400, points=[0.0])
+    assert val == pytest.approx(1.0, abs=1e-8)
+
+
+def _one_d(m):
+    rng = np.random.default_rng(5)
+    if isinstance(m, Empirical):
+        return Empirical(rng.standard_normal((6, 1)))
+    if isinstance(m, GaussianMixture):
+        return GaussianMixture.isotropic(m.weights, rng.standard_normal((m.n_components, 1)),
+                                         np.linspace(0, 0.5, m.n_components))
+    return Gaussian([0.3], [[1.7]])
+
+
+def test_two_deltas_tanh_formula():
+    """score(y) = (m tanh(m y / delta) - y) / delta (THEORY.md section 2)."""
+    m = 1.7
+    model = GaussianMixture.two_deltas(m)
+    y = np.linspace(-5, 5, 41)[:, None]
+    for delta in (1e-3, 0.5, 30.0):
+        np.testing.assert_allclose(model.score(y, delta)[:, 0],
+                                   (m * np.tanh(m * y[:, 0] / delta) - y[:, 0]) / delta,
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_one_component_mixture_equals_gaussian():
+    g = MODELS["gaussian"]
+    mix = GaussianMixture([1.0], g.mean[None], g.covariance[None])
+    y = np.random.default_rng(0).standard_normal((6, 3))
+    for fn in ("score", "denoise", "log_density", "score_jacobian"):
+        np.testing.assert_allclose(getattr(mix, fn)(y, 0.4), getattr(g, fn)(y, 0.4),
+                                   rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mix.posterior(y, 0.4), 1.0)
+
+
+def test_one_point_empirical_equals_point_mass():
+    a = np.array([[0.5, -1.0, 2.0]])
+    emp, pm = Empirical(a), Gaussian.point_mass(a[0])
+    y = np.random.default_rng(0).standard_normal((6, 3)) * 3
+    for fn in ("score", "denoise", "log_density", "score_jacobian"):
+        np.testing.assert_allclose(getattr(emp, fn)(y, 0.7), getattr(pm, fn)(y, 0.7),
+                                   rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(emp.participation_ratio(y, 0.7), 1.0)
+
+
+def test_empirical_equals_point_mass_mixture():
+    """The training set is the equal-weight mixture of its points' Dirac masses."""
+    pts = np.random.default_rng(2).standard_normal((9, 4))
+    emp, mix = Empirical(pts), GaussianMixture(np.full(9, 1 / 9), pts)
+    y = np.random.default_rng(3).standard_normal((8, 4)) * 2
+    for delta in (0.05, 1.0, 50.0):
+        for fn in ("score", "denoise", "log_density", "posterior", "score_jacobian"):
+            np.testing.assert_allclose(getattr(emp, fn)(y, delta), getattr(mix, fn)(y, delta),
+                                       rtol=1e-9, atol=1e-10)
+
+
+def test_empirical_far_points_and_extreme_delta_are_finite():
+    emp = Empirical(np.random.default_rng(0).standard_normal((50, 3)))
+    y = np.full((2, 3), 1e4)
+    for delta in (1e-8, 1.0, 1e8):
+        for out in (emp.score(y, delta), emp.denoise(y, delta), emp.log_density(y, delta)):
+            assert np.all(np.isfinite(out))
+    # tiny delta: the denoiser returns the nearest training point
+    idx, _ = emp.nearest(y)
+    np.testing.assert_allclose(emp.denoise(y, 1e-8), emp.points[idx])
+
+
+def test_mixture_far_points_stay_finite_and_pick_nearest_component():
+    mix = GaussianMixture.isotropic([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [0.1, 0.1])
+    y = np.array([[1e6, 0.0], [-1e6, 3.0]])
+    p = mix.posterior(y, 1e-3)
+    np.testing.assert_array_equal(p, [[0.0, 1.0], [1.0, 0.0]])
+    assert np.all(np.isfinite(mix.score(y, 1e-3)))
+
+
+def test_manifold_is_degenerate_gaussian():
+    rng = np.random.default_rng(4)
+    lm = LinearManifold.random(5, [1.5, 0.2], rng, mean=np.arange(5.0))
+    g = Gaussian(lm.mean, lm.covariance)
+    y = rng.standard_normal((7, 5))
+    assert g.rank == 2
+    for fn in ("score", "denoise", "log_density", "score_jacobian"):
+        np.testing.assert_allclose(getattr(lm, fn)(y, 0.3), getattr(g, fn)(y, 0.3),
+                                   rtol=1e-9, atol=1e-10)
+    # normal directions: J = -1/delta exactly; tangent: -1/(s^2 + delta)
+    J = lm.score_jacobian(y[:1], 1e-6)[0]
+    B = lm.basis
+    normal = np.linalg.svd(B, full_matrices=True)[0][:, 2:]
+    np.testing.assert_allclose(normal.T @ J @ normal, -1e6 * np.eye(3), rtol=1e-10, atol=1e-12 * 1e6)
+    np.testing.assert_allclose(B.T @ J @ B, -np.diag(1 / (lm.stds**2 + 1e-6)), rtol=1e-9,
+                               atol=1e-12 * 1e6)  # roundoff of B^T (I/delta) B
+
+
+def test_normalised_anisotropic_manifold_samples_but_has_no_closed_form():
+    lm = LinearManifold.axis_aligned(4, [1.0, 2.0], normalized=True)
+    x = lm.sample(100, np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.sqrt(5.0))
+    np.testing.assert_allclose(x[:, 2:], 0.0)
+    with pytest.raises(NotSupportedError, match="Empirical"):
+        lm.score(x[:2], 1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_moments_match(name):
+    m = MODELS[name]
+    n = 200_000
+    x = m.sample(n, np.random.default_rng(11))
+    cov = m.covariance
+    se_mean = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(x.mean(0) - m.mean) <= 5 * se_mean + 1e-12)
+    # variance standard error, generous bound from the fourth moment estimate
+    xc = x - x.mean(0)
+    se_var = np.sqrt(np.var(xc**2, axis=0) / n)
+    assert np.all(np.abs((xc**2).mean(0) - np.diag(cov)) <= 5 * se_var + 1e-12)
+
+
+def test_sample_noised_is_the_ve_marginal():
+    g = Gaussian([1.0, -1.0], [[1.0, 0.3], [0.3, 0.5]])
+    x0, y = g.sample_noised(100_000, 2.0, np.random.default_rng(0))
+    emp_cov = np.cov(y.T)
+    np.testing.assert_allclose(emp_cov, g.covariance + 2.0 * np.eye(2), atol=0.05)
+
+
+PROCS = [OU(), VPLinear(), VPCosine(), VE(), EDM(), DDPM()]
+
+
+@pytest.mark.parametrize("proc", PROCS, ids=lambda p: type(p).__name__)
+@pytest.mark.parametrize("name", ["mixture", "empirical", "manifold"])
+def test_frame_view_matches_ve_frame(proc, name):
+    m = MODELS[name]
+    t = proc.t_min + 0.3 * (proc.t_max - proc.t_min)
+    v = m.in_frame(proc, t)
+    a, dl = proc.alpha(t), proc.delta(t)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    np.testing.assert_allclose(v.score(x), m.score(x / a, dl) / a, rtol=1e-12)
+    np.testing.assert_allclose(v.denoise(x), m.denoise(x / a, dl), rtol=1e-12)
+    np.testing.assert_allclose(v.eps(x), -proc.sigma(t) * v.score(x), rtol=1e-12)
+    # the frame's score is the gradient of its own log-density
+    h = 1e-5 * proc.sigma(t)
+    fd = _fd_grad(v.log_density, x, h)
+    np.testing.assert_allclose(v.score(x), fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+    # Tweedie in the process frame: E[x0|x] = (x + sigma^2 score)/alpha
+    np.testing.assert_allclose(v.denoise(x), (x + proc.sigma(t) ** 2 * v.score(x)) / a,
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_frame_view_density_normalised_1d():
+    g = Gaussian([0.5], [[2.0]])
+    v = g.in_frame(VPLinear(), 0.4)
+    val, _ = integrate.quad(lambda x: np.exp(v.log_density(np.array([[x]])))[0], -30, 30)
+    assert val == pytest.approx(1.0, abs=1e-9)
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_bad_inputs_name_the_argument():
+    g = MODELS["gaussian"]
+    y = np.zeros((2, 3))
+    with pytest.raises(DomainError, match="delta must lie in"):
+        g.score(y, 0.0)
+    with pytest.raises(DomainError, match="delta must lie in"):
+        g.score(y, -1.0)
+    with pytest.raises(InputError, match="delta must be finite"):
+        g.score(y, np.nan)
+    with pytest.raises(InputError, match="y must be finite"):
+        g.score(np.array([[np.inf, 0, 0]]), 1.0)
+    with pytest.raises(ShapeError, match=r"y must have shape \(n, 3\)"):
+        g.score(np.zeros((2, 4)), 1.0)
+    with pytest.raises(ShapeError, match=r"y must have shape"):
+        g.score(np.zeros(3), 1.0)
+    with pytest.raises(ShapeError, match="delta must be a scalar or have shape"):
+        g.score(y, np.ones(3))
+    with pytest.raises(InputError, match="positive semi-definite"):
+        Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, -1.0]])
+    with pytest.raises(InputError, match="symmetric"):
+        Gaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]])
+    with pytest.raises(ShapeError, match="cov must have shape"):
+        Gaussian([0.0, 0.0], np.eye(3))
+    with pytest.raises(InputError, match="weights must sum to 1"):
+        GaussianMixture([0.5, 0.6], [[0.0], [1.0]])
+    with pytest.raises(InputError, match="weights must be >= 0"):
+        GaussianMixture([1.5, -0.5], [[0.0], [1.0]])
+    with pytest.raises(ShapeError, match="weights must have one entry"):
+        GaussianMixture([1.0], [[0.0], [1.0]])
+    with pytest.raises(InputError, match="points must hold at least one"):
+        Empirical(np.zeros((0, 3)))
+    with pytest.raises(InputError, match="points must be finite"):
+        Empirical(np.array([[0.0, np.nan]]))
+    with pytest.raises(InputError, match="basis must have orthonormal"):
+        LinearManifold(np.ones((3, 1)), [1.0])
+    with pytest.raises(DomainError, match="stds must lie in"):
+        LinearManifold.axis_aligned(3, [1.0, 0.0])
+    with pytest.raises(InputError, match="rng must be a numpy"):
+        g.sample(3, 0)
+    with pytest.raises(NotSupportedError, match="no components"):
+        g.posterior(y, 1.0)
+    with pytest.raises(DomainError, match="t must lie in"):
+        g.in_frame(OU(), -1.0)
