@@ -96,7 +96,7 @@ class Gaussian(Ensemble):
         self._mean = np.array(mean, dtype=float)
         self._U = np.ascontiguousarray(basis, dtype=float)
         self._lam = np.array(lam, dtype=float)
-        self._logdet_lam = None
+        self._V = None
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -152,12 +152,24 @@ class Gaussian(Ensemble):
         return np.einsum("ir,nr,jr->nij", self._U, w, self._U)
 
     def _score_jacobian(self, y, delta):
-        n, d = y.shape
-        # -(I - U U^T)/delta - U diag(1/(lam + delta)) U^T
-        #   = -I/delta + U diag(1/delta - 1/(lam + delta)) U^T,  1/delta - 1/(lam+delta) = lam/(delta (lam+delta))
-        gain = self._lam / (delta * (self._lam + delta))  # (n, r)
-        proj = np.einsum("ir,nr,jr->nij", self._U, gain, self._U)
-        return proj - np.eye(d)[None] / delta[:, :, None]
+        # -U diag(1/(lam + delta)) U^T - V V^T / delta, V an orthonormal basis of the
+        # zero-variance complement: both terms exact, no -I/delta + Cov/delta^2 cancellation
+        tangent = np.einsum("ir,nr,jr->nij", self._U, 1.0 / (self._lam + delta), self._U)
+        V = self._complement
+        if V.shape[1] == 0:
+            return -tangent
+        return -tangent - (V @ V.T)[None] / delta[:, :, None]
+
+    @property
+    def _complement(self) -> np.ndarray:
+        if getattr(self, "_V", None) is None:
+            d, r = self.dim, self.rank
+            if r == d:
+                self._V = np.zeros((d, 0))
+            else:
+                q = np.linalg.svd(self._U, full_matrices=True)[0] if r else np.eye(d)
+                self._V = np.ascontiguousarray(q[:, r:])
+        return self._V
 
     def _sample(self, n, rng):
         z = rng.standard_normal((n, self.rank))
