@@ -1,0 +1,506 @@
+"""Symmetry breaking, speciation and cloning (THEORY.md section 2).
+
+At high noise the generative dynamics have one stable fixed point near the data mean; at
+a critical noise level it loses stability and the trajectories commit to one part of the
+data (spontaneous symmetry breaking: Raya & Ambrogioni 2023; speciation: Biroli et al.
+2024). Which noise level is "critical" depends on the criterion, and this module names it
+every time.
+
+**One mechanism for both dynamical criteria.** Write the generative (reverse-time) drift
+of a process, ``-f x + g^2 score_t(x)``, in the VE frame ``x = alpha y``. With
+``g^2 = alpha^2 d delta/dt`` it vanishes where
+
+    score(y, delta) = c y,        c(delta) = f / (d delta/dt),
+
+and its stability matrix there is ``J(y) - c I`` (``J`` the score Jacobian). The potential
+whose negative gradient is that field is ``U(y) = -log p_delta(y) + c |y|^2 / 2``.
+
+* Criterion (a), the log-density (the denoiser, the rescaled dynamics): ``c = 0``. The
+  centre loses stability when the top eigenvalue of ``J`` crosses 0, i.e. when
+  ``delta = lambda``, ``lambda`` the top eigenvalue of ``Cov(x0 | y = centre)``. Two deltas
+  at +-m: ``delta_c = m^2``.
+* Criterion (b), the raw SDE drift of a process (Raya & Ambrogioni's potential
+  ``u = beta (-x^2/4 - log p_t)`` for VP processes). For every variance-preserving process
+  ``c = -alpha^2/2 = -1/(2 (1 + delta))``; the centre loses stability when
+  ``-1/delta + lambda/delta^2 = -1/(2 (1 + delta))``, which for a constant ``lambda`` gives
+  ``delta_c = lambda - 1 + sqrt(lambda^2 + 1)``, i.e. ``theta^4 + 2 lambda theta^2 - 1 = 0``
+  with ``theta = alpha`` and OU time ``t_c = asinh(lambda)/2``. Its fixed points obey
+  ``(1 + theta^2) x* = 2 theta E[x0 | x*]``. Processes with zero drift (VE, EDM) have
+  ``c = 0``: criterion (b) is then criterion (a) and is refused as ill-posed.
+* Speciation (Biroli et al. 2024, Eq. 9): ``Lambda e^{-2 t_S} = 1``, ``t_S = log(Lambda)/2``
+  in OU time, ``Lambda`` the top eigenvalue of the data covariance; as a noise level
+  ``delta_S = e^{2 t_S} - 1 = Lambda - 1``.
+
+**Cloning** (Biroli et al. 2024, section 3): for the symmetric mixture of two Gaussians
+``N(+-m, s^2 I)``, two copies of the reverse process started from the same ``x_t`` end in
+the same class with probability ``phi = (1 + E_z tanh(q + sqrt(q) z))/2``, with the
+signal-to-noise ratio ``q = |m|^2 theta^2 / Gamma_t``, ``Gamma_t = 1 - e^{-2t} + s^2 e^{-2t}``;
+in the VE frame ``q = |m|^2 / (s^2 + delta)`` (schedule free).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validate import as_points, finite_array, integer, positive
+from .ensembles.base import Ensemble, ScoreModel
+from .errors import DomainError, InputError, PhysdiffError
+from .processes import DDPM, OU, PRESETS, Process, get_process
+
+__all__ = [
+    "CRITERIA",
+    "NoSymmetryBreaking",
+    "CriticalPoint",
+    "drift_constant",
+    "drift_field",
+    "potential",
+    "stability_matrix",
+    "fixed_points_1d",
+    "bifurcation_diagram",
+    "BifurcationDiagram",
+    "find_fixed_point",
+    "critical_two_deltas",
+    "critical_from_eigenvalue",
+    "critical_point",
+    "speciation_time",
+    "cloning_probability",
+    "measure_cloning",
+    "CloningMeasurement",
+]
+
+CRITERIA = ("log-density", "sde-drift", "speciation")
+"""The criteria: (a) log-density, (b) the raw SDE drift of a process, Biroli's speciation."""
+
+_SOURCES = {
+    "log-density": "criterion (a): log-density / denoiser (Raya & Ambrogioni 2023; THEORY.md s.2)",
+    "sde-drift": "criterion (b): raw SDE drift potential (Raya & Ambrogioni 2023, Eq. 7; "
+    "THEORY.md s.2)",
+    "speciation": "speciation Lambda e^{-2 t_S} = 1 (Biroli et al. 2024, Eq. 9)",
+}
+
+
+class NoSymmetryBreaking(PhysdiffError, ValueError):
+    """The model has no symmetry to break under the criterion (e.g. log-concave data)."""
+
+
+def _criterion(criterion: str) -> str:
+    c = str(criterion).lower()
+    aliases = {"a": "log-density", "b": "sde-drift", "vp-drift": "sde-drift",
+               "biroli": "speciation"}
+    c = aliases.get(c, c)
+    if c not in CRITERIA:
+        raise InputError(f"criterion must be one of {CRITERIA} (or 'a', 'b'); got {criterion!r}")
+    return c
+
+
+# ---------------------------------------------------------------------------------------
+# the critical point as a noise level, convertible to any process
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A critical noise-to-signal variance ``delta`` and the criterion that defined it.
+
+    ``process`` is the process a process-dependent criterion (b) was computed for (the
+    critical ``delta`` is then specific to that process's drift).
+    """
+
+    criterion: str
+    delta: float
+    source: str = ""
+    process: str | None = None
+    details: dict = field(default_factory=dict, compare=False)
+
+    def time(self, process: Process | str = "ou") -> float:
+        """The critical time in ``process``'s own time (a DDPM step index for ``ddpm``)."""
+        return float(get_process(process).time_of_delta(self.delta))
+
+    @property
+    def ou_time(self) -> float:
+        """``t = log(1 + delta)/2``."""
+        return 0.5 * math.log1p(self.delta)
+
+    def ddpm_step(self, rounding: str = "nearest", ddpm: DDPM | None = None) -> int:
+        """The DDPM step at this noise level (see :meth:`DDPM.step_of_delta`)."""
+        return int((ddpm or DDPM()).step_of_delta(self.delta, rounding))
+
+    def table(self, processes=None) -> dict:
+        """Delta, OU time, the time in each process (``None`` if out of its range) and the
+        DDPM steps: a JSON-ready dict."""
+        out: dict = {"criterion": self.criterion, "delta": self.delta, "ou_time": self.ou_time,
+                     "source": self.source, "process": self.process, "times": {}}
+        for name, proc in (processes or PRESETS).items():
+            proc = get_process(proc)
+            try:
+                out["times"][name] = self.time(proc)
+            except DomainError:
+                out["times"][name] = None
+        ddpm = DDPM()
+        if ddpm.delta_min <= self.delta <= ddpm.delta_max:
+            out["ddpm_step"] = {r: self.ddpm_step(r, ddpm) for r in ("floor", "nearest", "ceil")}
+        else:
+            out["ddpm_step"] = None
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# the drift, its potential and its stability, for any criterion
+# ---------------------------------------------------------------------------------------
+def drift_constant(delta, criterion: str = "log-density", process: Process | str | None = None):
+    """``c(delta) = f / (d delta/dt)``: the generative drift vanishes where ``score = c y``.
+
+    ``0`` for criterion (a); for criterion (b), the value of ``process`` (``-1/(2(1+delta))``
+    for every variance-preserving process). Raises for a process without drift.
+    """
+    crit = _criterion(criterion)
+    delta = positive(delta, "delta")
+    if crit == "log-density":
+        return np.zeros_like(delta) if delta.ndim else 0.0
+    if crit == "speciation":
+        raise InputError("speciation is a criterion on the data spectrum, not a drift")
+    if process is None:
+        raise InputError("criterion 'sde-drift' needs a process (e.g. 'ou' or 'vp-linear')")
+    proc = get_process(process)
+    t = proc.time_of_delta(delta)
+    f = np.asarray(proc.drift_coefficient(t))
+    if np.all(f == 0):
+        raise InputError(
+            f"process {proc!r} has no SDE drift (f = 0), so criterion (b) equals criterion (a); "
+            "use a variance-preserving process (ou, vp-linear, vp-cosine, ddpm)"
+        )
+    c = f / np.asarray(proc.ddelta_dt(t))
+    return float(c) if c.ndim == 0 else c
+
+
+def drift_field(model: ScoreModel, y, delta, c=0.0) -> np.ndarray:
+    """``score(y) - c y``: proportional to the generative drift in the VE frame."""
+    y = np.asarray(y, dtype=float)
+    return model.score(y, delta) - np.reshape(c, (-1, 1)) * y
+
+
+def stability_matrix(model: ScoreModel, y, delta, c=0.0) -> np.ndarray:
+    """``J(y) - c I``; a fixed point is stable when all its eigenvalues are negative."""
+    J = model.score_jacobian(y, delta)
+    return J - np.reshape(c, (-1, 1, 1)) * np.eye(J.shape[-1])
+
+
+def potential(model: Ensemble, y, delta, c=0.0) -> np.ndarray:
+    """``U(y) = -log p_delta(y) + c |y|^2 / 2`` (criterion (a): ``c = 0``), whose negative
+    gradient is :func:`drift_field`."""
+    y = np.asarray(y, dtype=float)
+    return -model.log_density(y, delta) + 0.5 * np.reshape(c, (-1,)) * np.sum(y * y, axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# fixed points
+# ---------------------------------------------------------------------------------------
+def fixed_points_1d(model: ScoreModel, delta: float, c: float = 0.0, *,
+                    bounds: tuple[float, float] | None = None, grid: int = 4001):
+    """All fixed points of the 1-D drift ``score(y) - c y`` in ``bounds``, with stability.
+
+    Brackets every sign change on a grid of ``grid`` points and refines each by bisection
+    to machine precision. Returns ``(points, slopes)``: the roots and the drift's slope
+    ``J - c`` there (negative = stable).
+    """
+    diag = bifurcation_diagram(model, [delta], c=[c], bounds=bounds, grid=grid)
+    return diag.points[0], diag.slopes[0]
+
+
+@dataclass(frozen=True)
+class BifurcationDiagram:
+    """Fixed points of a 1-D drift over noise levels: ``points[i]`` and ``slopes[i]`` are
+    arrays for ``deltas[i]`` (slope < 0: stable)."""
+
+    deltas: np.ndarray
+    points: list
+    slopes: list
+
+    def stable(self, i: int) -> np.ndarray:
+        return self.points[i][self.slopes[i] < 0]
+
+    def unstable(self, i: int) -> np.ndarray:
+        return self.points[i][self.slopes[i] >= 0]
+
+    def n_stable(self) -> np.ndarray:
+        return np.array([np.sum(s < 0) for s in self.slopes])
+
+
+def _default_bounds(model) -> tuple[float, float]:
+    try:
+        mu = float(np.asarray(model.mean).reshape(-1)[0])
+        sd = math.sqrt(float(np.asarray(model.covariance).reshape(-1)[0]))
+    except Exception:  # noqa: BLE001 - models without moments: a generic window
+        return (-10.0, 10.0)
+    half = 4 * sd + 4.0
+    return (mu - half, mu + half)
+
+
+def bifurcation_diagram(model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: int = 4001,
+                        refine: int = 60) -> BifurcationDiagram:
+    """Fixed points and their stability for every noise level in ``deltas`` (1-D models).
+
+    One vectorised evaluation of the score on the ``(delta, y)`` mesh brackets every root;
+    the brackets are then refined together by bisection (``refine`` halvings). ``c`` is a
+    scalar or one value per delta (criterion (b): :func:`drift_constant`).
+    """
+    if int(model.dim) != 1:
+        raise InputError(f"bifurcation_diagram needs a 1-D model; got dim={model.dim}")
+    deltas = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    cs = np.broadcast_to(finite_array(c, "c"), deltas.shape).astype(float)
+    grid = integer(grid, "grid", 3, 10**7)
+    lo, hi = bounds if bounds is not None else _default_bounds(model)
+    if not hi > lo:
+        raise InputError(f"bounds must satisfy lo < hi; got {bounds!r}")
+    ys = np.linspace(lo, hi, grid)
+    nd = deltas.shape[0]
+
+    def field(y, dl, cc):
+        return model.score(y.reshape(-1, 1), dl)[:, 0] - cc * y
+
+    dl_mesh = np.repeat(deltas, grid)
+    c_mesh = np.repeat(cs, grid)
+    vals = field(np.tile(ys, nd), dl_mesh, c_mesh).reshape(nd, grid)
+    sgn = np.sign(vals)
+    exact = sgn == 0
+    change = (sgn[:, :-1] * sgn[:, 1:] < 0)
+    i_d, i_y = np.nonzero(change)
+    a, b = ys[i_y].copy(), ys[i_y + 1].copy()
+    fa = vals[i_d, i_y]
+    dl_r, c_r = deltas[i_d], cs[i_d]
+    for _ in range(refine):
+        mid = 0.5 * (a + b)
+        fm = field(mid, dl_r, c_r) if mid.size else mid
+        left = np.sign(fm) == np.sign(fa)
+        a = np.where(left, mid, a)
+        fa = np.where(left, fm, fa)
+        b = np.where(left, b, mid)
+    roots = 0.5 * (a + b)
+    ez_d, ez_y = np.nonzero(exact)
+    roots = np.concatenate([roots, ys[ez_y]])
+    owner = np.concatenate([i_d, ez_d])
+    if roots.size:
+        J = model.score_jacobian(roots.reshape(-1, 1), deltas[owner])[:, 0, 0] - cs[owner]
+    else:
+        J = roots
+    points, slopes = [], []
+    for k in range(nd):
+        sel = owner == k
+        order = np.argsort(roots[sel])
+        points.append(roots[sel][order])
+        slopes.append(J[sel][order])
+    return BifurcationDiagram(deltas, points, slopes)
+
+
+def find_fixed_point(model: ScoreModel, y0, delta: float, c: float = 0.0, *,
+                     tol: float = 1e-12, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Newton's method on ``score(y) - c y = 0`` from ``y0`` (shape ``(d,)``), with a
+    backtracking line search on the residual norm. Returns ``(y*, eigenvalues of J - c I)``.
+    """
+    d = int(model.dim)
+    y = as_points(np.reshape(y0, (1, -1)), d, "y0")[0].copy()
+    eye = np.eye(d)
+    r = drift_field(model, y[None], delta, c)[0]
+    for _ in range(max_iter):
+        nr = np.linalg.norm(r)
+        if nr <= tol * (1 + np.linalg.norm(y)) / max(delta, 1e-300):
+            break
+        A = model.score_jacobian(y[None], delta)[0] - c * eye
+        step = np.linalg.lstsq(A, -r, rcond=None)[0]
+        lam = 1.0
+        while lam > 1e-8:
+            y_new = y + lam * step
+            r_new = drift_field(model, y_new[None], delta, c)[0]
+            if np.linalg.norm(r_new) < nr:
+                break
+            lam *= 0.5
+        if lam <= 1e-8:
+            break
+        y, r = y_new, r_new
+    eig = np.linalg.eigvalsh(stability_matrix(model, y[None], delta, c)[0])
+    return y, eig
+
+
+# ---------------------------------------------------------------------------------------
+# critical points
+# ---------------------------------------------------------------------------------------
+def critical_two_deltas(m: float = 1.0, criterion: str = "log-density",
+                        process: Process | str | None = None) -> CriticalPoint:
+    """Closed forms for two point masses at ``+-m`` (``lambda = Lambda = m^2``)."""
+    m = float(finite_array(m, "m"))
+    if m == 0:
+        raise NoSymmetryBreaking("two deltas at +-0 are one point: no symmetry to break")
+    return critical_from_eigenvalue(m * m, criterion, process)
+
+
+def critical_from_eigenvalue(eigenvalue, criterion: str = "log-density",
+                             process: Process | str | None = None) -> CriticalPoint:
+    """Closed forms in terms of a top eigenvalue.
+
+    ``eigenvalue`` is a number (the top eigenvalue) or a whole spectrum (its maximum is
+    used; negative entries are an error). For criteria (a) and (b) it is the top
+    eigenvalue of the posterior covariance at the centre, taken as constant (exact for two
+    deltas); for speciation, the top eigenvalue of the data covariance.
+    """
+    crit = _criterion(criterion)
+    spec = finite_array(eigenvalue, "eigenvalue").reshape(-1)
+    if spec.size == 0:
+        raise InputError("eigenvalue must hold at least one value")
+    if np.any(spec < 0):
+        raise DomainError(f"a covariance spectrum must be >= 0; got min {spec.min():.6g}")
+    lam = float(spec.max())
+    if lam == 0:
+        raise NoSymmetryBreaking("a zero spectrum (a point mass) has no symmetry to break")
+    if crit == "log-density":
+        delta = lam
+    elif crit == "sde-drift":
+        proc = get_process(process if process is not None else OU())
+        drift_constant(1.0, crit, proc)  # refuses processes without drift
+        if not _is_variance_preserving(proc):
+            return _critical_numeric_constant_lambda(lam, proc)
+        delta = lam - 1.0 + math.hypot(lam, 1.0)
+    else:
+        if lam <= 1:
+            raise NoSymmetryBreaking(
+                f"speciation needs Lambda > 1 (t_S = log(Lambda)/2 > 0); got Lambda = {lam:g}")
+        delta = lam - 1.0
+    return CriticalPoint(crit, float(delta), _SOURCES[crit],
+                         process=None if crit != "sde-drift" else get_process(
+                             process if process is not None else OU()).name,
+                         details={"eigenvalue": lam})
+
+
+def _is_variance_preserving(proc: Process) -> bool:
+    t = np.linspace(proc.t_min, proc.t_max, 7)[1:-1]
+    a, s = np.asarray(proc.alpha(t)), np.asarray(proc.sigma(t))
+    return bool(np.allclose(a * a + s * s, 1.0, rtol=1e-9))
+
+
+def _critical_numeric_constant_lambda(lam: float, proc: Process) -> CriticalPoint:
+    from scipy.optimize import brentq
+
+    def g(log_d):
+        dl = math.exp(log_d)
+        return -1 / dl + lam / dl**2 - drift_constant(dl, "sde-drift", proc)
+
+    lo, hi = math.log(proc.delta_min * (1 + 1e-9) + 1e-300), math.log(proc.delta_max)
+    x = brentq(g, lo, hi, xtol=1e-14)
+    return CriticalPoint("sde-drift", math.exp(x), _SOURCES["sde-drift"], proc.name,
+                         {"eigenvalue": lam})
+
+
+def critical_point(model: Ensemble, criterion: str = "log-density",
+                   process: Process | str | None = None, *, centre=None,
+                   delta_range: tuple[float, float] = (1e-6, 1e6),
+                   n_grid: int = 400) -> CriticalPoint:
+    """The critical noise level of any ensemble, by the numerical fixed-point analysis.
+
+    Criteria (a) and (b): the fixed point that exists alone at high noise (the centre,
+    ``model.mean`` by default) is continued from high to low ``delta`` by Newton's method;
+    the critical ``delta`` is the largest one where the top eigenvalue of its stability
+    matrix ``J - c I`` reaches 0 (refined by Brent's method). Speciation: from the top
+    eigenvalue of ``model.covariance``.
+
+    Raises :class:`NoSymmetryBreaking` when the centre stays stable over ``delta_range``.
+    """
+    from scipy.optimize import brentq
+
+    crit = _criterion(criterion)
+    if crit == "speciation":
+        lam = np.linalg.eigvalsh(np.asarray(model.covariance))
+        return critical_from_eigenvalue(lam, crit)
+    proc = None
+    if crit == "sde-drift":
+        proc = get_process(process if process is not None else OU())
+        drift_constant(1.0, crit, proc)
+        lo_p, hi_p = proc.delta_min, proc.delta_max
+        delta_range = (max(delta_range[0], lo_p * (1 + 1e-9) + 1e-300),
+                       min(delta_range[1], hi_p))
+    y = np.asarray(model.mean if centre is None else centre, dtype=float).reshape(-1)
+    ldl = np.linspace(math.log(delta_range[1]), math.log(delta_range[0]), n_grid)
+
+    def top(log_d, y_guess):
+        dl = math.exp(log_d)
+        c = drift_constant(dl, crit, proc)
+        yp, eig = find_fixed_point(model, y_guess, dl, c)
+        return float(eig[-1]), yp
+
+    prev, y_prev = top(ldl[0], y)
+    if prev >= 0:
+        raise InputError(
+            f"the centre is not stable at delta = {delta_range[1]:g}; widen delta_range"
+        )
+    for k in range(1, n_grid):
+        val, y_k = top(ldl[k], y_prev)
+        if val >= 0:
+            x = brentq(lambda s: top(s, y_prev)[0], ldl[k], ldl[k - 1], xtol=1e-13)
+            dl = math.exp(x)
+            return CriticalPoint(crit, dl, _SOURCES[crit], None if proc is None else proc.name,
+                                 {"centre": top(x, y_prev)[1].tolist(), "method": "numeric"})
+        y_prev = y_k
+    raise NoSymmetryBreaking(
+        f"the central fixed point of {model!r} stays stable for delta in "
+        f"[{delta_range[0]:g}, {delta_range[1]:g}] under {crit}: no symmetry to break"
+    )
+
+
+def speciation_time(eigenvalues) -> float:
+    """``t_S = log(Lambda)/2`` (OU time), ``Lambda`` the top data-covariance eigenvalue
+    (Biroli et al. 2024, Eq. 9)."""
+    return critical_from_eigenvalue(eigenvalues, "speciation").ou_time
+
+
+# ---------------------------------------------------------------------------------------
+# cloning
+# ---------------------------------------------------------------------------------------
+def cloning_probability(delta, m_norm: float, s2: float = 0.0, *, order: int = 80):
+    """``phi = (1 + E_z tanh(q + sqrt(q) z))/2``, ``q = |m|^2 / (s^2 + delta)`` (VE frame).
+
+    Biroli et al. 2024, Eq. 12, for the mixture ``N(+-m, s^2 I)``; ``E_z`` by Gauss-Hermite
+    quadrature of ``order`` nodes. In OU time ``delta = e^{2t} - 1`` gives their
+    ``q = |m|^2 e^{-2t} / Gamma_t``.
+    """
+    delta = positive(delta, "delta")
+    m_norm = float(positive(m_norm, "m_norm"))
+    s2 = float(positive(s2, "s2", allow_zero=True))
+    x, w = np.polynomial.hermite_e.hermegauss(integer(order, "order", 2, 1000))
+    w = w / w.sum()
+    q = m_norm**2 / (s2 + np.asarray(delta))
+    qq = q[..., None]
+    phi = 0.5 * (1 + np.sum(w * np.tanh(qq + np.sqrt(qq) * x), axis=-1))
+    return float(phi) if phi.ndim == 0 else phi
+
+
+@dataclass(frozen=True)
+class CloningMeasurement:
+    """Measured same-class probability: ``phi`` with its binomial standard error."""
+
+    t: float
+    delta: float
+    phi: float
+    stderr: float
+    n_pairs: int
+
+
+def measure_cloning(model: ScoreModel, classify, x_t: np.ndarray, t: float, rng,
+                    *, process: Process | str = "ou", method: str = "euler-maruyama",
+                    n_steps: int = 200, t_end: float | None = None) -> CloningMeasurement:
+    """Clone each ``x_t`` (process frame at time ``t``) twice, run both copies to ``t_end``
+    with a stochastic sampler in ONE batched call, and count the pairs whose end points
+    ``classify`` (``(n, d) -> labels``) puts in the same class."""
+    from .sampling import sample
+
+    proc = get_process(process)
+    x_t = as_points(x_t, int(model.dim), "x_t")
+    n = x_t.shape[0]
+    if t_end is None:
+        t_end = float(proc.time_of_delta(max(proc.delta_min, 1e-4)))
+    out = sample(model, 2 * n, rng, method=method, process=proc,
+                 times=np.linspace(t, t_end, n_steps + 1), x_start=np.concatenate([x_t, x_t]),
+                 final_denoise=True)
+    lab = np.asarray(classify(out.samples))
+    same = lab[:n] == lab[n:]
+    phi = float(same.mean())
+    return CloningMeasurement(float(t), float(proc.delta(t)), phi,
+                              math.sqrt(max(phi * (1 - phi), 1.0 / n) / n), n)

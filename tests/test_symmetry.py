@@ -1,0 +1,163 @@
+"""Symmetry breaking: closed forms = numerical fixed-point analysis = sympy; errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from physdiff import symmetry as S
+from physdiff.ensembles import Gaussian, GaussianMixture
+from physdiff.errors import DomainError, InputError
+from physdiff.processes import DDPM, OU, VPCosine, VPLinear
+from theory import symmetry as th
+
+
+# -- sympy derivations equal the numeric functions ---------------------------------------
+def test_sympy_criterion_a_is_m_squared():
+    assert th.critical_delta_a() == [th.m**2]
+    curv = th.curvature_log_density()
+    assert sp.simplify(curv - (th.delta - th.m**2) / th.delta**2) == 0
+    model = GaussianMixture.two_deltas(1.3)
+    for dv in (0.5, 1.69, 3.0):
+        J = model.score_jacobian(np.zeros((1, 1)), dv)[0, 0, 0]
+        assert -J == pytest.approx(float(curv.subs({th.m: 1.3, th.delta: dv})), rel=1e-12)
+
+
+def test_sympy_criterion_b_polynomial_and_time():
+    assert sp.expand(th.critical_condition_b() - (th.theta**4 + 2 * th.m**2 * th.theta**2 - 1)) == 0
+    tc = th.critical_time_b()
+    assert sp.simplify(tc - sp.asinh(th.m**2) / 2) == 0 or all(
+        abs(float((tc - sp.asinh(th.m**2) / 2).subs(th.m, v))) < 1e-13 for v in (0.5, 1, 2.5))
+    for mv in (0.5, 1.0, 2.5):
+        cp = S.critical_two_deltas(mv, "sde-drift", OU())
+        assert cp.ou_time == pytest.approx(float(tc.subs(th.m, mv)), rel=1e-13)
+        assert cp.ou_time == pytest.approx(math.asinh(mv**2) / 2, rel=1e-13)
+
+
+def test_published_theta_c_two_deltas():
+    """Raya & Ambrogioni 2023: two deltas at +-1 break at theta_c = sqrt(sqrt(2) - 1)."""
+    cp = S.critical_two_deltas(1.0, "b", "ou")
+    assert math.sqrt(1 / (1 + cp.delta)) == pytest.approx(math.sqrt(math.sqrt(2) - 1), rel=1e-14)
+
+
+def test_sympy_fixed_point_equation():
+    drift, resid = th.fixed_point_residual()
+    for vals in ({th.x: 0.3, th.theta: 0.6, th.m: 1.2}, {th.x: -1.7, th.theta: 0.2, th.m: 0.7}):
+        assert abs(float(resid.subs(vals))) < 1e-12
+    # numeric fixed points of criterion (b) satisfy (1 + theta^2) x = 2 theta E[x0|x]
+    model = GaussianMixture.two_deltas(1.0)
+    for dv in (0.3, 1.0):
+        c = S.drift_constant(dv, "b", OU())
+        pts, _ = S.fixed_points_1d(model, dv, c)
+        th_ = 1 / math.sqrt(1 + dv)
+        xs = pts * th_  # process frame
+        post = model.denoise(pts[:, None], dv)[:, 0]
+        np.testing.assert_allclose((1 + th_**2) * xs, 2 * th_ * post, atol=1e-10)
+
+
+def test_sympy_cloning_q():
+    assert th.cloning_q_ou_equals_ve() == 0
+
+
+# -- closed forms equal the numerical fixed-point analysis -------------------------------
+@pytest.mark.parametrize("m", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("crit,proc", [("log-density", None), ("sde-drift", OU()),
+                                        ("sde-drift", VPLinear()), ("sde-drift", VPCosine()),
+                                        ("sde-drift", DDPM())])
+def test_two_deltas_closed_form_equals_numeric(m, crit, proc):
+    model = GaussianMixture.two_deltas(m)
+    closed = S.critical_two_deltas(m, crit, proc)
+    numeric = S.critical_point(model, crit, proc, delta_range=(1e-3, 1e3))
+    # every VP process (DDPM's piecewise schedule too) has c = -1/(2 (1 + delta)) exactly
+    assert numeric.delta == pytest.approx(closed.delta, rel=1e-9)
+
+
+def test_gaussian_mixture_criterion_a_closed_form():
+    """Symmetric mixture N(+-m, s^2): J(0) = -1/(s^2 + D) + m^2/(s^2 + D)^2 = 0 at D = m^2 - s^2."""
+    m, s2 = 2.0, 0.3
+    mix = GaussianMixture.isotropic([0.5, 0.5], [[-m], [m]], [s2, s2])
+    assert S.critical_point(mix, "a").delta == pytest.approx(m * m - s2, rel=1e-10)
+    # in d dimensions the same along the class direction
+    mix3 = GaussianMixture.isotropic([0.5, 0.5], [[-m, 0, 0], [m, 0, 0]], [s2, s2])
+    assert S.critical_point(mix3, "a").delta == pytest.approx(m * m - s2, rel=1e-10)
+
+
+def test_bifurcation_diagram_pitchfork():
+    model = GaussianMixture.two_deltas(1.0)
+    deltas = np.array([0.25, 0.5, 0.99, 1.01, 2.0])
+    diag = S.bifurcation_diagram(model, deltas)
+    np.testing.assert_array_equal(diag.n_stable(), [2, 2, 2, 1, 1])
+    # stable branch: y = tanh(y/D) (the mean-field equation)
+    for i in range(3):
+        y = diag.stable(i)
+        np.testing.assert_allclose(y, np.tanh(y / deltas[i]), atol=1e-12)
+        assert diag.unstable(i) == pytest.approx([0.0], abs=1e-12)
+
+
+def test_newton_fixed_point_in_d_dimensions():
+    model = GaussianMixture.two_deltas(1.0, d=4)
+    y, eig = S.find_fixed_point(model, [0.5, 0.1, -0.1, 0.0], 0.5)
+    assert y[0] == pytest.approx(math.tanh(y[0] / 0.5), abs=1e-12)
+    np.testing.assert_allclose(y[1:], 0.0, atol=1e-12)
+    assert np.all(eig < 0)
+
+
+def test_speciation_time():
+    assert S.speciation_time([7.66, 1.0, 0.3]) == pytest.approx(0.5 * math.log(7.66))
+    mix = GaussianMixture.isotropic([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], [0.5, 0.5])
+    cp = S.critical_point(mix, "speciation")
+    assert cp.ou_time == pytest.approx(0.5 * math.log(4.5))  # Lambda = m^2 + s^2
+
+
+# -- cloning -------------------------------------------------------------------------------
+def test_cloning_probability_closed_form_vs_monte_carlo_integral():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(400_000)
+    for dv, m, s2 in ((0.5, 1.0, 0.0), (3.0, 2.0, 0.5)):
+        q = m * m / (s2 + dv)
+        mc = 0.5 * (1 + np.tanh(q + math.sqrt(q) * z))
+        assert S.cloning_probability(dv, m, s2) == pytest.approx(mc.mean(),
+                                                                  abs=4 * mc.std() / 632)
+    # limits: phi -> 1 at low noise, 1/2 at high noise
+    assert S.cloning_probability(1e-6, 1.0) == pytest.approx(1.0)
+    assert S.cloning_probability(1e8, 1.0) == pytest.approx(0.5, abs=1e-7)
+
+
+def test_measured_cloning_matches_theory_with_exact_score():
+    m, s2 = 1.5, 0.25
+    mix = GaussianMixture.isotropic([0.5, 0.5], [[-m, 0.0], [m, 0.0]], [s2, s2])
+    proc = OU()
+    rng = np.random.default_rng(3)
+    for t in (0.4, 1.0):
+        x_t = mix.in_frame(proc, t).sample(1500, rng)
+        meas = S.measure_cloning(mix, lambda x: np.sign(x[:, 0]), x_t, t, rng, process=proc,
+                                 n_steps=150)
+        pred = S.cloning_probability(proc.delta(t), m, s2)
+        assert abs(meas.phi - pred) <= 4 * meas.stderr + 0.01  # 0.01: discretisation bias
+
+
+# -- bad input ---------------------------------------------------------------------------
+def test_errors():
+    with pytest.raises(DomainError, match="spectrum must be >= 0"):
+        S.critical_from_eigenvalue([1.0, -0.5], "a")
+    with pytest.raises(S.NoSymmetryBreaking, match="no symmetry to break"):
+        S.critical_point(Gaussian([0.0], [[2.0]]), "a")
+    with pytest.raises(InputError, match="no SDE drift"):
+        S.critical_two_deltas(1.0, "b", "ve")
+    with pytest.raises(InputError, match="no SDE drift"):
+        S.critical_point(GaussianMixture.two_deltas(1.0), "b", "edm")
+    with pytest.raises(InputError, match="criterion must be one of"):
+        S.critical_two_deltas(1.0, "c")
+    with pytest.raises(S.NoSymmetryBreaking):
+        S.critical_from_eigenvalue(0.5, "speciation")
+
+
+def test_critical_point_table_converts_to_every_process():
+    cp = S.critical_two_deltas(1.0, "a")
+    tab = cp.table()
+    assert tab["times"]["ou"] == pytest.approx(math.log(2) / 2)
+    assert tab["ddpm_step"]["floor"] == DDPM().step_of_delta(1.0, "floor")
+    assert cp.time("vp-linear") == pytest.approx(VPLinear().time_of_delta(1.0))
