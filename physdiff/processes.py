@@ -134,7 +134,9 @@ class Process(ABC):
 
     def time_of_delta(self, delta):
         """The time at which ``delta(t)`` equals ``delta`` (the inverse of :meth:`delta`)."""
-        return _out(self._time_of_delta(self.check_delta(delta)))
+        t = self._time_of_delta(self.check_delta(delta))
+        # the inverse may land an ulp outside [t_min, t_max] at the range's ends
+        return _out(np.clip(t, self.t_min, self.t_max))
 
     # -- the SDE -----------------------------------------------------------------------
     def drift_coefficient(self, t):
@@ -544,26 +546,25 @@ class DDPM(Process):
             raise DomainError(f"{name} must lie in [0, {self.n_steps - 1}]; got {k!r}")
         return arr
 
-    def _round(self, t: np.ndarray, rounding: Rounding):
-        if rounding == "nearest":
-            k = np.rint(t)
-        elif rounding == "floor":
-            k = np.floor(t + 1e-9)
-        elif rounding == "ceil":
-            k = np.ceil(t - 1e-9)
-        else:
-            raise InputError(f"rounding must be 'nearest', 'floor' or 'ceil'; got {rounding!r}")
-        k = k.astype(int)
-        return int(k) if k.ndim == 0 else k
-
     def step_of_delta(self, delta, rounding: Rounding = "nearest"):
         """The DDPM step whose ``delta_k`` matches ``delta``.
 
         ``rounding='floor'``: the last step with ``delta_k <= delta`` (the less noisy side);
         ``'ceil'``: the first step with ``delta_k >= delta``; ``'nearest'``: the nearest
-        step in the interpolated step index.
+        step in the interpolated step index. Floor and ceil search the table itself, so the
+        bracket ``deltas[floor] <= delta <= deltas[ceil]`` holds exactly.
         """
-        return self._round(np.asarray(self._time_of_delta(self.check_delta(delta))), rounding)
+        d = self.check_delta(delta)
+        if rounding == "floor":
+            k = np.searchsorted(self.deltas, d, side="right") - 1
+        elif rounding == "ceil":
+            k = np.searchsorted(self.deltas, d, side="left")
+        elif rounding == "nearest":
+            k = np.rint(self._time_of_delta(d))
+        else:
+            raise InputError(f"rounding must be 'nearest', 'floor' or 'ceil'; got {rounding!r}")
+        k = np.clip(k, 0, self.n_steps - 1).astype(int)
+        return int(k) if k.ndim == 0 else k
 
     def step_of_ou_time(self, t_ou, rounding: Rounding = "nearest"):
         """The DDPM step at OU time ``t_ou`` (``delta = e^{2 t} - 1``), rounded as in

@@ -17,14 +17,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import logsumexp, softmax
-
 from .._validate import finite_array, positive
 from ..errors import InputError, ShapeError
 from .base import Ensemble
 from .gaussian import Gaussian
 
 __all__ = ["GaussianMixture"]
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    """Row-wise log-sum-exp (rows of -inf give -inf), without importing scipy.special."""
+    top = np.max(a, axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(np.sum(np.exp(a - top), axis=1, keepdims=True)) + top)[:, 0]
+
+
+def _softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - np.max(a, axis=1, keepdims=True))
+    return e / np.sum(e, axis=1, keepdims=True)
 
 
 class GaussianMixture(Ensemble):
@@ -139,14 +150,14 @@ class GaussianMixture(Ensemble):
                          for lw, c in zip(self._logw, self._comps, strict=True)], axis=1)
 
     def _posterior(self, y, delta):
-        return softmax(self._log_joint(y, delta), axis=1)
+        return _softmax(self._log_joint(y, delta))
 
     def posterior(self, y, delta) -> np.ndarray:
         """``p(k | y)`` for each component, shape ``(n, K)``."""
         return self._posterior(*self._prep(y, delta))
 
     def _log_density(self, y, delta):
-        return logsumexp(self._log_joint(y, delta), axis=1)
+        return _logsumexp(self._log_joint(y, delta))
 
     def _denoise(self, y, delta):
         p = self._posterior(y, delta)

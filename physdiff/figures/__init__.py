@@ -69,7 +69,8 @@ class FigureSpec:
     def takes_figure(self) -> bool:
         """Whether ``make`` draws into a Figure it is given (one positional parameter)."""
         params = [
-            p for p in inspect.signature(self.make).parameters.values()
+            p
+            for p in inspect.signature(self.make).parameters.values()
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         return len(params) == 1
@@ -84,13 +85,17 @@ class FigureSpec:
             FigureCanvasAgg(fig)
             out = self.make(fig)
             if out is not None and out is not fig:
-                raise TypeError(f"figure {self.name!r}: a function given a Figure must draw "
-                                f"into it and return None; got {type(out).__name__}")
+                raise TypeError(
+                    f"figure {self.name!r}: a function given a Figure must draw "
+                    f"into it and return None; got {type(out).__name__}"
+                )
         else:
             fig = self.make()
             if not isinstance(fig, Figure):
-                raise TypeError(f"figure {self.name!r} must return a matplotlib Figure; "
-                                f"got {type(fig).__name__}")
+                raise TypeError(
+                    f"figure {self.name!r} must return a matplotlib Figure; "
+                    f"got {type(fig).__name__}"
+                )
             if self.figsize is not None:
                 fig.set_size_inches(*self.figsize)
             if not isinstance(fig.canvas, FigureCanvasAgg):
@@ -113,8 +118,10 @@ class Registry:
         if not isinstance(spec.name, str) or not spec.name.strip():
             raise InputError(f"figure name must be a non-empty string; got {spec.name!r}")
         if any(c in spec.name for c in "/\\ \t\n") or spec.name.startswith("."):
-            raise InputError(f"figure name must be usable as a file name (no '/', '\\', "
-                             f"spaces or leading '.'); got {spec.name!r}")
+            raise InputError(
+                f"figure name must be usable as a file name (no '/', '\\', "
+                f"spaces or leading '.'); got {spec.name!r}"
+            )
         old = self.specs.get(spec.name)
         if old is not None and _key(old.make) != _key(spec.make):
             raise DuplicateFigureError(
@@ -124,14 +131,23 @@ class Registry:
         self.specs[spec.name] = spec
         return spec
 
-    def register(self, name: str, title: str, caption: str, *,
-                 figsize: tuple[float, float] | None = None):
+    def register(
+        self, name: str, title: str, caption: str, *, figsize: tuple[float, float] | None = None
+    ):
         """Decorator: register the decorated function as figure ``name``; returns it unchanged."""
 
         def deco(func: Callable[..., Any]) -> Callable[..., Any]:
             module = getattr(func, "__module__", None) or "<unknown>"
-            self.add(FigureSpec(name=name, title=title, caption=caption, make=func,
-                                module=module, figsize=figsize))
+            self.add(
+                FigureSpec(
+                    name=name,
+                    title=title,
+                    caption=caption,
+                    make=func,
+                    module=module,
+                    figsize=figsize,
+                )
+            )
             return func
 
         return deco
@@ -140,8 +156,9 @@ class Registry:
         try:
             return self.specs[name]
         except KeyError:
-            raise InputError(f"unknown figure {name!r}; registered: "
-                             f"{', '.join(self.specs) or '(none)'}") from None
+            raise InputError(
+                f"unknown figure {name!r}; registered: {', '.join(self.specs) or '(none)'}"
+            ) from None
 
     def names(self) -> list[str]:
         return list(self.specs)
@@ -164,8 +181,7 @@ registry = Registry()
 """The registry that ``physdiff atlas`` builds from."""
 
 
-def register(name: str, title: str, caption: str, *,
-             figsize: tuple[float, float] | None = None):
+def register(name: str, title: str, caption: str, *, figsize: tuple[float, float] | None = None):
     """Register a figure function in :data:`registry` (see the module docstring)."""
     return registry.register(name, title, caption, figsize=figsize)
 
@@ -177,8 +193,7 @@ def discover() -> dict[str, BaseException]:
     them and carries on with the rest).
     """
     failed: dict[str, BaseException] = {}
-    for info in sorted(pkgutil.iter_modules(__path__, prefix=f"{__name__}."),
-                       key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(__path__, prefix=f"{__name__}."), key=lambda m: m.name):
         if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         try:
