@@ -32,8 +32,9 @@ def as_points(x, d: int, name: str = "y", dtype=None) -> np.ndarray:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = finite_array(arr, name, dtype)
     if arr.ndim != 2 or arr.shape[1] != d:
-        raise ShapeError(f"{name} must have shape (n, {d}) (a batch of points in R^{d}); "
-                         f"got shape {arr.shape}")
+        raise ShapeError(
+            f"{name} must have shape (n, {d}) (a batch of points in R^{d}); got shape {arr.shape}"
+        )
     return arr
 
 

@@ -337,7 +337,8 @@ class VE(Process):
     """Variance-exploding process with geometric noise ``sigma(t) = s_min (s_max / s_min)^t``.
 
     ``alpha = 1``, ``delta = sigma^2``, t in [0, 1] (Song et al. 2021, Eq. 9; THEORY.md
-    section 0 for Achilli et al.'s synthetic runs). ``t = log(sqrt(delta)/s_min) / log(s_max/s_min)``.
+    section 0 for Achilli et al.'s synthetic runs).
+    ``t = log(sqrt(delta)/s_min) / log(s_max/s_min)``.
     """
 
     sigma_min: float = 0.01
@@ -380,7 +381,8 @@ class VE(Process):
 
 @dataclass(frozen=True, repr=False)
 class EDM(Process):
-    """EDM process of Karras et al. 2022: ``alpha = 1``, ``sigma(t) = t``, t in [sigma_min, sigma_max].
+    """EDM process of Karras et al. 2022: ``alpha = 1``, ``sigma(t) = t``,
+    t in [sigma_min, sigma_max].
 
     ``delta = t^2``, ``t = sqrt(delta)``. Its sampling grid is :meth:`time_grid` with the
     ``rho = 7`` spacing of Karras et al. 2022, Eq. 5.
@@ -498,8 +500,8 @@ class DDPM(Process):
         return t
 
     def beta_tilde(self, k):
-        """Posterior variance ``beta~_k = (1 - abar_{k-1}) beta_k / (1 - abar_k)`` (Ho et al. Eq. 7),
-        with ``abar_{-1} = 1`` so ``beta~_0 = 0``."""
+        """Posterior variance ``beta~_k = (1 - abar_{k-1}) beta_k / (1 - abar_k)``
+        (Ho et al. Eq. 7), with ``abar_{-1} = 1`` so ``beta~_0 = 0``."""
         k = np.asarray(self._check_step(k, "k"))
         prev = np.where(k > 0, self.alpha_bars[np.maximum(k - 1, 0)], 1.0)
         return _out((1 - prev) * self.betas[k] / -np.expm1(self.log_alpha_bars[k]))
@@ -531,8 +533,9 @@ class DDPM(Process):
 
     def _time_of_delta(self, delta):
         # log abar is strictly decreasing in k; interpolate its negation
-        return np.interp(-np.log1p(delta), self.log_alpha_bars[::-1],
-                         np.arange(self.n_steps, dtype=float)[::-1])
+        return np.interp(
+            -np.log1p(delta), self.log_alpha_bars[::-1], np.arange(self.n_steps, dtype=float)[::-1]
+        )
 
     # -- integer steps ------------------------------------------------------------------
     def _check_step(self, k, name: str):
@@ -640,7 +643,8 @@ def times_of_delta(delta: float, processes=None) -> dict[str, ProcessTime]:
             t = proc.time_of_delta(d)
         except DomainError:
             out[name] = ProcessTime(
-                name, None,
+                name,
+                None,
                 note=f"outside the range [{proc.delta_min:.4g}, {proc.delta_max:.4g}]",
             )
             continue

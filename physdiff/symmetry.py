@@ -88,8 +88,12 @@ class NoSymmetryBreaking(PhysdiffError, ValueError):
 
 def _criterion(criterion: str) -> str:
     c = str(criterion).lower()
-    aliases = {"a": "log-density", "b": "sde-drift", "vp-drift": "sde-drift",
-               "biroli": "speciation"}
+    aliases = {
+        "a": "log-density",
+        "b": "sde-drift",
+        "vp-drift": "sde-drift",
+        "biroli": "speciation",
+    }
     c = aliases.get(c, c)
     if c not in CRITERIA:
         raise InputError(f"criterion must be one of {CRITERIA} (or 'a', 'b'); got {criterion!r}")
@@ -129,8 +133,14 @@ class CriticalPoint:
     def table(self, processes=None) -> dict:
         """Delta, OU time, the time in each process (``None`` if out of its range) and the
         DDPM steps: a JSON-ready dict."""
-        out: dict = {"criterion": self.criterion, "delta": self.delta, "ou_time": self.ou_time,
-                     "source": self.source, "process": self.process, "times": {}}
+        out: dict = {
+            "criterion": self.criterion,
+            "delta": self.delta,
+            "ou_time": self.ou_time,
+            "source": self.source,
+            "process": self.process,
+            "times": {},
+        }
         for name, proc in (processes or PRESETS).items():
             proc = get_process(proc)
             try:
@@ -196,8 +206,14 @@ def potential(model: Ensemble, y, delta, c=0.0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # fixed points
 # ---------------------------------------------------------------------------------------
-def fixed_points_1d(model: ScoreModel, delta: float, c: float = 0.0, *,
-                    bounds: tuple[float, float] | None = None, grid: int = 4001):
+def fixed_points_1d(
+    model: ScoreModel,
+    delta: float,
+    c: float = 0.0,
+    *,
+    bounds: tuple[float, float] | None = None,
+    grid: int = 4001,
+):
     """All fixed points of the 1-D drift ``score(y) - c y`` in ``bounds``, with stability.
 
     Brackets every sign change on a grid of ``grid`` points and refines each by bisection
@@ -237,8 +253,9 @@ def _default_bounds(model) -> tuple[float, float]:
     return (mu - half, mu + half)
 
 
-def bifurcation_diagram(model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: int = 4001,
-                        refine: int = 60) -> BifurcationDiagram:
+def bifurcation_diagram(
+    model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: int = 4001, refine: int = 60
+) -> BifurcationDiagram:
     """Fixed points and their stability for every noise level in ``deltas`` (1-D models).
 
     One vectorised evaluation of the score on the ``(delta, y)`` mesh brackets every root;
@@ -264,7 +281,7 @@ def bifurcation_diagram(model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: 
     vals = field(np.tile(ys, nd), dl_mesh, c_mesh).reshape(nd, grid)
     sgn = np.sign(vals)
     exact = sgn == 0
-    change = (sgn[:, :-1] * sgn[:, 1:] < 0)
+    change = sgn[:, :-1] * sgn[:, 1:] < 0
     i_d, i_y = np.nonzero(change)
     a, b = ys[i_y].copy(), ys[i_y + 1].copy()
     fa = vals[i_d, i_y]
@@ -293,8 +310,9 @@ def bifurcation_diagram(model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: 
     return BifurcationDiagram(deltas, points, slopes)
 
 
-def find_fixed_point(model: ScoreModel, y0, delta: float, c: float = 0.0, *,
-                     tol: float = 1e-12, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def find_fixed_point(
+    model: ScoreModel, y0, delta: float, c: float = 0.0, *, tol: float = 1e-12, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """Newton's method on ``score(y) - c y = 0`` from ``y0`` (shape ``(d,)``), with a
     backtracking line search on the residual norm. Returns ``(y*, eigenvalues of J - c I)``.
     """
@@ -325,8 +343,9 @@ def find_fixed_point(model: ScoreModel, y0, delta: float, c: float = 0.0, *,
 # ---------------------------------------------------------------------------------------
 # critical points
 # ---------------------------------------------------------------------------------------
-def critical_two_deltas(m: float = 1.0, criterion: str = "log-density",
-                        process: Process | str | None = None) -> CriticalPoint:
+def critical_two_deltas(
+    m: float = 1.0, criterion: str = "log-density", process: Process | str | None = None
+) -> CriticalPoint:
     """Closed forms for two point masses at ``+-m`` (``lambda = Lambda = m^2``)."""
     m = float(finite_array(m, "m"))
     if m == 0:
@@ -334,8 +353,9 @@ def critical_two_deltas(m: float = 1.0, criterion: str = "log-density",
     return critical_from_eigenvalue(m * m, criterion, process)
 
 
-def critical_from_eigenvalue(eigenvalue, criterion: str = "log-density",
-                             process: Process | str | None = None) -> CriticalPoint:
+def critical_from_eigenvalue(
+    eigenvalue, criterion: str = "log-density", process: Process | str | None = None
+) -> CriticalPoint:
     """Closed forms in terms of a top eigenvalue.
 
     ``eigenvalue`` is a number (the top eigenvalue) or a whole spectrum (its maximum is
@@ -363,12 +383,18 @@ def critical_from_eigenvalue(eigenvalue, criterion: str = "log-density",
     else:
         if lam <= 1:
             raise NoSymmetryBreaking(
-                f"speciation needs Lambda > 1 (t_S = log(Lambda)/2 > 0); got Lambda = {lam:g}")
+                f"speciation needs Lambda > 1 (t_S = log(Lambda)/2 > 0); got Lambda = {lam:g}"
+            )
         delta = lam - 1.0
-    return CriticalPoint(crit, float(delta), _SOURCES[crit],
-                         process=None if crit != "sde-drift" else get_process(
-                             process if process is not None else OU()).name,
-                         details={"eigenvalue": lam})
+    return CriticalPoint(
+        crit,
+        float(delta),
+        _SOURCES[crit],
+        process=None
+        if crit != "sde-drift"
+        else get_process(process if process is not None else OU()).name,
+        details={"eigenvalue": lam},
+    )
 
 
 def _is_variance_preserving(proc: Process) -> bool:
@@ -386,14 +412,20 @@ def _critical_numeric_constant_lambda(lam: float, proc: Process) -> CriticalPoin
 
     lo, hi = math.log(proc.delta_min * (1 + 1e-9) + 1e-300), math.log(proc.delta_max)
     x = brentq(g, lo, hi, xtol=1e-14)
-    return CriticalPoint("sde-drift", math.exp(x), _SOURCES["sde-drift"], proc.name,
-                         {"eigenvalue": lam})
+    return CriticalPoint(
+        "sde-drift", math.exp(x), _SOURCES["sde-drift"], proc.name, {"eigenvalue": lam}
+    )
 
 
-def critical_point(model: Ensemble, criterion: str = "log-density",
-                   process: Process | str | None = None, *, centre=None,
-                   delta_range: tuple[float, float] = (1e-6, 1e6),
-                   n_grid: int = 400) -> CriticalPoint:
+def critical_point(
+    model: Ensemble,
+    criterion: str = "log-density",
+    process: Process | str | None = None,
+    *,
+    centre=None,
+    delta_range: tuple[float, float] = (1e-6, 1e6),
+    n_grid: int = 400,
+) -> CriticalPoint:
     """The critical noise level of any ensemble, by the numerical fixed-point analysis.
 
     Criteria (a) and (b): the fixed point that exists alone at high noise (the centre,
@@ -415,8 +447,7 @@ def critical_point(model: Ensemble, criterion: str = "log-density",
         proc = get_process(process if process is not None else OU())
         drift_constant(1.0, crit, proc)
         lo_p, hi_p = proc.delta_min, proc.delta_max
-        delta_range = (max(delta_range[0], lo_p * (1 + 1e-9) + 1e-300),
-                       min(delta_range[1], hi_p))
+        delta_range = (max(delta_range[0], lo_p * (1 + 1e-9) + 1e-300), min(delta_range[1], hi_p))
     y = np.asarray(model.mean if centre is None else centre, dtype=float).reshape(-1)
     ldl = np.linspace(math.log(delta_range[1]), math.log(delta_range[0]), n_grid)
 
@@ -434,10 +465,16 @@ def critical_point(model: Ensemble, criterion: str = "log-density",
     for k in range(1, n_grid):
         val, y_k = top(ldl[k], y_prev)
         if val >= 0:
-            x = brentq(lambda s: top(s, y_prev)[0], ldl[k], ldl[k - 1], xtol=1e-13)
+            guess = y_prev
+            x = brentq(lambda s, g=guess: top(s, g)[0], ldl[k], ldl[k - 1], xtol=1e-13)
             dl = math.exp(x)
-            return CriticalPoint(crit, dl, _SOURCES[crit], None if proc is None else proc.name,
-                                 {"centre": top(x, y_prev)[1].tolist(), "method": "numeric"})
+            return CriticalPoint(
+                crit,
+                dl,
+                _SOURCES[crit],
+                None if proc is None else proc.name,
+                {"centre": top(x, y_prev)[1].tolist(), "method": "numeric"},
+            )
         y_prev = y_k
     raise NoSymmetryBreaking(
         f"the central fixed point of {model!r} stays stable for delta in "
@@ -483,9 +520,18 @@ class CloningMeasurement:
     n_pairs: int
 
 
-def measure_cloning(model: ScoreModel, classify, x_t: np.ndarray, t: float, rng,
-                    *, process: Process | str = "ou", method: str = "euler-maruyama",
-                    n_steps: int = 200, t_end: float | None = None) -> CloningMeasurement:
+def measure_cloning(
+    model: ScoreModel,
+    classify,
+    x_t: np.ndarray,
+    t: float,
+    rng,
+    *,
+    process: Process | str = "ou",
+    method: str = "euler-maruyama",
+    n_steps: int = 200,
+    t_end: float | None = None,
+) -> CloningMeasurement:
     """Clone each ``x_t`` (process frame at time ``t``) twice, run both copies to ``t_end``
     with a stochastic sampler in ONE batched call, and count the pairs whose end points
     ``classify`` (``(n, d) -> labels``) puts in the same class."""
@@ -496,11 +542,19 @@ def measure_cloning(model: ScoreModel, classify, x_t: np.ndarray, t: float, rng,
     n = x_t.shape[0]
     if t_end is None:
         t_end = float(proc.time_of_delta(max(proc.delta_min, 1e-4)))
-    out = sample(model, 2 * n, rng, method=method, process=proc,
-                 times=np.linspace(t, t_end, n_steps + 1), x_start=np.concatenate([x_t, x_t]),
-                 final_denoise=True)
+    out = sample(
+        model,
+        2 * n,
+        rng,
+        method=method,
+        process=proc,
+        times=np.linspace(t, t_end, n_steps + 1),
+        x_start=np.concatenate([x_t, x_t]),
+        final_denoise=True,
+    )
     lab = np.asarray(classify(out.samples))
     same = lab[:n] == lab[n:]
     phi = float(same.mean())
-    return CloningMeasurement(float(t), float(proc.delta(t)), phi,
-                              math.sqrt(max(phi * (1 - phi), 1.0 / n) / n), n)
+    return CloningMeasurement(
+        float(t), float(proc.delta(t)), phi, math.sqrt(max(phi * (1 - phi), 1.0 / n) / n), n
+    )

@@ -20,8 +20,11 @@ def _models():
     return {
         "gaussian": Gaussian(rng.standard_normal(3), cov),
         "gaussian-degenerate": Gaussian(np.zeros(3), np.diag([2.0, 0.5, 0.0])),
-        "mixture": GaussianMixture([0.2, 0.5, 0.3], rng.standard_normal((3, 3)) * 2,
-                                   np.stack([cov, np.diag([1.0, 0.0, 0.3]), 0.2 * np.eye(3)])),
+        "mixture": GaussianMixture(
+            [0.2, 0.5, 0.3],
+            rng.standard_normal((3, 3)) * 2,
+            np.stack([cov, np.diag([1.0, 0.0, 0.3]), 0.2 * np.eye(3)]),
+        ),
         "two-deltas": GaussianMixture.two_deltas(1.3, d=3),
         "empirical": Empirical(rng.standard_normal((7, 3)) * 1.5),
         "manifold": LinearManifold.random(3, [2.0, 0.4], rng, mean=np.ones(3)),
@@ -55,8 +58,9 @@ def test_score_is_gradient_of_log_density(name, y, delta):
 @given(y=points, delta=deltas)
 def test_tweedie(name, y, delta):
     m = MODELS[name]
-    np.testing.assert_allclose(m.denoise(y, delta), y + delta * m.score(y, delta),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        m.denoise(y, delta), y + delta * m.score(y, delta), rtol=1e-10, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -70,8 +74,7 @@ def test_jacobian_is_derivative_of_score(name, y, delta):
     np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(J).max()))
     # J = -I/delta + Cov(x0 | y)/delta^2 (THEORY.md section 1)
     cov = m.posterior_covariance(y, delta)
-    np.testing.assert_allclose(J, -np.eye(3) / delta + cov / delta**2, rtol=1e-8,
-                               atol=1e-8 / delta)
+    np.testing.assert_allclose(J, -np.eye(3) / delta + cov / delta**2, rtol=1e-8, atol=1e-8 / delta)
     np.testing.assert_allclose(J, np.swapaxes(J, 1, 2), atol=1e-10 / delta)
 
 
@@ -83,7 +86,7 @@ def test_per_point_delta_equals_scalar_calls(name):
     d = np.array([0.01, 0.1, 1.0, 10.0, 100.0])
     batch = m.score(y, d)
     for i in range(5):
-        np.testing.assert_allclose(batch[i], m.score(y[i:i + 1], d[i])[0], rtol=1e-12)
+        np.testing.assert_allclose(batch[i], m.score(y[i : i + 1], d[i])[0], rtol=1e-12)
 
 
 @pytest.mark.parametrize("delta", [0.3, 2.0])
@@ -92,8 +95,13 @@ def test_density_integrates_to_one_in_1d_marginal(name, delta):
     """Brute force: the 1-D analogue integrated by quadrature has mass 1."""
     full = MODELS[name]
     m1 = _one_d(full)
-    val, err = integrate.quad(lambda x: np.exp(m1.log_density(np.array([[x]]), delta))[0],
-                              -40, 40, limit=400, points=[0.0])
+    val, err = integrate.quad(
+        lambda x: np.exp(m1.log_density(np.array([[x]]), delta))[0],
+        -40,
+        40,
+        limit=400,
+        points=[0.0],
+    )
     assert val == pytest.approx(1.0, abs=1e-8)
 
 
@@ -102,8 +110,9 @@ def _one_d(m):
     if isinstance(m, Empirical):
         return Empirical(rng.standard_normal((6, 1)))
     if isinstance(m, GaussianMixture):
-        return GaussianMixture.isotropic(m.weights, rng.standard_normal((m.n_components, 1)),
-                                         np.linspace(0, 0.5, m.n_components))
+        return GaussianMixture.isotropic(
+            m.weights, rng.standard_normal((m.n_components, 1)), np.linspace(0, 0.5, m.n_components)
+        )
     return Gaussian([0.3], [[1.7]])
 
 
@@ -113,9 +122,12 @@ def test_two_deltas_tanh_formula():
     model = GaussianMixture.two_deltas(m)
     y = np.linspace(-5, 5, 41)[:, None]
     for delta in (1e-3, 0.5, 30.0):
-        np.testing.assert_allclose(model.score(y, delta)[:, 0],
-                                   (m * np.tanh(m * y[:, 0] / delta) - y[:, 0]) / delta,
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            model.score(y, delta)[:, 0],
+            (m * np.tanh(m * y[:, 0] / delta) - y[:, 0]) / delta,
+            rtol=1e-12,
+            atol=1e-12,
+        )
 
 
 def test_one_component_mixture_equals_gaussian():
@@ -123,8 +135,9 @@ def test_one_component_mixture_equals_gaussian():
     mix = GaussianMixture([1.0], g.mean[None], g.covariance[None])
     y = np.random.default_rng(0).standard_normal((6, 3))
     for fn in ("score", "denoise", "log_density", "score_jacobian"):
-        np.testing.assert_allclose(getattr(mix, fn)(y, 0.4), getattr(g, fn)(y, 0.4),
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(mix, fn)(y, 0.4), getattr(g, fn)(y, 0.4), rtol=1e-10, atol=1e-12
+        )
     np.testing.assert_allclose(mix.posterior(y, 0.4), 1.0)
 
 
@@ -133,8 +146,9 @@ def test_one_point_empirical_equals_point_mass():
     emp, pm = Empirical(a), Gaussian.point_mass(a[0])
     y = np.random.default_rng(0).standard_normal((6, 3)) * 3
     for fn in ("score", "denoise", "log_density", "score_jacobian"):
-        np.testing.assert_allclose(getattr(emp, fn)(y, 0.7), getattr(pm, fn)(y, 0.7),
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(emp, fn)(y, 0.7), getattr(pm, fn)(y, 0.7), rtol=1e-10, atol=1e-12
+        )
     np.testing.assert_allclose(emp.participation_ratio(y, 0.7), 1.0)
 
 
@@ -145,8 +159,9 @@ def test_empirical_equals_point_mass_mixture():
     y = np.random.default_rng(3).standard_normal((8, 4)) * 2
     for delta in (0.05, 1.0, 50.0):
         for fn in ("score", "denoise", "log_density", "posterior", "score_jacobian"):
-            np.testing.assert_allclose(getattr(emp, fn)(y, delta), getattr(mix, fn)(y, delta),
-                                       rtol=1e-9, atol=1e-10)
+            np.testing.assert_allclose(
+                getattr(emp, fn)(y, delta), getattr(mix, fn)(y, delta), rtol=1e-9, atol=1e-10
+            )
 
 
 def test_empirical_far_points_and_extreme_delta_are_finite():
@@ -175,15 +190,19 @@ def test_manifold_is_degenerate_gaussian():
     y = rng.standard_normal((7, 5))
     assert g.rank == 2
     for fn in ("score", "denoise", "log_density", "score_jacobian"):
-        np.testing.assert_allclose(getattr(lm, fn)(y, 0.3), getattr(g, fn)(y, 0.3),
-                                   rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(
+            getattr(lm, fn)(y, 0.3), getattr(g, fn)(y, 0.3), rtol=1e-9, atol=1e-10
+        )
     # normal directions: J = -1/delta exactly; tangent: -1/(s^2 + delta)
     J = lm.score_jacobian(y[:1], 1e-6)[0]
     B = lm.basis
     normal = np.linalg.svd(B, full_matrices=True)[0][:, 2:]
-    np.testing.assert_allclose(normal.T @ J @ normal, -1e6 * np.eye(3), rtol=1e-10, atol=1e-12 * 1e6)
-    np.testing.assert_allclose(B.T @ J @ B, -np.diag(1 / (lm.stds**2 + 1e-6)), rtol=1e-9,
-                               atol=1e-12 * 1e6)  # roundoff of B^T (I/delta) B
+    np.testing.assert_allclose(
+        normal.T @ J @ normal, -1e6 * np.eye(3), rtol=1e-10, atol=1e-12 * 1e6
+    )
+    np.testing.assert_allclose(
+        B.T @ J @ B, -np.diag(1 / (lm.stds**2 + 1e-6)), rtol=1e-9, atol=1e-12 * 1e6
+    )  # roundoff of B^T (I/delta) B
 
 
 def test_normalised_anisotropic_manifold_samples_but_has_no_closed_form():
@@ -235,8 +254,9 @@ def test_frame_view_matches_ve_frame(proc, name):
     fd = _fd_grad(v.log_density, x, h)
     np.testing.assert_allclose(v.score(x), fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
     # Tweedie in the process frame: E[x0|x] = (x + sigma^2 score)/alpha
-    np.testing.assert_allclose(v.denoise(x), (x + proc.sigma(t) ** 2 * v.score(x)) / a,
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        v.denoise(x), (x + proc.sigma(t) ** 2 * v.score(x)) / a, rtol=1e-9, atol=1e-9
+    )
 
 
 def test_frame_view_density_normalised_1d():

@@ -12,8 +12,8 @@ HEAVY = ("torch", "sympy", "matplotlib", "numba")
 
 @pytest.mark.parametrize("module", ["physdiff", "physdiff.cli", "physdiff.sampling"])
 def test_import_pulls_no_heavy_module(module):
-    code = (f"import sys, {module}; "
-            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "", f"import {module} also imported: {out}"

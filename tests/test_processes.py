@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 from physdiff.errors import DomainError, InputError
 from physdiff.processes import DDPM, EDM, OU, PRESETS, VE, VPCosine, VPLinear, get_process
 
-ALL = list(PRESETS.values()) + [OU(horizon=3.0), VPLinear(0.5, 10.0), VE(0.1, 10.0),
-                                EDM(0.01, 20.0), DDPM(1e-3, 0.05, 200), VPCosine(s=0.0)]
+ALL = list(PRESETS.values()) + [
+    OU(horizon=3.0),
+    VPLinear(0.5, 10.0),
+    VE(0.1, 10.0),
+    EDM(0.01, 20.0),
+    DDPM(1e-3, 0.05, 200),
+    VPCosine(s=0.0),
+]
 IDS = [repr(p) for p in ALL]
 
 
@@ -71,7 +77,7 @@ def test_vp_linear_matches_song_et_al_marginal():
     """alpha(s) = exp(-s^2 (b1 - b0)/4 - s b0/2) (Song et al. 2021, Eq. 33)."""
     p = VPLinear()
     s = np.linspace(0, 1, 9)
-    np.testing.assert_allclose(p.alpha(s), np.exp(-s**2 * 19.9 / 4 - s * 0.05), rtol=1e-14)
+    np.testing.assert_allclose(p.alpha(s), np.exp(-(s**2) * 19.9 / 4 - s * 0.05), rtol=1e-14)
     np.testing.assert_allclose(p.diffusion(s) ** 2, 0.1 + s * 19.9, rtol=1e-12)
 
 

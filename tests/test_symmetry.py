@@ -30,7 +30,8 @@ def test_sympy_criterion_b_polynomial_and_time():
     assert sp.expand(th.critical_condition_b() - (th.theta**4 + 2 * th.m**2 * th.theta**2 - 1)) == 0
     tc = th.critical_time_b()
     assert sp.simplify(tc - sp.asinh(th.m**2) / 2) == 0 or all(
-        abs(float((tc - sp.asinh(th.m**2) / 2).subs(th.m, v))) < 1e-13 for v in (0.5, 1, 2.5))
+        abs(float((tc - sp.asinh(th.m**2) / 2).subs(th.m, v))) < 1e-13 for v in (0.5, 1, 2.5)
+    )
     for mv in (0.5, 1.0, 2.5):
         cp = S.critical_two_deltas(mv, "sde-drift", OU())
         assert cp.ou_time == pytest.approx(float(tc.subs(th.m, mv)), rel=1e-13)
@@ -64,9 +65,16 @@ def test_sympy_cloning_q():
 
 # -- closed forms equal the numerical fixed-point analysis -------------------------------
 @pytest.mark.parametrize("m", [0.5, 1.0, 3.0])
-@pytest.mark.parametrize("crit,proc", [("log-density", None), ("sde-drift", OU()),
-                                        ("sde-drift", VPLinear()), ("sde-drift", VPCosine()),
-                                        ("sde-drift", DDPM())])
+@pytest.mark.parametrize(
+    "crit,proc",
+    [
+        ("log-density", None),
+        ("sde-drift", OU()),
+        ("sde-drift", VPLinear()),
+        ("sde-drift", VPCosine()),
+        ("sde-drift", DDPM()),
+    ],
+)
 def test_two_deltas_closed_form_equals_numeric(m, crit, proc):
     model = GaussianMixture.two_deltas(m)
     closed = S.critical_two_deltas(m, crit, proc)
@@ -119,8 +127,7 @@ def test_cloning_probability_closed_form_vs_monte_carlo_integral():
     for dv, m, s2 in ((0.5, 1.0, 0.0), (3.0, 2.0, 0.5)):
         q = m * m / (s2 + dv)
         mc = 0.5 * (1 + np.tanh(q + math.sqrt(q) * z))
-        assert S.cloning_probability(dv, m, s2) == pytest.approx(mc.mean(),
-                                                                  abs=4 * mc.std() / 632)
+        assert S.cloning_probability(dv, m, s2) == pytest.approx(mc.mean(), abs=4 * mc.std() / 632)
     # limits: phi -> 1 at low noise, 1/2 at high noise
     assert S.cloning_probability(1e-6, 1.0) == pytest.approx(1.0)
     assert S.cloning_probability(1e8, 1.0) == pytest.approx(0.5, abs=1e-7)
@@ -133,8 +140,9 @@ def test_measured_cloning_matches_theory_with_exact_score():
     rng = np.random.default_rng(3)
     for t in (0.4, 1.0):
         x_t = mix.in_frame(proc, t).sample(1500, rng)
-        meas = S.measure_cloning(mix, lambda x: np.sign(x[:, 0]), x_t, t, rng, process=proc,
-                                 n_steps=150)
+        meas = S.measure_cloning(
+            mix, lambda x: np.sign(x[:, 0]), x_t, t, rng, process=proc, n_steps=150
+        )
         pred = S.cloning_probability(proc.delta(t), m, s2)
         assert abs(meas.phi - pred) <= 4 * meas.stderr + 0.01  # 0.01: discretisation bias
 

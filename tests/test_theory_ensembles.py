@@ -32,7 +32,8 @@ def test_mixture_score_density_tweedie_jacobian(yv, dv):
     jac = sp.diff(s, th.y)
     assert float(jac.subs(sub)) == pytest.approx(num.score_jacobian(Y, dv)[0, 0, 0], rel=1e-10)
     assert float((jac - (-1 / th.delta + var / th.delta**2)).subs(sub)) == pytest.approx(
-        0, abs=1e-10)
+        0, abs=1e-10
+    )
 
 
 def test_two_delta_score_is_tanh_form():

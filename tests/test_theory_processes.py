@@ -42,8 +42,7 @@ def test_vp_linear_matches():
         assert float(f.subs(sub)) == pytest.approx(p.drift_coefficient(sv), rel=1e-13)
         assert float(g2.subs(sub)) == pytest.approx(p.diffusion(sv) ** 2, rel=1e-12)
     for dv in (1e-4, 1.0, 1e3):
-        assert float(root.subs({**vals, th.D: dv})) == pytest.approx(p.time_of_delta(dv),
-                                                                      rel=1e-12)
+        assert float(root.subs({**vals, th.D: dv})) == pytest.approx(p.time_of_delta(dv), rel=1e-12)
 
 
 def test_ve_matches():
@@ -54,5 +53,6 @@ def test_ve_matches():
         assert float(delta.subs({**vals, th.t: tv})) == pytest.approx(p.delta(tv), rel=1e-13)
     for dv in (1e-3, 1.0, 100.0):
         assert float(inverse[0].subs({**vals, th.D: dv})) == pytest.approx(
-            p.time_of_delta(dv), rel=1e-12, abs=1e-14)
+            p.time_of_delta(dv), rel=1e-12, abs=1e-14
+        )
     assert np.isfinite(p.time_of_delta(1.0))

@@ -20,8 +20,9 @@ def normal_pdf(x, mean, var):
 
 def mixture_density(weights, means, variances):
     """Noised density of ``sum_k w_k N(m_k, s_k^2)`` at noise-to-signal variance Delta."""
-    return sum(w * normal_pdf(y, mu, v + delta)
-               for w, mu, v in zip(weights, means, variances, strict=True))
+    return sum(
+        w * normal_pdf(y, mu, v + delta) for w, mu, v in zip(weights, means, variances, strict=True)
+    )
 
 
 def score(density):

@@ -131,7 +131,8 @@ class Ensemble(ABC):
         raise NotSupportedError(f"{type(self).__name__} does not give its covariance")
 
     def in_frame(self, process: Process | str, t: float) -> FrameView:
-        """This model seen in ``process``'s own frame at time ``t`` (``x_t = alpha x0 + sigma z``)."""
+        """This model seen in ``process``'s own frame at time ``t``
+        (``x_t = alpha x0 + sigma z``)."""
         return FrameView(self, get_process(process), t)
 
 

@@ -42,8 +42,9 @@ class Empirical(Ensemble):
         if pts.ndim != 2:
             raise ShapeError(f"points must have shape (n, d); got shape {pts.shape}")
         if pts.shape[0] == 0 or pts.shape[1] == 0:
-            raise InputError(f"points must hold at least one point of dimension >= 1; "
-                             f"got shape {pts.shape}")
+            raise InputError(
+                f"points must hold at least one point of dimension >= 1; got shape {pts.shape}"
+            )
         self._pts = np.ascontiguousarray(pts)
         self._pts.setflags(write=False)
         self._sq = np.einsum("ij,ij->i", self._pts.astype(np.float64), self._pts.astype(np.float64))
@@ -80,7 +81,8 @@ class Empirical(Ensemble):
     # -- the kernel --------------------------------------------------------------------------
     def stats(self, y, delta):
         """``(denoised, lse, pr)`` for a batch: the posterior mean ``(m, d)``,
-        ``logsumexp_mu(-|y - a_mu|^2 / (2 delta))`` ``(m,)`` and the participation ratio ``(m,)``."""
+        ``logsumexp_mu(-|y - a_mu|^2 / (2 delta))`` ``(m,)`` and the participation ratio
+        ``(m,)``."""
         y, dl = self._prep(y, delta)
         return self._stats(y, dl)
 
@@ -88,8 +90,9 @@ class Empirical(Ensemble):
         from .._kernels import empirical_stats
 
         yq = np.ascontiguousarray(y, dtype=self.dtype)
-        den, lse, pr = empirical_stats(yq, self._pts, np.ascontiguousarray(delta[:, 0]),
-                                       sq_norms=self._sq)
+        den, lse, pr = empirical_stats(
+            yq, self._pts, np.ascontiguousarray(delta[:, 0]), sq_norms=self._sq
+        )
         return den.astype(np.float64, copy=False), lse, pr
 
     def _denoise(self, y, delta):
@@ -119,11 +122,11 @@ class Empirical(Ensemble):
         pts = self._pts.astype(np.float64, copy=False)
         step = max(1, int(2**24 // max(self.n_points, 1)))
         for s in range(0, y.shape[0], step):
-            q = y[s:s + step]
+            q = y[s : s + step]
             d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2 * q @ pts.T + self._sq[None]
             k = np.argmin(d2, axis=1)
-            idx[s:s + step] = k
-            dist[s:s + step] = np.linalg.norm(q - pts[k], axis=1)
+            idx[s : s + step] = k
+            dist[s : s + step] = np.linalg.norm(q - pts[k], axis=1)
         return idx, dist
 
     def _posterior_covariance(self, y, delta):
@@ -136,7 +139,7 @@ class Empirical(Ensemble):
         pts = self._pts.astype(np.float64, copy=False)
         step = max(1, int(2**22 // self.n_points))
         for s in range(0, n, step):
-            w = empirical_weights(y[s:s + step], pts, delta[s:s + step, 0])  # (c, n)
+            w = empirical_weights(y[s : s + step], pts, delta[s : s + step, 0])  # (c, n)
             for i, wi in enumerate(w):
                 live = wi > 0
                 c = pts[live] - wi[live] @ pts[live]

@@ -47,8 +47,10 @@ class Gaussian(Ensemble):
             raise ShapeError(f"cov must have shape ({d}, {d}) to match mean; got {cov.shape}")
         scale = max(float(np.max(np.abs(cov))), np.finfo(float).tiny)
         if np.max(np.abs(cov - cov.T)) > 1e-10 * scale:
-            raise InputError("cov must be symmetric; cov - cov.T has entries up to "
-                             f"{np.max(np.abs(cov - cov.T)):.3g}")
+            raise InputError(
+                "cov must be symmetric; cov - cov.T has entries up to "
+                f"{np.max(np.abs(cov - cov.T)):.3g}"
+            )
         lam, vec = np.linalg.eigh(0.5 * (cov + cov.T))
         tol = rank_tol * max(float(lam[-1]), 0.0) + np.finfo(float).tiny
         if lam[0] < -max(tol, 1e-12 * scale):
@@ -67,12 +69,15 @@ class Gaussian(Ensemble):
         mean = finite_array(mean, "mean")
         basis = finite_array(basis, "basis")
         if mean.ndim != 1 or basis.ndim != 2 or basis.shape[0] != mean.shape[0]:
-            raise ShapeError(f"basis must have shape ({mean.shape[0]}, r) to match mean; "
-                             f"got {basis.shape}")
+            raise ShapeError(
+                f"basis must have shape ({mean.shape[0]}, r) to match mean; got {basis.shape}"
+            )
         variances = positive(variances, "variances").reshape(-1)
         if variances.shape[0] != basis.shape[1]:
-            raise ShapeError(f"variances must have shape ({basis.shape[1]},) (one per basis "
-                             f"column); got {variances.shape}")
+            raise ShapeError(
+                f"variances must have shape ({basis.shape[1]},) (one per basis "
+                f"column); got {variances.shape}"
+            )
         gram = basis.T @ basis
         if basis.shape[1] and np.max(np.abs(gram - np.eye(basis.shape[1]))) > 1e-8:
             raise InputError("basis must have orthonormal columns (basis.T @ basis = I)")

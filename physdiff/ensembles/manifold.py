@@ -26,8 +26,9 @@ __all__ = ["LinearManifold"]
 class LinearManifold(Ensemble):
     """Gaussian or norm-normalised data on the span of ``basis``."""
 
-    def __init__(self, basis, stds, *, mean=None, normalized: bool = False,
-                 radius: float | None = None):
+    def __init__(
+        self, basis, stds, *, mean=None, normalized: bool = False, radius: float | None = None
+    ):
         basis = finite_array(basis, "basis")
         if basis.ndim != 2 or basis.shape[1] < 1 or basis.shape[1] > basis.shape[0]:
             raise ShapeError(f"basis must have shape (d, m) with 1 <= m <= d; got {basis.shape}")
@@ -99,8 +100,10 @@ class LinearManifold(Ensemble):
             return (self._B * self._s**2) @ self._B.T
         if self._exact is not None:
             return self._exact.covariance
-        raise NotSupportedError("the covariance of anisotropic normalised data has no closed "
-                                "form here; estimate it from samples")
+        raise NotSupportedError(
+            "the covariance of anisotropic normalised data has no closed "
+            "form here; estimate it from samples"
+        )
 
     def __repr__(self) -> str:
         kind = "normalized" if self.normalized else "gaussian"

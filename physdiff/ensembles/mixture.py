@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from .._validate import finite_array, positive
 from ..errors import InputError, ShapeError
 from .base import Ensemble
@@ -78,14 +79,16 @@ class GaussianMixture(Ensemble):
         if means.ndim != 2:
             raise ShapeError(f"means must have shape (K, d); got {means.shape}")
         v = positive(np.broadcast_to(variances, means.shape[:1]), "variances", allow_zero=True)
-        comps = [Gaussian.point_mass(m) if s == 0 else Gaussian.isotropic(m, s)
-                 for m, s in zip(means, v, strict=True)]
+        comps = [
+            Gaussian.point_mass(m) if s == 0 else Gaussian.isotropic(m, s)
+            for m, s in zip(means, v, strict=True)
+        ]
         return cls.from_components(weights, comps)
 
     @classmethod
     def two_deltas(cls, m: float = 1.0, d: int = 1) -> GaussianMixture:
-        """Equal point masses at ``+-m e_1`` in R^d; in 1-D ``score(y) = (m tanh(m y/delta) - y)/delta``
-        (THEORY.md section 2)."""
+        """Equal point masses at ``+-m e_1`` in R^d; in 1-D
+        ``score(y) = (m tanh(m y/delta) - y)/delta`` (THEORY.md section 2)."""
         m = float(finite_array(m, "m"))
         e = np.zeros((2, int(d)))
         e[0, 0], e[1, 0] = m, -m
@@ -94,8 +97,9 @@ class GaussianMixture(Ensemble):
     def _init(self, weights, comps):
         w = finite_array(weights, "weights").reshape(-1)
         if w.shape[0] != len(comps):
-            raise ShapeError(f"weights must have one entry per component ({len(comps)}); "
-                             f"got {w.shape[0]}")
+            raise ShapeError(
+                f"weights must have one entry per component ({len(comps)}); got {w.shape[0]}"
+            )
         if np.any(w < 0):
             raise InputError(f"weights must be >= 0; got {w}")
         if abs(w.sum() - 1.0) > 1e-9 * max(1, len(comps)):
@@ -146,8 +150,10 @@ class GaussianMixture(Ensemble):
 
     # -- the exact formulas --------------------------------------------------------------------
     def _log_joint(self, y, delta):
-        return np.stack([lw + c._log_density(y, delta)
-                         for lw, c in zip(self._logw, self._comps, strict=True)], axis=1)
+        return np.stack(
+            [lw + c._log_density(y, delta) for lw, c in zip(self._logw, self._comps, strict=True)],
+            axis=1,
+        )
 
     def _posterior(self, y, delta):
         return _softmax(self._log_joint(y, delta))
@@ -177,14 +183,17 @@ class GaussianMixture(Ensemble):
 
     def _posterior_covariance(self, y, delta):
         p, between = self._moments(y, delta)
-        within = sum(p[:, k, None, None] * c._posterior_covariance(y, delta)
-                     for k, c in enumerate(self._comps))
+        within = sum(
+            p[:, k, None, None] * c._posterior_covariance(y, delta)
+            for k, c in enumerate(self._comps)
+        )
         return within + between
 
     def _score_jacobian(self, y, delta):
         p, between = self._moments(y, delta)
-        within = sum(p[:, k, None, None] * c._score_jacobian(y, delta)
-                     for k, c in enumerate(self._comps))
+        within = sum(
+            p[:, k, None, None] * c._score_jacobian(y, delta) for k, c in enumerate(self._comps)
+        )
         return within + between / delta[:, :, None] ** 2
 
     def _sample(self, n, rng):
