@@ -359,6 +359,17 @@ class GaussianStart:
         return f"GaussianStart({self.process!r}, t={self.t:g}, d={self.mean.shape[0]})"
 
 
+def _is_timed_start(x_start) -> bool:
+    """A start sampler bound to a process and a time (``GaussianStart``,
+    ``physdiff.symmetry.LowRankStart``, ...): callable with ``process`` and ``t``."""
+    return (
+        callable(x_start)
+        and not isinstance(x_start, np.ndarray)
+        and isinstance(getattr(x_start, "process", None), Process)
+        and isinstance(getattr(x_start, "t", None), float)
+    )
+
+
 def gaussian_start(
     mean: np.ndarray | Ensemble | Sequence[float],
     cov: np.ndarray | None,
@@ -539,7 +550,8 @@ def sample(
     times:
         A strictly decreasing 1-D grid of process times, all in ``[t_min, t_max]``. Default:
         ``process.time_grid(n_steps, t_start, t_end)`` with ``n_steps = 100``, from ``t_max``
-        (or ``x_start.t`` for a :class:`GaussianStart`) down to ``t_min``. For the
+        (or ``x_start.t`` for a :class:`GaussianStart` or any start sampler with ``process`` and
+        ``t`` attributes) down to ``t_min``. For the
         :class:`~physdiff.processes.DDPM` process the times are step indices (integers on its
         own grids).
     x_start:
@@ -576,7 +588,8 @@ def sample(
     rng = _check_rng(rng)
     meth = _method(method)
     process = get_process(process)
-    if isinstance(x_start, GaussianStart):
+    timed = _is_timed_start(x_start)
+    if timed:
         if x_start.process != process:
             raise InputError(
                 f"x_start was built for {x_start.process!r}, but process is {process!r}"
@@ -584,9 +597,7 @@ def sample(
         if times is None and t_start is None:
             t_start = x_start.t
     grid = _grid(process, times, n_steps, t_start, t_end)
-    if isinstance(x_start, GaussianStart) and not np.isclose(
-        grid[0], x_start.t, rtol=1e-12, atol=1e-12
-    ):
+    if timed and not np.isclose(grid[0], x_start.t, rtol=1e-12, atol=1e-12):
         raise InputError(
             f"x_start was built at t={x_start.t:g} but the grid starts at "
             f"t={grid[0]:g}; build it at the grid's first time"

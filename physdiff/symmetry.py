@@ -69,6 +69,11 @@ __all__ = [
     "cloning_probability",
     "measure_cloning",
     "CloningMeasurement",
+    "DataStatistics",
+    "data_statistics",
+    "LowRankStart",
+    "late_start_delta",
+    "late_start",
 ]
 
 CRITERIA = ("log-density", "sde-drift", "speciation")
@@ -558,3 +563,129 @@ def measure_cloning(
     return CloningMeasurement(
         float(t), float(proc.delta(t)), phi, math.sqrt(max(phi * (1 - phi), 1.0 / n) / n), n
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Gaussian late initialisation
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataStatistics:
+    """Mean and covariance of a data set as low rank plus diagonal,
+    ``C ~ U diag(lam) U^T + diag(resid)``, with ``resid`` chosen so that the diagonal of
+    ``C`` is exact (``rank = d`` makes the whole covariance exact, ``resid = 0``)."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+    residual: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def top_eigenvalue(self) -> float:
+        return float(self.eigenvalues[0]) if self.eigenvalues.size else 0.0
+
+    def covariance(self) -> np.ndarray:
+        """The represented covariance as a dense ``(d, d)`` array."""
+        return (self.basis * self.eigenvalues) @ self.basis.T + np.diag(self.residual)
+
+
+def data_statistics(data, rank: int | None = None) -> DataStatistics:
+    """The start statistics of an ensemble (its exact ``mean`` and ``covariance``) or of a data
+    set ``(n, d)``, keeping the top ``rank`` eigenpairs (default: all when ``d <= 512``,
+    else 64) plus the residual diagonal. For a data set the top eigenpairs come from the SVD
+    of the centred data, never forming ``d x d`` when ``rank < d``."""
+    if isinstance(data, Ensemble):
+        mean = np.asarray(data.mean, dtype=float)
+        lam, vec = np.linalg.eigh(np.asarray(data.covariance, dtype=float))
+        lam, vec = np.clip(lam[::-1], 0, None), vec[:, ::-1]
+        var = np.clip(np.diag(np.asarray(data.covariance, dtype=float)), 0, None)
+    else:
+        x = finite_array(data, "data")
+        if x.ndim != 2 or x.shape[0] < 2:
+            raise InputError(f"data must have shape (n, d) with n >= 2; got {x.shape}")
+        mean = x.mean(axis=0)
+        xc = x - mean
+        _, sv, vt = np.linalg.svd(xc, full_matrices=False)
+        lam, vec = sv**2 / x.shape[0], vt.T
+        var = np.mean(xc * xc, axis=0)
+    d = mean.shape[0]
+    r = (d if d <= 512 else 64) if rank is None else integer(rank, "rank", 0, d)
+    lam, vec = lam[:r], np.ascontiguousarray(vec[:, :r])
+    resid = np.clip(var - (vec * vec) @ lam, 0.0, None)
+    return DataStatistics(mean, vec, lam, resid)
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankStart:
+    """Draws ``x_t ~ N(alpha mu, alpha^2 (U diag(lam) U^T + diag(resid)) + sigma^2 I)`` at time
+    ``t`` of ``process`` in ``O(n d rank)``: Raya & Ambrogioni 2023's Gaussian late
+    initialisation with the noised data statistics (THEORY.md section 2). Pass it to any
+    sampler of :mod:`physdiff.sampling` as ``x_start``; its ``t`` is the default start time."""
+
+    process: Process
+    t: float
+    stats: DataStatistics
+
+    def __call__(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        n = integer(n, "n", 0, 10**9)
+        s = self.stats
+        a, sig = float(self.process.alpha(self.t)), float(self.process.sigma(self.t))
+        z1 = rng.standard_normal((n, s.eigenvalues.shape[0]))
+        z2 = rng.standard_normal((n, s.dim))
+        low = (z1 * np.sqrt(s.eigenvalues)) @ s.basis.T
+        return a * (s.mean + low) + np.sqrt(a * a * s.residual + sig * sig) * z2
+
+    @property
+    def mean(self) -> np.ndarray:
+        return float(self.process.alpha(self.t)) * self.stats.mean
+
+    @property
+    def covariance(self) -> np.ndarray:
+        a, sig = float(self.process.alpha(self.t)), float(self.process.sigma(self.t))
+        return a * a * self.stats.covariance() + sig * sig * np.eye(self.stats.dim)
+
+
+def late_start_delta(
+    data,
+    criterion: str = "log-density",
+    process: Process | str | None = None,
+    *,
+    margin: float = 2.0,
+) -> float:
+    """A start noise level before the symmetry breaks: ``margin * delta_c`` (``margin >= 1``).
+
+    ``delta_c`` is the closed form of :func:`critical_from_eigenvalue` for the top
+    eigenvalue of the data covariance (the posterior covariance at the centre at high
+    noise). Above ``delta_c`` the centre is the only stable fixed point, so the Gaussian
+    start loses no structure the dynamics would still create (Raya & Ambrogioni 2023).
+    """
+    margin = float(positive(margin, "margin"))
+    if margin < 1:
+        raise DomainError(f"margin must lie in [1, inf) (start before the break); got {margin}")
+    stats = data if isinstance(data, DataStatistics) else data_statistics(data, rank=1)
+    return margin * critical_from_eigenvalue(stats.top_eigenvalue, criterion, process).delta
+
+
+def late_start(
+    data,
+    process: Process | str,
+    t: float | None = None,
+    *,
+    rank: int | None = None,
+    criterion: str = "log-density",
+    margin: float = 2.0,
+) -> LowRankStart:
+    """The Gaussian late-initialisation start for an ensemble or a data set at time ``t``
+    of ``process`` (default: the time of :func:`late_start_delta`, clipped to the process's
+    range)."""
+    proc = get_process(process)
+    stats = data_statistics(data, rank)
+    if t is None:
+        dl = late_start_delta(
+            stats, criterion, proc if criterion != "log-density" else None, margin=margin
+        )
+        t = float(proc.time_of_delta(min(max(dl, proc.delta_min), proc.delta_max)))
+    return LowRankStart(proc, float(proc.check_time(t, "t")), stats)

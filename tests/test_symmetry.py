@@ -169,3 +169,51 @@ def test_critical_point_table_converts_to_every_process():
     assert tab["times"]["ou"] == pytest.approx(math.log(2) / 2)
     assert tab["ddpm_step"]["floor"] == DDPM().step_of_delta(1.0, "floor")
     assert cp.time("vp-linear") == pytest.approx(VPLinear().time_of_delta(1.0))
+
+
+# -- Gaussian late initialisation --------------------------------------------------------
+def test_data_statistics_low_rank_plus_diagonal():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4000, 6)) @ rng.standard_normal((6, 6))
+    full = S.data_statistics(x)
+    np.testing.assert_allclose(full.covariance(), np.cov(x.T, bias=True), atol=1e-10)
+    low = S.data_statistics(x, rank=2)
+    np.testing.assert_allclose(np.diag(low.covariance()), np.var(x, axis=0), rtol=1e-10)
+    assert low.top_eigenvalue == pytest.approx(full.top_eigenvalue)
+    ens = GaussianMixture.isotropic([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], [0.5, 0.5])
+    np.testing.assert_allclose(S.data_statistics(ens).covariance(), ens.covariance, atol=1e-12)
+
+
+def test_late_start_samples_noised_statistics_and_runs_every_sampler():
+    from physdiff import sampling
+
+    g = Gaussian([1.0, -1.0], [[2.0, 0.5], [0.5, 1.0]])
+    start = S.late_start(g, "vp-linear", 0.4)
+    x = start(200_000, np.random.default_rng(1))
+    np.testing.assert_allclose(x.mean(0), start.mean, atol=5 * np.sqrt(3 / 200_000))
+    np.testing.assert_allclose(np.cov(x.T), start.covariance, atol=0.03)
+    a, s = VPLinear().alpha(0.4), VPLinear().sigma(0.4)
+    np.testing.assert_allclose(start.covariance, a * a * g.covariance + s * s * np.eye(2))
+    for name in sampling.METHODS:
+        out = sampling.sample(
+            g,
+            4000,
+            np.random.default_rng(2),
+            method=name,
+            process="vp-linear",
+            x_start=start,
+            n_steps=60,
+        )
+        assert out.times[0] == pytest.approx(0.4)
+        # Gaussian data: the start is the exact marginal, so samples have the data moments
+        assert np.all(np.abs(out.samples.mean(0) - g.mean) < 5 * np.sqrt(2.0 / 4000) + 0.02)
+
+
+def test_late_start_time_is_before_the_break():
+    model = GaussianMixture.two_deltas(1.0)
+    dl = S.late_start_delta(model, margin=2.0)
+    assert dl == pytest.approx(2.0)  # Lambda = m^2 = 1, delta_c = 1
+    st = S.late_start(model, "ddpm")
+    assert DDPM().delta(st.t) == pytest.approx(2.0, rel=1e-9)
+    with pytest.raises(DomainError, match="margin"):
+        S.late_start_delta(model, margin=0.5)
