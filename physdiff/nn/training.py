@@ -1,0 +1,494 @@
+"""Denoising score-matching training with EMA weights, atomic checkpoints and exact resume.
+
+One step (Karras et al. 2022, Algorithm/Section 5; Ho et al. 2020, Algorithm 1):
+
+1. a minibatch ``x0`` (rows of the data array drawn with replacement, or fresh samples of an
+   ensemble), and labels with probability ``p_uncond`` replaced by the null label
+   (classifier-free guidance training, Ho & Salimans 2022);
+2. noise levels ``delta`` drawn per :func:`sample_delta` from ``config.process``, noise
+   ``z ~ N(0, I)``, ``y = x0 + sqrt(delta) z`` (VE frame, THEORY.md section 0);
+3. the weighted loss of :meth:`physdiff.nn.Denoiser.loss`, AdamW (Loshchilov & Hutter 2019),
+   gradient-norm clipping, then the EMA update of the weights.
+
+Randomness: a CPU :class:`torch.Generator` (noise, noise levels, label dropout) and a numpy
+Generator (minibatch indices or ensemble samples), both seeded from ``config.seed``;
+nothing touches a global seed. A checkpoint holds the weights, the EMA weights, the optimiser
+state, the step, both generator states and the loss history, so a run interrupted after
+any checkpoint and restarted on the same directory retraces the uninterrupted run (bit for
+bit on CPU). Checkpoints are written atomically (temporary file, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validate import finite_array, integer
+from ..ensembles.base import Ensemble
+from ..errors import InputError, PhysdiffError, ShapeError
+from ..processes import DDPM, EDM, Process, get_process
+from ._device import default_device
+from .denoiser import Denoiser
+
+__all__ = ["TrainConfig", "TrainResult", "train", "load_checkpoint", "sample_delta",
+           "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_FORMAT = "physdiff.nn.checkpoint/1"
+# Fields that decide the trajectory: a resumed run must agree with the checkpoint on them.
+_TRAJECTORY_FIELDS = ("batch_size", "lr", "ema_decay", "seed", "process", "p_uncond",
+                      "weight_decay", "grad_clip", "p_mean", "p_std", "t_eps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (frozen; a preset is just an instance).
+
+    ``process`` (a name of :data:`physdiff.processes.PRESETS` or a :class:`Process`) decides
+    how training noise levels are drawn (:func:`sample_delta`). ``amp`` enables bfloat16
+    autocast, on CUDA only. The EMA decay at step k is ``min(ema_decay, (1 + k)/(10 + k))``
+    (warmed up so that short runs are not dominated by the initial weights).
+    ``p_mean``/``p_std``: EDM's log-normal noise levels; ``t_eps``: the fraction of a
+    continuous process's time range cut off at its data end (Song et al. 2021 use ``1e-5``),
+    which keeps ``delta > 0``.
+    """
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 2e-3
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_every: int = 500
+    process: str | Process = "edm"
+    p_uncond: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    t_eps: float = 1e-5
+
+    def __post_init__(self):
+        integer(self.steps, "steps", 0, 10**12)
+        integer(self.batch_size, "batch_size", 1, 10**9)
+        integer(self.checkpoint_every, "checkpoint_every", 1, 10**12)
+        integer(self.seed, "seed", 0, 2**63 - 1)
+        _in_range(self.lr, "lr", 0.0, math.inf, low_open=True)
+        _in_range(self.ema_decay, "ema_decay", 0.0, 1.0, high_open=True)
+        _in_range(self.p_uncond, "p_uncond", 0.0, 1.0)
+        _in_range(self.weight_decay, "weight_decay", 0.0, math.inf)
+        _in_range(self.grad_clip, "grad_clip", 0.0, math.inf)
+        _in_range(self.p_std, "p_std", 0.0, math.inf)
+        _in_range(self.t_eps, "t_eps", 0.0, 1.0, high_open=True)
+        if not math.isfinite(float(self.p_mean)):
+            raise InputError(f"p_mean must be finite; got {self.p_mean!r}")
+        get_process(self.process)  # unknown names raise InputError here, not mid-run
+        if not isinstance(self.device, (str, torch.device)):
+            raise InputError(f"device must be a string such as 'auto'; got {self.device!r}")
+
+    def trajectory_key(self) -> dict[str, Any]:
+        """The fields that decide the training trajectory, as plain values."""
+        out = {}
+        for name in _TRAJECTORY_FIELDS:
+            v = getattr(self, name)
+            out[name] = repr(get_process(v)) if name == "process" else v
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field as a plain value (the process by its repr)."""
+        d = dataclasses.asdict(self)
+        d["process"] = repr(get_process(self.process))
+        d["device"] = str(self.device)
+        return d
+
+
+def _in_range(x, name, lo, hi, *, low_open=False, high_open=False):
+    v = float(x)
+    ok = (math.isfinite(v) and (v > lo if low_open else v >= lo)
+          and (v < hi if high_open else v <= hi))
+    if not ok:
+        raise InputError(f"{name} must lie in {'(' if low_open else '['}{lo:g}, {hi:g}"
+                         f"{')' if high_open else ']'}; got {x!r}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``denoiser``: the EMA weights in eval mode (use these); ``raw``: the optimised weights;
+    ``losses``: the mean minibatch loss of every step since step 0 (resumed runs included);
+    ``steps``: the step reached; ``seconds``: training wall time summed over all calls that
+    built this run; ``samples_per_second = steps * batch_size / seconds``.
+    """
+
+    denoiser: Denoiser
+    raw: Denoiser
+    losses: np.ndarray
+    steps: int
+    seconds: float
+    samples_per_second: float
+    config: TrainConfig
+    checkpoint: Path | None = field(default=None)
+
+
+# -- noise levels ---------------------------------------------------------------------------
+def sample_delta(process: str | Process, n: int, generator: torch.Generator, *,
+                 p_mean: float = -1.2, p_std: float = 1.2, t_eps: float = 1e-5
+                 ) -> torch.Tensor:
+    """``n`` training noise-to-signal variances (float64, CPU), drawn as the process trains.
+
+    * :class:`~physdiff.processes.EDM`: ``log sigma ~ N(p_mean, p_std^2)``, ``delta = sigma^2``
+      (Karras et al. 2022, Table 1, training: ``P_mean = -1.2``, ``P_std = 1.2``).
+    * :class:`~physdiff.processes.DDPM`: a step ``k`` uniform on ``{0, ..., T-1}``,
+      ``delta = delta_k = 1/abar_k - 1`` (Ho et al. 2020, Algorithm 1).
+    * any other process: ``t`` uniform on ``[t_min + t_eps (t_max - t_min), t_max]``,
+      ``delta = process.delta(t)`` (Song et al. 2021, Eq. 7, with their ``eps = 1e-5``).
+    """
+    proc = get_process(process)
+    if isinstance(proc, EDM):
+        sigma = torch.exp(p_mean + p_std * torch.randn(n, generator=generator,
+                                                       dtype=torch.float64))
+        return sigma * sigma
+    if isinstance(proc, DDPM):
+        k = torch.randint(0, proc.n_steps, (n,), generator=generator)
+        return torch.from_numpy(np.asarray(proc.deltas)[k.numpy()].copy())
+    u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+    lo = proc.t_min + t_eps * (proc.t_max - proc.t_min)
+    t = np.minimum(lo + u * (proc.t_max - lo), proc.t_max)
+    delta = np.atleast_1d(np.asarray(proc.delta(t), dtype=np.float64))
+    return torch.from_numpy(np.maximum(delta, 1e-12))
+
+
+# -- data -------------------------------------------------------------------------------------
+class _Batches:
+    """Minibatches ``(x0, labels)`` on the device from an array or an ensemble."""
+
+    def __init__(self, data, labels, dim: int, n_classes: int | None, device: torch.device):
+        self.device = device
+        self.n_classes = n_classes
+        self.ensemble = None
+        self.with_labels = False
+        if isinstance(data, Ensemble) or (hasattr(data, "sample") and hasattr(data, "dim")
+                                          and not isinstance(data, np.ndarray)):
+            if int(data.dim) != dim:
+                raise ShapeError(f"data is an ensemble in R^{data.dim} but the network works "
+                                 f"in R^{dim}")
+            if labels is not None:
+                raise InputError("labels must be None when data is an ensemble (a "
+                                 "conditional network draws them with "
+                                 "ensemble.sample_with_labels)")
+            self.ensemble = data
+            if n_classes is not None:
+                if not hasattr(data, "sample_with_labels"):
+                    raise InputError(f"a class-conditional network needs labelled data; "
+                                     f"{type(data).__name__} has no sample_with_labels")
+                self.with_labels = True
+            return
+        arr = np.asarray(data)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise InputError(f"data must be a numeric array (n, d) or an Ensemble; got "
+                             f"{type(data).__name__} of dtype {arr.dtype}")
+        arr = finite_array(arr, "data")
+        if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 1:
+            raise ShapeError(f"data must have shape (n, {dim}) with n >= 1 (the network works "
+                             f"in R^{dim}); got shape {arr.shape}")
+        self.n = arr.shape[0]
+        self.x = torch.as_tensor(arr, dtype=torch.float32, device=device)
+        self.y = None
+        if labels is not None:
+            if n_classes is None:
+                raise InputError("labels were given but the network is unconditional "
+                                 "(build it with n_classes)")
+            lab = np.asarray(labels)
+            if lab.shape != (self.n,):
+                raise ShapeError(f"labels must have shape ({self.n},) (one per row of data); "
+                                 f"got shape {lab.shape}")
+            if lab.dtype.kind not in "iu":
+                labf = finite_array(lab, "labels")
+                if np.any(labf != np.round(labf)):
+                    raise InputError("labels must be integers")
+                lab = labf.astype(np.int64)
+            if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
+                raise InputError(f"labels must lie in [0, {n_classes - 1}] (n_classes = "
+                                 f"{n_classes}); got values in [{lab.min()}, {lab.max()}]")
+            self.y = torch.as_tensor(lab.astype(np.int64), device=device)
+            self.with_labels = True
+
+    def __call__(self, batch: int, rng: np.random.Generator):
+        if self.ensemble is not None:
+            if self.with_labels:
+                x, lab = self.ensemble.sample_with_labels(batch, rng)
+                return (torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device),
+                        torch.as_tensor(np.asarray(lab), dtype=torch.long, device=self.device))
+            x = self.ensemble.sample(batch, rng)
+            return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device), None
+        idx = torch.from_numpy(rng.integers(0, self.n, size=batch)).to(self.device)
+        return self.x[idx], (self.y[idx] if self.y is not None else None)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def _atomic_save(obj: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise InputError(f"checkpoint not found: {str(p)!r} (no such file)")
+    try:
+        ck = torch.load(p, map_location=device, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise InputError(f"checkpoint {str(p)!r} could not be read: {exc}") from None
+    if not isinstance(ck, dict) or ck.get("format") != _FORMAT:
+        raise InputError(f"{str(p)!r} is not a physdiff.nn checkpoint")
+    return ck
+
+
+def _check_denoiser_matches(ck: dict, denoiser: Denoiser, where: str) -> None:
+    if (ck["parametrisation"] != denoiser.parametrisation
+            or not math.isclose(ck["sigma_data"], denoiser.sigma_data, rel_tol=1e-12)):
+        raise InputError(
+            f"checkpoint {where} holds a {ck['parametrisation']!r} denoiser with sigma_data="
+            f"{ck['sigma_data']:g}; the denoiser given is {denoiser.parametrisation!r} with "
+            f"sigma_data={denoiser.sigma_data:g}"
+        )
+
+
+def _load_state(module: torch.nn.Module, state: dict, where: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"checkpoint {where} does not fit this network "
+                         f"(different architecture?): {exc}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, denoiser: Denoiser, *, ema: bool = True
+                    ) -> Denoiser:
+    """Load a checkpoint written by :func:`train` into ``denoiser`` (same architecture).
+
+    ``path`` is the checkpoint file or the ``checkpoint_dir`` holding it. ``ema=True`` loads
+    the EMA weights (the ones to evaluate), ``False`` the raw optimised ones. Returns
+    ``denoiser`` in eval mode. A missing or unreadable file, or a mismatched architecture or
+    parametrisation, raises :class:`physdiff.errors.InputError`.
+    """
+    ck = _read_checkpoint(path)
+    _check_denoiser_matches(ck, denoiser, repr(str(path)))
+    _load_state(denoiser, ck["ema" if ema else "model"], repr(str(path)))
+    return denoiser.eval()
+
+
+# -- the loop ---------------------------------------------------------------------------------
+class _Trainer:
+    """The training state and one optimisation step; :func:`train` drives it.
+
+    Exposed (privately) so that ``benchmarks/bench_training.py`` times exactly this step.
+    """
+
+    def __init__(self, denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig,
+                 labels: np.ndarray | None = None):
+        if not isinstance(denoiser, Denoiser):
+            raise InputError(f"denoiser must be a physdiff.nn.Denoiser; got "
+                             f"{type(denoiser).__name__}")
+        if not isinstance(config, TrainConfig):
+            raise InputError(f"config must be a TrainConfig; got {type(config).__name__}")
+        self.config = config
+        self.device = default_device(config.device)
+        self.use_amp = bool(config.amp) and self.device.type == "cuda"
+        self.model = denoiser.to(self.device).train()
+        self.n_classes = denoiser.n_classes
+        self.batches = _Batches(data, labels, denoiser.dim, self.n_classes, self.device)
+        self.process = get_process(config.process)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
+                                     weight_decay=config.weight_decay)
+        self.gen = torch.Generator(device="cpu").manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.step = 0
+        self.losses: list[torch.Tensor] = []  # device scalars, synced lazily
+        self.past_losses = np.zeros(0)
+        self.seconds = 0.0
+
+    # one optimisation step; the loss stays on the device (no sync)
+    def one_step(self) -> torch.Tensor:
+        cfg = self.config
+        x0, lab = self.batches(cfg.batch_size, self.rng)
+        delta = sample_delta(self.process, cfg.batch_size, self.gen, p_mean=cfg.p_mean,
+                             p_std=cfg.p_std, t_eps=cfg.t_eps)
+        noise = torch.randn(x0.shape, generator=self.gen, dtype=torch.float32)
+        if self.n_classes is not None:
+            drop = torch.rand(cfg.batch_size, generator=self.gen) < cfg.p_uncond
+            drop = drop.to(self.device)
+            null = torch.full_like(drop, self.n_classes, dtype=torch.long)
+            lab = null if lab is None else torch.where(drop, null, lab)
+        delta = delta.to(device=self.device, dtype=torch.float32)
+        noise = noise.to(self.device)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                            enabled=self.use_amp):
+            loss = self.model.loss(x0, noise, delta, lab).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.opt.step()
+        self._ema_update()
+        self.step += 1
+        loss = loss.detach()
+        self.losses.append(loss)
+        return loss
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        # decay warmed up as min(decay, (1 + k)/(10 + k)) so that short runs are not
+        # dominated by the initial weights (the TensorFlow ExponentialMovingAverage rule)
+        k = self.step
+        decay = min(self.config.ema_decay, (1.0 + k) / (10.0 + k))
+        for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            pe.lerp_(p.detach(), 1.0 - decay)
+        for be, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            be.copy_(b)
+
+    def all_losses(self) -> np.ndarray:
+        if self.losses:
+            new = torch.stack(self.losses).double().cpu().numpy()
+            if not np.all(np.isfinite(new)):
+                bad = self.step - len(new) + int(np.argmin(np.isfinite(new)))
+                raise PhysdiffError(f"the training loss became non-finite at step {bad + 1}; "
+                                    "lower lr or check the data scaling")
+            self.past_losses = np.concatenate([self.past_losses, new])
+            self.losses = []
+        return self.past_losses
+
+    # -- checkpoint state ------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": _FORMAT,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "torch_rng": self.gen.get_state(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "losses": torch.from_numpy(self.all_losses().copy()),
+            "seconds": float(self.seconds),
+            "config": self.config.as_dict(),
+            "trajectory": self.config.trajectory_key(),
+            "parametrisation": self.model.parametrisation,
+            "sigma_data": self.model.sigma_data,
+            "torch_version": str(torch.__version__),
+        }
+
+    def restore(self, ck: dict, where: str) -> None:
+        _check_denoiser_matches(ck, self.model, where)
+        mine = self.config.trajectory_key()
+        diff = {k: (ck["trajectory"].get(k), v) for k, v in mine.items()
+                if ck["trajectory"].get(k) != v}
+        if diff:
+            text = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
+            raise InputError(f"checkpoint {where} was written by a run with other settings "
+                             f"({text}); use a fresh checkpoint_dir or the same config")
+        if int(ck["step"]) > self.config.steps:
+            raise InputError(f"checkpoint {where} is at step {int(ck['step'])}, beyond "
+                             f"config.steps = {self.config.steps}")
+        _load_state(self.model, ck["model"], where)
+        _load_state(self.ema, ck["ema"], where)
+        self.opt.load_state_dict(ck["optimizer"])
+        self.gen.set_state(ck["torch_rng"].cpu())
+        self.rng.bit_generator.state = ck["numpy_rng"]
+        self.step = int(ck["step"])
+        self.past_losses = ck["losses"].double().cpu().numpy()
+        self.losses = []
+        self.seconds = float(ck["seconds"])
+
+
+def train(denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig, *,
+          labels: np.ndarray | None = None,
+          checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
+          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``denoiser`` by denoising score matching (module docstring) for ``config.steps``.
+
+    ``data``: an array ``(n, d)`` (minibatches drawn with replacement) or a physdiff
+    :class:`~physdiff.ensembles.Ensemble` (``ensemble.sample(batch, rng)`` each step; a
+    class-conditional network takes labels from ``ensemble.sample_with_labels``).
+    ``labels``: integer classes ``(n,)`` of the rows of ``data`` for a class-conditional
+    network; a conditional network without labels trains on the null label only.
+
+    ``checkpoint_dir``: if it holds ``checkpoint.pt``, training resumes from it (its
+    trajectory settings must equal ``config``'s; a finished run is returned without
+    training); a checkpoint is written there every ``config.checkpoint_every`` steps and at
+    the end. ``callback(step, loss)`` runs after every step (raising from it stops the run,
+    as an interruption would). The ``denoiser`` passed in is trained in place and returned as
+    ``TrainResult.raw``; ``TrainResult.denoiser`` is a copy holding the EMA weights.
+    """
+    tr = _Trainer(denoiser, data, config, labels)
+    ck_path = None
+    if checkpoint_dir is not None:
+        folder = Path(checkpoint_dir)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"checkpoint_dir {str(folder)!r} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        ck_path = folder / CHECKPOINT_NAME
+        if ck_path.exists():
+            tr.restore(_read_checkpoint(ck_path, tr.device), repr(str(ck_path)))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=tr.step, disable=not progress, desc="train",
+               unit="step", dynamic_ncols=True, leave=False)
+    refresh = max(1, min(50, config.steps // 100 or 1))
+    try:
+        t0 = time.perf_counter()
+        t_mark = t0
+        while tr.step < config.steps:
+            loss = tr.one_step()
+            if callback is not None:
+                callback(tr.step, float(loss))
+            if tr.step % refresh == 0 or tr.step == config.steps:
+                bar.update(tr.step - bar.n)
+                if not math.isfinite(float(loss)):
+                    tr.all_losses()  # raises, naming the step
+                if progress:
+                    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+            if ck_path is not None and (tr.step % config.checkpoint_every == 0
+                                        or tr.step == config.steps):
+                now = time.perf_counter()
+                tr.seconds += now - t_mark
+                t_mark = now
+                _atomic_save(tr.state(), ck_path)
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize(tr.device)
+        tr.seconds += time.perf_counter() - t_mark
+    finally:
+        bar.close()
+    losses = tr.all_losses()
+    if ck_path is not None and not ck_path.exists():  # steps == 0
+        _atomic_save(tr.state(), ck_path)
+    ema = tr.ema
+    raw = tr.model.eval()
+    sps = tr.step * config.batch_size / tr.seconds if tr.seconds > 0 else float("nan")
+    return TrainResult(denoiser=ema, raw=raw, losses=losses, steps=tr.step,
+                       seconds=tr.seconds, samples_per_second=sps, config=config,
+                       checkpoint=ck_path)

@@ -1,0 +1,213 @@
+"""Training: accuracy on an exact mixture, seeding, interrupted runs resume to the same
+weights, checkpoints, and bad input (issue 3, "What must hold")."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from physdiff import GaussianMixture  # noqa: E402
+from physdiff.errors import InputError, ShapeError  # noqa: E402
+from physdiff.nn import (  # noqa: E402
+    Denoiser,
+    NetworkScoreModel,
+    ScoreMLP,
+    ScoreUNet,
+    TrainConfig,
+    load_checkpoint,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: one thread is fastest, and immune to OpenMP oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _two_gaussians() -> GaussianMixture:
+    return GaussianMixture.isotropic([0.5, 0.5], [[1.5, 0.5], [-1.5, -0.5]], [0.1, 0.1])
+
+
+def _small_denoiser(dim=2, n_classes=None, parametrisation="edm", seed=0) -> Denoiser:
+    return Denoiser(ScoreMLP(dim, hidden=32, depth=2, n_classes=n_classes, seed=seed),
+                    parametrisation)
+
+
+def _weights(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _assert_same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.mark.parametrize("parametrisation", ["edm", "eps"])
+def test_trained_mlp_recovers_the_mixture_score(parametrisation):
+    gm = _two_gaussians()
+    den = Denoiser(ScoreMLP(2, hidden=64, depth=2, seed=0), parametrisation)
+    cfg = TrainConfig(steps=600, batch_size=256, lr=2e-3, ema_decay=0.99, seed=1)
+    res = train(den, gm, cfg, progress=False)
+    assert res.steps == 600 and res.losses.shape == (600,) and np.all(np.isfinite(res.losses))
+    assert res.losses[-100:].mean() < res.losses[:20].mean()
+    model = NetworkScoreModel(res.denoiser, device="cpu")
+    rng = np.random.default_rng(5)
+    for delta, tol in ((1.0, 0.2), (0.3, 0.25)):
+        _, y = gm.sample_noised(4000, delta, rng)
+        exact = gm.score(y, delta)
+        err = np.sqrt(np.mean(np.sum((model.score(y, delta) - exact) ** 2, axis=1))
+                      / np.mean(np.sum(exact**2, axis=1)))
+        assert err < tol, (delta, err)
+
+
+def test_seeded_runs_are_reproducible():
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=30, batch_size=64, seed=3, device="cpu")
+    a = train(_small_denoiser(), gm, cfg, progress=False)
+    b = train(_small_denoiser(), gm, cfg, progress=False)
+    _assert_same_weights(a.denoiser, b.denoiser)
+    np.testing.assert_array_equal(a.losses, b.losses)
+    c = train(_small_denoiser(), gm, TrainConfig(steps=30, batch_size=64, seed=4, device="cpu"),
+              progress=False)
+    assert not np.array_equal(a.losses, c.losses)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(step):
+    def callback(k, loss):
+        if k == step:
+            raise _Interrupt(k)
+    return callback
+
+
+@pytest.mark.parametrize("source", ["ensemble", "array-labels"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, source):
+    gm = _two_gaussians()
+    if source == "ensemble":
+        data, labels, n_classes = gm, None, None
+    else:  # conditional: label dropout and minibatch indices are in the resumed state too
+        data, labels = gm.sample_with_labels(100, np.random.default_rng(0))
+        n_classes = 2
+    # bit-exact on CPU (GPU kernels such as the embedding backward need not be deterministic)
+    cfg = TrainConfig(steps=40, batch_size=32, checkpoint_every=10, seed=7, p_uncond=0.3,
+                      device="cpu")
+
+    full = train(_small_denoiser(n_classes=n_classes), data, cfg, labels=labels,
+                 checkpoint_dir=tmp_path / "full", progress=False)
+
+    with pytest.raises(_Interrupt):  # dies at step 25; the last checkpoint is step 20
+        train(_small_denoiser(n_classes=n_classes), data, cfg, labels=labels,
+              checkpoint_dir=tmp_path / "cut", progress=False, callback=_interrupt_at(25))
+    ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 20
+    seen = []
+    resumed = train(_small_denoiser(n_classes=n_classes, seed=99), data, cfg, labels=labels,
+                    checkpoint_dir=tmp_path / "cut", progress=False,
+                    callback=lambda k, loss: seen.append(k))
+    assert seen == list(range(21, 41))
+    assert resumed.steps == 40
+    _assert_same_weights(resumed.denoiser, full.denoiser)
+    _assert_same_weights(resumed.raw, full.raw)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    assert sorted(os.listdir(tmp_path / "cut")) == ["checkpoint.pt"]  # no temporary left
+
+
+def test_finished_run_is_reused_and_loadable(tmp_path):
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=12, batch_size=16, checkpoint_every=5, seed=0, device="cpu")
+    first = train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path, progress=False)
+    calls = []
+    again = train(_small_denoiser(seed=5), gm, cfg, checkpoint_dir=tmp_path, progress=False,
+                  callback=lambda k, loss: calls.append(k))
+    assert calls == [] and again.steps == 12
+    _assert_same_weights(again.denoiser, first.denoiser)
+    loaded = load_checkpoint(tmp_path, _small_denoiser(seed=6))
+    _assert_same_weights(loaded, first.denoiser)
+    raw = load_checkpoint(tmp_path / "checkpoint.pt", _small_denoiser(seed=6), ema=False)
+    _assert_same_weights(raw, first.raw)
+    # a longer run continues from the finished one
+    longer = train(_small_denoiser(), gm, TrainConfig(steps=15, batch_size=16,
+                                                      checkpoint_every=5, seed=0,
+                                                      device="cpu"),
+                   checkpoint_dir=tmp_path, progress=False)
+    assert longer.steps == 15 and longer.losses.shape == (15,)
+    np.testing.assert_array_equal(longer.losses[:12], first.losses)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "nothing.pt", _small_denoiser())
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path, _small_denoiser())
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="could not be read"):
+        load_checkpoint(tmp_path / "junk.pt", _small_denoiser())
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=4, batch_size=8, seed=0)
+    train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path / "a", progress=False)
+    with pytest.raises(InputError, match="architecture"):
+        load_checkpoint(tmp_path / "a", Denoiser(ScoreMLP(2, hidden=16, depth=2)))
+    with pytest.raises(InputError, match="'eps'"):
+        load_checkpoint(tmp_path / "a", _small_denoiser(parametrisation="eps"))
+    with pytest.raises(InputError, match="seed"):
+        train(_small_denoiser(), gm, TrainConfig(steps=4, batch_size=8, seed=1),
+              checkpoint_dir=tmp_path / "a", progress=False)
+
+
+def test_bad_training_input():
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=2, batch_size=8)
+    data = gm.sample(50, np.random.default_rng(0))
+    data[3, 1] = np.nan
+    with pytest.raises(InputError, match="data"):
+        train(_small_denoiser(), data, cfg, progress=False)
+    with pytest.raises(ShapeError, match="data"):
+        train(_small_denoiser(), np.zeros((10, 3)), cfg, progress=False)
+    with pytest.raises(InputError, match="unconditional"):
+        train(_small_denoiser(), np.zeros((10, 2)), cfg, labels=np.zeros(10, int),
+              progress=False)
+    with pytest.raises(InputError, match="labels"):
+        train(_small_denoiser(n_classes=2), np.zeros((10, 2)), cfg, labels=np.full(10, 2),
+              progress=False)
+    with pytest.raises(InputError, match="process"):
+        TrainConfig(process="brownian")
+    with pytest.raises(InputError, match="lr"):
+        TrainConfig(lr=-1.0)
+    with pytest.raises(InputError, match="steps"):
+        TrainConfig(steps=1.5)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            train(_small_denoiser(), gm, TrainConfig(steps=2, device="cuda"), progress=False)
+
+
+@pytest.mark.parametrize("process", ["ddpm", "vp-linear", "ou", "ve"])
+def test_training_under_each_process(process):
+    gm = _two_gaussians()
+    res = train(_small_denoiser(parametrisation="eps"), gm,
+                TrainConfig(steps=5, batch_size=32, process=process), progress=False)
+    assert np.all(np.isfinite(res.losses))
+
+
+def test_conditional_unet_on_small_images(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 64))
+    labels = rng.integers(0, 3, 40)
+    den = Denoiser(ScoreUNet((1, 8, 8), base_channels=8, n_classes=3, seed=0))
+    res = train(den, x, TrainConfig(steps=6, batch_size=8, checkpoint_every=3),
+                labels=labels, checkpoint_dir=tmp_path, progress=True)
+    assert np.all(np.isfinite(res.losses)) and res.samples_per_second > 0
+    model = NetworkScoreModel(res.denoiser, device="cpu")
+    assert model.conditional(2).score(x[:3], 0.5).shape == (3, 64)
