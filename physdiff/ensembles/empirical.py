@@ -45,7 +45,8 @@ class Empirical(Ensemble):
             raise InputError(
                 f"points must hold at least one point of dimension >= 1; got shape {pts.shape}"
             )
-        self._pts = np.ascontiguousarray(pts)
+        # our own read-only copy: never freeze (or alias) the caller's array
+        self._pts = np.array(pts, order="C", copy=True)
         self._pts.setflags(write=False)
         self._sq = np.einsum("ij,ij->i", self._pts.astype(np.float64), self._pts.astype(np.float64))
 

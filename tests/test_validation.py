@@ -1,0 +1,283 @@
+"""The validation harness: smoke presets, verdicts both ways, reports, CLI errors, sweeps.
+
+The smoke preset of every experiment runs here (tiny networks, a few hundred steps, one
+process); the cpu and gpu presets run through ``python -m validation`` (docs/validation.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from validation import experiments
+from validation.cli import main
+from validation.report import write_report
+from validation.result import AGREE, DISAGREE, Result, Rule, atomic_write_text, judge
+from validation.runner import run_experiment
+from validation.stats import binomial_fraction, ratio_of_means
+from validation.sweep import Engine, map_jobs
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+SERIAL = Engine("serial")
+
+
+# ---------------------------------------------------------------------------------------
+# verdicts, statistics, result files
+# ---------------------------------------------------------------------------------------
+def test_rule_both_ways():
+    rule = Rule(k=3.0, tolerance=0.1)
+    assert rule.agrees(0.0, 0.35, 0.1)  # 0.35 <= 0.3 + 0.1
+    assert not rule.agrees(0.0, 0.45, 0.1)
+    assert not rule.agrees(0.0, float("nan"), 0.1)  # NaN never agrees
+    assert not rule.agrees(0.0, 0.0, float("inf"))
+    assert judge("q", 1.0, 1.05, 0.01, rule).verdict == AGREE
+    row = judge("q", 1.0, 2.0, 0.01, rule, condition="c", note=np.float64(3.0))
+    assert row.verdict == DISAGREE and row.rule == rule.text and row.extra == {"note": 3.0}
+    with pytest.raises(ValueError):
+        Rule(k=-1.0)
+
+
+def test_ratio_and_binomial_errors():
+    rng = np.random.default_rng(0)
+    a, b = rng.exponential(1.0, 20000), rng.exponential(2.0, 20000)
+    r, se = ratio_of_means(a, b)
+    assert abs(r - 0.5) < 4 * se and 0 < se < 0.01
+    p, se = binomial_fraction(0, 100)
+    assert p == 0 and se > 0  # Agresti-Coull stays positive at the edges
+    p, se = binomial_fraction(50, 100)
+    assert p == 0.5 and abs(se - 0.5 / np.sqrt(104)) < 1e-12
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    assert os.listdir(tmp_path) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "hello"
+
+
+# ---------------------------------------------------------------------------------------
+# the smoke preset of every experiment (shared across tests: trainings are reused)
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    results = {
+        name: run_experiment(name, "smoke", device="cpu", out=out, seed=0, engine=SERIAL)
+        for name in experiments.EXPERIMENTS
+    }
+    return out, results
+
+
+@pytest.mark.parametrize("name", experiments.EXPERIMENTS)
+def test_smoke_preset_runs_and_agrees(smoke, name):
+    out, results = smoke
+    res = results[name]
+    folder = out / name / "smoke"
+    on_disk = Result.load(folder / "result.json")
+    assert on_disk == res
+    assert res.experiment == name and res.preset == "smoke" and res.rows
+    assert all(r.verdict == AGREE for r in res.rows), [(r.condition, r.measured) for r in res.rows]
+    for r in res.rows:
+        assert np.isfinite(r.measured) and r.uncertainty >= 0 and "<=" in r.rule
+    for key in ("python", "numpy", "torch", "physdiff"):
+        assert key in res.versions
+    assert res.git_revision and res.wall_seconds > 0 and res.config["preset"] == "smoke"
+    for f in res.figures:
+        size = (folder / f).stat().st_size
+        assert f.endswith(".png") and 0 < size < 200_000
+    json.loads((folder / "result.json").read_text())  # plain JSON
+    assert not [p for p in folder.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("name", experiments.EXPERIMENTS)
+def test_wrong_prediction_disagrees_and_trainings_are_reused(smoke, name, tmp_path):
+    out, _ = smoke
+    module = experiments.load(name)
+    folder = out / name / "smoke" / "train"
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
+    assert stamps
+    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
+    res = module.run(wrong, device="cpu", out_dir=out / name / "smoke", seed=0, engine=SERIAL)
+    assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
+    assert res.verdict == DISAGREE
+    # the finished trainings were found, not redone
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")} == stamps
+
+
+def test_report(smoke):
+    out, results = smoke
+    report, figures = write_report(out)
+    text = report.read_text()
+    n_rows = sum(len(r.rows) for r in results.values())
+    assert text.count("| smoke |") >= n_rows + len(results)  # comparison rows + run rows
+    assert f"{n_rows} of {n_rows} comparisons agree" in text
+    for name in experiments.EXPERIMENTS:
+        assert name in text
+    figs = figures.read_text()
+    for name, res in results.items():
+        for f in res.figures:
+            assert f"]({name}/smoke/{f})" in figs
+            assert (out / name / "smoke" / f).exists()
+
+
+# ---------------------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------------------
+def test_cli_list(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in experiments.EXPERIMENTS:
+        assert name in text
+
+
+def test_cli_run_and_report(smoke, capsys):
+    out, _ = smoke  # the smoke trainings exist: this rerun only evaluates
+    argv = [
+        "run",
+        "memorization_sanity",
+        "--preset",
+        "smoke",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--engine",
+        "serial",
+        "--seed",
+        "0",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "memorization_sanity [smoke] agree" in text
+    assert main(["report", "--out", str(out)]) == 0
+    assert (out / "REPORT.md").is_file() and (out / "FIGURES.md").is_file()
+
+
+def _fails(capsys, argv, match):
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("validation: error:"), err
+    assert match in lines[0], lines[0]
+
+
+def test_cli_bad_input_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "out"
+    _fails(capsys, ["run", "nope", "--out", str(out)], "unknown experiment 'nope'")
+    _fails(
+        capsys,
+        ["run", "score_fidelity", "--preset", "huge", "--out", str(out)],
+        "unknown preset 'huge'",
+    )
+    _fails(capsys, ["run", "score_fidelity", "--seed", "x", "--out", str(out)], "--seed")
+    _fails(capsys, ["run", "score_fidelity", "--engine", "mpi", "--out", str(out)], "engine")
+    _fails(
+        capsys,
+        ["run", "score_fidelity", "--data", str(tmp_path / "d.npz"), "--out", str(out)],
+        "takes no data file",
+    )
+    _fails(
+        capsys,
+        [
+            "run",
+            "memorization_sanity",
+            "--preset",
+            "smoke",
+            "--data",
+            str(tmp_path / "missing.npz"),
+            "--out",
+            str(out),
+        ],
+        "does not exist",
+    )
+    bad = tmp_path / "bad.npz"
+    imgs = np.zeros((10, 4, 4))
+    imgs[3, 0, 0] = np.nan
+    np.savez(bad, images=imgs)
+    _fails(
+        capsys,
+        ["run", "memorization_sanity", "--preset", "smoke", "--data", str(bad), "--out", str(out)],
+        "non-finite",
+    )
+    _fails(capsys, ["report", "--out", str(out)], "does not exist")
+    _fails(capsys, ["frobnicate"], "invalid choice")
+    assert not out.exists()
+
+
+def test_cli_missing_cuda(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here")
+    out = tmp_path / "out"
+    _fails(
+        capsys,
+        ["run", "score_fidelity", "--preset", "smoke", "--device", "cuda", "--out", str(out)],
+        "CUDA is not available",
+    )
+    _fails(
+        capsys,
+        ["run-all", "--preset", "smoke", "--device", "cuda", "--out", str(out)],
+        "CUDA is not available",
+    )
+    assert not out.exists()
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "validation", "run", "nope", "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "validation: error: unknown experiment 'nope'; the "
+        "experiments are: " + ", ".join(experiments.EXPERIMENTS)
+    )
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# sweeps: the local engine (process pool) and the SLURM engine's absence
+# ---------------------------------------------------------------------------------------
+def test_local_sweep_of_trainings(tmp_path):
+    from validation.training import NetSpec, TrainSpec, make_job, train_job
+
+    net = NetSpec(dim=2, hidden=16, depth=1, embed_dim=8)
+    spec = TrainSpec(steps=20, batch_size=16, checkpoint_every=10)
+    data = np.random.default_rng(0).standard_normal((8, 2))
+    jobs = [
+        make_job(f"j{i}", net, spec, data, seed=i, device="cpu", root=tmp_path, threads=1)
+        for i in range(3)
+    ]
+    assert len({j.checkpoint_dir for j in jobs}) == 3
+    out = map_jobs(train_job, jobs, Engine("local", workers=2), progress=False)
+    assert [s.name for s in out] == ["j0", "j1", "j2"]
+    assert all(s.steps == 20 and np.isfinite(s.final_loss) for s in out)
+    for j in jobs:
+        assert (Path(j.checkpoint_dir) / "checkpoint.pt").is_file()
+    # in-process rerun finds the finished checkpoints and gives the same results
+    again = map_jobs(train_job, jobs, SERIAL, progress=False)
+    assert [s.final_loss for s in again] == [s.final_loss for s in out]
+
+
+def test_slurm_engine_needs_submitit():
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        from physdiff.errors import InputError
+
+        with pytest.raises(InputError, match="pip install submitit"):
+            map_jobs(abs, [1, 2], Engine("slurm"))
+    else:  # pragma: no cover
+        pytest.skip("submitit is installed")

@@ -1,0 +1,313 @@
+"""What an experiment reports: predictions, measurements, verdicts, provenance.
+
+A :class:`Result` holds one or more :class:`Row` s. Each row compares one predicted value
+with one measured value and its uncertainty (one standard error) under an explicit
+:class:`Rule`:
+
+    agree  iff  |measured - predicted| <= k * uncertainty + tolerance
+
+``k`` (standard errors) absorbs Monte Carlo noise, ``tolerance`` is the stated modelling
+slack (a trained network is never exact). Both are part of the experiment's config and are
+written, as text, into every row, so that a reader sees the rule the verdict was judged by.
+
+Results are plain JSON (``result.json``) written atomically: the text goes to a temporary
+file in the same folder, is flushed and fsynced, and replaces the target with
+``os.replace`` (atomic on POSIX), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AGREE",
+    "DISAGREE",
+    "Rule",
+    "Row",
+    "Result",
+    "judge",
+    "new_result",
+    "software_versions",
+    "git_revision",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "save_figure",
+    "jsonable",
+    "RESULT_FILE",
+]
+
+AGREE = "agree"
+DISAGREE = "disagree"
+RESULT_FILE = "result.json"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``|measured - predicted| <= k * uncertainty + tolerance`` with ``k, tolerance >= 0``."""
+
+    k: float = 3.0
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("k", "tolerance"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"Rule.{name} must be a finite number >= 0; got {v!r}")
+
+    def agrees(self, predicted: float, measured: float, uncertainty: float) -> bool:
+        """The verdict as a bool; a non-finite input never agrees."""
+        vals = (predicted, measured, uncertainty)
+        if not all(math.isfinite(float(v)) for v in vals) or uncertainty < 0:
+            return False
+        return abs(measured - predicted) <= self.k * uncertainty + self.tolerance
+
+    @property
+    def text(self) -> str:
+        """The rule as a sentence, with its numbers."""
+        return f"|measured - predicted| <= {self.k:g} * s.e. + {self.tolerance:g}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison: ``quantity`` under ``condition``, predicted vs measured.
+
+    ``uncertainty`` is one standard error of ``measured`` (including, where the prediction
+    is itself a Monte Carlo estimate, its error added in quadrature). ``extra`` holds
+    further numbers worth reporting (JSON-serialisable).
+    """
+
+    quantity: str
+    condition: str
+    predicted: float
+    measured: float
+    uncertainty: float
+    verdict: str
+    rule: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def agrees(self) -> bool:
+        return self.verdict == AGREE
+
+
+def judge(
+    quantity: str,
+    predicted: float,
+    measured: float,
+    uncertainty: float,
+    rule: Rule,
+    *,
+    condition: str = "",
+    **extra: Any,
+) -> Row:
+    """A :class:`Row` with its verdict under ``rule``."""
+    p, m, u = float(predicted), float(measured), float(uncertainty)
+    return Row(
+        quantity=quantity,
+        condition=condition,
+        predicted=p,
+        measured=m,
+        uncertainty=u,
+        verdict=AGREE if rule.agrees(p, m, u) else DISAGREE,
+        rule=rule.text,
+        extra=jsonable(extra),
+    )
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything one run of one experiment at one preset reports.
+
+    ``figures`` are paths relative to the folder holding ``result.json``.
+    """
+
+    experiment: str
+    preset: str
+    rows: tuple[Row, ...]
+    config: Mapping[str, Any]
+    seed: int
+    device: str
+    versions: Mapping[str, str]
+    git_revision: str
+    wall_seconds: float
+    figures: tuple[str, ...] = ()
+    created: str = ""
+    schema: int = SCHEMA
+
+    @property
+    def verdict(self) -> str:
+        """``"agree"`` when every row agrees, else ``"disagree"``."""
+        return AGREE if self.rows and all(r.agrees for r in self.rows) else DISAGREE
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["verdict"] = self.verdict
+        return jsonable(d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Result:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["rows"] = tuple(Row(**r) for r in d["rows"])
+        kw["figures"] = tuple(d.get("figures", ()))
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Result:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/result.json`` atomically; returns its path."""
+        path = Path(folder) / RESULT_FILE
+        atomic_write_text(path, self.to_json())
+        return path
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with dataclasses, tuples, numpy scalars/arrays and paths made JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist") and type(obj).__module__ == "numpy":
+        return jsonable(obj.tolist())
+    if isinstance(obj, bool | int | float | str) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of python, numpy, scipy, torch (if importable) and physdiff."""
+    import numpy
+    import scipy
+
+    import physdiff
+
+    out = {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "physdiff": physdiff.__version__,
+    }
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            out["cuda"] = str(torch.version.cuda)
+            out["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover - torch is needed by every experiment
+        out["torch"] = "absent"
+    return out
+
+
+def git_revision(folder: str | os.PathLike | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout (``+dirty`` with uncommitted changes), or
+    ``"unknown"`` outside a git checkout."""
+    cwd = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return "unknown"
+        rev = head.stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return rev + ("+dirty" if status.returncode == 0 and status.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def new_result(
+    experiment: str,
+    preset: str,
+    rows: Sequence[Row],
+    config: Any,
+    *,
+    seed: int,
+    device: str,
+    started: float,
+    figures: Sequence[str] = (),
+) -> Result:
+    """A :class:`Result` stamped with versions, git revision, the wall time since
+    ``started`` (a ``time.perf_counter()`` value) and the UTC creation time."""
+    return Result(
+        experiment=experiment,
+        preset=preset,
+        rows=tuple(rows),
+        config=jsonable(config),
+        seed=int(seed),
+        device=str(device),
+        versions=software_versions(),
+        git_revision=git_revision(),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        figures=tuple(figures),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync,
+    ``os.replace``); the folder must exist."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically (small: ``dpi`` 100 by default)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
