@@ -1,0 +1,910 @@
+"""Private numba kernels, array-in array-out, each with a plain numpy twin (DESIGN.md).
+
+The empirical (memorising) score
+--------------------------------
+For a training set ``A = {a_mu}`` ``(n, d)`` and queries ``y_i`` ``(m, d)`` with a
+noise-to-signal variance ``delta_i > 0`` each, in the variance-exploding frame
+``y = x0 + sqrt(delta) z`` (THEORY.md section 1, empirical score)::
+
+    l_{i,mu}   = -|y_i - a_mu|^2 / (2 delta_i)                (logits)
+    lse_i      = log sum_mu exp(l_{i,mu})                      (no -log n)
+    w_{i,mu}   = exp(l_{i,mu} - lse_i)                         (posterior weights)
+    denoised_i = sum_mu w_{i,mu} a_mu = E[x0 | y_i]            (Tweedie posterior mean)
+    pr_i       = 1 / sum_mu w_{i,mu}^2                         (participation ratio, 1..n)
+
+and the score is ``(denoised_i - y_i) / delta_i`` (the caller forms it).
+
+:func:`empirical_stats` streams over the training set with an *online* log-sum-exp: for
+each query it keeps the running maximum ``M`` of the logits seen so far and the sums
+``S = sum exp(l - M)``, ``S2 = sum exp(2 (l - M))`` and ``acc = sum exp(l - M) a``; when
+a new block of points raises the maximum to ``M'`` the sums are rescaled by
+``exp(M - M')`` (``exp(2 (M - M'))`` for ``S2``). At the end ``denoised = acc / S``,
+``lse = M + log S`` and ``pr = S^2 / S2``. Because every weight is taken relative to the
+current maximum, no exponential overflows, and a query far from every training point
+(where a naive softmax gives ``0 / 0``) is handled like any other. The ``m x n`` matrix of
+logits or weights is never formed: only blocks of fixed size.
+
+Weights below the exponent floor are set to exactly zero so that no subnormal number
+reaches a multiply (subnormals slow a matrix product 10-30x, DESIGN.md): ``exp(l - M) <
+e^-350`` for float64 weights (so that ``w^2`` stays normal too) and ``< e^-87`` for float32
+weights. The dropped mass is below ``n e^-87``, far under any rounding error.
+
+Two paths, chosen by the dimension:
+
+* **direct** (``d < 24``; both dtypes): differences ``y - a`` formed directly with float64
+  accumulators. Tasks = (block of 64 queries) x (chunk of the training set, so that small
+  ``m`` still fills every core); a task copies 512 points at a time into a transposed
+  float64 block that stays in cache, so the distances, the exponentials and the weighted
+  sums vectorise over points. The chunks' partial states are merged at the end by the same
+  log-sum-exp rule. The exponential is a branch-free polynomial (:func:`_exp_into`) that
+  LLVM vectorises, 2-3x faster than ``np.exp`` per core (numba from PyPI calls a scalar
+  ``exp``).
+* **matrix product** (``d >= 24``): per block of at most 512 queries and 2048 points,
+  ``G = Y_b A_b^T`` by BLAS (dgemm / sgemm on both cores), a fused numba pass
+  (:func:`_gemm_update`) turns ``G`` into weights relative to the running maximum (online
+  log-sum-exp, flush to zero, float64 sums ``S``, ``S2``), and a second BLAS call adds
+  ``W_b A_b`` to a float64 ``(512, d)`` accumulator. The 4 m n d flops run in BLAS; the
+  numba pass costs about 1 ns per pair and core.
+
+The kernels are serial, compiled with ``nogil``, and run on a small pool of Python threads
+(one per core). Numba's ``prange`` (OpenMP layer) was measured 5-10x slower here whenever
+its spinning workers alternate with OpenBLAS's threads; BLAS and the numba passes never run
+at the same time, so the cores are not oversubscribed.
+
+Accuracy of the matrix-product path
+-----------------------------------
+``|y - a|^2 = |y|^2 + |a|^2 - 2 y.a`` cancels when ``y`` lies near ``a`` relative to their
+norms (DESIGN.md: 1e-3 relative error in float32 at d = 2, delta = 1e-4), and a logit
+error ``e`` multiplies a weight by ``exp(e)``. Errors common to all pairs of a query
+(the rounding of ``|y|^2``) cancel in the softmax; the kernel bounds the rest, for every
+pair of a block, by::
+
+    e = (c_G |y| max|a| + c_N max|a|^2 + 4 u |y|^2) / (2 delta),
+    c_G = 2 k u_G + 4 u,   c_N = (k + 4) u,   k = min(d, 8 sqrt(d)),
+
+``u = 2^-53`` and ``u_G`` the unit roundoff of the GEMM: ``k u |y| |a|`` bounds the error
+of an inner product (``d u`` deterministically; ``8 sqrt(d) u`` with probability above
+``1 - 2 e^-32`` under the model of Higham and Mary, SIAM J. Sci. Comput. 2019), the rest
+covers the float64 norms and the sum. When ``e`` exceeds the tolerance ``tol`` (1e-11 for
+float64 inputs, 2e-6 for float32), every pair whose weight could exceed ``rho = tol / n``
+of the largest (``l~ + e >= low + log rho``, ``low`` a running lower bound of the largest
+logit over all pairs seen so far) is a *candidate*: it leaves the block's weights and waits
+in a per-query buffer. A candidate is dropped as soon as a larger maximum shows it
+negligible, and recomputed exactly from the differences with float64 accumulators (then
+added to the state by the online rule) at the end of the stream or when the buffer
+overflows. So each kept weight is right to a factor ``exp(tol)`` and the dropped ones sum
+to less than ``tol`` of the largest: ``denoised`` (relative to the size of the points),
+``pr`` and ``lse`` (relative) are accurate to a few ``tol``. At small ``delta`` only the
+nearest points are recomputed (the weights concentrate on them); at large ``delta``
+``e < tol`` and nothing is. Logits carry in any case the rounding ``~u |l|`` of any direct
+evaluation, as in the numpy twin.
+
+In float32 the inner products come from sgemm, whose bound is ``2^29`` times larger:
+accurate enough only where the weights concentrate (few candidates) or ``delta`` is large
+(``e < tol``). A query with more than 1/32 of a block's pairs as candidates (moderate
+``delta``, many significant points; e.g. 1 < delta < 1e3 at d = 784 for unit-variance
+data) has its inner products redone, for the rest of the stream, in dgemm on float64 copies
+of the blocks (exact products of float32 numbers, float64 sums). The weighted sum ``W A``
+stays in sgemm with float32 weights (relative error of order ``sqrt(2048) u_32`` per
+block, float64 across blocks). There float32 is at most 4/3 faster than float64.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+__all__ = ["empirical_stats", "empirical_stats_numpy", "empirical_weights", "squared_norms"]
+
+# -- tuning constants --------------------------------------------------------------------
+_DIRECT_MAX_D = 24  # below this dimension the direct path beats the matrix products
+_DIRECT_QB = 64  # queries per task on the direct path
+_DIRECT_PB = 512  # points per transposed cache block on the direct path
+_GEMM_QB = 512  # queries per block on the matrix-product path
+_GEMM_PB = 2048  # points per block on the matrix-product path
+_LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
+_TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
+_FALLBACK_FRACTION = 1.0 / 32  # float32: redo a query in dgemm past this candidate share
+_CANDIDATES = 256  # per query: buffered pairs awaiting exact recomputation
+_FLOOR64 = -350.0  # float64 weights below e^-350 are zero (w^2 would be subnormal)
+_FLOOR32 = -87.0  # float32 weights below e^-87 are zero (float32 normal range)
+_U64 = 2.0**-53
+
+# -- exp constants (Cody-Waite reduction, Taylor polynomial to degree 13 on |r| <= ln2/2) --
+_LN2_HI = 0.6931471803691238  # high part of ln 2 with 11 trailing zero bits: k * _LN2_HI exact
+_LN2_LO = 1.9082149292705877e-10
+_INV_LN2 = 1.4426950408889634
+
+_FM_FAST = {"nsz", "contract", "reassoc", "arcp"}  # reductions vectorise; no nnan/ninf
+_FM_EXACT = {"nsz", "contract"}  # no reassociation: keeps the Cody-Waite reduction exact
+
+
+# ======================================================================================
+# numba kernels: written as plain functions, compiled on first use by _jit()
+# ======================================================================================
+
+
+def _exp_into(src, n, shift, floor, dst):  # pragma: no cover - compiled
+    """``dst[j] = exp(src[j] - shift)`` for ``j < n``, zero where the argument is below
+    ``floor`` (``>= -708``); the arguments are ``<= 0``. Relative error ~3e-16.
+
+    ``exp(x) = 2^k exp(r)``, ``k = round(x / ln 2)``, ``r = x - k ln 2`` in two parts
+    (Cody-Waite) so that ``r`` is exact, ``exp(r)`` by its Taylor series to degree 13
+    (truncation < 2e-17 on ``|r| <= ln 2 / 2``) and ``2^k`` built from its bits. Without
+    branches or calls the loop vectorises (numba from PyPI does not vectorise ``math.exp``).
+    """
+    for j in range(n):
+        x = src[j] - shift
+        keep = x >= floor
+        x = x if keep else floor
+        k = np.round(x * _INV_LN2)
+        r = (x - k * _LN2_HI) - k * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        two_k = np.int64(np.int64(k) + 1023) << 52
+        v = p * np.int64(two_k).view(np.float64)
+        dst[j] = v if keep else 0.0
+
+
+def _max_into(x, n):  # pragma: no cover - compiled
+    """``max(x[:n])`` (``-inf`` for ``n == 0``) with eight independent lanes so it vectorises."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        m0 = max(m0, x[j])
+        m1 = max(m1, x[j + 1])
+        m2 = max(m2, x[j + 2])
+        m3 = max(m3, x[j + 3])
+        m4 = max(m4, x[j + 4])
+        m5 = max(m5, x[j + 5])
+        m6 = max(m6, x[j + 6])
+        m7 = max(m7, x[j + 7])
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for j in range(n8, n):
+        m = max(m, x[j])
+    return m
+
+
+def _sq_norms_kernel(i0, i1, x, out):  # pragma: no cover - compiled
+    """``out[i] = |x_i|^2`` for ``i0 <= i < i1``, float64 accumulation."""
+    d = x.shape[1]
+    for i in range(i0, i1):
+        s = 0.0
+        for k in range(d):
+            v = np.float64(x[i, k])
+            s += v * v
+        out[i] = s
+
+
+def _exact_sqdist(y, i, a, j):  # pragma: no cover - compiled
+    """``|y_i - a_j|^2`` from the differences, float64 accumulation."""
+    s = 0.0
+    for k in range(y.shape[1]):
+        t = np.float64(y[i, k]) - np.float64(a[j, k])
+        s += t * t
+    return s
+
+
+def _direct_kernel(t0, t1, y, pts, inv2d, qb, pb, nchunk, mp, sp, s2p, accp):  # pragma: no cover
+    """Online log-sum-exp with direct differences (the small-d path), tasks ``[t0, t1)``.
+
+    Task ``t`` handles queries ``[q0, q1)`` (a block of ``qb``) against chunk ``c`` of the
+    training set and leaves the partial state ``(M, S, S2, acc)`` in ``mp[c]``, ``sp[c]``,
+    ``s2p[c]``, ``accp[c]``; :func:`_merge_kernel` combines the chunks.
+    """
+    m, d = y.shape
+    n = pts.shape[0]
+    csize = (n + nchunk - 1) // nchunk
+    for t in range(t0, t1):
+        qi = t // nchunk
+        c = t - qi * nchunk
+        q0 = qi * qb
+        q1 = min(m, q0 + qb)
+        p0 = c * csize
+        p1 = min(n, p0 + csize)
+        bt = np.empty((d, pb))  # block of points, transposed, float64
+        lg = np.empty(pb)  # distances, then logits
+        w = np.empty(pb)  # weights
+        for i in range(q0, q1):
+            mp[c, i] = -np.inf
+            sp[c, i] = 0.0
+            s2p[c, i] = 0.0
+            for k in range(d):
+                accp[c, i, k] = 0.0
+        for b0 in range(p0, p1, pb):
+            nb = min(p1, b0 + pb) - b0
+            for j in range(nb):
+                for k in range(d):
+                    bt[k, j] = pts[b0 + j, k]
+            for i in range(q0, q1):
+                yk = np.float64(y[i, 0])
+                for j in range(nb):
+                    u = yk - bt[0, j]
+                    lg[j] = u * u
+                for k in range(1, d):
+                    yk = np.float64(y[i, k])
+                    for j in range(nb):
+                        u = yk - bt[k, j]
+                        lg[j] += u * u
+                s = inv2d[i]
+                for j in range(nb):
+                    lg[j] = -lg[j] * s
+                mx = mp[c, i]
+                bm = _max_into(lg, nb)
+                if bm > mx:
+                    sc = math.exp(mx - bm)  # 0 on the first block (mx = -inf)
+                    sp[c, i] *= sc
+                    s2p[c, i] *= sc * sc
+                    for k in range(d):
+                        accp[c, i, k] *= sc
+                    mx = bm
+                    mp[c, i] = mx
+                _exp_into(lg, nb, mx, _FLOOR64, w)
+                s1 = 0.0
+                s2 = 0.0
+                for j in range(nb):
+                    s1 += w[j]
+                    s2 += w[j] * w[j]
+                sp[c, i] += s1
+                s2p[c, i] += s2
+                for k in range(d):
+                    a = 0.0
+                    for j in range(nb):
+                        a += w[j] * bt[k, j]
+                    accp[c, i, k] += a
+
+
+def _merge_kernel(i0, i1, mp, sp, s2p, accp, den, lse, pr):  # pragma: no cover - compiled
+    """Combine the partial states of the chunks and finish queries ``[i0, i1)``:
+    ``den = acc / S``, ``lse = M + log S``, ``pr = S^2 / S2``."""
+    nchunk = mp.shape[0]
+    d = accp.shape[2]
+    for i in range(i0, i1):
+        mx = -np.inf
+        for c in range(nchunk):
+            mx = max(mx, mp[c, i])
+        s = 0.0
+        s2 = 0.0
+        acc = np.zeros(d)
+        for c in range(nchunk):
+            if sp[c, i] > 0.0:
+                f = math.exp(mp[c, i] - mx)
+                s += sp[c, i] * f
+                s2 += s2p[c, i] * f * f
+                for k in range(d):
+                    acc[k] += accp[c, i, k] * f
+        for k in range(d):
+            den[i, k] = acc[k] / s
+        lse[i] = mx + math.log(s)
+        pr[i] = s * s / s2
+
+
+def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc):
+    """Recompute the buffered candidate pairs of row ``i`` exactly and add them to its state
+    (online log-sum-exp: the state is rescaled if one of them raises the maximum)."""
+    k = cnum[i]
+    if k == 0:
+        return
+    d = acc.shape[1]
+    ls = np.empty(k)
+    bm = -np.inf
+    for t in range(k):
+        ls[t] = -_exact_sqdist(yb, i, pts, cidx[i, t]) * s
+        bm = max(bm, ls[t])
+    mx = mrun[i]
+    if bm > mx:
+        sc = math.exp(mx - bm)  # 0 when mx = -inf
+        srun[i] *= sc
+        s2run[i] *= sc * sc
+        for c in range(d):
+            acc[i, c] *= sc
+        mx = bm
+        mrun[i] = mx
+    for t in range(k):
+        x = ls[t] - mx
+        if x >= floor:
+            v = math.exp(x)
+            srun[i] += v
+            s2run[i] += v * v
+            mu = cidx[i, t]
+            for c in range(d):
+                acc[i, c] += v * np.float64(pts[mu, c])
+    cnum[i] = 0
+
+
+def _prune_candidates(i, bound, cidx, cup, cnum):
+    """Drop the buffered candidates of row ``i`` whose logit upper bound is below ``bound``
+    (their weight is below ``tol / n`` of the largest)."""
+    k = 0
+    for t in range(cnum[i]):
+        if cup[i, t] >= bound:
+            cidx[i, k] = cidx[i, t]
+            cup[i, k] = cup[i, t]
+            k += 1
+    cnum[i] = k
+
+
+def _gemm_update(
+    r0,
+    r1,
+    g,
+    rows,
+    p0,
+    yb,
+    pts,
+    yn,
+    an,
+    a_norm_max,
+    a_sq_max,
+    inv2d,
+    cg,
+    cn,
+    tol,
+    logrho,
+    floor,
+    max_cand,
+    mrun,
+    lowrun,
+    srun,
+    s2run,
+    acc,
+    wout,
+    flag,
+    cidx,
+    cup,
+    cnum,
+):  # pragma: no cover - compiled
+    """The fused softmax step of the matrix-product path for the block of points
+    ``[p0, p0 + nb)``, for the rows ``rows[r0:r1]`` of the block of queries ``yb``.
+
+    ``g[r, j] ~ y_{rows[r]} . a_{p0 + j}`` (from BLAS). Per row: approximate logits
+    ``l~ = -(|y|^2 + |a|^2 - 2 g) / (2 delta)``; ``e = (cg |y| max|a| + cn max|a|^2 +
+    4 u |y|^2) / (2 delta)`` bounds the part of their error that differs between pairs.
+    When ``e > tol`` the pairs whose weight could exceed ``exp(logrho)`` of the largest
+    (``l~ + e >= low + logrho``, ``low`` a running lower bound of the max logit, over all
+    pairs seen so far) become candidates: they leave the
+    block's weights and wait in a buffer (``cidx``, ``cup`` = their upper bound), to be
+    pruned once a larger maximum shows them negligible or recomputed exactly from the
+    differences (:func:`_fold_candidates`). The other weights, relative to the running max
+    ``mrun``, go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this
+    function has rescaled). A row with more than ``max_cand`` candidates in the block is
+    left untouched and flagged (the caller redoes it with dgemm inner products).
+    """
+    nb = g.shape[1]
+    cap = cidx.shape[1]
+    lg = np.empty(nb)
+    w = np.empty(nb)
+    d = acc.shape[1]
+    for r in range(r0, r1):
+        i = rows[r]
+        yni = yn[i]
+        s = inv2d[i]
+        for j in range(nb):
+            dd = yni + an[p0 + j] - 2.0 * np.float64(g[r, j])
+            dd = dd if dd > 0.0 else 0.0
+            lg[j] = -dd * s
+        bm = _max_into(lg, nb)
+        e = (cg * math.sqrt(yni) * a_norm_max + cn * a_sq_max + 4.0 * _U64 * yni) * s
+        if e > tol:
+            low = max(lowrun[i], bm - e)
+            thr = low + logrho - e  # candidate: l~ + e >= low + logrho
+            cnt = 0
+            for j in range(nb):
+                cnt += lg[j] >= thr
+            if cnt > max_cand:
+                flag[i] = 1
+                for j in range(nb):
+                    wout[i, j] = 0.0
+                continue
+            lowrun[i] = low
+            if cnt > 0:
+                for j in range(nb):
+                    if lg[j] >= thr:
+                        if cnum[i] == cap:
+                            _prune_candidates(i, low + logrho, cidx, cup, cnum)
+                            if cnum[i] == cap:
+                                _fold_candidates(
+                                    i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc
+                                )
+                        cidx[i, cnum[i]] = p0 + j
+                        cup[i, cnum[i]] = lg[j] + e
+                        cnum[i] += 1
+                        lg[j] = -np.inf
+                bm = _max_into(lg, nb)
+        else:
+            lowrun[i] = max(lowrun[i], bm - e)
+        if bm == -np.inf:  # every pair of the block is a candidate
+            for j in range(nb):
+                wout[i, j] = 0.0
+            continue
+        mx = mrun[i]
+        if bm > mx:
+            sc = math.exp(mx - bm)
+            srun[i] *= sc
+            s2run[i] *= sc * sc
+            for c in range(d):
+                acc[i, c] *= sc
+            mx = bm
+            mrun[i] = mx
+        _exp_into(lg, nb, mx, floor, w)
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(nb):
+            wout[i, j] = w[j]
+            v = np.float64(wout[i, j])  # the weight as stored, so that S matches W A
+            s1 += v
+            s2 += v * v
+        srun[i] += s1
+        s2run[i] += s2
+
+
+def _gemm_final(
+    r0,
+    r1,
+    yb,
+    pts,
+    inv2d,
+    logrho,
+    floor,
+    mrun,
+    lowrun,
+    srun,
+    s2run,
+    acc,
+    cidx,
+    cup,
+    cnum,
+    den,
+    lse,
+    pr,
+):  # pragma: no cover - compiled
+    """Recompute the candidates still significant at the end of the stream, then
+    ``den = acc / S``, ``lse = M + log S``, ``pr = S^2 / S2`` for rows ``[r0, r1)``."""
+    d = acc.shape[1]
+    for i in range(r0, r1):
+        _prune_candidates(i, lowrun[i] + logrho, cidx, cup, cnum)
+        _fold_candidates(i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc)
+        inv = 1.0 / srun[i]
+        for c in range(d):
+            den[i, c] = acc[i, c] * inv
+        lse[i] = mrun[i] + math.log(srun[i])
+        pr[i] = srun[i] * srun[i] / s2run[i]
+
+
+def _add_into(acc, t):  # pragma: no cover - compiled
+    """``acc += t`` (float64 accumulator, ``t`` in the input dtype)."""
+    m, d = acc.shape
+    for i in range(m):
+        for k in range(d):
+            acc[i, k] += np.float64(t[i, k])
+
+
+# name -> fastmath flags; callees before callers
+_KERNELS: tuple[tuple[str, Any], ...] = (
+    ("_exp_into", _FM_EXACT),
+    ("_max_into", _FM_FAST),
+    ("_exact_sqdist", _FM_FAST),
+    ("_sq_norms_kernel", _FM_FAST),
+    ("_direct_kernel", _FM_FAST),
+    ("_merge_kernel", _FM_FAST),
+    ("_fold_candidates", _FM_FAST),
+    ("_prune_candidates", _FM_FAST),
+    ("_gemm_update", _FM_FAST),
+    ("_gemm_final", _FM_FAST),
+    ("_add_into", _FM_FAST),
+)
+_jit_lock = threading.Lock()
+_jitted = False
+_pool: ThreadPoolExecutor | None = None
+
+
+def _default_threads() -> int:
+    """``NUMBA_NUM_THREADS`` if set, else the CPUs this process may run on."""
+    env = os.environ.get("NUMBA_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+_NUM_THREADS = _default_threads()
+
+
+def _jit() -> None:
+    """Wrap the kernels above in ``numba.njit(cache=True, nogil=True)``, once, on first use.
+
+    Importing this module compiles nothing and does not import numba; the first call loads
+    the compiled kernels from numba's cache (``__pycache__``) or compiles them (lazily,
+    per dtype signature).
+
+    The kernels are serial and release the GIL; parallelism comes from a small pool of
+    Python threads (:func:`_parallel`). Numba's own ``prange`` (OpenMP layer) spins its
+    workers after a parallel region and, alternating with OpenBLAS's multi-threaded calls,
+    made each of them 5-10x slower here; sleeping Python threads do not.
+    """
+    global _jitted
+    if _jitted:
+        return
+    with _jit_lock:
+        if _jitted:
+            return
+        import numba
+
+        g = globals()
+        for name, fm in _KERNELS:
+            g[name] = numba.njit(cache=True, nogil=True, fastmath=fm)(g[name])
+        _jitted = True
+
+
+def _get_pool() -> ThreadPoolExecutor | None:
+    """The worker threads (``_NUM_THREADS - 1``; the caller is the last), made on first use."""
+    global _pool
+    if _pool is None and _NUM_THREADS > 1:
+        with _jit_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(_NUM_THREADS - 1, thread_name_prefix="physdiff-kernel")
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child has the pool object but not its threads
+    global _pool, _jit_lock
+    _pool = None
+    _jit_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _parallel(fn, total: int, args: tuple, *, pieces: int | None = None) -> None:
+    """Run ``fn(lo, hi, *args)`` over ``[0, total)`` split into contiguous pieces, on the
+    calling thread and the pool (dynamic: more pieces than threads balance a noisy machine)."""
+    if pieces is None:
+        pieces = 2 * _NUM_THREADS
+    pieces = max(1, min(pieces, total))
+    pool = _get_pool() if pieces > 1 else None
+    if pool is None:
+        fn(0, total, *args)
+        return
+    bounds = [total * k // pieces for k in range(pieces + 1)]
+    futures = [pool.submit(fn, bounds[k], bounds[k + 1], *args) for k in range(1, pieces)]
+    fn(bounds[0], bounds[1], *args)
+    for f in futures:
+        f.result()
+
+
+# ======================================================================================
+# public functions
+# ======================================================================================
+
+
+def _common(y, points, delta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """C-contiguous ``y``, ``points`` of one float dtype and ``delta`` as ``(m,)`` float64."""
+    y = np.asarray(y)
+    points = np.asarray(points)
+    dt = np.result_type(y.dtype, points.dtype)
+    if dt != np.float32:
+        dt = np.dtype(np.float64)
+    y = np.ascontiguousarray(y, dtype=dt)
+    points = np.ascontiguousarray(points, dtype=dt)
+    if y.ndim != 2 or points.ndim != 2 or y.shape[1] != points.shape[1]:
+        raise ValueError(f"y must be (m, d) and points (n, d); got {y.shape} and {points.shape}")
+    if points.shape[0] == 0:
+        raise ValueError("points must hold at least one training point; got n = 0")
+    delta = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(delta, dtype=np.float64), (y.shape[0],))
+    )
+    return y, points, delta
+
+
+def squared_norms(x: np.ndarray) -> np.ndarray:
+    """``|x_i|^2`` for each row, accumulated in float64 (what ``sq_norms`` expects)."""
+    _jit()
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    out = np.empty(x.shape[0])
+    _parallel(
+        _sq_norms_kernel, x.shape[0], (x, out), pieces=1 if x.size < 1 << 16 else 2 * _NUM_THREADS
+    )
+    return out
+
+
+def empirical_stats(
+    y: np.ndarray, points: np.ndarray, delta: np.ndarray, *, sq_norms: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean, log-sum-exp and participation ratio of the empirical measure.
+
+    THEORY.md section 1, empirical score: with ``l_{i,mu} = -|y_i - a_mu|^2 / (2 delta_i)``
+    and ``w_{i,mu} = softmax_mu(l_{i,mu})``, returns
+
+    * ``denoised`` ``(m, d)`` in the input dtype: ``sum_mu w_{i,mu} a_mu = E[x0 | y_i]``;
+    * ``lse`` ``(m,)`` float64: ``log sum_mu exp(l_{i,mu})`` (without ``-log n``);
+    * ``pr`` ``(m,)`` float64: ``1 / sum_mu w_{i,mu}^2``, between 1 and ``n``.
+
+    Streams over the training set with an online log-sum-exp and never forms an ``m x n``
+    array (see the module docstring for the two paths and their accuracy). Agrees with
+    :func:`empirical_stats_numpy` to ~1e-12 relative in float64 and ~1e-6 in float32.
+
+    Parameters
+    ----------
+    y : (m, d) float32 or float64 queries.
+    points : (n, d) training set, same dtype (mixed dtypes are promoted to float64).
+    delta : (m,) float64 noise-to-signal variances ``> 0`` (a scalar is broadcast);
+        validated by the caller.
+    sq_norms : optional (n,) float64 ``|a_mu|^2`` computed in float64 (for example by
+        :func:`squared_norms`), cached by an ``Empirical`` ensemble; used by the
+        matrix-product path only.
+    """
+    y, points, delta = _common(y, points, delta)
+    m, d = y.shape
+    n = points.shape[0]
+    if m == 0 or d == 0:
+        return _trivial(y, points, delta)
+    _jit()
+    inv2d = 0.5 / delta
+    if d < _DIRECT_MAX_D:
+        return _stats_direct(y, points, inv2d)
+    if sq_norms is None:
+        an = squared_norms(points)
+    else:
+        an = np.ascontiguousarray(sq_norms, dtype=np.float64)
+        if an.shape != (n,):
+            raise ValueError(f"sq_norms must have shape ({n},); got {an.shape}")
+    return _stats_gemm(y, points, inv2d, an)
+
+
+def _trivial(y, points, delta):
+    """No queries, or d = 0 (every distance is 0: uniform weights)."""
+    m, d = y.shape
+    n = points.shape[0]
+    return np.zeros((m, d), y.dtype), np.full(m, math.log(n)), np.full(m, float(n))
+
+
+def _stats_direct(y, points, inv2d):
+    m, d = y.shape
+    n = points.shape[0]
+    nqb = -(-m // _DIRECT_QB)
+    # split the training set too when there are too few query blocks to feed every thread
+    want = 4 * _NUM_THREADS if m * n * (d + 8) >= 1 << 18 else 1
+    nchunk = max(1, min(-(-want // nqb), -(-n // _DIRECT_PB)))
+    mp = np.empty((nchunk, m))
+    sp = np.empty((nchunk, m))
+    s2p = np.empty((nchunk, m))
+    accp = np.empty((nchunk, m, d))
+    ntask = nqb * nchunk
+    _parallel(
+        _direct_kernel,
+        ntask,
+        (y, points, inv2d, _DIRECT_QB, _DIRECT_PB, nchunk, mp, sp, s2p, accp),
+        pieces=min(ntask, want),
+    )
+    den = np.empty((m, d), y.dtype)
+    lse = np.empty(m)
+    pr = np.empty(m)
+    _merge_kernel(0, m, mp, sp, s2p, accp, den, lse, pr)
+    return den, lse, pr
+
+
+def _stats_gemm(y, points, inv2d, an):
+    dt = y.dtype
+    m, d = y.shape
+    n = points.shape[0]
+    is32 = dt == np.float32
+    tol = _TOL[dt]
+    floor = _FLOOR32 if is32 else _FLOOR64
+    kd = min(float(d), _LAMBDA * math.sqrt(d))
+    # logit error bound (see the module docstring): (cg |y| |a| + cn |a|^2 + 4 u |y|^2) / (2 delta)
+    cg = (2.0 * kd * float(np.finfo(dt).eps) / 2 + 4.0 * _U64) * 1.01
+    cg64 = (2.0 * kd + 4.0) * _U64 * 1.01
+    cn = (kd + 4.0) * _U64 * 1.01
+    logrho = math.log(tol / n)
+    yn = squared_norms(y)
+
+    qb = min(m, _GEMM_QB)
+    pb = min(n, _GEMM_PB)
+    # per block of points: max |a|^2 and max |a| (for the error bound)
+    asqmax = np.maximum.reduceat(an, np.arange(0, n, pb))
+    anmax = np.sqrt(asqmax)
+    gbuf = np.empty(qb * pb, dt)
+    wbuf = np.empty(qb * pb, dt)
+    tbuf = np.empty(qb * d, dt)
+    g64buf = np.empty(qb * pb) if is32 else None
+    a64buf = np.empty(pb * d) if is32 else None
+    den = np.empty((m, d), dt)
+    lse = np.empty(m)
+    pr = np.empty(m)
+    pieces = 1 if qb * pb < 1 << 16 else 2 * _NUM_THREADS
+    for q0 in range(0, m, qb):
+        q1 = min(m, q0 + qb)
+        nq = q1 - q0
+        yb = y[q0:q1]
+        ynb = yn[q0:q1]
+        ivb = inv2d[q0:q1]
+        mrun = np.full(nq, -np.inf)
+        lowrun = np.full(nq, -np.inf)
+        srun = np.zeros(nq)
+        s2run = np.zeros(nq)
+        acc = np.zeros((nq, d))
+        flag = np.zeros(nq, np.int8)
+        cidx = np.empty((nq, _CANDIDATES), np.int64)
+        cup = np.empty((nq, _CANDIDATES))
+        cnum = np.zeros(nq, np.int64)
+        all_rows = np.arange(nq, dtype=np.int64)
+        rows32 = all_rows  # rows on inner products in the input dtype
+        rows64 = all_rows[:0]  # float32 only: rows moved to dgemm inner products
+        y64 = None
+        for p0 in range(0, n, pb):
+            p1 = min(n, p0 + pb)
+            nb = p1 - p0
+            ab = points[p0:p1]
+            blk = p0 // pb
+            w = wbuf[: nq * nb].reshape(nq, nb)
+            state = (mrun, lowrun, srun, s2run, acc, w, flag, cidx, cup, cnum)
+            if rows32.size:
+                g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
+                np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
+                max_cand = max(8, int(nb * _FALLBACK_FRACTION)) if is32 else nb + 1
+                args = (
+                    g,
+                    rows32,
+                    p0,
+                    yb,
+                    points,
+                    ynb,
+                    an,
+                    anmax[blk],
+                    asqmax[blk],
+                    ivb,
+                    cg,
+                    cn,
+                    tol,
+                    logrho,
+                    floor,
+                    max_cand,
+                )
+                _parallel(_gemm_update, rows32.size, args + state, pieces=pieces)
+                if is32 and flag.any():
+                    moved = np.flatnonzero(flag)
+                    flag[:] = 0
+                    keep = np.ones(nq, bool)
+                    keep[rows64] = False
+                    keep[moved] = False
+                    rows32 = np.flatnonzero(keep)
+                    rows64 = np.flatnonzero(~keep)
+                    y64 = yb[rows64].astype(np.float64)
+            if rows64.size:
+                a64 = a64buf[: nb * d].reshape(nb, d)
+                np.copyto(a64, ab)
+                g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
+                np.matmul(y64, a64.T, out=g)
+                args = (
+                    g,
+                    rows64,
+                    p0,
+                    yb,
+                    points,
+                    ynb,
+                    an,
+                    anmax[blk],
+                    asqmax[blk],
+                    ivb,
+                    cg64,
+                    cn,
+                    tol,
+                    logrho,
+                    floor,
+                    nb + 1,
+                )
+                _parallel(_gemm_update, rows64.size, args + state, pieces=pieces)
+            t = tbuf[: nq * d].reshape(nq, d)
+            np.matmul(w, ab, out=t)
+            _add_into(acc, t)
+        _parallel(
+            _gemm_final,
+            nq,
+            (
+                yb,
+                points,
+                ivb,
+                logrho,
+                floor,
+                mrun,
+                lowrun,
+                srun,
+                s2run,
+                acc,
+                cidx,
+                cup,
+                cnum,
+                den[q0:q1],
+                lse[q0:q1],
+                pr[q0:q1],
+            ),
+            pieces=pieces,
+        )
+    return den, lse, pr
+
+
+# ======================================================================================
+# numpy twins
+# ======================================================================================
+
+
+def _sqdist_numpy(y64: np.ndarray, a64: np.ndarray, out: np.ndarray, max_elems: int) -> None:
+    """``out[i, mu] = |y_i - a_mu|^2`` from the differences, ``max_elems`` at a time."""
+    m, d = y64.shape
+    n = a64.shape[0]
+    pc = max(1, max_elems // max(1, m * d))
+    for p0 in range(0, n, pc):
+        diff = y64[:, None, :] - a64[None, p0 : p0 + pc, :]
+        out[:, p0 : p0 + pc] = np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def empirical_stats_numpy(
+    y: np.ndarray, points: np.ndarray, delta: np.ndarray, *, max_elems: int = 2**22
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The numpy twin of :func:`empirical_stats` (the reference the tests compare with).
+
+    Same formulas (THEORY.md section 1, empirical score), computed in float64 from the
+    direct differences ``y_i - a_mu`` and a max-shifted softmax, in chunks of queries so
+    that a chunk's ``(c, n)`` logits and a ``(c, p, d)`` difference block hold at most
+    ``max_elems`` numbers (one query at a time if ``n`` alone exceeds it).
+    """
+    y, points, delta = _common(y, points, delta)
+    m, d = y.shape
+    n = points.shape[0]
+    a64 = points.astype(np.float64, copy=False)
+    den = np.empty((m, d))
+    lse = np.empty(m)
+    pr = np.empty(m)
+    qc = max(1, min(m, max_elems // n))
+    for q0 in range(0, m, qc):
+        yq = y[q0 : q0 + qc].astype(np.float64, copy=False)
+        dist = np.empty((yq.shape[0], n))
+        _sqdist_numpy(yq, a64, dist, max_elems)
+        logits = -dist / (2.0 * delta[q0 : q0 + qc, None])
+        lmax = logits.max(axis=1, keepdims=True)
+        w = np.exp(logits - lmax)
+        s = w.sum(axis=1)
+        den[q0 : q0 + qc] = (w @ a64) / s[:, None]
+        lse[q0 : q0 + qc] = lmax[:, 0] + np.log(s)
+        pr[q0 : q0 + qc] = s**2 / np.einsum("ij,ij->i", w, w)
+    return den.astype(y.dtype, copy=False), lse, pr
+
+
+def empirical_weights(y: np.ndarray, points: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The posterior weights ``w_{i,mu} = softmax_mu(-|y_i - a_mu|^2 / (2 delta_i))`` as an
+    ``(m, n)`` float64 array (numpy; for small problems, tests and Jacobians).
+
+    THEORY.md section 1, empirical score. Direct differences in float64, max-shifted
+    softmax, so rows sum to 1 even for queries far from every point.
+    """
+    y, points, delta = _common(y, points, delta)
+    y64 = y.astype(np.float64, copy=False)
+    a64 = points.astype(np.float64, copy=False)
+    dist = np.empty((y.shape[0], points.shape[0]))
+    _sqdist_numpy(y64, a64, dist, 2**22)
+    logits = -dist / (2.0 * delta[:, None])
+    logits -= logits.max(axis=1, keepdims=True)
+    w = np.exp(logits)
+    w /= w.sum(axis=1, keepdims=True)
+    return w
