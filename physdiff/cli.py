@@ -5,6 +5,8 @@
     physdiff convert --step 250                    # a DDPM step (= --t 250 --from ddpm)
     physdiff atlas --out gallery                   # every registered figure, PNG + PDF + index
     physdiff list-figures                          # the registered figures
+    physdiff critical --ensemble two-deltas --m 1 --process ddpm --json
+    physdiff critical --top-eigenvalue 7.66        # every criterion's critical point
 
 Startup stays light: matplotlib, tqdm and the figure modules are imported inside the
 subcommands that need them, never at import time of this module. Invalid input gives a
@@ -19,7 +21,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser", "convert"]
+__all__ = ["main", "build_parser", "convert", "critical"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -65,6 +67,18 @@ def _finite_float(value: str) -> float:
     return x
 
 
+_ENSEMBLES = ("two-deltas", "mixture")
+
+
+def _ensemble_name(value: str) -> str:
+    v = value.strip().lower()
+    if v not in _ENSEMBLES:
+        raise argparse.ArgumentTypeError(
+            f"unknown ensemble {value!r}; choose from {', '.join(_ENSEMBLES)}"
+        )
+    return v
+
+
 def _dpi(value: str) -> int:
     try:
         x = int(value)
@@ -81,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="physdiff",
         description="Statistical physics of generative diffusion models: conversions "
-        "between noise schedules and the figure atlas.",
+        "between noise schedules, critical points and the figure atlas.",
     )
     from . import __version__
 
@@ -156,6 +170,57 @@ def build_parser() -> argparse.ArgumentParser:
     lf = sub.add_parser("list-figures", help="list the registered figures")
     lf.add_argument("--json", action="store_true", help="print machine-readable JSON")
     lf.set_defaults(func=_cmd_list_figures)
+
+    k = sub.add_parser(
+        "critical",
+        help="critical noise level, time and DDPM step of symmetry breaking, per criterion",
+        description="The critical point of symmetry breaking (THEORY.md section 2) under "
+        "every criterion: (a) log-density, (b) the raw SDE drift of --process, and Biroli's "
+        "speciation. Each row gives the critical noise-to-signal variance Delta, its time "
+        "in --process, its OU time and its DDPM step. Give exactly one data source: "
+        "--ensemble (with --m, and --s2 for a mixture), --top-eigenvalue or --spectrum-file. "
+        "A criterion that does not apply (no symmetry to break, no SDE drift) is reported "
+        "with its reason, not as an error.",
+        epilog="Examples: physdiff critical --ensemble two-deltas --m 1 --process ddpm --json; "
+        "physdiff critical --top-eigenvalue 7.66 --process ou; physdiff critical "
+        "--ensemble mixture --m 2 --s2 0.3 --process vp-linear. Criteria (a) and (b) take "
+        "a top eigenvalue as the posterior covariance at the centre, held constant (exact "
+        "for two deltas); the mixture is solved by numerical continuation.",
+    )
+    ksrc = k.add_mutually_exclusive_group(required=True)
+    ksrc.add_argument(
+        "--ensemble",
+        type=_ensemble_name,
+        metavar="NAME",
+        help="two-deltas (point masses at +-m, closed forms) or mixture "
+        "(N(+-m, s2), 1-D, numerical continuation)",
+    )
+    ksrc.add_argument(
+        "--top-eigenvalue",
+        type=_finite_float,
+        metavar="L",
+        help="top eigenvalue of the data covariance (>= 0)",
+    )
+    ksrc.add_argument(
+        "--spectrum-file",
+        metavar="F",
+        help="a covariance spectrum: .npy array or text file of eigenvalues (all >= 0)",
+    )
+    k.add_argument(
+        "--m", type=_finite_float, metavar="M", help="half-distance |m| of the two classes (1)"
+    )
+    k.add_argument(
+        "--s2", type=_finite_float, metavar="S2", help="variance of each mixture component"
+    )
+    k.add_argument(
+        "--process",
+        type=_process_name,
+        default="ou",
+        metavar="PROC",
+        help=f"process for criterion (b) and the time column ({names}; default ou)",
+    )
+    k.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    k.set_defaults(func=_cmd_critical)
     return p
 
 
@@ -386,6 +451,214 @@ def _table(res: dict) -> str:
             parts = [f"{r} {s['step']} (delta {s['delta']:.6g})" for r, s in e["steps"].items()]
             notes.append(f"  {name} integer steps: " + ", ".join(parts))
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+# --------------------------------------------------------------------------------------
+# critical
+# --------------------------------------------------------------------------------------
+
+
+def critical(
+    *,
+    ensemble: str | None = None,
+    m: float | None = None,
+    s2: float | None = None,
+    top_eigenvalue: float | None = None,
+    spectrum=None,
+    process: str = "ou",
+) -> dict:
+    """The data behind ``physdiff critical`` (JSON-ready).
+
+    Exactly one source: ``ensemble`` (``'two-deltas'`` with ``m``; ``'mixture'`` with ``m``
+    and ``s2``), a ``top_eigenvalue``, or a ``spectrum`` (array of eigenvalues). Every
+    criterion of :data:`physdiff.symmetry.CRITERIA` gets an entry: the
+    :meth:`~physdiff.symmetry.CriticalPoint.table` of its critical point plus ``time`` (in
+    ``process``), ``theta = 1/sqrt(1 + delta)`` and ``method``; or, where it does not apply,
+    ``delta = None`` with a ``reason``. Raises :class:`~physdiff.errors.InputError` naming
+    the command-line argument on bad input.
+    """
+    from .errors import DomainError, InputError
+    from .processes import PRESETS
+
+    n_src = sum(v is not None for v in (ensemble, top_eigenvalue, spectrum))
+    if n_src != 1:
+        raise InputError("give exactly one of --ensemble, --top-eigenvalue or --spectrum-file")
+    if process not in PRESETS:
+        raise InputError(
+            f"--process: unknown process {process!r}; choose from {', '.join(PRESETS)}"
+        )
+    if ensemble is None and (m is not None or s2 is not None):
+        raise InputError(f"--{'m' if m is not None else 's2'}: goes with --ensemble")
+    for name, v in (("--m", m), ("--s2", s2), ("--top-eigenvalue", top_eigenvalue)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise DomainError(f"{name}: must lie in [0, inf); got {v!r}")
+
+    if ensemble is not None:
+        if ensemble not in _ENSEMBLES:
+            raise InputError(
+                f"--ensemble: unknown ensemble {ensemble!r}; choose from {', '.join(_ENSEMBLES)}"
+            )
+        m = 1.0 if m is None else float(m)
+        if ensemble == "two-deltas":
+            if s2 is not None:
+                raise InputError("--s2: goes with --ensemble mixture (two deltas have s2 = 0)")
+            data = {"ensemble": ensemble, "m": m, "eigenvalue": m * m}
+        else:
+            if s2 is None:
+                raise InputError("--s2: required with --ensemble mixture (component variance)")
+            data = {"ensemble": ensemble, "m": m, "s2": float(s2), "eigenvalue": m * m + s2}
+    elif top_eigenvalue is not None:
+        data = {"top_eigenvalue": float(top_eigenvalue), "eigenvalue": float(top_eigenvalue)}
+    else:
+        import numpy as np
+
+        spec = np.squeeze(np.asarray(spectrum, dtype=float))
+        if spec.ndim > 1:
+            raise InputError(
+                f"--spectrum-file: expected a 1-D array of eigenvalues; got shape {spec.shape} "
+                "(for a covariance matrix C, save np.linalg.eigvalsh(C))"
+            )
+        spec = spec.reshape(-1)
+        if spec.size == 0:
+            raise InputError("--spectrum-file: the spectrum is empty")
+        if not np.all(np.isfinite(spec)):
+            raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
+        if np.any(spec < 0):
+            raise DomainError(
+                f"--spectrum-file: a covariance spectrum must be >= 0; "
+                f"{int(np.sum(spec < 0))} entries are negative (min {spec.min():.6g})"
+            )
+        data = {"spectrum_size": int(spec.size), "eigenvalue": float(spec.max())}
+
+    rows = {}
+    for crit in ("log-density", "sde-drift", "speciation"):
+        rows[crit] = _critical_row(crit, data, process)
+    return {
+        "input": {k: v for k, v in data.items() if k != "eigenvalue"},
+        "process": process,
+        "top_eigenvalue": data["eigenvalue"],
+        "criteria": rows,
+    }
+
+
+def _critical_row(crit: str, data: dict, process: str) -> dict:
+    from . import symmetry as S
+    from .errors import DomainError, PhysdiffError
+
+    proc = process if crit == "sde-drift" else None
+    try:
+        if data.get("ensemble") == "mixture":
+            from .ensembles import GaussianMixture
+
+            m, s2 = data["m"], data["s2"]
+            if m == 0:
+                raise S.NoSymmetryBreaking(
+                    "a mixture with m = 0 has one class: no symmetry to break"
+                )
+            mix = GaussianMixture.isotropic([0.5, 0.5], [[-m], [m]], [s2, s2])
+            cp = S.critical_point(mix, crit, proc)
+            method = "closed form (data covariance)" if crit == "speciation" else "numeric"
+        elif data.get("ensemble") == "two-deltas":
+            cp = S.critical_two_deltas(data["m"], crit, proc)
+            method = "closed form"
+        else:
+            cp = S.critical_from_eigenvalue(data["eigenvalue"], crit, proc)
+            method = (
+                "closed form"
+                if crit == "speciation"
+                else "closed form (top eigenvalue held constant)"
+            )
+    except PhysdiffError as exc:
+        return {"criterion": crit, "delta": None, "time": None, "reason": str(exc)}
+    row = cp.table()
+    row["method"] = method
+    row["theta"] = 1.0 / math.sqrt(1.0 + cp.delta)  # alpha of every VP process
+    try:
+        row["time"] = _num(cp.time(process))
+    except DomainError:
+        row["time"] = None
+        row["note"] = f"delta = {cp.delta:.6g} is outside the range {process} reaches"
+    if row.get("ddpm_step") is None:
+        row.setdefault("note", f"delta = {cp.delta:.6g} is outside the DDPM range")
+    return row
+
+
+def _read_spectrum(path: str):
+    import numpy as np
+
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            arr = np.loadtxt(path, dtype=float, ndmin=1)
+        return np.asarray(arr, dtype=float)
+    except (OSError, ValueError, TypeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _UsageError(f"argument --spectrum-file: cannot read {path!r}: {msg}") from None
+
+
+def _cmd_critical(args) -> int:
+    from .errors import InputError
+
+    spectrum = _read_spectrum(args.spectrum_file) if args.spectrum_file is not None else None
+    try:
+        res = critical(
+            ensemble=args.ensemble,
+            m=args.m,
+            s2=args.s2,
+            top_eigenvalue=args.top_eigenvalue,
+            spectrum=spectrum,
+            process=args.process,
+        )
+    except InputError as exc:
+        msg = str(exc)
+        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
+    if args.json:
+        print(json.dumps(res, indent=2, allow_nan=False))
+    else:
+        print(_critical_table(res))
+    return EXIT_OK
+
+
+def _critical_table(res: dict) -> str:
+    inp, proc = res["input"], res["process"]
+    if inp.get("ensemble") == "two-deltas":
+        head = f"two deltas at +-{inp['m']:g}"
+    elif inp.get("ensemble") == "mixture":
+        head = f"mixture of N(+-{inp['m']:g}, {inp['s2']:g}) in 1-D"
+    elif "top_eigenvalue" in inp:
+        head = f"top eigenvalue {inp['top_eigenvalue']:g}"
+    else:
+        head = f"spectrum of {inp['spectrum_size']} eigenvalues"
+    tcol = f"t in {proc}"
+    w = max(12, len(tcol) + 1)
+    cols = [("delta", 12), ("theta", 12), ("OU time", 12), (tcol, w), ("DDPM step", 11)]
+    lines = [
+        f"{head}: top data-covariance eigenvalue Lambda = {res['top_eigenvalue']:.6g}",
+        "",
+        f"{'criterion':<12}" + "".join(" " + c.rjust(n - 1) for c, n in cols),
+    ]
+    notes = []
+    for crit, row in res["criteria"].items():
+        if row["delta"] is None:
+            lines.append(f"{crit:<12}" + "".join(_fmt(None, n) for _, n in cols))
+            notes.append(f"  {crit}: not defined: {row['reason']}")
+            continue
+        steps = row.get("ddpm_step")
+        vals = [row["delta"], row["theta"], row["ou_time"], row["time"]]
+        vals.append(None if steps is None else int(steps["nearest"]))
+        lines.append(
+            f"{crit:<12}" + "".join(_fmt(v, n) for v, (_, n) in zip(vals, cols, strict=True))
+        )
+        extra = f" for the {row['process']} drift" if row.get("process") else ""
+        notes.append(f"  {crit}: {row['method']}{extra}; {row['source']}")
+        if row.get("note"):
+            notes.append(f"  {crit}: {row['note']}")
+    notes.append(
+        "  theta = 1/sqrt(1 + delta), the signal scale alpha of every variance-preserving "
+        "process; DDPM step: nearest (the JSON has floor and ceil)"
+    )
+    return "\n".join(lines + ["", "criteria:"] + notes)
 
 
 # --------------------------------------------------------------------------------------

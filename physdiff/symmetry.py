@@ -217,13 +217,14 @@ def fixed_points_1d(
     c: float = 0.0,
     *,
     bounds: tuple[float, float] | None = None,
-    grid: int = 4001,
+    grid: int = 401,
 ):
     """All fixed points of the 1-D drift ``score(y) - c y`` in ``bounds``, with stability.
 
-    Brackets every sign change on a grid of ``grid`` points and refines each by bisection
-    to machine precision. Returns ``(points, slopes)``: the roots and the drift's slope
-    ``J - c`` there (negative = stable).
+    Brackets every sign change on a grid of ``grid`` points (re-sampled finer where two
+    roots may hide between grid points, see :func:`bifurcation_diagram`) and refines each
+    by bisection to machine precision. Returns ``(points, slopes)``: the roots and the
+    drift's slope ``J - c`` there (negative = stable).
     """
     diag = bifurcation_diagram(model, [delta], c=[c], bounds=bounds, grid=grid)
     return diag.points[0], diag.slopes[0]
@@ -259,60 +260,136 @@ def _default_bounds(model) -> tuple[float, float]:
 
 
 def bifurcation_diagram(
-    model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: int = 4001, refine: int = 60
+    model: ScoreModel, deltas, c=0.0, *, bounds=None, grid: int = 401, refine: int = 60
 ) -> BifurcationDiagram:
     """Fixed points and their stability for every noise level in ``deltas`` (1-D models).
 
-    One vectorised evaluation of the score on the ``(delta, y)`` mesh brackets every root;
-    the brackets are then refined together by bisection (``refine`` halvings). ``c`` is a
-    scalar or one value per delta (criterion (b): :func:`drift_constant`).
+    The drift ``f(y) = score(y) - c y`` and its slope ``f'`` are evaluated once on the
+    ``(delta, y)`` mesh (``grid`` points per noise level over ``bounds``); every sign change
+    of ``f`` between neighbours brackets a root. A cell where ``f`` is not monotone (its end
+    slopes disagree with each other or with the secant) and comes within about one slope
+    step of zero may hide a pair of roots closer than the grid spacing (near a fold or a
+    pitchfork): it is re-sampled 8 times finer, recursively, down to ``1e-11`` of the window.
+    All brackets are then refined together by bisection (at most ``refine`` halvings,
+    stopping at adjacent floating-point numbers). A 1-D :class:`GaussianMixture` (point
+    masses included) is evaluated by its closed form, ``f = sum_k p_k(y) a_k - c y`` and
+    ``f' = sum_k p_k (a_k^2 - 1/s_k) - (sum_k p_k a_k)^2 - c`` with ``s_k = v_k + delta`` and
+    ``a_k = (mu_k - y)/s_k``, without per-call overhead; any other model through
+    ``model.score`` (its slope on the mesh by central differences, at the roots by
+    ``model.score_jacobian``). ``c`` is a scalar or one value per delta
+    (criterion (b): :func:`drift_constant`).
     """
+    from .ensembles.mixture import GaussianMixture
+
     if int(model.dim) != 1:
         raise InputError(f"bifurcation_diagram needs a 1-D model; got dim={model.dim}")
     deltas = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     cs = np.broadcast_to(finite_array(c, "c"), deltas.shape).astype(float)
     grid = integer(grid, "grid", 3, 10**7)
-    lo, hi = bounds if bounds is not None else _default_bounds(model)
+    lo, hi = (float(v) for v in (bounds if bounds is not None else _default_bounds(model)))
     if not hi > lo:
         raise InputError(f"bounds must satisfy lo < hi; got {bounds!r}")
-    ys = np.linspace(lo, hi, grid)
     nd = deltas.shape[0]
 
-    def field(y, dl, cc):
-        return model.score(y.reshape(-1, 1), dl)[:, 0] - cc * y
+    if isinstance(model, GaussianMixture) and type(model)._score is GaussianMixture._score:
+        mus = model.means[:, 0]
+        vs = np.array([float(g.covariance.reshape(-1)[0]) for g in model.components])
+        with np.errstate(divide="ignore"):
+            logw = np.log(model.weights)
 
-    dl_mesh = np.repeat(deltas, grid)
-    c_mesh = np.repeat(cs, grid)
-    vals = field(np.tile(ys, nd), dl_mesh, c_mesh).reshape(nd, grid)
-    sgn = np.sign(vals)
-    exact = sgn == 0
-    change = sgn[:, :-1] * sgn[:, 1:] < 0
-    i_d, i_y = np.nonzero(change)
-    a, b = ys[i_y].copy(), ys[i_y + 1].copy()
-    fa = vals[i_d, i_y]
+        def drift(y, dl, cc, slope=False):  # broadcastable arguments; closed form
+            # components on the leading axis: reductions over it stay vectorised
+            s = vs.reshape((-1,) + (1,) * np.ndim(y)) + dl
+            a = (mus.reshape(s.shape[:1] + (1,) * (s.ndim - 1)) - y) / s
+            logit = logw.reshape(s.shape[:1] + (1,) * (s.ndim - 1)) - 0.5 * (
+                np.log(s) + (a * a) * s
+            )
+            p = np.exp(logit - logit.max(axis=0))
+            p /= np.sum(p, axis=0)
+            f = np.sum(p * a, axis=0)
+            if not slope:
+                return f - cc * y
+            return f - cc * y, np.sum(p * (a * a - 1.0 / s), axis=0) - f * f - cc
+
+    else:
+
+        def drift(y, dl, cc, slope=False):  # through the model; slope by differences
+            y, dl, cc = np.broadcast_arrays(y, dl, cc)
+            if not slope:
+                return model.score(y.reshape(-1, 1), dl.reshape(-1))[:, 0].reshape(y.shape) - cc * y
+            eps = 1e-7 * (hi - lo)
+            pts = np.stack([y, y - eps, y + eps])
+            s = model.score(pts.reshape(-1, 1), np.tile(dl.reshape(-1), 3))[:, 0]
+            s = s.reshape(pts.shape) - cc * pts
+            return s[0], (s[2] - s[1]) / (2 * eps)
+
+    zero_d, zero_y = [], []  # exact zeros at sample points
+    br_d, br_a, br_b, br_fa = [], [], [], []  # sign-change brackets
+    h_min = 1e-11 * (hi - lo)
+    ys = np.linspace(lo, hi, grid)
+    F, D = drift(ys[None, :], deltas[:, None], cs[:, None], slope=True)
+    floor = 1e-13 * np.max(np.abs(F), axis=1)  # variation below this is round-off
+    r, i = np.nonzero(F == 0)
+    zero_d.append(r)
+    zero_y.append(ys[i])
+    # the cells, flattened: row (delta index), ends, values and slopes at the ends
+    rows = np.repeat(np.arange(nd), grid - 1)
+    A, B = np.tile(ys[:-1], nd), np.tile(ys[1:], nd)
+    FA, FB, DA, DB = (X.ravel() for X in (F[:, :-1], F[:, 1:], D[:, :-1], D[:, 1:]))
+    sub = np.linspace(0.0, 1.0, 9)
+    while rows.size:
+        h = B - A
+        sec = FB - FA
+        dmax = np.maximum(np.abs(DA), np.abs(DB))
+        wavy = (DA * DB < 0) | (DA * sec < 0) | (DB * sec < 0)
+        hide = (
+            wavy
+            & (np.minimum(np.abs(FA), np.abs(FB)) <= 2.0 * h * dmax)
+            & (h * dmax > floor[rows])
+            & (h > h_min)
+        )
+        ch = (np.sign(FA) * np.sign(FB) < 0) & ~hide
+        br_d.append(rows[ch])
+        br_a.append(A[ch])
+        br_b.append(B[ch])
+        br_fa.append(FA[ch])
+        if not np.any(hide):
+            break
+        rows, A, B = rows[hide], A[hide], B[hide]
+        Y = A[:, None] + (B - A)[:, None] * sub
+        Y[:, -1] = B
+        F, D = drift(Y, deltas[rows][:, None], cs[rows][:, None], slope=True)
+        F[:, 0], F[:, -1] = FA[hide], FB[hide]  # the parent's ends, as sampled
+        D[:, 0], D[:, -1] = DA[hide], DB[hide]
+        r, i = np.nonzero(F[:, 1:-1] == 0)
+        zero_d.append(rows[r])
+        zero_y.append(Y[r, i + 1])
+        k = sub.size - 1
+        rows = np.repeat(rows, k)
+        A, B = Y[:, :-1].ravel(), Y[:, 1:].ravel()
+        FA, FB, DA, DB = (X.ravel() for X in (F[:, :-1], F[:, 1:], D[:, :-1], D[:, 1:]))
+
+    i_d = np.concatenate(br_d)
+    a, b, fa = np.concatenate(br_a), np.concatenate(br_b), np.concatenate(br_fa)
     dl_r, c_r = deltas[i_d], cs[i_d]
+    sfa = np.sign(fa)
     for _ in range(refine):
         mid = 0.5 * (a + b)
-        fm = field(mid, dl_r, c_r) if mid.size else mid
-        left = np.sign(fm) == np.sign(fa)
+        if not np.any((mid > a) & (mid < b)):
+            break  # every bracket is two adjacent floating-point numbers
+        left = np.sign(drift(mid, dl_r, c_r)) == sfa
         a = np.where(left, mid, a)
-        fa = np.where(left, fm, fa)
         b = np.where(left, b, mid)
-    roots = 0.5 * (a + b)
-    ez_d, ez_y = np.nonzero(exact)
-    roots = np.concatenate([roots, ys[ez_y]])
-    owner = np.concatenate([i_d, ez_d])
+    roots = np.concatenate([0.5 * (a + b), *zero_y])
+    owner = np.concatenate([i_d, *zero_d])
     if roots.size:
         J = model.score_jacobian(roots.reshape(-1, 1), deltas[owner])[:, 0, 0] - cs[owner]
     else:
         J = roots
-    points, slopes = [], []
-    for k in range(nd):
-        sel = owner == k
-        order = np.argsort(roots[sel])
-        points.append(roots[sel][order])
-        slopes.append(J[sel][order])
-    return BifurcationDiagram(deltas, points, slopes)
+    order = np.lexsort((roots, owner))
+    roots, owner, J = roots[order], owner[order], J[order]
+    cut = np.searchsorted(owner, np.arange(1, nd))
+    return BifurcationDiagram(deltas, np.split(roots, cut), np.split(J, cut))
 
 
 def find_fixed_point(
@@ -428,6 +505,7 @@ def critical_point(
     process: Process | str | None = None,
     *,
     centre=None,
+    track: bool = True,
     delta_range: tuple[float, float] = (1e-6, 1e6),
     n_grid: int = 400,
 ) -> CriticalPoint:
@@ -438,6 +516,11 @@ def critical_point(
     the critical ``delta`` is the largest one where the top eigenvalue of its stability
     matrix ``J - c I`` reaches 0 (refined by Brent's method). Speciation: from the top
     eigenvalue of ``model.covariance``.
+
+    ``track=False`` keeps the stability matrix at the fixed ``centre`` instead of following
+    the fixed point: the right choice for a trained network, which is never exactly
+    symmetric, so the followed point slides into one well and never destabilises.
+    ``model`` then only needs ``score_jacobian`` (a :class:`~physdiff.nn.NetworkScoreModel`).
 
     Raises :class:`NoSymmetryBreaking` when the centre stays stable over ``delta_range``.
     """
@@ -459,6 +542,9 @@ def critical_point(
     def top(log_d, y_guess):
         dl = math.exp(log_d)
         c = drift_constant(dl, crit, proc)
+        if not track:
+            eig = np.linalg.eigvalsh(stability_matrix(model, y[None], dl, c)[0])
+            return float(eig[-1]), y
         yp, eig = find_fixed_point(model, y_guess, dl, c)
         return float(eig[-1]), yp
 
@@ -680,12 +766,16 @@ def late_start(
 ) -> LowRankStart:
     """The Gaussian late-initialisation start for an ensemble or a data set at time ``t``
     of ``process`` (default: the time of :func:`late_start_delta`, clipped to the process's
-    range)."""
+    range; for DDPM the first whole step at or above that noise level)."""
     proc = get_process(process)
     stats = data_statistics(data, rank)
     if t is None:
         dl = late_start_delta(
             stats, criterion, proc if criterion != "log-density" else None, margin=margin
         )
-        t = float(proc.time_of_delta(min(max(dl, proc.delta_min), proc.delta_max)))
+        dl = min(max(dl, proc.delta_min), proc.delta_max)
+        if isinstance(proc, DDPM):  # whole steps: the first step at or above the start delta
+            t = float(proc.step_of_delta(dl, "ceil"))
+        else:
+            t = float(proc.time_of_delta(dl))
     return LowRankStart(proc, float(proc.check_time(t, "t")), stats)

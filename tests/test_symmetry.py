@@ -214,6 +214,21 @@ def test_late_start_time_is_before_the_break():
     dl = S.late_start_delta(model, margin=2.0)
     assert dl == pytest.approx(2.0)  # Lambda = m^2 = 1, delta_c = 1
     st = S.late_start(model, "ddpm")
-    assert DDPM().delta(st.t) == pytest.approx(2.0, rel=1e-9)
+    assert st.t == DDPM().step_of_delta(2.0, "ceil")  # a whole step, at or above delta = 2
+    assert DDPM().delta(st.t - 1) < 2.0 <= DDPM().delta(st.t)
+    from physdiff import sampling
+
+    out = sampling.ddim(
+        model, 200, np.random.default_rng(0), process="ddpm", x_start=st, n_steps=10
+    )
+    assert np.mean(np.abs(np.abs(out.samples) - 1.0) < 0.1) > 0.9
     with pytest.raises(DomainError, match="margin"):
         S.late_start_delta(model, margin=0.5)
+
+
+def test_critical_point_at_a_fixed_centre():
+    """track=False (for networks) equals the tracked analysis on a symmetric model."""
+    model = GaussianMixture.two_deltas(1.0, d=2)
+    for crit, proc in (("log-density", None), ("sde-drift", OU())):
+        fixed = S.critical_point(model, crit, proc, track=False, delta_range=(1e-3, 1e3))
+        assert fixed.delta == pytest.approx(S.critical_two_deltas(1.0, crit, proc).delta, rel=1e-9)
