@@ -31,25 +31,29 @@ weights. The dropped mass is below ``n e^-87``, far under any rounding error.
 
 Two paths, chosen by the dimension:
 
-* **direct** (``d < 24``; both dtypes): differences ``y - a`` formed directly with float64
-  accumulators. Tasks = (block of 64 queries) x (chunk of the training set, so that small
-  ``m`` still fills every core); a task copies 512 points at a time into a transposed
+* **direct** (``d < 12``; both dtypes): differences ``y - a`` formed directly with float64
+  accumulators. Tasks = (block of 64 queries) x (chunk of the training set, so that a few
+  queries still fill every core); a task copies 512 points at a time into a transposed
   float64 block that stays in cache, so the distances, the exponentials and the weighted
-  sums vectorise over points. The chunks' partial states are merged at the end by the same
-  log-sum-exp rule. The exponential is a branch-free polynomial (:func:`_exp_into`) that
-  LLVM vectorises, 2-3x faster than ``np.exp`` per core (numba from PyPI calls a scalar
-  ``exp``).
-* **matrix product** (``d >= 24``): per block of at most 512 queries and 2048 points,
-  ``G = Y_b A_b^T`` by BLAS (dgemm / sgemm on both cores), a fused numba pass
-  (:func:`_gemm_update`) turns ``G`` into weights relative to the running maximum (online
-  log-sum-exp, flush to zero, float64 sums ``S``, ``S2``), and a second BLAS call adds
-  ``W_b A_b`` to a float64 ``(512, d)`` accumulator. The 4 m n d flops run in BLAS; the
-  numba pass costs about 1 ns per pair and core.
+  sums vectorise over points. The exponential is a branch-free polynomial
+  (:func:`_exp_into`) that LLVM vectorises, 2-3x faster than ``np.exp`` per core (numba
+  from PyPI calls a scalar ``exp``).
+* **matrix product** (``d >= 12``): tasks = (block of 256 queries) x (chunk of the training
+  set). A task streams its chunk 2048 points at a time: ``G = Y_b A_b^T`` by BLAS (dgemm /
+  sgemm), a fused numba pass (:func:`_gemm_update`, ~1 ns per pair) turns ``G`` into
+  weights relative to the running maximum (online log-sum-exp, flush to zero, float64 sums
+  ``S``, ``S2``), and a second BLAS call adds ``W_b A_b`` to a float64 ``(256, d)``
+  accumulator. The 4 m n d flops run in BLAS.
 
-The kernels are serial, compiled with ``nogil``, and run on a small pool of Python threads
-(one per core). Numba's ``prange`` (OpenMP layer) was measured 5-10x slower here whenever
-its spinning workers alternate with OpenBLAS's threads; BLAS and the numba passes never run
-at the same time, so the cores are not oversubscribed.
+Both paths end with one partial state ``(M, S, S2, acc)`` per chunk, merged by the same
+online rule (:func:`_merge_kernel`). Tasks run on the calling thread plus a small pool of
+Python threads (one per core), each taking the next task when free, so a core slowed by
+other work takes fewer. The kernels are serial and release the GIL; on the
+matrix-product path the BLAS numpy calls is limited to one thread while the tasks run
+(:class:`_BlasThreads`): there two one-thread tasks reached 110-119 GFLOP/s against 95-107
+for one task at a time on OpenBLAS's two threads, whose spinning workers also starve the
+numba passes. (Numba's ``prange`` with its OpenMP layer was 5-10x slower still whenever
+it alternated with OpenBLAS.) So the cores are never oversubscribed.
 
 Accuracy of the matrix-product path
 -----------------------------------
@@ -91,6 +95,7 @@ block, float64 across blocks). There float32 is at most 4/3 faster than float64.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -102,10 +107,10 @@ import numpy as np
 __all__ = ["empirical_stats", "empirical_stats_numpy", "empirical_weights", "squared_norms"]
 
 # -- tuning constants --------------------------------------------------------------------
-_DIRECT_MAX_D = 24  # below this dimension the direct path beats the matrix products
+_DIRECT_MAX_D = 12  # below this dimension the direct path beats the matrix products
 _DIRECT_QB = 64  # queries per task on the direct path
 _DIRECT_PB = 512  # points per transposed cache block on the direct path
-_GEMM_QB = 512  # queries per block on the matrix-product path
+_GEMM_QB = 256  # queries per block on the matrix-product path
 _GEMM_PB = 2048  # points per block on the matrix-product path
 _LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
 _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
@@ -129,15 +134,35 @@ _FM_EXACT = {"nsz", "contract"}  # no reassociation: keeps the Cody-Waite reduct
 # ======================================================================================
 
 
-def _exp_into(src, n, shift, floor, dst):  # pragma: no cover - compiled
+def _exp_into(src, n, shift, floor, dst, short):  # pragma: no cover - compiled
     """``dst[j] = exp(src[j] - shift)`` for ``j < n``, zero where the argument is below
-    ``floor`` (``>= -708``); the arguments are ``<= 0``. Relative error ~3e-16.
+    ``floor`` (``>= -708``); the arguments are ``<= 0``.
 
     ``exp(x) = 2^k exp(r)``, ``k = round(x / ln 2)``, ``r = x - k ln 2`` in two parts
-    (Cody-Waite) so that ``r`` is exact, ``exp(r)`` by its Taylor series to degree 13
-    (truncation < 2e-17 on ``|r| <= ln 2 / 2``) and ``2^k`` built from its bits. Without
-    branches or calls the loop vectorises (numba from PyPI does not vectorise ``math.exp``).
+    (Cody-Waite) so that ``r`` is exact, ``exp(r)`` by its Taylor series and ``2^k`` built
+    from its bits. Degree 13 (relative error 2e-16), or 7 with ``short`` (7e-9, for weights
+    stored in float32, 25% faster). Without branches or calls the loop vectorises (numba
+    from PyPI calls a scalar ``exp``): ~0.4 ns per value and core, 2-3x ``np.exp``.
     """
+    if short:
+        for j in range(n):
+            x = src[j] - shift
+            keep = x >= floor
+            x = x if keep else floor
+            k = np.round(x * _INV_LN2)
+            r = (x - k * _LN2_HI) - k * _LN2_LO
+            p = 1.0 / 5040.0
+            p = p * r + 1.0 / 720.0
+            p = p * r + 1.0 / 120.0
+            p = p * r + 1.0 / 24.0
+            p = p * r + 1.0 / 6.0
+            p = p * r + 0.5
+            p = p * r + 1.0
+            p = p * r + 1.0
+            two_k = np.int64(np.int64(k) + 1023) << 52
+            v = p * np.int64(two_k).view(np.float64)
+            dst[j] = v if keep else 0.0
+        return
     for j in range(n):
         x = src[j] - shift
         keep = x >= floor
@@ -256,7 +281,7 @@ def _direct_kernel(t0, t1, y, pts, inv2d, qb, pb, nchunk, mp, sp, s2p, accp):  #
                         accp[c, i, k] *= sc
                     mx = bm
                     mp[c, i] = mx
-                _exp_into(lg, nb, mx, _FLOOR64, w)
+                _exp_into(lg, nb, mx, _FLOOR64, w, False)
                 s1 = 0.0
                 s2 = 0.0
                 for j in range(nb):
@@ -341,36 +366,7 @@ def _prune_candidates(i, bound, cidx, cup, cnum):
     cnum[i] = k
 
 
-def _gemm_update(
-    r0,
-    r1,
-    g,
-    rows,
-    p0,
-    yb,
-    pts,
-    yn,
-    an,
-    a_norm_max,
-    a_sq_max,
-    inv2d,
-    cg,
-    cn,
-    tol,
-    logrho,
-    floor,
-    max_cand,
-    mrun,
-    lowrun,
-    srun,
-    s2run,
-    acc,
-    wout,
-    flag,
-    cidx,
-    cup,
-    cnum,
-):  # pragma: no cover - compiled
+def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wout, flag, state):
     """The fused softmax step of the matrix-product path for the block of points
     ``[p0, p0 + nb)``, for the rows ``rows[r0:r1]`` of the block of queries ``yb``.
 
@@ -387,12 +383,15 @@ def _gemm_update(
     function has rescaled). A row with more than ``max_cand`` candidates in the block is
     left untouched and flagged (the caller redoes it with dgemm inner products).
     """
+    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
+    a_norm_max, a_sq_max = blk
+    cg, cn, tol, logrho, floor, short = consts
     nb = g.shape[1]
     cap = cidx.shape[1]
     lg = np.empty(nb)
     w = np.empty(nb)
     d = acc.shape[1]
-    for r in range(r0, r1):
+    for r in range(rows.shape[0]):
         i = rows[r]
         yni = yn[i]
         s = inv2d[i]
@@ -443,7 +442,7 @@ def _gemm_update(
                 acc[i, c] *= sc
             mx = bm
             mrun[i] = mx
-        _exp_into(lg, nb, mx, floor, w)
+        _exp_into(lg, nb, mx, floor, w, short)
         s1 = 0.0
         s2 = 0.0
         for j in range(nb):
@@ -455,37 +454,13 @@ def _gemm_update(
         s2run[i] += s2
 
 
-def _gemm_final(
-    r0,
-    r1,
-    yb,
-    pts,
-    inv2d,
-    logrho,
-    floor,
-    mrun,
-    lowrun,
-    srun,
-    s2run,
-    acc,
-    cidx,
-    cup,
-    cnum,
-    den,
-    lse,
-    pr,
-):  # pragma: no cover - compiled
-    """Recompute the candidates still significant at the end of the stream, then
-    ``den = acc / S``, ``lse = M + log S``, ``pr = S^2 / S2`` for rows ``[r0, r1)``."""
-    d = acc.shape[1]
+def _gemm_settle(r0, r1, yb, pts, inv2d, logrho, floor, state):  # pragma: no cover
+    """End of a stream for rows ``[r0, r1)``: drop the candidates that the final lower
+    bound of the max logit shows negligible, recompute the others exactly and add them."""
+    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
     for i in range(r0, r1):
         _prune_candidates(i, lowrun[i] + logrho, cidx, cup, cnum)
         _fold_candidates(i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc)
-        inv = 1.0 / srun[i]
-        for c in range(d):
-            den[i, c] = acc[i, c] * inv
-        lse[i] = mrun[i] + math.log(srun[i])
-        pr[i] = srun[i] * srun[i] / s2run[i]
 
 
 def _add_into(acc, t):  # pragma: no cover - compiled
@@ -507,7 +482,7 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_fold_candidates", _FM_FAST),
     ("_prune_candidates", _FM_FAST),
     ("_gemm_update", _FM_FAST),
-    ("_gemm_final", _FM_FAST),
+    ("_gemm_settle", _FM_FAST),
     ("_add_into", _FM_FAST),
 )
 _jit_lock = threading.Lock()
@@ -564,31 +539,151 @@ def _get_pool() -> ThreadPoolExecutor | None:
     return _pool
 
 
-def _forget_pool() -> None:  # a forked child has the pool object but not its threads
+def _forget_pool() -> None:
+    """In a forked child: the pool object survives but not its threads, and a lock may have
+    been held by a thread of the parent; start afresh."""
     global _pool, _jit_lock
     _pool = None
     _jit_lock = threading.Lock()
+    if "_BLAS" in globals():
+        _BLAS.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+def _run_tasks(fn, tasks: list[tuple]) -> None:
+    """``fn(*task)`` for every task, on the calling thread and the pool's threads, which
+    take the next task as they come free (a core slowed by other work simply takes fewer)."""
+    pool = _get_pool() if len(tasks) > 1 else None
+    if pool is None:
+        for t in tasks:
+            fn(*t)
+        return
+    lock = threading.Lock()
+    it = iter(tasks)
+
+    def worker():
+        while True:
+            with lock:
+                t = next(it, None)
+            if t is None:
+                return
+            fn(*t)
+
+    futures = [pool.submit(worker) for _ in range(min(_NUM_THREADS, len(tasks)) - 1)]
+    try:
+        worker()
+    finally:
+        for f in futures:
+            f.result()
+
+
 def _parallel(fn, total: int, args: tuple, *, pieces: int | None = None) -> None:
-    """Run ``fn(lo, hi, *args)`` over ``[0, total)`` split into contiguous pieces, on the
-    calling thread and the pool (dynamic: more pieces than threads balance a noisy machine)."""
+    """``fn(lo, hi, *args)`` over ``[0, total)`` cut into ``pieces`` contiguous ranges
+    (default two per thread), run by :func:`_run_tasks`."""
     if pieces is None:
         pieces = 2 * _NUM_THREADS
     pieces = max(1, min(pieces, total))
-    pool = _get_pool() if pieces > 1 else None
-    if pool is None:
-        fn(0, total, *args)
-        return
     bounds = [total * k // pieces for k in range(pieces + 1)]
-    futures = [pool.submit(fn, bounds[k], bounds[k + 1], *args) for k in range(1, pieces)]
-    fn(bounds[0], bounds[1], *args)
-    for f in futures:
-        f.result()
+    _run_tasks(fn, [(bounds[k], bounds[k + 1], *args) for k in range(pieces)])
+
+
+class _BlasThreads:
+    """Limits the BLAS that numpy calls to one thread while the kernels run one task per
+    core (each task calls BLAS on its own blocks): measured here, two tasks each with a
+    one-thread BLAS reach 110-119 GFLOP/s, against 95-107 for one task at a time with
+    OpenBLAS's two threads (whose spinning workers also starve the numba passes).
+
+    Calls ``openblas_set_num_threads`` (any symbol prefix or suffix) of the OpenBLAS
+    libraries loaded in the process, found in ``/proc/self/maps`` (Linux). threadpoolctl is
+    not used: its OpenBLAS controller obeys only the first Python thread that set a limit.
+    Elsewhere (another BLAS, another OS) tasks run one at a time with BLAS's own threads.
+    The limit is process-wide while a call runs (nested and concurrent calls are counted)
+    and the previous setting is restored after the last one.
+    """
+
+    _NAMES = ("openblas", "scipy_openblas", "scipy_openblas64_", "scipy_openblas32_")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._found = False
+        self._ctl: list | None = None  # (get, set) functions of each OpenBLAS
+        self._restore: list | None = None
+
+    def _discover(self) -> None:
+        self._found = True
+        try:
+            self._ctl = self._openblas_from_maps()
+        except Exception:  # noqa: BLE001 - any failure only means "not controllable"
+            self._ctl = None
+
+    @classmethod
+    def _openblas_from_maps(cls) -> list | None:
+        import ctypes
+
+        try:
+            with open("/proc/self/maps") as f:
+                paths = {ln.split()[-1] for ln in f if "openblas" in ln and ".so" in ln}
+        except OSError:
+            return None
+        funcs = []
+        for path in sorted(paths):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("openblas", "scipy_openblas"):
+                for suffix in ("", "64_", "32_"):
+                    get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                    if get is not None and put is not None:
+                        get.restype = ctypes.c_int
+                        put.argtypes = [ctypes.c_int]
+                        funcs.append((get, put))
+                        break
+                else:
+                    continue
+                break
+        return funcs or None
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._restore = None
+
+    def controllable(self) -> bool:
+        if not self._found:
+            with self._lock:
+                if not self._found:
+                    self._discover()
+        return self._ctl is not None
+
+    @contextlib.contextmanager
+    def one_thread(self):
+        if not self.controllable():
+            yield
+            return
+        with self._lock:
+            if self._depth == 0:
+                self._restore = [get() for get, _ in self._ctl]
+                for _, put in self._ctl:
+                    put(1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    for (_, put), k in zip(self._ctl, self._restore, strict=True):
+                        put(k)
+                    self._restore = None
+
+
+_BLAS = _BlasThreads()
 
 
 # ======================================================================================
@@ -705,143 +800,130 @@ def _stats_direct(y, points, inv2d):
 
 
 def _stats_gemm(y, points, inv2d, an):
-    dt = y.dtype
+    """The matrix-product path: tasks = (block of queries) x (chunk of the training set),
+    each streaming its chunk block by block; partial states merged by :func:`_merge_kernel`."""
     m, d = y.shape
     n = points.shape[0]
-    is32 = dt == np.float32
-    tol = _TOL[dt]
-    floor = _FLOOR32 if is32 else _FLOOR64
-    kd = min(float(d), _LAMBDA * math.sqrt(d))
-    # logit error bound (see the module docstring): (cg |y| |a| + cn |a|^2 + 4 u |y|^2) / (2 delta)
-    cg = (2.0 * kd * float(np.finfo(dt).eps) / 2 + 4.0 * _U64) * 1.01
-    cg64 = (2.0 * kd + 4.0) * _U64 * 1.01
-    cn = (kd + 4.0) * _U64 * 1.01
-    logrho = math.log(tol / n)
+    p = _GemmParams(y.dtype, d, n)
     yn = squared_norms(y)
-
-    qb = min(m, _GEMM_QB)
     pb = min(n, _GEMM_PB)
     # per block of points: max |a|^2 and max |a| (for the error bound)
     asqmax = np.maximum.reduceat(an, np.arange(0, n, pb))
-    anmax = np.sqrt(asqmax)
-    gbuf = np.empty(qb * pb, dt)
-    wbuf = np.empty(qb * pb, dt)
-    tbuf = np.empty(qb * d, dt)
-    g64buf = np.empty(qb * pb) if is32 else None
-    a64buf = np.empty(pb * d) if is32 else None
-    den = np.empty((m, d), dt)
+    parallel = _NUM_THREADS > 1 and m * n * d >= 1 << 22 and _BLAS.controllable()
+    want = 2 * _NUM_THREADS if parallel else 1  # tasks: two per thread balance the load
+    nchunk_max = _ceil_div(n, pb)
+    nqb = _ceil_div(m, _GEMM_QB)
+    if nqb * nchunk_max >= want:
+        nchunk = max(1, min(_ceil_div(want, nqb), nchunk_max))
+    else:  # few queries and points: smaller query blocks
+        nchunk = nchunk_max
+        nqb = max(nqb, min(_ceil_div(want, nchunk), _ceil_div(m, 16)))
+    qb = _ceil_div(m, nqb)
+    cb = _ceil_div(_ceil_div(n, nchunk), pb) * pb  # points per chunk, a multiple of pb
+    nchunk = _ceil_div(n, cb)
+    mp = np.full((nchunk, m), -np.inf)
+    sp = np.zeros((nchunk, m))
+    s2p = np.zeros((nchunk, m))
+    accp = np.zeros((nchunk, m, d))
+    tasks = [
+        (q0, min(m, q0 + qb), c * cb, min(n, (c + 1) * cb))
+        for q0 in range(0, m, qb)
+        for c in range(nchunk)
+    ]
+
+    def run(t):
+        q0, q1, p0, p1 = t
+        c = p0 // cb
+        state = (mp[c, q0:q1], sp[c, q0:q1], s2p[c, q0:q1], accp[c, q0:q1])
+        _gemm_task(p, y[q0:q1], yn[q0:q1], inv2d[q0:q1], points, an, asqmax, pb, p0, p1, state)
+
+    if parallel:
+        with _BLAS.one_thread():
+            _run_tasks(run, [(t,) for t in tasks])
+    else:
+        for t in tasks:
+            run(t)
+    den = np.empty((m, d), y.dtype)
     lse = np.empty(m)
     pr = np.empty(m)
-    pieces = 1 if qb * pb < 1 << 16 else 2 * _NUM_THREADS
-    for q0 in range(0, m, qb):
-        q1 = min(m, q0 + qb)
-        nq = q1 - q0
-        yb = y[q0:q1]
-        ynb = yn[q0:q1]
-        ivb = inv2d[q0:q1]
-        mrun = np.full(nq, -np.inf)
-        lowrun = np.full(nq, -np.inf)
-        srun = np.zeros(nq)
-        s2run = np.zeros(nq)
-        acc = np.zeros((nq, d))
-        flag = np.zeros(nq, np.int8)
-        cidx = np.empty((nq, _CANDIDATES), np.int64)
-        cup = np.empty((nq, _CANDIDATES))
-        cnum = np.zeros(nq, np.int64)
-        all_rows = np.arange(nq, dtype=np.int64)
-        rows32 = all_rows  # rows on inner products in the input dtype
-        rows64 = all_rows[:0]  # float32 only: rows moved to dgemm inner products
-        y64 = None
-        for p0 in range(0, n, pb):
-            p1 = min(n, p0 + pb)
-            nb = p1 - p0
-            ab = points[p0:p1]
-            blk = p0 // pb
-            w = wbuf[: nq * nb].reshape(nq, nb)
-            state = (mrun, lowrun, srun, s2run, acc, w, flag, cidx, cup, cnum)
-            if rows32.size:
-                g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
-                np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
-                max_cand = max(8, int(nb * _FALLBACK_FRACTION)) if is32 else nb + 1
-                args = (
-                    g,
-                    rows32,
-                    p0,
-                    yb,
-                    points,
-                    ynb,
-                    an,
-                    anmax[blk],
-                    asqmax[blk],
-                    ivb,
-                    cg,
-                    cn,
-                    tol,
-                    logrho,
-                    floor,
-                    max_cand,
-                )
-                _parallel(_gemm_update, rows32.size, args + state, pieces=pieces)
-                if is32 and flag.any():
-                    moved = np.flatnonzero(flag)
-                    flag[:] = 0
-                    keep = np.ones(nq, bool)
-                    keep[rows64] = False
-                    keep[moved] = False
-                    rows32 = np.flatnonzero(keep)
-                    rows64 = np.flatnonzero(~keep)
-                    y64 = yb[rows64].astype(np.float64)
-            if rows64.size:
-                a64 = a64buf[: nb * d].reshape(nb, d)
-                np.copyto(a64, ab)
-                g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
-                np.matmul(y64, a64.T, out=g)
-                args = (
-                    g,
-                    rows64,
-                    p0,
-                    yb,
-                    points,
-                    ynb,
-                    an,
-                    anmax[blk],
-                    asqmax[blk],
-                    ivb,
-                    cg64,
-                    cn,
-                    tol,
-                    logrho,
-                    floor,
-                    nb + 1,
-                )
-                _parallel(_gemm_update, rows64.size, args + state, pieces=pieces)
-            t = tbuf[: nq * d].reshape(nq, d)
-            np.matmul(w, ab, out=t)
-            _add_into(acc, t)
-        _parallel(
-            _gemm_final,
-            nq,
-            (
-                yb,
-                points,
-                ivb,
-                logrho,
-                floor,
-                mrun,
-                lowrun,
-                srun,
-                s2run,
-                acc,
-                cidx,
-                cup,
-                cnum,
-                den[q0:q1],
-                lse[q0:q1],
-                pr[q0:q1],
-            ),
-            pieces=pieces,
-        )
+    _merge_kernel(0, m, mp, sp, s2p, accp, den, lse, pr)
     return den, lse, pr
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _GemmParams:
+    """Constants of the matrix-product path for one dtype, dimension and training-set size
+    (the error bound of the module docstring and the candidate threshold)."""
+
+    def __init__(self, dt: np.dtype, d: int, n: int):
+        self.is32 = dt == np.float32
+        self.tol = _TOL[dt]
+        self.floor = _FLOOR32 if self.is32 else _FLOOR64
+        kd = min(float(d), _LAMBDA * math.sqrt(d))
+        # logit error bound: (cg |y| max|a| + cn max|a|^2 + 4 u |y|^2) / (2 delta)
+        self.cg = (2.0 * kd * float(np.finfo(dt).eps) / 2 + 4.0 * _U64) * 1.01
+        self.cg64 = (2.0 * kd + 4.0) * _U64 * 1.01
+        self.cn = (kd + 4.0) * _U64 * 1.01
+        self.logrho = math.log(self.tol / n)
+
+
+def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
+    """Stream the points ``[p0, p1)`` for the queries ``yb`` (single-threaded; BLAS too when
+    tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states."""
+    nq, d = yb.shape
+    dt = yb.dtype
+    mrun, srun, s2run, acc = state
+    lowrun = np.full(nq, -np.inf)
+    flag = np.zeros(nq, np.int8)
+    cidx = np.empty((nq, _CANDIDATES), np.int64)
+    cup = np.empty((nq, _CANDIDATES))
+    cnum = np.zeros(nq, np.int64)
+    st = (mrun, lowrun, srun, s2run, acc, cidx, cup, cnum)
+    nbmax = min(pb, p1 - p0)
+    gbuf = np.empty(nq * nbmax, dt)
+    wbuf = np.empty(nq * nbmax, dt)
+    tbuf = np.empty((nq, d), dt)
+    rows32 = np.arange(nq, dtype=np.int64)  # rows on inner products in the input dtype
+    rows64 = rows32[:0]  # float32 only: rows moved to dgemm inner products
+    y64 = a64buf = g64buf = None
+    for b0 in range(p0, p1, pb):
+        nb = min(p1, b0 + pb) - b0
+        ab = points[b0 : b0 + nb]
+        bmax = asqmax[b0 // pb]
+        blk = (math.sqrt(bmax), bmax)
+        w = wbuf[: nq * nb].reshape(nq, nb)
+        if rows32.size:
+            g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
+            np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
+            max_cand = max(8, int(nb * _FALLBACK_FRACTION)) if p.is32 else nb + 1
+            consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32)
+            _gemm_update(
+                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, max_cand, w, flag, st
+            )
+            if p.is32 and flag.any():
+                keep = np.ones(nq, bool)
+                keep[rows64] = False
+                keep[flag != 0] = False
+                flag[:] = 0
+                rows32 = np.flatnonzero(keep)
+                rows64 = np.flatnonzero(~keep)
+                y64 = yb[rows64].astype(np.float64)
+        if rows64.size:
+            if a64buf is None:
+                a64buf = np.empty(nbmax * d)
+                g64buf = np.empty(nq * nbmax)
+            a64 = a64buf[: nb * d].reshape(nb, d)
+            np.copyto(a64, ab)
+            g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
+            np.matmul(y64, a64.T, out=g)
+            consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32)
+            _gemm_update(g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, nb + 1, w, flag, st)
+        np.matmul(w, ab, out=tbuf)
+        _add_into(acc, tbuf)
+    _gemm_settle(0, nq, yb, points, ivb, p.logrho, p.floor, st)
 
 
 # ======================================================================================

@@ -323,14 +323,16 @@ def test_polynomial_exp_is_accurate_and_flushes_to_zero():
     K._jit()
     x = np.concatenate([-np.geomspace(1e-12, 800.0, 20001), [0.0, -349.99, -350.01]])
     out = np.empty_like(x)
-    K._exp_into(x, x.size, 0.0, K._FLOOR64, out)
+    K._exp_into(x, x.size, 0.0, K._FLOOR64, out, False)
     keep = x >= K._FLOOR64
     np.testing.assert_allclose(out[keep], np.exp(x[keep]), rtol=1e-15)
     assert np.all(out[~keep] == 0.0)
     assert np.all((out == 0.0) | (out >= np.finfo(np.float64).tiny))  # no subnormal weights
-    K._exp_into(x + 5.0, x.size, 5.0, K._FLOOR32, out)  # the shift is subtracted
+    K._exp_into(x + 5.0, x.size, 5.0, K._FLOOR32, out, True)  # the shift is subtracted
     assert np.all(out[x < -87.0] == 0.0)
     assert np.all(out[x >= -87.0] >= np.finfo(np.float32).tiny)
+    keep = x >= -87.0
+    np.testing.assert_allclose(out[keep], np.exp(x[keep]), rtol=1e-8)  # short: degree 7
 
 
 def test_import_compiles_nothing():
