@@ -1,0 +1,515 @@
+"""Information dynamics of class decisions (THEORY.md section 6).
+
+The conditional entropy of the class given the noisy state, ``H(C | y)`` (VE frame
+``y = x0 + sqrt(delta) z``), falls from ``H(C)`` at high noise to 0 on clean data; its
+rate locates the "decisions" of the generative process (Handke, Koulischer, Raya &
+Ambrogioni 2025). Everything here is schedule free: a rate ``dH/d delta`` becomes a rate
+in any process's time by ``dH/dt = dH/d delta * d delta/dt`` (:func:`rate_in_time`).
+
+* Exact posteriors ``p(c | y)`` for ensembles with components (``GaussianMixture``).
+* Decision problems over a partition of the classes: coarse (sum the posteriors over each
+  group), pairwise (renormalise over two classes) and one-vs-rest.
+* ``H(C | y)`` by Gauss-Hermite quadrature in 1-D (per component, all noise levels at once)
+  and Monte Carlo in d-D with standard errors.
+* The entropy rate three ways: finite differences of the Monte Carlo estimate; the
+  score-gap identity ``dH(C | y)/d delta = 1/2 E |score(y | c) - score(y)|^2`` (nats; the
+  class version of de Bruijn's identity, since ``I(C; y) = H(C) - H(C | y)``); and the
+  online Bayes classifier along generated trajectories.
+* The online classifier (exact for any pair of states): with the forward process Markov,
+  ``p(c | y_s) = p(c | y_s, y_t) ∝ p(c | y_t) p(y_s | y_t, c)``, and the reverse kernel
+  given the class is the forward bridge ``N(x0 + r (y_t - x0), v I)`` (``r = delta_s /
+  delta_t``, ``v = delta_s (delta_t - delta_s)/delta_t``) averaged over ``x0 | y_t, c``:
+  a Gaussian with mean ``m_c + r (y_t - m_c)`` (``m_c`` the conditional denoiser) and
+  covariance ``v I + (1 - r)^2 Cov(x0 | y_t, c)``. With Gaussian components that
+  covariance is known and the classifier is exact; for a network only ``v I`` is used
+  (the DDPM kernel ``beta~_k`` of Ho et al. on consecutive steps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validate import as_points, finite_array, integer, positive
+from .ensembles.mixture import GaussianMixture
+from .errors import InputError, ShapeError
+from .processes import Process, get_process
+
+__all__ = [
+    "Partition",
+    "coarse",
+    "pairwise",
+    "one_vs_rest",
+    "class_models",
+    "class_posterior",
+    "entropy",
+    "conditional_entropy_quadrature",
+    "entropy_rate_quadrature",
+    "conditional_entropy_mc",
+    "entropy_rate_score_gap",
+    "entropy_rate_finite_difference",
+    "rate_in_time",
+    "local_maxima",
+    "class_restricted_entropy_quadrature",
+    "OnlineClassifier",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# decision problems
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Partition:
+    """A decision problem: ``groups`` are disjoint tuples of class indices; classes in no
+    group are conditioned away (the posterior is renormalised over the groups' union)."""
+
+    groups: tuple[tuple[int, ...], ...]
+    n_classes: int
+    name: str = ""
+
+    def __post_init__(self):
+        seen: set[int] = set()
+        if len(self.groups) < 2:
+            raise InputError(f"a partition needs at least two groups; got {self.groups!r}")
+        for g in self.groups:
+            if not g:
+                raise InputError("every group of a partition must be non-empty")
+            for c in g:
+                if not 0 <= c < self.n_classes:
+                    raise InputError(f"class index {c} out of range [0, {self.n_classes - 1}]")
+                if c in seen:
+                    raise InputError(f"class {c} appears in two groups: not a partition")
+                seen.add(c)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``(K, G)`` 0/1 matrix mapping classes to groups."""
+        m = np.zeros((self.n_classes, len(self.groups)))
+        for j, g in enumerate(self.groups):
+            m[list(g), j] = 1.0
+        return m
+
+    def group_posterior(self, post: np.ndarray) -> np.ndarray:
+        """Posterior over the groups, renormalised over their union: ``(n, G)``."""
+        post = np.asarray(post, dtype=float)
+        if post.ndim != 2 or post.shape[1] != self.n_classes:
+            raise ShapeError(f"posteriors must have shape (n, {self.n_classes}); got {post.shape}")
+        if not np.allclose(post.sum(axis=1), 1.0, atol=1e-8):
+            raise InputError("posteriors must sum to one over the classes")
+        g = post @ self.matrix
+        return g / g.sum(axis=1, keepdims=True)
+
+
+def coarse(groups: Sequence[Sequence[int]], n_classes: int) -> Partition:
+    """Coarse decision: which group (the posteriors summed within each group)."""
+    return Partition(tuple(tuple(int(c) for c in g) for g in groups), int(n_classes), "coarse")
+
+
+def pairwise(a: int, b: int, n_classes: int) -> Partition:
+    """Pairwise decision between classes ``a`` and ``b`` (renormalised over the two)."""
+    return Partition(((int(a),), (int(b),)), int(n_classes), f"{a}-vs-{b}")
+
+
+def one_vs_rest(k: int, n_classes: int) -> Partition:
+    """One-vs-rest decision ``1[C = k]``."""
+    rest = tuple(c for c in range(int(n_classes)) if c != int(k))
+    return Partition(((int(k),), rest), int(n_classes), f"{k}-vs-rest")
+
+
+# ---------------------------------------------------------------------------------------
+# posteriors and entropies
+# ---------------------------------------------------------------------------------------
+def class_models(model) -> list:
+    """The class-conditional models of ``model``: the components of a ``GaussianMixture``,
+    or ``model.conditional(k)`` for a conditional network (``n_classes`` of them)."""
+    if isinstance(model, GaussianMixture):
+        return list(model.components)
+    n = getattr(model, "n_classes", None)
+    if n is None or not hasattr(model, "conditional"):
+        raise InputError(
+            "model must be a GaussianMixture or a conditional score model "
+            "(with n_classes and conditional(k))"
+        )
+    return [model.conditional(k) for k in range(int(n))]
+
+
+def class_posterior(model: GaussianMixture, y, delta) -> np.ndarray:
+    """Exact ``p(c | y)`` of a mixture's components, ``(n, K)``."""
+    if not isinstance(model, GaussianMixture):
+        raise InputError(
+            "exact class posteriors need a GaussianMixture; for networks use OnlineClassifier"
+        )
+    return model.posterior(y, delta)
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy in nats, ``-sum p log p`` with ``0 log 0 = 0``."""
+    p = np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return -np.sum(t, axis=axis)
+
+
+def _group_post(model, y, delta, partition):
+    """Posterior over the classes, or over the partition's groups computed in log space
+    (renormalised over the union without 0/0 where every union class underflows)."""
+    if partition is None:
+        return model.posterior(y, delta)
+    y, dl = model._prep(y, delta)
+    lj = model._log_joint(y, dl)  # (n, K) log w_k + log N_k
+    lg = np.stack([_lse(lj[:, list(g)]) for g in partition.groups], axis=1)
+    lg -= lg.max(axis=1, keepdims=True)
+    p = np.exp(lg)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _lse(a: np.ndarray) -> np.ndarray:
+    top = a.max(axis=1, keepdims=True)
+    return (np.log(np.exp(a - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+
+
+def _nodes(order: int):
+    x, w = np.polynomial.hermite_e.hermegauss(integer(order, "order", 2, 300))
+    return x, w / w.sum()
+
+
+def _check_1d_mixture(model) -> GaussianMixture:
+    if not isinstance(model, GaussianMixture) or model.dim != 1:
+        raise InputError("quadrature needs a 1-D GaussianMixture")
+    return model
+
+
+def _quadrature_points(model: GaussianMixture, deltas: np.ndarray, order: int, partition=None):
+    """Per component k (of the partition's union) and noise level: nodes
+    ``m_k + sqrt(s_k^2 + delta) x_j`` with weights ``w_k * w_j`` renormalised over the union.
+    Returns flat arrays y, delta and the weights ``(L, K J)``."""
+    x, w = _nodes(order)
+    comps = (
+        np.arange(model.n_components)
+        if partition is None
+        else np.concatenate([np.array(g) for g in partition.groups])
+    )
+    means = model.means[comps, 0]
+    var = np.array([float(model.components[k].covariance[0, 0]) for k in comps])
+    wk = model.weights[comps] / model.weights[comps].sum()
+    K, L, J = comps.size, deltas.size, x.size
+    sd = np.sqrt(var[None, :, None] + deltas[:, None, None])  # (L, K, 1)
+    y = means[None, :, None] + sd * x[None, None, :]  # (L, K, J)
+    wt = wk[None, :, None] * w[None, None, :] * np.ones((L, 1, 1))
+    dl = np.broadcast_to(deltas[:, None, None], (L, K, J))
+    return y.reshape(-1, 1), dl.reshape(-1), wt.reshape(L, -1)
+
+
+def conditional_entropy_quadrature(
+    model: GaussianMixture, deltas, partition=None, *, order: int = 200
+) -> np.ndarray:
+    """``H(C | y)`` (nats) of a 1-D Gaussian mixture at every noise level, by Gauss-Hermite
+    quadrature of each component's noised marginal (all levels in one vectorised call)."""
+    model = _check_1d_mixture(model)
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    y, d_flat, wt = _quadrature_points(model, dl, order, partition)
+    h = entropy(_group_post(model, y, d_flat, partition)).reshape(wt.shape)
+    return np.sum(wt * h, axis=1)
+
+
+def _score_gap_sq(model, y, delta, partition):
+    """``|score(y | G) - score(y)|^2`` for each point, G the group (class) of the point's
+    source, averaged over that group's posterior: returns E_{G|y}|s_G - s|^2 ``(n,)``."""
+    comps = model.components
+    dcol = np.reshape(delta, (-1, 1)) * np.ones((y.shape[0], 1))
+    scores = np.stack([c._score(y, dcol) for c in comps], axis=1)  # (n, K, d)
+    if partition is not None:
+        lj = model._log_joint(y, dcol)
+
+        def softmax_over(idx):
+            a = lj[:, idx]
+            e = np.exp(a - a.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+
+        union = np.concatenate([np.array(g) for g in partition.groups])
+        s_all = np.einsum("nk,nkd->nd", softmax_over(union), scores[:, union])
+        gp = _group_post(model, y, dcol[:, 0], partition)
+        gap = np.zeros(y.shape[0])
+        for j, g in enumerate(partition.groups):
+            idx = np.array(g)
+            s_g = np.einsum("nk,nkd->nd", softmax_over(idx), scores[:, idx])
+            gap += gp[:, j] * np.sum((s_g - s_all) ** 2, axis=1)
+        return gap
+    post = model.posterior(y, dcol[:, 0])
+    s = np.einsum("nk,nkd->nd", post, scores)
+    return np.einsum("nk,nk->n", post, np.sum((scores - s[:, None, :]) ** 2, axis=2))
+
+
+def entropy_rate_quadrature(
+    model: GaussianMixture, deltas, partition=None, *, order: int = 200
+) -> np.ndarray:
+    """``dH(C | y)/d delta = 1/2 E |score(y | c) - score(y)|^2`` of a 1-D mixture, the
+    expectation by Gauss-Hermite quadrature (the reference for the other estimators)."""
+    model = _check_1d_mixture(model)
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    y, d_flat, wt = _quadrature_points(model, dl, order, partition)
+    gap = _score_gap_sq(model, y, d_flat, partition).reshape(wt.shape)
+    return 0.5 * np.sum(wt * gap, axis=1)
+
+
+def _sample_union(model, n, delta, rng, partition):
+    x0, lab = model.sample_with_labels(n, rng)
+    if partition is not None:
+        union = np.concatenate([np.array(g) for g in partition.groups])
+        ok = np.isin(lab, union)
+        while ok.sum() < n:  # rejection: condition on the union of the groups
+            x1, l1 = model.sample_with_labels(n, rng)
+            x0, lab = np.concatenate([x0[ok], x1]), np.concatenate([lab[ok], l1])
+            ok = np.isin(lab, union)
+        x0, lab = x0[ok][:n], lab[ok][:n]
+    y = x0 + math.sqrt(delta) * rng.standard_normal(x0.shape)
+    return y, lab
+
+
+def conditional_entropy_mc(
+    model: GaussianMixture, deltas, n: int, rng: np.random.Generator, partition=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo ``H(C | y)`` at each noise level with its standard error (``y`` drawn
+    from the noised data, conditioned on the partition's classes)."""
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    n = integer(n, "n", 2, 10**9)
+    h, se = np.empty(dl.size), np.empty(dl.size)
+    for i, d in enumerate(dl):
+        y, _ = _sample_union(model, n, float(d), rng, partition)
+        v = entropy(_group_post(model, y, float(d), partition))
+        h[i], se[i] = v.mean(), v.std(ddof=1) / math.sqrt(n)
+    return h, se
+
+
+def entropy_rate_score_gap(
+    model: GaussianMixture, deltas, n: int, rng: np.random.Generator, partition=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo of the score-gap identity ``dH/d delta = 1/2 E|s(y|c) - s(y)|^2``,
+    with standard errors."""
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    n = integer(n, "n", 2, 10**9)
+    r, se = np.empty(dl.size), np.empty(dl.size)
+    for i, d in enumerate(dl):
+        y, _ = _sample_union(model, n, float(d), rng, partition)
+        v = 0.5 * _score_gap_sq(model, y, float(d), partition)
+        r[i], se[i] = v.mean(), v.std(ddof=1) / math.sqrt(n)
+    return r, se
+
+
+def entropy_rate_finite_difference(
+    model: GaussianMixture,
+    deltas,
+    n: int,
+    rng: np.random.Generator,
+    partition=None,
+    *,
+    rel_step: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central finite differences of the Monte Carlo ``H(C | y)`` in ``log delta`` on common
+    random numbers (the same draws at ``delta (1 +- h)``), with standard errors."""
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    h = float(positive(rel_step, "rel_step"))
+    n = integer(n, "n", 2, 10**9)
+    r, se = np.empty(dl.size), np.empty(dl.size)
+    for i, d in enumerate(dl):
+        seed = int(rng.integers(2**63))
+        vals = []
+        for f in (1 + h, 1 - h):
+            g = np.random.default_rng(seed)
+            x0, lab = model.sample_with_labels(n, g)
+            z = g.standard_normal(x0.shape)
+            if partition is not None:
+                union = np.concatenate([np.array(gr) for gr in partition.groups])
+                keep = np.isin(lab, union)
+                x0, z = x0[keep], z[keep]
+            y = x0 + math.sqrt(d * f) * z
+            vals.append(entropy(_group_post(model, y, d * f, partition)))
+        diff = (vals[0] - vals[1]) / (2 * h * d)
+        r[i], se[i] = diff.mean(), diff.std(ddof=1) / math.sqrt(diff.size)
+    return r, se
+
+
+def rate_in_time(rate_delta, deltas, process: Process | str):
+    """``dH/dt = dH/d delta * d delta/dt`` at the process's time of each delta."""
+    proc = get_process(process)
+    t = proc.time_of_delta(np.asarray(deltas))
+    return np.asarray(rate_delta) * np.asarray(proc.ddelta_dt(t))
+
+
+def local_maxima(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Every interior local maximum of ``y(x)`` (plateaus counted once), refined by a
+    parabola through the three points around it: ``(x_max, y_max)``."""
+    x = finite_array(x, "x").reshape(-1)
+    y = finite_array(y, "y").reshape(-1)
+    if x.size != y.size or x.size < 3:
+        raise ShapeError("x and y must have the same length >= 3")
+    dy = np.sign(np.diff(y))
+    # propagate zero slopes so plateaus count once
+    for i in range(1, dy.size):
+        if dy[i] == 0:
+            dy[i] = dy[i - 1]
+    idx = np.flatnonzero((dy[:-1] > 0) & (dy[1:] < 0)) + 1
+    xs, ys = [], []
+    for i in idx:
+        x0, x1, x2 = x[i - 1], x[i], x[i + 1]
+        y0, y1, y2 = y[i - 1], y[i], y[i + 1]
+        den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+        a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den
+        b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / den
+        if a < 0:
+            xv = -b / (2 * a)
+            if min(x0, x2) <= xv <= max(x0, x2):
+                c = y1 - a * x1**2 - b * x1
+                xs.append(xv)
+                ys.append(a * xv**2 + b * xv + c)
+                continue
+        xs.append(x1)
+        ys.append(y1)
+    return np.array(xs), np.array(ys)
+
+
+def class_restricted_entropy_quadrature(
+    model: GaussianMixture, deltas, k: int, *, order: int = 200
+) -> np.ndarray:
+    """Per-class profile ``E[H(C | y) | C = k]`` (the class-restricted entropy) of a 1-D
+    mixture by quadrature over component k's noised marginal. The other per-class
+    definition, the one-vs-rest entropy ``H(1[C = k] | y)``, is
+    ``conditional_entropy_quadrature(model, deltas, one_vs_rest(k, K))``."""
+    model = _check_1d_mixture(model)
+    if not 0 <= int(k) < model.n_components:
+        raise InputError(f"k must lie in [0, {model.n_components - 1}]; got {k}")
+    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    x, w = _nodes(order)
+    mk = model.means[int(k), 0]
+    vk = float(model.components[int(k)].covariance[0, 0])
+    y = (mk + np.sqrt(vk + dl)[:, None] * x[None, :]).reshape(-1, 1)
+    h = entropy(model.posterior(y, np.repeat(dl, x.size))).reshape(dl.size, x.size)
+    return h @ w
+
+
+# ---------------------------------------------------------------------------------------
+# the online Bayes classifier
+# ---------------------------------------------------------------------------------------
+class OnlineClassifier:
+    """Tracks ``p(c | x_t)`` along trajectories by the exact Bayes update (module docstring).
+
+    ``models`` are the class-conditional score models (:func:`class_models`); with
+    Gaussian ensembles as classes the kernel includes ``(1 - r)^2 Cov(x0 | y_t, c)`` and the
+    update is exact. Use :meth:`recorder` as the ``record`` of a sampler, or call
+    :meth:`update` yourself. Posteriors start from ``start`` (an ``(n, K)`` array, e.g. the
+    exact posterior at the start state) or from the ``prior``.
+    """
+
+    def __init__(
+        self,
+        models,
+        process: Process | str,
+        *,
+        prior=None,
+        start=None,
+        exact_kernel: bool | None = None,
+    ):
+        self.models = list(models)
+        if len(self.models) < 2:
+            raise InputError("an online classifier needs at least two class models")
+        self.process = get_process(process)
+        K = len(self.models)
+        if prior is None:
+            prior = np.full(K, 1.0 / K)
+        prior = finite_array(prior, "prior").reshape(-1)
+        if prior.size != K or np.any(prior < 0) or abs(prior.sum() - 1) > 1e-9:
+            raise InputError(f"prior must be {K} non-negative numbers summing to one")
+        self.prior = prior
+        self.start = None if start is None else finite_array(start, "start")
+        from .ensembles.gaussian import Gaussian
+
+        gauss = all(isinstance(m, Gaussian) for m in self.models)
+        self.exact_kernel = gauss if exact_kernel is None else bool(exact_kernel)
+        if self.exact_kernel and not gauss:
+            raise InputError("exact_kernel needs Gaussian class models")
+        self.log_post: np.ndarray | None = None
+        self._prev: tuple[float, np.ndarray] | None = None
+        self.history: list[np.ndarray] = []
+        self.times: list[float] = []
+
+    @property
+    def posterior(self) -> np.ndarray:
+        lp = self.log_post
+        p = np.exp(lp - lp.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def reset(self, n: int):
+        K = len(self.models)
+        if self.start is not None:
+            if self.start.shape != (n, K):
+                raise ShapeError(f"start must have shape ({n}, {K}); got {self.start.shape}")
+            if not np.allclose(self.start.sum(axis=1), 1.0, atol=1e-8):
+                raise InputError("start posteriors must sum to one")
+            with np.errstate(divide="ignore"):
+                self.log_post = np.log(self.start)
+        else:
+            with np.errstate(divide="ignore"):
+                self.log_post = np.tile(np.log(self.prior), (n, 1))
+        self._prev, self.history, self.times = None, [], []
+
+    def update(self, t: float, x) -> np.ndarray:
+        """Feed the particles ``x`` (process frame) at the next grid time ``t``."""
+        x = as_points(x, self.models[0].dim, "x", dtype=np.float64)
+        if self.log_post is None or self.log_post.shape[0] != x.shape[0]:
+            self.reset(x.shape[0])
+        proc = self.process
+        d_s = float(proc.delta(t))
+        y_s = x / float(proc.alpha(t))
+        if self._prev is not None and d_s <= 0:
+            # at delta = 0 the kernel is degenerate; the class is read off the clean point
+            self.history.append(self.posterior)
+            self.times.append(float(t))
+            return self.history[-1]
+        if self._prev is not None:
+            t_prev, y_t = self._prev
+            d_t = float(proc.delta(t_prev))
+            if not d_t > d_s:
+                raise InputError("times must decrease along the trajectory")
+            r = d_s / d_t
+            v = d_s * (d_t - d_s) / d_t
+            ll = np.empty((x.shape[0], len(self.models)))
+            for k, m in enumerate(self.models):
+                m_c = m.denoise(y_t, d_t)
+                mean = m_c + r * (y_t - m_c)
+                diff = y_s - mean
+                if self.exact_kernel:
+                    cov = (
+                        v * np.eye(x.shape[1])
+                        + (1 - r) ** 2 * m.posterior_covariance(y_t[:1], d_t)[0]
+                    )
+                    L = np.linalg.cholesky(cov)
+                    sol = np.linalg.solve(L, diff.T).T
+                    ll[:, k] = -0.5 * np.sum(sol**2, axis=1) - np.sum(np.log(np.diag(L)))
+                else:
+                    ll[:, k] = -0.5 * np.sum(diff**2, axis=1) / v - 0.5 * x.shape[1] * np.log(v)
+            self.log_post = self.log_post + ll
+            self.log_post -= self.log_post.max(axis=1, keepdims=True)
+        self._prev = (float(t), y_s)
+        post = self.posterior
+        self.history.append(post)
+        self.times.append(float(t))
+        return post
+
+    def recorder(self):
+        """A ``record(t, x)`` for :func:`physdiff.sampling.sample` that updates and returns
+        the posterior at every grid time."""
+        self.log_post = None
+        return lambda t, x: self.update(t, x)
+
+    def entropy_profile(self, partition: Partition | None = None):
+        """``(times, mean entropy, standard error)`` of the tracked posteriors."""
+        hs = []
+        for p in self.history:
+            q = p if partition is None else partition.group_posterior(p)
+            hs.append(entropy(q))
+        hs = np.array(hs)
+        n = hs.shape[1]
+        return np.array(self.times), hs.mean(axis=1), hs.std(axis=1, ddof=1) / math.sqrt(n)

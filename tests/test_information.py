@@ -1,0 +1,159 @@
+"""Class information: quadrature = Monte Carlo = score gap = finite differences = online
+classifier; exact online updates; partitions; sympy; errors."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from physdiff import information as I
+from physdiff import sampling
+from physdiff.ensembles import GaussianMixture
+from physdiff.errors import InputError
+from theory import information as th
+
+FOUR = GaussianMixture.isotropic([0.25] * 4, [[-8.0], [-4.0], [6.0], [8.0]], [0.0] * 4)
+
+
+def _phi(u):
+    return mpmath.exp(-u * u / 2) / mpmath.sqrt(2 * mpmath.pi)
+
+
+def test_sympy_posterior_and_binary_channel_against_physdiff():
+    assert th.posterior_is_logistic() == 0
+    two = GaussianMixture.two_deltas(1.5)
+    for dv in (0.3, 2.0, 20.0):
+        sub = {th.m: 1.5, th.delta: dv}
+        f = sp.lambdify(th.z, th.conditional_entropy_integrand().subs(sub), "mpmath")
+        g = sp.lambdify(th.z, th.score_gap_integrand().subs(sub), "mpmath")
+        with mpmath.workdps(60):
+            H = float(mpmath.quad(lambda u, f=f: f(u) * _phi(u), [-10, 0, 10]))
+            R = float(mpmath.quad(lambda u, g=g: g(u) * _phi(u), [-10, 0, 10]))
+        # Gauss-Hermite converges slowly on the steep posterior at small delta: order 300
+        hq = I.conditional_entropy_quadrature(two, [dv], order=300)[0]
+        rq = I.entropy_rate_quadrature(two, [dv], order=300)[0]
+        assert hq == pytest.approx(H, rel=1e-7, abs=1e-12)
+        assert rq == pytest.approx(R, rel=1e-6, abs=1e-12)  # the rate's bump is steeper
+        # and the identity: dH/dDelta equals the score-gap integral (finite difference of H)
+        h = 1e-5 * dv
+        dH = (
+            I.conditional_entropy_quadrature(two, [dv + h])[0]
+            - I.conditional_entropy_quadrature(two, [dv - h])[0]
+        ) / (2 * h)
+        assert dH == pytest.approx(R, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "partition",
+    [None, I.coarse([[0, 1], [2, 3]], 4), I.pairwise(2, 3, 4), I.one_vs_rest(1, 4)],
+    ids=["four-way", "coarse", "pairwise", "one-vs-rest"],
+)
+def test_three_estimators_agree_with_quadrature(partition):
+    rng = np.random.default_rng(0)
+    dls = np.array([0.5, 4.0, 40.0])
+    hq = I.conditional_entropy_quadrature(FOUR, dls, partition)
+    rq = I.entropy_rate_quadrature(FOUR, dls, partition)
+    hm, hse = I.conditional_entropy_mc(FOUR, dls, 20000, rng, partition)
+    rs, rse = I.entropy_rate_score_gap(FOUR, dls, 20000, rng, partition)
+    rf, rfe = I.entropy_rate_finite_difference(FOUR, dls, 20000, rng, partition, rel_step=0.02)
+    assert np.all(np.abs(hm - hq) <= 4 * hse + 1e-9)
+    assert np.all(np.abs(rs - rq) <= 4 * rse + 1e-9)
+    # finite differences carry an O(h^2) bias besides the Monte Carlo error
+    assert np.all(np.abs(rf - rq) <= 4 * rfe + 2e-3 * rq + 1e-9)
+
+
+def test_rate_is_derivative_of_quadrature_entropy():
+    dls = np.geomspace(0.05, 500, 400)
+    H = I.conditional_entropy_quadrature(FOUR, dls)
+    R = I.entropy_rate_quadrature(FOUR, dls)
+    dH = np.gradient(H, dls)
+    np.testing.assert_allclose(dH[5:-5], R[5:-5], rtol=2e-2, atol=1e-6)
+    assert H[0] < 1e-4 and np.all(np.diff(H) > 0) and H[-1] < math.log(4)
+    assert I.conditional_entropy_quadrature(FOUR, [1e6])[0] == pytest.approx(math.log(4), abs=1e-3)
+
+
+def test_local_maxima_reports_every_peak():
+    x = np.linspace(0, 10, 2001)
+    y = np.exp(-((x - 3) ** 2)) + 0.5 * np.exp(-((x - 7) ** 2) / 0.5)
+    xs, ys = I.local_maxima(x, y)
+    np.testing.assert_allclose(xs, [3.0, 7.0], atol=1e-4)
+    # the four-class rate in log-delta has its decisions as separate peaks
+    dls = np.geomspace(0.05, 2000, 1500)
+    xs, _ = I.local_maxima(np.log(dls), I.entropy_rate_quadrature(FOUR, dls) * dls)
+    assert xs.size >= 2
+
+
+def test_per_class_profiles():
+    dls = np.geomspace(0.05, 500, 50)
+    restricted = [I.class_restricted_entropy_quadrature(FOUR, dls, k) for k in range(4)]
+    np.testing.assert_allclose(
+        np.mean(restricted, axis=0), I.conditional_entropy_quadrature(FOUR, dls), rtol=1e-10
+    )
+    # the isolated class -4 vs the close pair (6, 8): 6 and 8 stay confused longer
+    ovr = [I.conditional_entropy_quadrature(FOUR, [4.0], I.one_vs_rest(k, 4))[0] for k in range(4)]
+    assert ovr[2] > ovr[1] and ovr[3] > ovr[1]
+
+
+@pytest.mark.parametrize("process", ["ou", "vp-linear", "ddpm"])
+def test_online_classifier_is_exact_on_gaussian_components(process):
+    mix = GaussianMixture.isotropic(
+        [0.2, 0.3, 0.5], [[-3.0, 0.0], [0.0, 2.0], [2.5, -1.0]], [0.3, 0.0, 0.8]
+    )
+    rng = np.random.default_rng(2)
+    from physdiff.processes import get_process
+
+    proc = get_process(process)
+    t0 = 0.8 * proc.t_max if process != "ddpm" else 600.0
+    view = mix.in_frame(proc, t0)
+    x0 = view.sample(300, rng)
+    clf = I.OnlineClassifier(I.class_models(mix), proc, start=view.posterior(x0))
+    t1 = proc.time_of_delta(1e-3) if process != "ddpm" else 1.0
+    grid = (
+        proc.time_grid(60, t_start=t0, t_end=t1) if process != "ddpm" else np.arange(600.0, 0, -10)
+    )
+    out = sampling.sample(
+        mix, 300, rng, method="ddpm", process=proc, times=grid, x_start=x0, record=clf.recorder()
+    )
+    exact = mix.in_frame(proc, float(out.times[-1])).posterior(out.x)
+    np.testing.assert_allclose(clf.posterior, exact, atol=1e-10)
+
+
+def test_online_classifier_along_trajectories_gives_the_entropy_profile():
+    rng = np.random.default_rng(4)
+    t0 = 3.0
+    view = FOUR.in_frame("ou", t0)
+    x0 = view.sample(4000, rng)
+    clf = I.OnlineClassifier(I.class_models(FOUR), "ou", start=view.posterior(x0))
+    sampling.sample(
+        FOUR,
+        4000,
+        rng,
+        method="euler-maruyama",
+        process="ou",
+        times=np.linspace(t0, 0.05, 120),
+        x_start=x0,
+        record=clf.recorder(),
+    )
+    times, h, se = clf.entropy_profile()
+    hq = I.conditional_entropy_quadrature(FOUR, np.expm1(2 * times))
+    # Euler-Maruyama trajectories: marginals exact up to the discretisation error
+    assert np.all(np.abs(h - hq) <= 4 * se + 0.02)
+
+
+def test_errors():
+    with pytest.raises(InputError, match="out of range"):
+        I.one_vs_rest(4, 4)
+    with pytest.raises(InputError, match="not a partition"):
+        I.coarse([[0, 1], [1, 2]], 4)
+    with pytest.raises(InputError, match="at least two groups"):
+        I.coarse([[0, 1, 2, 3]], 4)
+    with pytest.raises(InputError, match="sum to one"):
+        I.coarse([[0], [1]], 2).group_posterior(np.array([[0.3, 0.3]]))
+    with pytest.raises(InputError, match="prior"):
+        I.OnlineClassifier(I.class_models(FOUR), "ou", prior=[0.5, 0.5, 0.5, 0.5])
+    with pytest.raises(InputError, match="k must lie"):
+        I.class_restricted_entropy_quadrature(FOUR, [1.0], 7)
