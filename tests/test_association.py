@@ -59,7 +59,9 @@ def test_two_memories_merge_exactly_at_beta_d2_equal_2(D):
 def test_circle_continuum_energy_is_the_angular_average():
     for R, beta in ((0.0, 1.0), (0.7, 3.0), (1.2, 0.5)):
         avg = integrate.quad(
-            lambda th_: math.exp(-beta * ((R - math.cos(th_)) ** 2 + math.sin(th_) ** 2)),
+            lambda th_, R=R, beta=beta: math.exp(
+                -beta * ((R - math.cos(th_)) ** 2 + math.sin(th_) ** 2)
+            ),
             0,
             2 * math.pi,
         )[0] / (2 * math.pi)
