@@ -368,20 +368,20 @@ def _prune_candidates(i, bound, cidx, cup, cnum):
 
 def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wout, flag, state):
     """The fused softmax step of the matrix-product path for the block of points
-    ``[p0, p0 + nb)``, for the rows ``rows[r0:r1]`` of the block of queries ``yb``.
+    ``[p0, p0 + nb)`` and the rows ``rows`` of the block of queries ``yb``.
 
     ``g[r, j] ~ y_{rows[r]} . a_{p0 + j}`` (from BLAS). Per row: approximate logits
     ``l~ = -(|y|^2 + |a|^2 - 2 g) / (2 delta)``; ``e = (cg |y| max|a| + cn max|a|^2 +
     4 u |y|^2) / (2 delta)`` bounds the part of their error that differs between pairs.
     When ``e > tol`` the pairs whose weight could exceed ``exp(logrho)`` of the largest
-    (``l~ + e >= low + logrho``, ``low`` a running lower bound of the max logit, over all
-    pairs seen so far) become candidates: they leave the
-    block's weights and wait in a buffer (``cidx``, ``cup`` = their upper bound), to be
-    pruned once a larger maximum shows them negligible or recomputed exactly from the
-    differences (:func:`_fold_candidates`). The other weights, relative to the running max
-    ``mrun``, go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this
-    function has rescaled). A row with more than ``max_cand`` candidates in the block is
-    left untouched and flagged (the caller redoes it with dgemm inner products).
+    (``l~ + e >= low + logrho``, ``low`` a running lower bound of the max logit over all
+    pairs seen so far) become candidates: they leave the block's weights and wait in a
+    buffer (``cidx``; ``cup`` holds their upper bounds), to be dropped once a larger
+    maximum shows them negligible, or recomputed exactly from the differences
+    (:func:`_fold_candidates`). The other weights, relative to the running max ``mrun``,
+    go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this function has
+    rescaled). A row with more than ``max_cand`` candidates in the block is left untouched
+    and flagged (the caller redoes it with dgemm inner products).
     """
     mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
     a_norm_max, a_sq_max = blk
@@ -806,7 +806,8 @@ def _stats_gemm(y, points, inv2d, an):
     n = points.shape[0]
     p = _GemmParams(y.dtype, d, n)
     yn = squared_norms(y)
-    pb = min(n, _GEMM_PB)
+    # points per block: 2048, fewer at large d so that a block stays below 32 MB
+    pb = min(n, _GEMM_PB, max(128, (1 << 22) // d // 128 * 128))
     # per block of points: max |a|^2 and max |a| (for the error bound)
     asqmax = np.maximum.reduceat(an, np.arange(0, n, pb))
     parallel = _NUM_THREADS > 1 and m * n * d >= 1 << 22 and _BLAS.controllable()
@@ -835,7 +836,8 @@ def _stats_gemm(y, points, inv2d, an):
         q0, q1, p0, p1 = t
         c = p0 // cb
         state = (mp[c, q0:q1], sp[c, q0:q1], s2p[c, q0:q1], accp[c, q0:q1])
-        _gemm_task(p, y[q0:q1], yn[q0:q1], inv2d[q0:q1], points, an, asqmax, pb, p0, p1, state)
+        qs = slice(q0, q1)
+        _gemm_task(p, y[qs], yn[qs], inv2d[qs], points, an, asqmax, pb, p0, p1, state)
 
     if parallel:
         with _BLAS.one_thread():
@@ -870,9 +872,29 @@ class _GemmParams:
         self.logrho = math.log(self.tol / n)
 
 
+_scratch_local = threading.local()
+_SCRATCH_MAX = 1 << 25  # bytes kept per thread between calls
+
+
+def _scratch(key: str, size: int, dtype) -> np.ndarray:
+    """A flat work array of at least ``size`` elements, kept per thread between calls (so
+    that large blocks are not page-faulted in afresh every call) when it is small enough."""
+    cache = getattr(_scratch_local, "arrays", None)
+    if cache is None:
+        cache = _scratch_local.arrays = {}
+    dtype = np.dtype(dtype)
+    arr = cache.get((key, dtype))
+    if arr is None or arr.size < size:
+        arr = np.empty(size, dtype)
+        if arr.nbytes <= _SCRATCH_MAX:
+            cache[(key, dtype)] = arr
+    return arr[:size]
+
+
 def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
     """Stream the points ``[p0, p1)`` for the queries ``yb`` (single-threaded; BLAS too when
-    tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states."""
+    tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states. Each
+    task decides alone which queries move to dgemm, so results do not depend on timing."""
     nq, d = yb.shape
     dt = yb.dtype
     mrun, srun, s2run, acc = state
@@ -883,9 +905,9 @@ def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
     cnum = np.zeros(nq, np.int64)
     st = (mrun, lowrun, srun, s2run, acc, cidx, cup, cnum)
     nbmax = min(pb, p1 - p0)
-    gbuf = np.empty(nq * nbmax, dt)
-    wbuf = np.empty(nq * nbmax, dt)
-    tbuf = np.empty((nq, d), dt)
+    gbuf = _scratch("g", nq * nbmax, dt)
+    wbuf = _scratch("w", nq * nbmax, dt)
+    tbuf = _scratch("t", nq * d, dt).reshape(nq, d)
     rows32 = np.arange(nq, dtype=np.int64)  # rows on inner products in the input dtype
     rows64 = rows32[:0]  # float32 only: rows moved to dgemm inner products
     y64 = a64buf = g64buf = None
@@ -913,8 +935,8 @@ def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
                 y64 = yb[rows64].astype(np.float64)
         if rows64.size:
             if a64buf is None:
-                a64buf = np.empty(nbmax * d)
-                g64buf = np.empty(nq * nbmax)
+                a64buf = _scratch("a64", nbmax * d, np.float64)
+                g64buf = _scratch("g64", nq * nbmax, np.float64)
             a64 = a64buf[: nb * d].reshape(nb, d)
             np.copyto(a64, ab)
             g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)

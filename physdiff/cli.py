@@ -7,6 +7,9 @@
     physdiff list-figures                          # the registered figures
     physdiff critical --ensemble two-deltas --m 1 --process ddpm --json
     physdiff critical --top-eigenvalue 7.66        # every criterion's critical point
+    physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json
+    physdiff collapse --spectrum-file eig.npy --n 1e4 1e5 1e6 --process ddpm
+    physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 --process ou --out DIR
 
 Startup stays light: matplotlib, tqdm and the figure modules are imported inside the
 subcommands that need them, never at import time of this module. Invalid input gives a
@@ -21,7 +24,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser", "convert", "critical"]
+__all__ = ["main", "build_parser", "convert", "critical", "collapse", "phase_diagram_data"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -221,7 +224,166 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(func=_cmd_critical)
+
+    co = sub.add_parser(
+        "collapse",
+        help="memorisation collapse time t_C of n training points, for a covariance spectrum",
+        description="The random-energy-model collapse of the exact empirical score (THEORY.md "
+        "section 3; Biroli et al. 2024): with n = e^{alpha_n d} training points the posterior "
+        "over them condenses where the Gaussian mutual information per dimension reaches "
+        "alpha_n, i.e. where log n = sum_i 1/2 log(1 + lambda_i/delta) (normal directions, "
+        "lambda = 0, drop out). For each --n it gives alpha_n, the collapse noise-to-signal "
+        "variance delta_C, t_C in --process, its OU time and DDPM steps (floor, nearest, ceil) "
+        "when in range, the small- and large-alpha_n asymptotics, and the inputs of the "
+        "excess-entropy formula f = alpha_n - I(delta)/d. Give the spectrum as --d with "
+        "--variance (isotropic), plus --top-eigenvalue (one spiked direction) or "
+        "--intrinsic-dim (a linear manifold), or as --spectrum-file.",
+        epilog="Examples: physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json; "
+        "physdiff collapse --d 784 --intrinsic-dim 12 --n 6e4 --process ddpm; physdiff "
+        "collapse --spectrum-file eig.npy --n 1e4 1e5 --t 0.5 1.0. The criterion is the "
+        "large-d limit of the excess entropy; at finite d the measured crossover is smooth "
+        "(see docs/memorization.md).",
+    )
+    _add_spectrum_args(co)
+    co.add_argument(
+        "--n",
+        nargs="+",
+        required=True,
+        type=_finite_float,
+        metavar="N",
+        help="number(s) of training points (>= 2; 2e4 is accepted)",
+    )
+    co.add_argument(
+        "--process",
+        type=_process_name,
+        default="ou",
+        metavar="PROC",
+        help=f"process for the time column ({names}; default ou)",
+    )
+    co.add_argument(
+        "--t",
+        nargs="+",
+        type=_finite_float,
+        metavar="T",
+        help="also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
+    )
+    co.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    co.set_defaults(func=_cmd_collapse)
+
+    ph = sub.add_parser(
+        "phase-diagram",
+        help="the (alpha_n, t) phase diagram of memorisation: figure (PNG + PDF) and data",
+        description="The phase diagram in the (alpha_n, t) plane for a covariance spectrum "
+        "(THEORY.md section 3; Biroli et al. 2024): the speciation line t_S (top eigenvalue "
+        "Lambda, delta_S = Lambda - 1; absent when Lambda <= 1) and the collapse line "
+        "t_C(alpha_n) split the Brownian, speciated and collapsed regimes. alpha_n = log(n)/m "
+        "with m the number of positive eigenvalues (the intrinsic dimension; normal "
+        "directions drop out). Writes NAME.png, NAME.pdf, NAME.npz and NAME.json into --out, "
+        "each atomically; the data hold alphas, times, deltas, t_collapse, delta_collapse, "
+        "t_speciation and regime (times x alphas; 0 collapsed, 1 speciated, 2 Brownian).",
+        epilog="Example: physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 "
+        "--process ou --out DIR. Times are in --process's own clock (DDPM: step index).",
+    )
+    _add_spectrum_args(ph)
+    ph.add_argument(
+        "--process",
+        type=_process_name,
+        default="ou",
+        metavar="PROC",
+        help=f"the time axis ({names}; default ou)",
+    )
+    ph.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
+    ph.add_argument("--name", default="phase-diagram", help="file stem (default: phase-diagram)")
+    ph.add_argument(
+        "--alpha-min", type=_finite_float, metavar="A", help="smallest alpha_n (default 0.01)"
+    )
+    ph.add_argument(
+        "--alpha-max",
+        type=_finite_float,
+        metavar="A",
+        help="largest alpha_n (default min(1, 700/m): n = e^{alpha_n m} must stay finite)",
+    )
+    ph.add_argument(
+        "--n-alpha", type=_count, default=400, metavar="K", help="alpha_n grid size (400)"
+    )
+    ph.add_argument(
+        "--linear-alpha", action="store_true", help="linear alpha_n grid and axis (default log)"
+    )
+    ph.add_argument(
+        "--t-min", type=_finite_float, metavar="T", help="smallest time (default: t_min)"
+    )
+    ph.add_argument(
+        "--t-max",
+        type=_finite_float,
+        metavar="T",
+        help="largest time (default: where delta = 4 max(delta_C, delta_S), in range)",
+    )
+    ph.add_argument("--n-t", type=_count, default=400, metavar="K", help="time grid size (400)")
+    ph.add_argument("--dpi", type=_dpi, default=200, help="PNG resolution (default 200)")
+    ph.add_argument("--json", action="store_true", help="print a JSON summary of what was written")
+    ph.set_defaults(func=_cmd_phase_diagram)
+
+    from ._attractors_cli import add_parser as _add_attractors
+
+    _add_attractors(sub)
     return p
+
+
+def _count(value: str) -> int:
+    try:
+        x = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not 2 <= x <= 20000:
+        raise argparse.ArgumentTypeError(f"must be an integer in [2, 20000]; got {value!r}")
+    return x
+
+
+def _dim(value: str) -> int:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not (math.isfinite(x) and x.is_integer()):
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}")
+    if not 1 <= x <= 10**7:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 10^7]; got {value!r}")
+    return int(x)
+
+
+def _add_spectrum_args(parser) -> None:
+    """The covariance-spectrum source shared by ``collapse`` and ``phase-diagram``."""
+    g = parser.add_argument_group(
+        "data spectrum",
+        "either --d (with --variance, and optionally --top-eigenvalue or --intrinsic-dim) "
+        "or --spectrum-file",
+    )
+    g.add_argument("--d", type=_dim, metavar="D", help="ambient dimension of the data")
+    g.add_argument(
+        "--variance",
+        type=_finite_float,
+        metavar="S2",
+        help="variance per data direction (> 0; default 1)",
+    )
+    g.add_argument(
+        "--top-eigenvalue",
+        type=_finite_float,
+        metavar="L",
+        help="one direction with this variance instead (>= 0): the class direction of speciation",
+    )
+    g.add_argument(
+        "--intrinsic-dim",
+        type=_dim,
+        metavar="M",
+        help="data on an M-dimensional linear manifold: --variance on M directions, 0 on the "
+        "other D - M",
+    )
+    g.add_argument(
+        "--spectrum-file",
+        metavar="F",
+        help="a covariance spectrum: .npy array or text file of eigenvalues (all >= 0); its "
+        "length is d",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -659,6 +821,626 @@ def _critical_table(res: dict) -> str:
         "process; DDPM step: nearest (the JSON has floor and ceil)"
     )
     return "\n".join(lines + ["", "criteria:"] + notes)
+
+
+# --------------------------------------------------------------------------------------
+# collapse and phase-diagram (memorisation, THEORY.md section 3)
+# --------------------------------------------------------------------------------------
+
+_LOG_N_MAX = 700.0  # n = e^{alpha_n m} must stay a finite float64 for physdiff.memorization
+
+
+def _spectrum_input(
+    *,
+    d: int | None = None,
+    variance: float | None = None,
+    top_eigenvalue: float | None = None,
+    intrinsic_dim: int | None = None,
+    spectrum=None,
+):
+    """The covariance spectrum ``(D,)`` named by the command-line arguments, and the input
+    as a JSON-ready dict. Raises :class:`~physdiff.errors.InputError` naming the argument."""
+    import numpy as np
+
+    from .errors import DomainError, InputError
+
+    if spectrum is not None:
+        for flag, v in (
+            ("--d", d),
+            ("--variance", variance),
+            ("--top-eigenvalue", top_eigenvalue),
+            ("--intrinsic-dim", intrinsic_dim),
+        ):
+            if v is not None:
+                raise InputError(
+                    f"{flag}: goes without --spectrum-file (the file is the whole spectrum, "
+                    "its length is d)"
+                )
+        spec = np.asarray(spectrum, dtype=float)
+        if spec.ndim > 1 and sum(k > 1 for k in spec.shape) > 1:
+            raise InputError(
+                f"--spectrum-file: expected a 1-D array of eigenvalues; got shape {spec.shape} "
+                "(for a covariance matrix C, save np.linalg.eigvalsh(C))"
+            )
+        spec = spec.reshape(-1)
+        if spec.size == 0:
+            raise InputError("--spectrum-file: the spectrum is empty")
+        if not np.all(np.isfinite(spec)):
+            raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
+        if np.any(spec < 0):
+            raise DomainError(
+                f"--spectrum-file: a covariance spectrum must be >= 0; "
+                f"{int(np.sum(spec < 0))} entries are negative (min {spec.min():.6g})"
+            )
+        if not np.any(spec > 0):
+            raise DomainError("--spectrum-file: no positive eigenvalue (the data are one point)")
+        return spec, {"spectrum_size": int(spec.size)}
+
+    if d is None:
+        raise InputError("--d: required (the ambient dimension), or give --spectrum-file")
+    if isinstance(d, bool) or not float(d).is_integer() or not 1 <= d <= 10**7:
+        raise DomainError(f"--d: must be an integer in [1, 10^7]; got {d!r}")
+    d = int(d)
+    s2 = 1.0 if variance is None else float(variance)
+    if not (math.isfinite(s2) and s2 > 0):
+        raise DomainError(f"--variance: must lie in (0, inf); got {variance!r}")
+    m = d if intrinsic_dim is None else intrinsic_dim
+    if isinstance(m, bool) or not float(m).is_integer() or not 1 <= m <= d:
+        raise DomainError(f"--intrinsic-dim: must be an integer in [1, d = {d}]; got {m!r}")
+    m = int(m)
+    if top_eigenvalue is not None and not (math.isfinite(top_eigenvalue) and top_eigenvalue >= 0):
+        raise DomainError(f"--top-eigenvalue: must lie in [0, inf); got {top_eigenvalue!r}")
+    spec = np.zeros(d)
+    spec[:m] = s2
+    inp: dict = {"d": d, "variance": s2}
+    if intrinsic_dim is not None:
+        inp["intrinsic_dim"] = m
+    if top_eigenvalue is not None:
+        spec[0] = float(top_eigenvalue)
+        inp["top_eigenvalue"] = float(top_eigenvalue)
+        if not np.any(spec > 0):
+            raise DomainError(
+                "--top-eigenvalue: 0 on the only data direction leaves no variance at all"
+            )
+    return spec, inp
+
+
+def _spectrum_summary(spec) -> dict:
+    import numpy as np
+
+    pos = spec[spec > 0]
+    return {
+        "d": int(spec.size),
+        "intrinsic_dim": int(pos.size),
+        "trace": float(pos.sum()),
+        "sum_of_squares": float(np.sum(pos * pos)),
+        "top_eigenvalue": float(pos.max()),
+        "smallest_positive": float(pos.min()),
+        "geometric_mean_positive": float(np.exp(np.mean(np.log(pos)))),
+        "isotropic": bool(pos.max() == pos.min()),
+    }
+
+
+def _check_process(process: str):
+    from .errors import InputError
+    from .processes import PRESETS
+
+    if process not in PRESETS:
+        raise InputError(
+            f"--process: unknown process {process!r}; choose from {', '.join(PRESETS)}"
+        )
+    return PRESETS[process]
+
+
+def _check_times(proc, name: str, t, flag: str):
+    """``t`` as an array inside ``proc``'s range, or a DomainError naming ``flag``."""
+    import numpy as np
+
+    from .errors import DomainError
+
+    arr = np.atleast_1d(np.asarray(t, dtype=float))
+    bad = arr[(arr < proc.t_min) | (arr > proc.t_max) | ~np.isfinite(arr)]
+    if bad.size:
+        raise DomainError(
+            f"{flag}: must lie in [{proc.t_min:g}, {proc.t_max:g}] for --process {name}; "
+            f"got {bad[0]:g}"
+        )
+    return arr
+
+
+def _time_entry(proc, delta: float) -> tuple[float | None, dict | None, str | None]:
+    """The time of ``delta`` in ``proc`` (None outside its range), the DDPM steps (None
+    outside DDPM's range) and a note."""
+    from .errors import DomainError
+    from .processes import DDPM, PRESETS
+
+    note = None
+    try:
+        t = float(proc.time_of_delta(delta))
+    except DomainError:
+        t = None
+        note = (
+            f"delta_C = {delta:.6g} is outside the range [{proc.delta_min:.6g}, "
+            f"{proc.delta_max:.6g}] that {proc.name} reaches"
+        )
+    ddpm = PRESETS["ddpm"]
+    assert isinstance(ddpm, DDPM)
+    if ddpm.delta_min <= delta <= ddpm.delta_max:
+        steps = {r: int(ddpm.step_of_delta(delta, r)) for r in ("floor", "nearest", "ceil")}
+    else:
+        steps = None
+    return t, steps, note
+
+
+def _asymptotics(log_n, summary: dict) -> tuple:
+    """The small- and large-alpha_n approximations of delta_C for any spectrum (they reduce
+    to :func:`physdiff.memorization.collapse_delta_asymptotic` for an isotropic one):
+
+    * small alpha_n (large delta): expand ``1/2 log(1 + x) = x/2 - x^2/4``:
+      ``delta_C ~ S1/(2 log n) - S2/(2 S1)``, ``S1 = sum lambda``, ``S2 = sum lambda^2``;
+    * large alpha_n (small delta): ``1/2 log(lambda/delta)`` per direction:
+      ``delta_C ~ G exp(-2 log(n)/m)``, ``G`` the geometric mean of the m positive
+      eigenvalues.
+    """
+    import numpy as np
+
+    s1, s2 = summary["trace"], summary["sum_of_squares"]
+    small = s1 / (2 * log_n) - s2 / (2 * s1)
+    large = summary["geometric_mean_positive"] * np.exp(-2 * log_n / summary["intrinsic_dim"])
+    return small, large
+
+
+def collapse(
+    *,
+    n,
+    d: int | None = None,
+    variance: float | None = None,
+    top_eigenvalue: float | None = None,
+    intrinsic_dim: int | None = None,
+    spectrum=None,
+    process: str = "ou",
+    t=None,
+) -> dict:
+    """The data behind ``physdiff collapse`` (JSON-ready).
+
+    The spectrum is ``spectrum`` (an array of eigenvalues), or ``d`` directions of
+    ``variance`` (default 1) of which one has ``top_eigenvalue`` and only the first
+    ``intrinsic_dim`` are non-zero. For each ``n``: ``alpha_n = log(n)/d`` (and ``/m``, m
+    the number of positive eigenvalues), the collapse noise level ``delta_C`` solving
+    ``log n = sum_i 1/2 log(1 + lambda_i/delta)`` (:func:`physdiff.memorization.
+    collapse_delta`), its time in ``process`` (None outside the process's range), its OU
+    time and DDPM steps, the asymptotics (:func:`_asymptotics`), for an isotropic spectrum
+    the closed form ``s^2/(n^{2/m} - 1)`` (Biroli et al. 2024, Eq. 15), and at each time of
+    ``t`` the large-d excess entropy ``f = alpha_n - I(delta)/d``. Raises
+    :class:`~physdiff.errors.InputError` naming the command-line argument on bad input.
+    """
+    import numpy as np
+
+    from . import memorization as M
+    from .errors import DomainError, InputError
+
+    proc = _check_process(process)
+    spec, inp = _spectrum_input(
+        d=d,
+        variance=variance,
+        top_eigenvalue=top_eigenvalue,
+        intrinsic_dim=intrinsic_dim,
+        spectrum=spectrum,
+    )
+    ns = np.atleast_1d(np.asarray(n, dtype=float)).reshape(-1)
+    if ns.size == 0:
+        raise InputError("--n: give at least one number of training points")
+    if not np.all(np.isfinite(ns)):
+        raise InputError("--n: must be finite")
+    if np.any(ns < 2):
+        raise DomainError(f"--n: must be >= 2 (training points); got {ns.min():g}")
+    summ = _spectrum_summary(spec)
+    dim, m = summ["d"], summ["intrinsic_dim"]
+    ts = deltas_t = info_t = None
+    if t is not None:
+        ts = _check_times(proc, process, t, "--t")
+        deltas_t = np.atleast_1d(np.asarray(proc.delta(ts), dtype=float))
+        if np.any(deltas_t <= 0):
+            k = int(np.argmax(deltas_t <= 0))
+            raise DomainError(
+                f"--t: delta(t) = 0 at t = {ts[k]:g} (the data end), where the excess "
+                f"entropy is -inf; give t > {proc.t_min:g}"
+            )
+        info_t = np.atleast_1d(M.mutual_information_gaussian(deltas_t, spec[spec > 0]))
+    dc = np.atleast_1d(M.collapse_delta(ns, spec))
+    log_n = np.log(ns)
+    small, large = _asymptotics(log_n, summ)
+    rows = []
+    for i, nv in enumerate(ns):
+        dl = float(dc[i])
+        time, steps, note = _time_entry(proc, dl)
+        row: dict = {
+            "n": int(nv) if nv.is_integer() and nv < 2**53 else float(nv),
+            "log_n": float(log_n[i]),
+            "alpha_n": float(log_n[i] / dim),
+            "alpha_n_intrinsic": float(log_n[i] / m),
+            "delta": dl,
+            "log_snr": -math.log(dl) + 0.0,
+            "ou_time": 0.5 * math.log1p(dl),
+            "time": time,
+            "ddpm_step": steps,
+        }
+        if summ["isotropic"]:
+            iso = float(M.collapse_delta_isotropic(nv, m, summ["top_eigenvalue"]))
+            row["isotropic_closed_form"] = {"delta": iso, "ou_time": 0.5 * math.log1p(iso)}
+        asym = {}
+        for key, val in (("small_alpha", small[i]), ("large_alpha", large[i])):
+            val = float(val)
+            asym[key] = {
+                "delta": val if val > 0 else None,
+                "ou_time": 0.5 * math.log1p(val) if val > 0 else None,
+                "rel_error": val / dl - 1.0,
+            }
+        row["asymptotic"] = asym
+        if ts is not None:
+            row["excess_entropy"] = [
+                {
+                    "t": float(tk),
+                    "delta": float(dk),
+                    "mutual_information": float(ik),
+                    "f": float((log_n[i] - ik) / dim),
+                    "f_intrinsic": float((log_n[i] - ik) / m),
+                    "collapsed": bool(ik >= log_n[i]),
+                }
+                for tk, dk, ik in zip(ts, deltas_t, info_t, strict=True)
+            ]
+        notes = [note] if note else []
+        if steps is None:
+            notes.append(f"delta_C = {dl:.6g} is outside the DDPM range")
+        if notes:
+            row["note"] = "; ".join(notes)
+        rows.append(row)
+    return {
+        "input": inp,
+        "process": process,
+        "criterion": "large-d REM collapse (Biroli et al. 2024, Eqs. 14-15): the excess "
+        "entropy f = alpha_n - I(x0; y)/d reaches 0, i.e. log n = I(delta_C)",
+        "spectrum": summ,
+        "excess_entropy_formula": {
+            "f": "log(n)/d - I(delta)/d",
+            "I": "sum_i 1/2 log(1 + lambda_i/delta)  (nats; lambda_i = 0 drop out)",
+            "d": dim,
+            "intrinsic_dim": m,
+            "meaning": "d f = E[posterior entropy over training points] in the large-d "
+            "limit; collapse where it reaches 0",
+        },
+        "asymptotic_formulas": {
+            "small_alpha": "delta_C ~ S1/(2 log n) - S2/(2 S1), S1 = trace, S2 = sum of "
+            "squares (isotropic: s^2/(2 alpha_n) - s^2/2)",
+            "large_alpha": "delta_C ~ G exp(-2 log(n)/m), G the geometric mean of the m "
+            "positive eigenvalues (isotropic: s^2 exp(-2 alpha_n))",
+        },
+        "results": rows,
+    }
+
+
+def _describe(inp: dict, summ: dict) -> str:
+    if "spectrum_size" in inp:
+        return (
+            f"spectrum of {summ['d']} eigenvalues ({summ['intrinsic_dim']} positive, "
+            f"top {summ['top_eigenvalue']:.6g}, trace {summ['trace']:.6g})"
+        )
+    parts = [f"d = {inp['d']}"]
+    if "intrinsic_dim" in inp:
+        parts.append(f"manifold of dimension m = {inp['intrinsic_dim']}")
+    parts.append(f"variance {inp['variance']:g}")
+    if "top_eigenvalue" in inp:
+        parts.append(f"top eigenvalue {inp['top_eigenvalue']:g}")
+    return ", ".join(parts)
+
+
+def _collapse_table(res: dict) -> str:
+    proc = res["process"]
+    summ = res["spectrum"]
+    tcol = f"t_C in {proc}"
+    w = max(12, len(tcol) + 1)
+    cols = [
+        ("n", 12),
+        ("alpha_n", 12),
+        ("delta_C", 12),
+        ("OU time", 12),
+        (tcol, w),
+        ("DDPM step", 11),
+    ]
+    lines = [
+        f"{_describe(res['input'], summ)}: collapse where log n = sum_i 1/2 log(1 + "
+        f"lambda_i/delta)",
+        "",
+        "".join(c.rjust(k) for c, k in cols),
+    ]
+    notes = []
+    for r in res["results"]:
+        steps = r["ddpm_step"]
+        vals = [
+            r["n"],
+            r["alpha_n"],
+            r["delta"],
+            r["ou_time"],
+            r["time"],
+            None if steps is None else int(steps["nearest"]),
+        ]
+        lines.append("".join(_fmt(v, k) for v, (_, k) in zip(vals, cols, strict=True)))
+        a = r["asymptotic"]
+        sm, lg = a["small_alpha"], a["large_alpha"]
+        sm_txt = "-" if sm["delta"] is None else f"{sm['delta']:.6g} ({sm['rel_error']:+.1%})"
+        notes.append(
+            f"  n = {r['n']:g}: asymptotic delta_C: small alpha {sm_txt}, large alpha "
+            f"{lg['delta']:.6g} ({lg['rel_error']:+.1%})"
+        )
+        if steps is not None:
+            notes.append(
+                f"  n = {r['n']:g}: DDPM steps floor / nearest / ceil: {steps['floor']} / "
+                f"{steps['nearest']} / {steps['ceil']}"
+            )
+        for e in r.get("excess_entropy", []):
+            notes.append(
+                f"  n = {r['n']:g}: at t = {e['t']:g} (delta {e['delta']:.6g}): I/d = "
+                f"{e['mutual_information'] / summ['d']:.6g}, f = {e['f']:.6g}"
+                + (" (collapsed)" if e["collapsed"] else "")
+            )
+        if r.get("note"):
+            notes.append(f"  n = {r['n']:g}: {r['note']}")
+    notes.append(
+        f"  alpha_n = log(n)/d with d = {summ['d']}; intrinsic dimension m = "
+        f"{summ['intrinsic_dim']} (alpha_n_intrinsic = log(n)/m in the JSON); large-d "
+        "criterion (Biroli et al. 2024), the finite-d crossover is smooth"
+    )
+    return "\n".join(lines + ["", "notes:"] + notes)
+
+
+def _cmd_collapse(args) -> int:
+    from .errors import InputError
+
+    spectrum = _read_spectrum(args.spectrum_file) if args.spectrum_file is not None else None
+    try:
+        res = collapse(
+            n=args.n,
+            d=args.d,
+            variance=args.variance,
+            top_eigenvalue=args.top_eigenvalue,
+            intrinsic_dim=args.intrinsic_dim,
+            spectrum=spectrum,
+            process=args.process,
+            t=args.t,
+        )
+    except InputError as exc:
+        msg = str(exc)
+        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
+    if args.json:
+        print(json.dumps(res, indent=2, allow_nan=False))
+    else:
+        print(_collapse_table(res))
+    return EXIT_OK
+
+
+def phase_diagram_data(
+    *,
+    d: int | None = None,
+    variance: float | None = None,
+    top_eigenvalue: float | None = None,
+    intrinsic_dim: int | None = None,
+    spectrum=None,
+    process: str = "ou",
+    alpha_min: float | None = None,
+    alpha_max: float | None = None,
+    n_alpha: int = 400,
+    log_alpha: bool = True,
+    t_min: float | None = None,
+    t_max: float | None = None,
+    n_t: int = 400,
+):
+    """The data behind ``physdiff phase-diagram``: ``(PhaseDiagram, dict)``.
+
+    The spectrum arguments are those of :func:`collapse`. ``alpha_n = log(n)/m`` (m the
+    number of positive eigenvalues) on ``n_alpha`` points from ``alpha_min`` (default
+    0.01, at least ``log(2)/m``) to ``alpha_max`` (default ``min(1, 700/m)``; n must stay
+    a finite float), geometric with ``log_alpha``; times of ``process`` on ``n_t`` points
+    from ``t_min`` (default the process's start) to ``t_max`` (default: where ``delta =
+    4 max(delta_C(alpha_min), delta_S)``, inside the range). The dict is the JSON written
+    next to the figure. Raises :class:`~physdiff.errors.InputError` naming the argument.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from . import memorization as M
+    from .errors import DomainError
+
+    proc = _check_process(process)
+    spec, inp = _spectrum_input(
+        d=d,
+        variance=variance,
+        top_eigenvalue=top_eigenvalue,
+        intrinsic_dim=intrinsic_dim,
+        spectrum=spectrum,
+    )
+    summ = _spectrum_summary(spec)
+    m = summ["intrinsic_dim"]
+    lo, hi = math.log(2) / m, _LOG_N_MAX / m
+    for flag, v in (("--alpha-min", alpha_min), ("--alpha-max", alpha_max)):
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            raise DomainError(
+                f"{flag}: must lie in [log(2)/m, 700/m] = [{lo:.6g}, {hi:.6g}] for m = {m} "
+                f"(n = e^(alpha_n m) between 2 and a finite float); got {v!r}"
+            )
+    a_hi = min(1.0, hi) if alpha_max is None else float(alpha_max)
+    a_lo = max(lo * (1 + 1e-9), min(0.01, a_hi / 100)) if alpha_min is None else float(alpha_min)
+    if not a_lo < a_hi:
+        raise DomainError(f"--alpha-min: must be < --alpha-max = {a_hi:g}; got {a_lo:g}")
+    alphas = np.geomspace(a_lo, a_hi, n_alpha) if log_alpha else np.linspace(a_lo, a_hi, n_alpha)
+
+    pos = spec[spec > 0]
+    lam = float(pos.max())
+    delta_s = lam - 1.0 if lam > 1 else None
+    t0 = proc.t_min if t_min is None else float(_check_times(proc, process, t_min, "--t-min")[0])
+    if t_max is None:
+        dc_max = float(M.collapse_delta(math.exp(a_lo * m), pos))
+        d_hi = 4.0 * max(dc_max, delta_s or 0.0)
+        t1 = float(proc.time_of_delta(min(max(d_hi, proc.delta_min), proc.delta_max)))
+        if t1 <= t0:
+            t1 = proc.t_max
+    else:
+        t1 = float(_check_times(proc, process, t_max, "--t-max")[0])
+    if not t0 < t1:
+        raise DomainError(f"--t-min: must be < --t-max = {t1:g}; got {t0:g}")
+    times = np.linspace(t0, t1, n_t)
+    pdiag = M.phase_diagram(pos, alphas, times, proc)
+    regime_note = None
+    if pdiag.t_speciation is None and np.any(pdiag.regime == 1):
+        # no speciation (Lambda <= 1, t_S <= 0): above t_C the dynamics are Brownian;
+        # physdiff.memorization.phase_diagram leaves those points at 1 (speciated)
+        regime = pdiag.regime.copy()
+        regime[regime == 1] = 2
+        pdiag = dataclasses.replace(pdiag, regime=regime)
+        regime_note = (
+            "no speciation (top eigenvalue <= 1): every point above t_C is Brownian (2); "
+            "physdiff.memorization.phase_diagram labels them 1"
+        )
+    dcs = np.asarray(M.collapse_delta(np.exp(alphas * m), pos), dtype=float)
+    deltas = np.asarray(proc.delta(times), dtype=float)
+    clipped = (dcs < proc.delta_min) | (dcs > proc.delta_max)
+    data = {
+        "input": inp,
+        "process": process,
+        "spectrum": summ,
+        "alpha_definition": f"alpha_n = log(n)/m, m = {m} positive eigenvalues (the "
+        "intrinsic dimension; normal directions drop out)",
+        "m": m,
+        "criterion": {
+            "collapse": "log n = sum_i 1/2 log(1 + lambda_i/delta_C) (Biroli et al. 2024, "
+            "Eq. 15 and its spectrum sum rule)",
+            "speciation": "delta_S = Lambda - 1, Lambda the top eigenvalue (Biroli et al. "
+            "2024, Eq. 9); none when Lambda <= 1",
+        },
+        "labels": {str(k): v for k, v in enumerate(pdiag.LABELS)},
+        "regime_axes": ["times", "alphas"],
+        "t_speciation": pdiag.t_speciation,
+        "delta_speciation": delta_s,
+        "alphas": alphas.tolist(),
+        "log_n": (alphas * m).tolist(),
+        "times": times.tolist(),
+        "deltas": deltas.tolist(),
+        "t_collapse": np.asarray(pdiag.t_collapse, dtype=float).tolist(),
+        "delta_collapse": dcs.tolist(),
+        "t_collapse_clipped": clipped.tolist(),
+        "regime": pdiag.regime.astype(int).tolist(),
+        "eigenvalues": spec.tolist(),
+    }
+    if regime_note:
+        data["regime_note"] = regime_note
+    return pdiag, data
+
+
+def _cmd_phase_diagram(args) -> int:
+    from .errors import InputError
+
+    spectrum = _read_spectrum(args.spectrum_file) if args.spectrum_file is not None else None
+    if not args.name or any(c in args.name for c in "/\\") or args.name.startswith("."):
+        raise _UsageError(f"argument --name: must be a plain file stem; got {args.name!r}")
+    try:
+        pdiag, data = phase_diagram_data(
+            d=args.d,
+            variance=args.variance,
+            top_eigenvalue=args.top_eigenvalue,
+            intrinsic_dim=args.intrinsic_dim,
+            spectrum=spectrum,
+            process=args.process,
+            alpha_min=args.alpha_min,
+            alpha_max=args.alpha_max,
+            n_alpha=args.n_alpha,
+            log_alpha=not args.linear_alpha,
+            t_min=args.t_min,
+            t_max=args.t_max,
+            n_t=args.n_t,
+        )
+    except InputError as exc:
+        msg = str(exc)
+        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
+    try:
+        files = _write_phase_diagram(args.out, args.name, pdiag, data, args.dpi)
+    except OSError as exc:
+        print(
+            f"physdiff phase-diagram: error: cannot write to {args.out!r}: {exc}", file=sys.stderr
+        )
+        return EXIT_FAIL
+    tc = data["t_collapse"]
+    summary = {
+        "files": files,
+        "process": data["process"],
+        "grid": [len(data["times"]), len(data["alphas"])],
+        "alpha_range": [data["alphas"][0], data["alphas"][-1]],
+        "time_range": [data["times"][0], data["times"][-1]],
+        "t_speciation": data["t_speciation"],
+        "t_collapse_range": [min(tc), max(tc)],
+        "m": data["m"],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, allow_nan=False))
+    else:
+        ts = data["t_speciation"]
+        print(
+            f"physdiff phase-diagram: {_describe(data['input'], data['spectrum'])}, "
+            f"{data['process']} time; t_S = {'none' if ts is None else f'{ts:.6g}'}, t_C from "
+            f"{max(tc):.6g} (alpha_n = {data['alphas'][0]:.3g}) to {min(tc):.6g} "
+            f"(alpha_n = {data['alphas'][-1]:.3g}); wrote " + ", ".join(files.values())
+        )
+    return EXIT_OK
+
+
+def _write_phase_diagram(out, name: str, pdiag, data: dict, dpi: int) -> dict:
+    """Figure (PNG, PDF), ``.npz`` and ``.json``, each written atomically."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import plot
+    from .atlas import atomic_write
+    from .figures.memorization import phase_diagram_figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    with plot.style():
+        summ = data["spectrum"]
+        fig = phase_diagram_figure(
+            pdiag,
+            title=_describe(data["input"], summ),
+            dim_symbol="m" if summ["intrinsic_dim"] < summ["d"] else "d",
+        )
+        for fmt in ("png", "pdf"):
+            path = out / f"{name}.{fmt}"
+            meta = {"CreationDate": None, "ModDate": None} if fmt == "pdf" else {}
+            atomic_write(
+                path,
+                lambda fh, fmt=fmt, meta=meta: fig.savefig(fh, format=fmt, dpi=dpi, metadata=meta),
+            )
+            files[fmt] = str(path)
+        fig.clear()
+    arrays = {
+        "alphas": np.asarray(data["alphas"]),
+        "log_n": np.asarray(data["log_n"]),
+        "times": np.asarray(data["times"]),
+        "deltas": np.asarray(data["deltas"]),
+        "t_collapse": np.asarray(data["t_collapse"]),
+        "delta_collapse": np.asarray(data["delta_collapse"]),
+        "t_speciation": np.asarray(
+            np.nan if data["t_speciation"] is None else data["t_speciation"]
+        ),
+        "regime": pdiag.regime.astype(np.int8),
+        "spectrum": np.asarray(data["eigenvalues"]),
+    }
+    path = out / f"{name}.npz"
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    files["npz"] = str(path)
+    path = out / f"{name}.json"
+    atomic_write(path, lambda fh: fh.write(json.dumps(data, allow_nan=False).encode()))
+    files["json"] = str(path)
+    return files
 
 
 # --------------------------------------------------------------------------------------

@@ -187,6 +187,13 @@ def test_concurrent_calls_and_fork():
         got = list(ex.map(lambda y: K.empirical_stats(y, points, 1.0)[0], ys))
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_array_equal(g, r)
+    # float32 with queries moved to dgemm: still independent of the task timing
+    p32 = rng.standard_normal((4500, 300)).astype(np.float32)
+    y32 = rng.standard_normal((40, 300)).astype(np.float32)
+    first = K.empirical_stats(y32, p32, 30.0)
+    for _ in range(2):
+        for u, v in zip(K.empirical_stats(y32, p32, 30.0), first, strict=True):
+            np.testing.assert_array_equal(u, v)
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     proc = ctx.Process(target=lambda: q.put(K.empirical_stats(ys[0], points, 1.0)[0]))

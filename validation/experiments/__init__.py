@@ -22,7 +22,11 @@ from physdiff.errors import InputError
 
 __all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary"]
 
-EXPERIMENTS: tuple[str, ...] = ("score_fidelity", "memorization_sanity")
+EXPERIMENTS: tuple[str, ...] = (
+    "score_fidelity",
+    "memorization_sanity",
+    "associative_memory",
+)
 """Every experiment, in the order ``run-all`` and the report use."""
 
 PRESET_NAMES: tuple[str, ...] = ("smoke", "cpu", "gpu")

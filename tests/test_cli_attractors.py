@@ -1,0 +1,202 @@
+"""``physdiff attractors``: named ensembles, a trained checkpoint, one-line errors (exit 2).
+
+The subcommand lives in :mod:`physdiff._attractors_cli` (``add_parser`` + ``run``); these
+tests build a parser around it the way :mod:`physdiff.cli` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from physdiff import _attractors_cli as AC
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2 (as physdiff.cli's parser)."""
+
+    def error(self, message):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def cli(argv, capsys):
+    """``(exit status, stdout, stderr)`` of ``physdiff attractors ARGV``."""
+    p = _Parser(prog="physdiff")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    AC.add_parser(sub)
+    try:
+        args = p.parse_args(["attractors", *argv])
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    else:
+        rc = args.func(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_circle_table(capsys):
+    rc, out, err = cli(["--ensemble", "circle", "--k", "12", "--n", "240"], capsys)
+    assert rc == 0, err
+    assert "attractors: 12 (12 stable)" in out
+    assert "memorised 1.000" in out and "spurious 0.000" in out
+    assert out.count("memorised ") >= 12  # one table row per attractor
+
+
+def test_gaussian_points_json(capsys):
+    argv = ["--ensemble", "gaussian-points", "--k", "20", "--d", "2", "--seed", "0", "--json"]
+    rc, out, err = cli([*argv, "--n", "400"], capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    train = np.random.default_rng(0).standard_normal((20, 2))
+    assert res["source"] == {"ensemble": "gaussian-points", "k": 20, "seed": 0, "model": "exact"}
+    assert res["n_stable"] == res["n_attractors"] <= 20
+    assert res["classification"]["fractions"]["memorised"] == 1.0
+    for a in res["attractors"]:
+        assert a["class"] == "memorised" and a["stable"]
+        assert np.min(np.linalg.norm(train - np.array(a["point"]), axis=1)) < 1e-6
+    assert sum(a["count"] for a in res["attractors"]) == 400
+    # the classification's thresholds scale with the spacing
+    cl = res["classification"]
+    assert cl["delta_m"] == pytest.approx(0.25 * cl["spacing"])
+
+
+def test_options_reach_the_search(capsys):
+    argv = ["--ensemble", "circle", "--k", "6", "--json", "--n", "50", "--process", "edm"]
+    rc, out, err = cli([*argv, "--steps", "20", "--delta-end", "0.01", "--c-m", "0.1"], capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["process"] == "edm" and res["steps"] == 20 and res["delta_end"] == 0.01
+    assert res["classification"]["delta_m"] == pytest.approx(0.1)  # s = 1 for K = 6
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--ensemble", "digits", "--k", "5000"], "--k"),
+        (["--ensemble", "circle", "--k", "1"], "--k"),
+        (["--ensemble", "circle"], "--k"),
+        (["--ensemble", "circle", "--k", "8", "--c-m", "0"], "--c-m"),
+        (["--ensemble", "circle", "--k", "8", "--c-s", "-1"], "--c-s"),
+        (["--ensemble", "circle", "--k", "8", "--dedup", "0"], "--dedup"),
+        (["--ensemble", "circle", "--k", "8", "--delta-end", "0"], "--delta-end"),
+        (["--ensemble", "circle", "--k", "8", "--delta-end", "1e-9"], "--delta-end"),
+        (["--ensemble", "circle", "--k", "8", "--n", "0"], "--n"),
+        (["--ensemble", "circle", "--k", "8", "--d", "3"], "--d"),
+        (["--ensemble", "circle", "--k", "8", "--min-neighbours", "0"], "--min-neighbours"),
+        (["--ensemble", "nope", "--k", "8"], "--ensemble"),
+        (["--ensemble", "circle", "--k", "8", "--process", "nope"], "--process"),
+        (["--k", "8"], "--k"),
+        ([], "--ensemble"),
+        (["--checkpoint", "/no/such/place", "--arch", "mlp", "--dim", "2"], "--checkpoint"),
+        (["--ensemble", "circle", "--k", "8", "--arch", "mlp"], "--arch"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, names):
+    rc, out, err = cli(argv, capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "error" in err and names in err, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny MLP trained on three points (checkpoint folder, training set file)."""
+    torch = pytest.importorskip("torch")
+    from physdiff.nn import Denoiser, ScoreMLP, TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread (two spin against other load)
+    folder = tmp_path_factory.mktemp("net")
+    pts = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    den = Denoiser(ScoreMLP(2, hidden=16, depth=1, embed_dim=8, seed=0))
+    cfg = TrainConfig(steps=40, batch_size=32, seed=0, device="cpu")
+    train(den, pts, cfg, checkpoint_dir=folder / "ck", progress=False)
+    np.save(folder / "train.npy", pts)
+    np.save(folder / "bad.npy", np.zeros((3, 5)))
+    yield folder
+    torch.set_num_threads(threads)
+
+
+def test_checkpoint(capsys, checkpoint):
+    argv = ["--checkpoint", str(checkpoint / "ck"), "--arch", "mlp", "--dim", "2"]
+    rc, out, err = cli(
+        [*argv, "--train", str(checkpoint / "train.npy"), "--json", "--n", "64"], capsys
+    )
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["source"]["arch"] == "mlp" and res["source"]["k"] == 3 and res["dim"] == 2
+    assert sum(a["count"] for a in res["attractors"]) == 64
+    assert set(res["classification"]["fractions"]) == {"memorised", "spurious", "generalised"}
+    # without a training set: attractors and stability only
+    rc, out, err = cli([*argv, "--n", "16", "--steps", "10"], capsys)
+    assert rc == 0, err and "attractors:" in out and "end points" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        (["--dim", "3"], "--dim"),
+        (["--dim", "2", "--train", "TRAIN/bad.npy"], "--train"),
+        (["--dim", "2", "--train", "TRAIN/missing.npy"], "--train"),
+        (["--dim", "2", "--ensemble", "digits", "--k", "4"], "--ensemble"),
+        (["--dim", "2", "--parametrisation", "eps"], "--checkpoint"),
+    ],
+)
+def test_checkpoint_errors(capsys, checkpoint, extra, names):
+    extra = [e.replace("TRAIN", str(checkpoint)) for e in extra]
+    rc, out, err = cli(["--checkpoint", str(checkpoint / "ck"), "--arch", "mlp", *extra], capsys)
+    assert rc == 2 and out == "" and err.count("\n") == 1 and names in err, err
+
+
+def test_unet_checkpoint_architecture_from_the_weights(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    from physdiff.nn import Denoiser, NetworkScoreModel, ScoreUNet, TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pts = np.random.default_rng(0).standard_normal((4, 64))
+        den = Denoiser(ScoreUNet((1, 8, 8), base_channels=8, attention=False, seed=0))
+        cfg = TrainConfig(steps=2, batch_size=4, seed=0, device="cpu")
+        res = train(den, pts, cfg, checkpoint_dir=tmp_path / "u", progress=False)
+        p = _Parser(prog="physdiff")
+        AC.add_parser(p.add_subparsers(dest="command", parser_class=_Parser))
+        argv = ["--checkpoint", str(tmp_path / "u"), "--arch", "unet"]
+        net = AC._network(p.parse_args(["attractors", *argv, "--dim", "64"]))
+        assert net.dim == 64 and net.denoiser.net.conv_in.out_channels == 8
+        ref = NetworkScoreModel(res.denoiser, device="cpu")  # the EMA weights
+        y = np.random.default_rng(1).standard_normal((3, 64))
+        np.testing.assert_allclose(net.denoise(y, 0.5), ref.denoise(y, 0.5), atol=1e-6)
+        # a wrong width or shape: one line, exit 2
+        for extra, names in (
+            (["--dim", "64", "--base-channels", "16"], "--checkpoint"),
+            (["--dim", "63"], "--image-shape"),
+            (["--dim", "64", "--image-shape", "2,4,4"], "--image-shape"),
+        ):
+            rc, out, err = cli([*argv, *extra], capsys)
+            assert rc == 2 and out == "" and err.count("\n") == 1 and names in err, err
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_named_points():
+    c = AC.named_points("circle", 4)
+    np.testing.assert_allclose(c, [[1, 0], [0, 1], [-1, 0], [0, -1]], atol=1e-15)
+    g = AC.named_points("gaussian-points", 5, d=3, seed=7)
+    np.testing.assert_array_equal(g, np.random.default_rng(7).standard_normal((5, 3)))
+    d10 = AC.named_points("digits", 10, seed=1)
+    d20 = AC.named_points("digits", 20, seed=1)
+    assert d10.shape == (10, 64) and np.array_equal(d20[:10], d10)  # nested in K
+
+
+def test_import_is_light():
+    code = (
+        "import sys, physdiff._attractors_cli; "
+        "print(any(m in sys.modules for m in ('torch', 'matplotlib', 'scipy.stats')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
