@@ -34,15 +34,19 @@ RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
 
 def _cases():
     return [
-        ("MLP d=64 (hidden 256, depth 4)", 256, 64,
-         lambda: Denoiser(ScoreMLP(64, seed=0))),
-        ("U-Net 1x8x8 (base 32 channels)", 128, 64,
-         lambda: Denoiser(ScoreUNet((1, 8, 8), base_channels=32, seed=0))),
+        ("MLP d=64 (hidden 256, depth 4)", 256, 64, lambda: Denoiser(ScoreMLP(64, seed=0))),
+        (
+            "U-Net 1x8x8 (base 32 channels)",
+            128,
+            64,
+            lambda: Denoiser(ScoreUNet((1, 8, 8), base_channels=32, seed=0)),
+        ),
     ]
 
 
-def measure(make, dim: int, batch: int, device: str, *, warmup: int, steps: int,
-            windows: int) -> tuple[float, list[float]]:
+def measure(
+    make, dim: int, batch: int, device: str, *, warmup: int, steps: int, windows: int
+) -> tuple[float, list[float]]:
     """Median samples/s over ``windows`` windows of ``steps`` training steps each."""
     data = np.random.default_rng(0).standard_normal((4096, dim))
     cfg = TrainConfig(steps=10**9, batch_size=batch, device=device, seed=0)
@@ -65,8 +69,7 @@ def measure(make, dim: int, batch: int, device: str, *, warmup: int, steps: int,
 
 def _machine(devices: list[str]) -> list[str]:
     lines = [
-        f"- torch {torch.__version__}, numpy {np.__version__}, Python "
-        f"{platform.python_version()}",
+        f"- torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}",
         f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
         f"torch default threads {torch.get_num_threads()}",
     ]
@@ -118,35 +121,38 @@ def main(argv: list[str] | None = None) -> int:
     for name, batch, dim, make in _cases():
         for device, threads in setups:
             torch.set_num_threads(threads)
-            med, rates = measure(make, dim, batch, device, warmup=args.warmup,
-                                 steps=args.steps, windows=args.windows)
+            med, rates = measure(
+                make, dim, batch, device, warmup=args.warmup, steps=args.steps, windows=args.windows
+            )
             spread = f"{min(rates):,.0f} - {max(rates):,.0f}"
             where = device if device == "cuda" else f"cpu, {threads} thread(s)"
             rows.append(f"| {name} | {batch} | {where} | {med:,.0f} | {spread} |")
             print(rows[-1], flush=True)
         torch.set_num_threads(default_threads)
 
-    text = "\n".join([
-        "# Training throughput (physdiff.nn)",
-        "",
-        "Written by `python -m benchmarks.bench_training` on "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}. One step = one call of the step that "
-        "`physdiff.nn.train` runs (minibatch, noise levels, forward, backward, gradient "
-        "clipping, AdamW, EMA), EDM parametrisation; median over "
-        f"{args.windows} windows of {args.steps} steps after {args.warmup} warm-up steps.",
-        "",
-        *header,
-        "",
-        "| case | batch | device | samples/s (median) | range over windows |",
-        "|---|---:|---|---:|---:|",
-        *rows,
-        "",
-        "On a shared machine other load disturbs the CPU numbers (see the load average). "
-        "With two OpenMP threads competing with other processes for two cores, small "
-        "matrix products can slow down by 10-100x; the one-thread rows are the robust "
-        "figure for small networks.",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Training throughput (physdiff.nn)",
+            "",
+            "Written by `python -m benchmarks.bench_training` on "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}. One step = one call of the step that "
+            "`physdiff.nn.train` runs (minibatch, noise levels, forward, backward, gradient "
+            "clipping, AdamW, EMA), EDM parametrisation; median over "
+            f"{args.windows} windows of {args.steps} steps after {args.warmup} warm-up steps.",
+            "",
+            *header,
+            "",
+            "| case | batch | device | samples/s (median) | range over windows |",
+            "|---|---:|---|---:|---:|",
+            *rows,
+            "",
+            "On a shared machine other load disturbs the CPU numbers (see the load average). "
+            "With two OpenMP threads competing with other processes for two cores, small "
+            "matrix products can slow down by 10-100x; the one-thread rows are the robust "
+            "figure for small networks.",
+            "",
+        ]
+    )
     _atomic_write(text, args.out)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -10,7 +10,10 @@ import pytest
 HEAVY = ("torch", "sympy", "matplotlib", "numba")
 
 
-@pytest.mark.parametrize("module", ["physdiff", "physdiff.cli", "physdiff.sampling", "physdiff.symmetry", "physdiff.data"])
+@pytest.mark.parametrize(
+    "module",
+    ["physdiff", "physdiff.cli", "physdiff.sampling", "physdiff.symmetry", "physdiff.data"],
+)
 def test_import_pulls_no_heavy_module(module):
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run(

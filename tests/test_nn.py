@@ -121,9 +121,11 @@ def _rel(a, b):
 def test_adapter_reproduces_exact_mixture(parametrisation):
     gm = _mixture()
     sd = 0.7
-    model = NetworkScoreModel(Denoiser(ExactMixtureNet(gm, parametrisation, sd),
-                                       parametrisation, sigma_data=sd), device="cpu",
-                              batch_size=16)
+    model = NetworkScoreModel(
+        Denoiser(ExactMixtureNet(gm, parametrisation, sd), parametrisation, sigma_data=sd),
+        device="cpu",
+        batch_size=16,
+    )
     assert isinstance(model, ScoreModel)
     assert model.dim == gm.dim and model.dtype == torch.float64
     y, delta = _queries(gm)
@@ -145,17 +147,20 @@ def test_adapter_reproduces_exact_mixture(parametrisation):
         assert _rel(model.in_frame(proc, t).eps(x), gm.in_frame(proc, t).eps(x)) < 1e-10
 
 
-@pytest.mark.parametrize("method,process", [("heun", "ou"), ("ddpm", "ddpm"),
-                                            ("euler-maruyama", "vp-linear")])
+@pytest.mark.parametrize(
+    "method,process", [("heun", "ou"), ("ddpm", "ddpm"), ("euler-maruyama", "vp-linear")]
+)
 def test_samplers_run_unchanged_on_the_adapter(method, process):
     from physdiff import sampling
 
     gm = _mixture()
     model = NetworkScoreModel(Denoiser(ExactMixtureNet(gm, "eps", 1.0), "eps"), device="cpu")
-    a = sampling.sample(gm, 30, np.random.default_rng(0), method=method, process=process,
-                        n_steps=15)
-    b = sampling.sample(model, 30, np.random.default_rng(0), method=method, process=process,
-                        n_steps=15)
+    a = sampling.sample(
+        gm, 30, np.random.default_rng(0), method=method, process=process, n_steps=15
+    )
+    b = sampling.sample(
+        model, 30, np.random.default_rng(0), method=method, process=process, n_steps=15
+    )
     np.testing.assert_allclose(b.samples, a.samples, rtol=1e-9, atol=1e-9)
 
 
@@ -194,21 +199,28 @@ def test_score_jacobian_of_a_network_matches_finite_differences():
     net = ScoreMLP(4, hidden=16, depth=2, n_classes=2, seed=1).double()
     with torch.no_grad():  # non-zero output layers so the Jacobian is not trivial
         for p in net.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0),
-                                     dtype=p.dtype))
+            p.add_(
+                0.3
+                * torch.randn(p.shape, generator=torch.Generator().manual_seed(0), dtype=p.dtype)
+            )
     model = NetworkScoreModel(Denoiser(net, "edm", 0.5), device="cpu", batch_size=7).conditional(1)
     rng = np.random.default_rng(0)
     y = rng.standard_normal((5, 4))
     delta = np.array([0.01, 0.1, 1.0, 3.0, 10.0])
     jac = model.score_jacobian(y, delta)
     h = 1e-6
-    fd = np.stack([(model.score(y + h * e, delta) - model.score(y - h * e, delta)) / (2 * h)
-                   for e in np.eye(4)], axis=2)
+    fd = np.stack(
+        [
+            (model.score(y + h * e, delta) - model.score(y - h * e, delta)) / (2 * h)
+            for e in np.eye(4)
+        ],
+        axis=2,
+    )
     np.testing.assert_allclose(jac, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
     # the direct score equals (D - y)/delta
-    np.testing.assert_allclose(model.score(y, delta),
-                               (model.denoise(y, delta) - y) / delta[:, None], rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        model.score(y, delta), (model.denoise(y, delta) - y) / delta[:, None], rtol=1e-9, atol=1e-12
+    )
 
 
 # -- networks and preconditioning -------------------------------------------------------------
@@ -237,8 +249,12 @@ def test_loss_is_weighted_denoising_error(parametrisation):
     delta = torch.exp(torch.randn(6, generator=g, dtype=torch.float64))
     sigma = torch.sqrt(delta)[:, None]
     dn = den(x0 + sigma * z, delta)
-    weight = {"edm": (sigma**2 + 0.64) / (sigma * 0.8) ** 2, "eps": 1 / sigma**2,
-              "score": 1 / sigma**2, "x0": torch.ones_like(sigma)}[parametrisation]
+    weight = {
+        "edm": (sigma**2 + 0.64) / (sigma * 0.8) ** 2,
+        "eps": 1 / sigma**2,
+        "score": 1 / sigma**2,
+        "x0": torch.ones_like(sigma),
+    }[parametrisation]
     expect = (weight * (dn - x0) ** 2).mean(1)
     torch.testing.assert_close(den.loss(x0, z, delta), expect, rtol=1e-10, atol=1e-12)
 
@@ -292,7 +308,7 @@ def test_unet_treats_batch_elements_independently():
     c = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64)
     full = u(x, c)
     for i in range(3):
-        torch.testing.assert_close(u(x[i:i + 1], c[i:i + 1]), full[i:i + 1])
+        torch.testing.assert_close(u(x[i : i + 1], c[i : i + 1]), full[i : i + 1])
     model = NetworkScoreModel(Denoiser(u), device="cpu", batch_size=100)
     jac = model.score_jacobian(x[:2].numpy(), 0.5)
     assert jac.shape == (2, 64, 64) and np.all(np.isfinite(jac))
@@ -336,8 +352,9 @@ class FakeUNet(torch.nn.Module):
     """Stands in for a diffusers UNet2DModel: the exact eps of N(0, s2 I) data under the
     scheduler's schedule, with ``log abar`` interpolated linearly at fractional steps."""
 
-    def __init__(self, abar: np.ndarray, s2: float, c=1, size=4, learned_variance=False,
-                 prediction="epsilon"):
+    def __init__(
+        self, abar: np.ndarray, s2: float, c=1, size=4, learned_variance=False, prediction="epsilon"
+    ):
         super().__init__()
         self.config = SimpleNamespace(sample_size=size, in_channels=c, num_class_embeds=None)
         self.log_abar = np.log(abar)
@@ -347,8 +364,9 @@ class FakeUNet(torch.nn.Module):
     def forward(self, x, t, class_labels=None):
         self.seen_t = t.detach().clone()
         tn = t.double().numpy()
-        abar = torch.from_numpy(np.exp(np.interp(tn, np.arange(self.log_abar.size),
-                                                 self.log_abar)))[:, None, None, None]
+        abar = torch.from_numpy(
+            np.exp(np.interp(tn, np.arange(self.log_abar.size), self.log_abar))
+        )[:, None, None, None]
         a, s = torch.sqrt(abar), torch.sqrt(1 - abar)
         x0 = a * self.s2 * x / (abar * self.s2 + s**2)  # E[x0 | x_t]
         eps = s * x / (abar * self.s2 + s**2)  # E[z | x_t]
@@ -360,17 +378,22 @@ class FakeUNet(torch.nn.Module):
 
 def _scheduler(prediction="epsilon"):
     betas = np.linspace(1e-4, 0.02, 1000)
-    return SimpleNamespace(alphas_cumprod=torch.tensor(np.cumprod(1 - betas)),
-                           config=SimpleNamespace(prediction_type=prediction))
+    return SimpleNamespace(
+        alphas_cumprod=torch.tensor(np.cumprod(1 - betas)),
+        config=SimpleNamespace(prediction_type=prediction),
+    )
 
 
-@pytest.mark.parametrize("prediction,learned", [("epsilon", False), ("epsilon", True),
-                                                ("sample", False), ("v_prediction", False)])
+@pytest.mark.parametrize(
+    "prediction,learned",
+    [("epsilon", False), ("epsilon", True), ("sample", False), ("v_prediction", False)],
+)
 def test_load_diffusers_with_fake_unet(prediction, learned):
     sched = _scheduler(prediction)
     s2 = 0.7
-    unet = FakeUNet(sched.alphas_cumprod.numpy(), s2, c=2, learned_variance=learned,
-                    prediction=prediction)
+    unet = FakeUNet(
+        sched.alphas_cumprod.numpy(), s2, c=2, learned_variance=learned, prediction=prediction
+    )
     model = load_diffusers(unet, sched, device="cpu")
     assert isinstance(model, ScoreModel) and model.dim == 2 * 4 * 4
     ddpm = DDPM()  # same linear schedule
@@ -380,13 +403,15 @@ def test_load_diffusers_with_fake_unet(prediction, learned):
     delta = np.array([ddpm.delta_of_step(k) for k in (0, 10, 250, 500, 999)] + [0.37])
     score = model.score(y, delta)
     np.testing.assert_allclose(score, -y / (s2 + delta[:, None]), rtol=1e-9)
-    np.testing.assert_allclose(model.denoise(y, delta), s2 * y / (s2 + delta[:, None]),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        model.denoise(y, delta), s2 * y / (s2 + delta[:, None]), rtol=1e-9, atol=1e-12
+    )
     np.testing.assert_allclose(unet.seen_t[:5].numpy(), [0, 10, 250, 500, 999], atol=1e-8)
     np.testing.assert_allclose(float(unet.seen_t[5]), ddpm.time_of_delta(0.37), rtol=1e-10)
     jac = model.score_jacobian(y[:2], 0.5)
-    np.testing.assert_allclose(jac, np.broadcast_to(-np.eye(model.dim) / (s2 + 0.5), jac.shape),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        jac, np.broadcast_to(-np.eye(model.dim) / (s2 + 0.5), jac.shape), atol=1e-10
+    )
     with pytest.raises(DomainError, match="alphas_cumprod"):
         model.score(y, 1e-6)
     with pytest.raises(DomainError, match="alphas_cumprod"):
@@ -408,8 +433,12 @@ def test_load_diffusers_rejects_foreign_objects():
 def test_load_diffusers_real_unet():
     diffusers = pytest.importorskip("diffusers")
     unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        layers_per_block=1, norm_num_groups=4,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
     ).eval()
@@ -424,5 +453,4 @@ def test_load_diffusers_real_unet():
     with torch.no_grad():
         xt = torch.tensor(y, dtype=torch.float32).reshape(3, 1, 8, 8) * math.sqrt(abar)
         eps = unet(xt, torch.full((3,), k)).sample.reshape(3, 64).double().numpy()
-    np.testing.assert_allclose(model.score(y, delta), -eps / math.sqrt(delta), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(model.score(y, delta), -eps / math.sqrt(delta), rtol=1e-4, atol=1e-5)

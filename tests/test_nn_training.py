@@ -37,8 +37,9 @@ def _two_gaussians() -> GaussianMixture:
 
 
 def _small_denoiser(dim=2, n_classes=None, parametrisation="edm", seed=0) -> Denoiser:
-    return Denoiser(ScoreMLP(dim, hidden=32, depth=2, n_classes=n_classes, seed=seed),
-                    parametrisation)
+    return Denoiser(
+        ScoreMLP(dim, hidden=32, depth=2, n_classes=n_classes, seed=seed), parametrisation
+    )
 
 
 def _weights(module) -> dict[str, torch.Tensor]:
@@ -65,8 +66,10 @@ def test_trained_mlp_recovers_the_mixture_score(parametrisation):
     for delta, tol in ((1.0, 0.2), (0.3, 0.25)):
         _, y = gm.sample_noised(4000, delta, rng)
         exact = gm.score(y, delta)
-        err = np.sqrt(np.mean(np.sum((model.score(y, delta) - exact) ** 2, axis=1))
-                      / np.mean(np.sum(exact**2, axis=1)))
+        err = np.sqrt(
+            np.mean(np.sum((model.score(y, delta) - exact) ** 2, axis=1))
+            / np.mean(np.sum(exact**2, axis=1))
+        )
         assert err < tol, (delta, err)
 
 
@@ -77,8 +80,12 @@ def test_seeded_runs_are_reproducible():
     b = train(_small_denoiser(), gm, cfg, progress=False)
     _assert_same_weights(a.denoiser, b.denoiser)
     np.testing.assert_array_equal(a.losses, b.losses)
-    c = train(_small_denoiser(), gm, TrainConfig(steps=30, batch_size=64, seed=4, device="cpu"),
-              progress=False)
+    c = train(
+        _small_denoiser(),
+        gm,
+        TrainConfig(steps=30, batch_size=64, seed=4, device="cpu"),
+        progress=False,
+    )
     assert not np.array_equal(a.losses, c.losses)
 
 
@@ -90,6 +97,7 @@ def _interrupt_at(step):
     def callback(k, loss):
         if k == step:
             raise _Interrupt(k)
+
     return callback
 
 
@@ -102,21 +110,41 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, source):
         data, labels = gm.sample_with_labels(100, np.random.default_rng(0))
         n_classes = 2
     # bit-exact on CPU (GPU kernels such as the embedding backward need not be deterministic)
-    cfg = TrainConfig(steps=40, batch_size=32, checkpoint_every=10, seed=7, p_uncond=0.3,
-                      device="cpu")
+    cfg = TrainConfig(
+        steps=40, batch_size=32, checkpoint_every=10, seed=7, p_uncond=0.3, device="cpu"
+    )
 
-    full = train(_small_denoiser(n_classes=n_classes), data, cfg, labels=labels,
-                 checkpoint_dir=tmp_path / "full", progress=False)
+    full = train(
+        _small_denoiser(n_classes=n_classes),
+        data,
+        cfg,
+        labels=labels,
+        checkpoint_dir=tmp_path / "full",
+        progress=False,
+    )
 
     with pytest.raises(_Interrupt):  # dies at step 25; the last checkpoint is step 20
-        train(_small_denoiser(n_classes=n_classes), data, cfg, labels=labels,
-              checkpoint_dir=tmp_path / "cut", progress=False, callback=_interrupt_at(25))
+        train(
+            _small_denoiser(n_classes=n_classes),
+            data,
+            cfg,
+            labels=labels,
+            checkpoint_dir=tmp_path / "cut",
+            progress=False,
+            callback=_interrupt_at(25),
+        )
     ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 20
     seen = []
-    resumed = train(_small_denoiser(n_classes=n_classes, seed=99), data, cfg, labels=labels,
-                    checkpoint_dir=tmp_path / "cut", progress=False,
-                    callback=lambda k, loss: seen.append(k))
+    resumed = train(
+        _small_denoiser(n_classes=n_classes, seed=99),
+        data,
+        cfg,
+        labels=labels,
+        checkpoint_dir=tmp_path / "cut",
+        progress=False,
+        callback=lambda k, loss: seen.append(k),
+    )
     assert seen == list(range(21, 41))
     assert resumed.steps == 40
     _assert_same_weights(resumed.denoiser, full.denoiser)
@@ -130,8 +158,14 @@ def test_finished_run_is_reused_and_loadable(tmp_path):
     cfg = TrainConfig(steps=12, batch_size=16, checkpoint_every=5, seed=0, device="cpu")
     first = train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path, progress=False)
     calls = []
-    again = train(_small_denoiser(seed=5), gm, cfg, checkpoint_dir=tmp_path, progress=False,
-                  callback=lambda k, loss: calls.append(k))
+    again = train(
+        _small_denoiser(seed=5),
+        gm,
+        cfg,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        callback=lambda k, loss: calls.append(k),
+    )
     assert calls == [] and again.steps == 12
     _assert_same_weights(again.denoiser, first.denoiser)
     loaded = load_checkpoint(tmp_path, _small_denoiser(seed=6))
@@ -139,10 +173,13 @@ def test_finished_run_is_reused_and_loadable(tmp_path):
     raw = load_checkpoint(tmp_path / "checkpoint.pt", _small_denoiser(seed=6), ema=False)
     _assert_same_weights(raw, first.raw)
     # a longer run continues from the finished one
-    longer = train(_small_denoiser(), gm, TrainConfig(steps=15, batch_size=16,
-                                                      checkpoint_every=5, seed=0,
-                                                      device="cpu"),
-                   checkpoint_dir=tmp_path, progress=False)
+    longer = train(
+        _small_denoiser(),
+        gm,
+        TrainConfig(steps=15, batch_size=16, checkpoint_every=5, seed=0, device="cpu"),
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert longer.steps == 15 and longer.losses.shape == (15,)
     np.testing.assert_array_equal(longer.losses[:12], first.losses)
 
@@ -163,8 +200,13 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(InputError, match="'eps'"):
         load_checkpoint(tmp_path / "a", _small_denoiser(parametrisation="eps"))
     with pytest.raises(InputError, match="seed"):
-        train(_small_denoiser(), gm, TrainConfig(steps=4, batch_size=8, seed=1),
-              checkpoint_dir=tmp_path / "a", progress=False)
+        train(
+            _small_denoiser(),
+            gm,
+            TrainConfig(steps=4, batch_size=8, seed=1),
+            checkpoint_dir=tmp_path / "a",
+            progress=False,
+        )
 
 
 def test_bad_training_input():
@@ -177,11 +219,15 @@ def test_bad_training_input():
     with pytest.raises(ShapeError, match="data"):
         train(_small_denoiser(), np.zeros((10, 3)), cfg, progress=False)
     with pytest.raises(InputError, match="unconditional"):
-        train(_small_denoiser(), np.zeros((10, 2)), cfg, labels=np.zeros(10, int),
-              progress=False)
+        train(_small_denoiser(), np.zeros((10, 2)), cfg, labels=np.zeros(10, int), progress=False)
     with pytest.raises(InputError, match="labels"):
-        train(_small_denoiser(n_classes=2), np.zeros((10, 2)), cfg, labels=np.full(10, 2),
-              progress=False)
+        train(
+            _small_denoiser(n_classes=2),
+            np.zeros((10, 2)),
+            cfg,
+            labels=np.full(10, 2),
+            progress=False,
+        )
     with pytest.raises(InputError, match="process"):
         TrainConfig(process="brownian")
     with pytest.raises(InputError, match="lr"):
@@ -196,8 +242,12 @@ def test_bad_training_input():
 @pytest.mark.parametrize("process", ["ddpm", "vp-linear", "ou", "ve"])
 def test_training_under_each_process(process):
     gm = _two_gaussians()
-    res = train(_small_denoiser(parametrisation="eps"), gm,
-                TrainConfig(steps=5, batch_size=32, process=process), progress=False)
+    res = train(
+        _small_denoiser(parametrisation="eps"),
+        gm,
+        TrainConfig(steps=5, batch_size=32, process=process),
+        progress=False,
+    )
     assert np.all(np.isfinite(res.losses))
 
 
@@ -206,8 +256,14 @@ def test_conditional_unet_on_small_images(tmp_path):
     x = rng.standard_normal((40, 64))
     labels = rng.integers(0, 3, 40)
     den = Denoiser(ScoreUNet((1, 8, 8), base_channels=8, n_classes=3, seed=0))
-    res = train(den, x, TrainConfig(steps=6, batch_size=8, checkpoint_every=3),
-                labels=labels, checkpoint_dir=tmp_path, progress=True)
+    res = train(
+        den,
+        x,
+        TrainConfig(steps=6, batch_size=8, checkpoint_every=3),
+        labels=labels,
+        checkpoint_dir=tmp_path,
+        progress=True,
+    )
     assert np.all(np.isfinite(res.losses)) and res.samples_per_second > 0
     model = NetworkScoreModel(res.denoiser, device="cpu")
     assert model.conditional(2).score(x[:3], 0.5).shape == (3, 64)

@@ -43,11 +43,19 @@ class NetworkScoreModel:
         score_jacobian(y, delta) = d score / dy                by autograd, (n, d, d)
     """
 
-    def __init__(self, denoiser: nn.Module, *, device: str | torch.device = "auto",
-                 batch_size: int = 4096, label: int | None = None):
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        *,
+        device: str | torch.device = "auto",
+        batch_size: int = 4096,
+        label: int | None = None,
+    ):
         if not isinstance(denoiser, nn.Module):
-            raise InputError(f"denoiser must be a torch.nn.Module (a physdiff.nn.Denoiser); "
-                             f"got {type(denoiser).__name__}")
+            raise InputError(
+                f"denoiser must be a torch.nn.Module (a physdiff.nn.Denoiser); "
+                f"got {type(denoiser).__name__}"
+            )
         try:
             dim = int(denoiser.dim)
         except AttributeError:
@@ -119,14 +127,14 @@ class NetworkScoreModel:
         out = np.empty((n, d, d))
         per = max(1, self.batch_size // d)
         for s in range(0, n, per):
-            yt, dt, lab = self._tensors(y[s:s + per], dl[s:s + per], rep=d)
+            yt, dt, lab = self._tensors(y[s : s + per], dl[s : s + per], rep=d)
             m = yt.shape[0] // d
             with torch.enable_grad():
                 yt.requires_grad_(True)
                 sc = self._score_fn(yt, dt, lab).reshape(m, d, d)
                 sel = torch.diagonal(sc, dim1=1, dim2=2).sum()
                 (g,) = torch.autograd.grad(sel, yt)
-            out[s:s + m] = g.reshape(m, d, d).double().cpu().numpy()
+            out[s : s + m] = g.reshape(m, d, d).double().cpu().numpy()
         return out
 
     def log_density(self, y, delta) -> np.ndarray:
@@ -139,8 +147,10 @@ class NetworkScoreModel:
 
     def __repr__(self) -> str:
         lab = "" if self._label is None else f", label={self._label}"
-        return (f"NetworkScoreModel({type(self.denoiser).__name__}, dim={self._dim}, "
-                f"device={self.device}{lab})")
+        return (
+            f"NetworkScoreModel({type(self.denoiser).__name__}, dim={self._dim}, "
+            f"device={self.device}{lab})"
+        )
 
     # -- internals ---------------------------------------------------------------------------
     def _score_fn(self, yt: torch.Tensor, dt: torch.Tensor, lab) -> torch.Tensor:
@@ -169,6 +179,6 @@ class NetworkScoreModel:
         out = np.empty(y.shape, dtype=np.float64)
         with torch.no_grad():
             for s in range(0, y.shape[0], self.batch_size):
-                yt, dt, lab = self._tensors(y[s:s + self.batch_size], dl[s:s + self.batch_size])
-                out[s:s + yt.shape[0]] = fn(yt, dt, lab).double().cpu().numpy()
+                yt, dt, lab = self._tensors(y[s : s + self.batch_size], dl[s : s + self.batch_size])
+                out[s : s + yt.shape[0]] = fn(yt, dt, lab).double().cpu().numpy()
         return out

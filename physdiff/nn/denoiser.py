@@ -77,8 +77,9 @@ class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, parametrisation: str = "edm", sigma_data: float = 1.0):
         super().__init__()
         if parametrisation not in PARAMETRISATIONS:
-            raise InputError(f"parametrisation must be one of {PARAMETRISATIONS}; "
-                             f"got {parametrisation!r}")
+            raise InputError(
+                f"parametrisation must be one of {PARAMETRISATIONS}; got {parametrisation!r}"
+            )
         sd = float(sigma_data)
         if not (math.isfinite(sd) and sd > 0):
             raise InputError(f"sigma_data must lie in (0, inf); got {sigma_data!r}")
@@ -129,32 +130,38 @@ class Denoiser(nn.Module):
         if delta.numel() == 1:
             return delta.reshape(1).expand(y.shape[0])
         if delta.numel() != y.shape[0]:
-            raise ShapeError(f"delta must be a scalar or have shape ({y.shape[0]},); "
-                             f"got shape {tuple(delta.shape)}")
+            raise ShapeError(
+                f"delta must be a scalar or have shape ({y.shape[0]},); "
+                f"got shape {tuple(delta.shape)}"
+            )
         return delta.reshape(-1)
 
-    def raw(self, y: torch.Tensor, delta, labels: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, Coefficients]:
+    def raw(
+        self, y: torch.Tensor, delta, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Coefficients]:
         """The network output ``F(c_in y, c_noise, labels)`` and the coefficients."""
         delta = self._delta_column(delta, y)
         co = self.coefficients(delta)
         return self.net(co.c_in * y, co.c_noise, labels), co
 
-    def forward(self, y: torch.Tensor, delta, labels: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, delta, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``D(y, delta) ~ E[x0 | y]``, shape ``(B, d)``."""
         f, co = self.raw(y, delta, labels)
         return co.c_skip * y + co.c_out * f.to(y.dtype)
 
-    def score(self, y: torch.Tensor, delta, labels: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def score(self, y: torch.Tensor, delta, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``grad log p_delta(y) ~ (c_out F - (1 - c_skip) y)/delta`` (Tweedie, no cancellation)."""
         delta = self._delta_column(delta, y)
         f, co = self.raw(y, delta, labels)
         return (co.c_out * f.to(y.dtype) - co.one_minus_c_skip * y) / delta[:, None]
 
-    def loss(self, x0: torch.Tensor, noise: torch.Tensor, delta: torch.Tensor,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        x0: torch.Tensor,
+        noise: torch.Tensor,
+        delta: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Per-sample weighted denoising loss ``lambda(sigma) |D(y) - x0|^2 / d``, ``(B,)``.
 
         ``y = x0 + sigma noise``; the residual ``D - x0 = c_out F + c_skip sigma z

@@ -42,8 +42,10 @@ class DiffusersDenoiser(nn.Module):
         super().__init__()
         cfg = getattr(unet, "config", None)
         if cfg is None or not hasattr(cfg, "sample_size") or not hasattr(cfg, "in_channels"):
-            raise InputError("unet must have .config.sample_size and .config.in_channels "
-                             "(a diffusers UNet2DModel)")
+            raise InputError(
+                "unet must have .config.sample_size and .config.in_channels "
+                "(a diffusers UNet2DModel)"
+            )
         size = cfg.sample_size
         h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
         c = int(cfg.in_channels)
@@ -53,10 +55,16 @@ class DiffusersDenoiser(nn.Module):
         abar = getattr(scheduler, "alphas_cumprod", None)
         if abar is None:
             raise InputError("scheduler must have .alphas_cumprod (a diffusers DDPMScheduler)")
-        abar = np.asarray(torch.as_tensor(abar).detach().cpu().double().numpy(),
-                          dtype=np.float64).reshape(-1)
-        if abar.size < 2 or not np.all(np.isfinite(abar)) or np.any(abar <= 0) \
-                or np.any(abar >= 1) or np.any(np.diff(abar) >= 0):
+        abar = np.asarray(
+            torch.as_tensor(abar).detach().cpu().double().numpy(), dtype=np.float64
+        ).reshape(-1)
+        if (
+            abar.size < 2
+            or not np.all(np.isfinite(abar))
+            or np.any(abar <= 0)
+            or np.any(abar >= 1)
+            or np.any(np.diff(abar) >= 0)
+        ):
             raise InputError("scheduler.alphas_cumprod must be strictly decreasing in (0, 1)")
         pred = getattr(getattr(scheduler, "config", None), "prediction_type", "epsilon")
         if pred not in _PREDICTIONS:
@@ -129,13 +137,20 @@ class DiffusersDenoiser(nn.Module):
         return -out / torch.sqrt(delta)[:, None]
 
 
-def load_diffusers(unet, scheduler, *, device: str | torch.device = "auto",
-                   batch_size: int = 256, label: int | None = None) -> NetworkScoreModel:
+def load_diffusers(
+    unet,
+    scheduler,
+    *,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    label: int | None = None,
+) -> NetworkScoreModel:
     """A diffusers ``UNet2DModel`` + ``DDPMScheduler`` as a :class:`NetworkScoreModel`.
 
     Queries are in physdiff's VE frame on flattened images ``(n, C*H*W)``; see the module
     docstring for the conversion. ``label`` passes ``class_labels`` to a class-conditional
     UNet. Nothing is downloaded: build or load the UNet yourself.
     """
-    return NetworkScoreModel(DiffusersDenoiser(unet, scheduler), device=device,
-                             batch_size=batch_size, label=label)
+    return NetworkScoreModel(
+        DiffusersDenoiser(unet, scheduler), device=device, batch_size=batch_size, label=label
+    )

@@ -74,13 +74,15 @@ class NoiseEmbedding(nn.Module):
         return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
 
 
-def _labels_or_null(labels: torch.Tensor | None, n_classes: int | None, batch: int,
-                    device: torch.device) -> torch.Tensor | None:
+def _labels_or_null(
+    labels: torch.Tensor | None, n_classes: int | None, batch: int, device: torch.device
+) -> torch.Tensor | None:
     """Class indices ``(B,)`` with ``n_classes`` standing for the null label."""
     if n_classes is None:
         if labels is not None:
-            raise InputError("labels were given to a network built without n_classes "
-                             "(an unconditional network)")
+            raise InputError(
+                "labels were given to a network built without n_classes (an unconditional network)"
+            )
         return None
     if labels is None:
         return torch.full((batch,), n_classes, dtype=torch.long, device=device)
@@ -100,8 +102,9 @@ class _Conditioning(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(embed_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.classes = nn.Embedding(n_classes + 1, width) if n_classes is not None else None
 
-    def forward(self, c_noise: torch.Tensor, labels: torch.Tensor | None,
-                batch: int) -> torch.Tensor:
+    def forward(
+        self, c_noise: torch.Tensor, labels: torch.Tensor | None, batch: int
+    ) -> torch.Tensor:
         emb = self.mlp(self.noise(c_noise).to(self.mlp[0].weight.dtype))
         if emb.shape[0] == 1 and batch != 1:
             emb = emb.expand(batch, -1)
@@ -144,9 +147,16 @@ class ScoreMLP(nn.Module):
     ``n_classes`` or ``labels=None`` is the null label).
     """
 
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 4,
-                 n_classes: int | None = None, embed_dim: int = 64, *,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 256,
+        depth: int = 4,
+        n_classes: int | None = None,
+        embed_dim: int = 64,
+        *,
+        seed: int | None = None,
+    ):
         super().__init__()
         self.dim = integer(dim, "dim", 1, 1 << 24)
         self.hidden = integer(hidden, "hidden", 1, 1 << 20)
@@ -159,8 +169,9 @@ class ScoreMLP(nn.Module):
             self.out_norm = nn.LayerNorm(self.hidden)
             self.out = _zero(nn.Linear(self.hidden, self.dim))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ShapeError(f"x must have shape (B, {self.dim}); got {tuple(x.shape)}")
         emb = self.cond(c_noise, labels, x.shape[0])
@@ -207,8 +218,9 @@ class _Attention(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        out = F_.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                              v.transpose(1, 2))
+        out = F_.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
         return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
 
 
@@ -227,26 +239,37 @@ class ScoreUNet(nn.Module):
     with ``c = base_channels``. Sized for 8x8 to 32x32 images.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], base_channels: int = 32,
-                 n_classes: int | None = None, *, embed_dim: int | None = None,
-                 attention: bool = True, seed: int | None = None):
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        base_channels: int = 32,
+        n_classes: int | None = None,
+        *,
+        embed_dim: int | None = None,
+        attention: bool = True,
+        seed: int | None = None,
+    ):
         super().__init__()
         shape = tuple(int(s) for s in image_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ShapeError(f"image_shape must be (C, H, W) with positive sizes; got "
-                             f"{image_shape!r}")
+            raise ShapeError(
+                f"image_shape must be (C, H, W) with positive sizes; got {image_shape!r}"
+            )
         c_img, h, w = shape
         if h % 2 or w % 2 or h < 4 or w < 4:
-            raise InputError(f"image height and width must be even and >= 4 (the U-Net halves "
-                             f"them once); got {h}x{w}")
+            raise InputError(
+                f"image height and width must be even and >= 4 (the U-Net halves "
+                f"them once); got {h}x{w}"
+            )
         self.image_shape: tuple[int, int, int] = (c_img, h, w)
         self.dim = c_img * h * w
         self.n_classes = _check_classes(n_classes)
         c = integer(base_channels, "base_channels", 1, 1 << 14)
         emb_dim = 4 * c
         with _seeded(seed):
-            self.cond = _Conditioning(2 * ((c + 1) // 2) if embed_dim is None else embed_dim,
-                                      emb_dim, self.n_classes)
+            self.cond = _Conditioning(
+                2 * ((c + 1) // 2) if embed_dim is None else embed_dim, emb_dim, self.n_classes
+            )
             self.conv_in = nn.Conv2d(c_img, c, 3, padding=1)
             self.enc0 = _ResBlock(c, c, emb_dim)
             self.down = nn.Conv2d(c, c, 3, stride=2, padding=1)
@@ -262,11 +285,14 @@ class ScoreUNet(nn.Module):
             self.out_norm = nn.GroupNorm(_groups(c), c)
             self.out = _zero(nn.Conv2d(c, c_img, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ShapeError(f"x must have shape (B, {self.dim}) (flattened {self.image_shape} "
-                             f"images); got {tuple(x.shape)}")
+            raise ShapeError(
+                f"x must have shape (B, {self.dim}) (flattened {self.image_shape} "
+                f"images); got {tuple(x.shape)}"
+            )
         b = x.shape[0]
         emb = self.cond(c_noise, labels, b)
         h0 = self.enc0(self.conv_in(x.reshape(b, *self.image_shape)), emb)

@@ -40,14 +40,31 @@ from ..processes import DDPM, EDM, Process, get_process
 from ._device import default_device
 from .denoiser import Denoiser
 
-__all__ = ["TrainConfig", "TrainResult", "train", "load_checkpoint", "sample_delta",
-           "CHECKPOINT_NAME"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "load_checkpoint",
+    "sample_delta",
+    "CHECKPOINT_NAME",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "physdiff.nn.checkpoint/1"
 # Fields that decide the trajectory: a resumed run must agree with the checkpoint on them.
-_TRAJECTORY_FIELDS = ("batch_size", "lr", "ema_decay", "seed", "process", "p_uncond",
-                      "weight_decay", "grad_clip", "p_mean", "p_std", "t_eps")
+_TRAJECTORY_FIELDS = (
+    "batch_size",
+    "lr",
+    "ema_decay",
+    "seed",
+    "process",
+    "p_uncond",
+    "weight_decay",
+    "grad_clip",
+    "p_mean",
+    "p_std",
+    "t_eps",
+)
 
 
 @dataclass(frozen=True)
@@ -115,11 +132,16 @@ class TrainConfig:
 
 def _in_range(x, name, lo, hi, *, low_open=False, high_open=False):
     v = float(x)
-    ok = (math.isfinite(v) and (v > lo if low_open else v >= lo)
-          and (v < hi if high_open else v <= hi))
+    ok = (
+        math.isfinite(v)
+        and (v > lo if low_open else v >= lo)
+        and (v < hi if high_open else v <= hi)
+    )
     if not ok:
-        raise InputError(f"{name} must lie in {'(' if low_open else '['}{lo:g}, {hi:g}"
-                         f"{')' if high_open else ']'}; got {x!r}")
+        raise InputError(
+            f"{name} must lie in {'(' if low_open else '['}{lo:g}, {hi:g}"
+            f"{')' if high_open else ']'}; got {x!r}"
+        )
 
 
 @dataclass
@@ -143,9 +165,15 @@ class TrainResult:
 
 
 # -- noise levels ---------------------------------------------------------------------------
-def sample_delta(process: str | Process, n: int, generator: torch.Generator, *,
-                 p_mean: float = -1.2, p_std: float = 1.2, t_eps: float = 1e-5
-                 ) -> torch.Tensor:
+def sample_delta(
+    process: str | Process,
+    n: int,
+    generator: torch.Generator,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    t_eps: float = 1e-5,
+) -> torch.Tensor:
     """``n`` training noise-to-signal variances (float64, CPU), drawn as the process trains.
 
     * :class:`~physdiff.processes.EDM`: ``log sigma ~ N(p_mean, p_std^2)``, ``delta = sigma^2``
@@ -157,8 +185,7 @@ def sample_delta(process: str | Process, n: int, generator: torch.Generator, *,
     """
     proc = get_process(process)
     if isinstance(proc, EDM):
-        sigma = torch.exp(p_mean + p_std * torch.randn(n, generator=generator,
-                                                       dtype=torch.float64))
+        sigma = torch.exp(p_mean + p_std * torch.randn(n, generator=generator, dtype=torch.float64))
         return sigma * sigma
     if isinstance(proc, DDPM):
         k = torch.randint(0, proc.n_steps, (n,), generator=generator)
@@ -179,49 +206,64 @@ class _Batches:
         self.n_classes = n_classes
         self.ensemble = None
         self.with_labels = False
-        if isinstance(data, Ensemble) or (hasattr(data, "sample") and hasattr(data, "dim")
-                                          and not isinstance(data, np.ndarray)):
+        if isinstance(data, Ensemble) or (
+            hasattr(data, "sample") and hasattr(data, "dim") and not isinstance(data, np.ndarray)
+        ):
             if int(data.dim) != dim:
-                raise ShapeError(f"data is an ensemble in R^{data.dim} but the network works "
-                                 f"in R^{dim}")
+                raise ShapeError(
+                    f"data is an ensemble in R^{data.dim} but the network works in R^{dim}"
+                )
             if labels is not None:
-                raise InputError("labels must be None when data is an ensemble (a "
-                                 "conditional network draws them with "
-                                 "ensemble.sample_with_labels)")
+                raise InputError(
+                    "labels must be None when data is an ensemble (a "
+                    "conditional network draws them with "
+                    "ensemble.sample_with_labels)"
+                )
             self.ensemble = data
             if n_classes is not None:
                 if not hasattr(data, "sample_with_labels"):
-                    raise InputError(f"a class-conditional network needs labelled data; "
-                                     f"{type(data).__name__} has no sample_with_labels")
+                    raise InputError(
+                        f"a class-conditional network needs labelled data; "
+                        f"{type(data).__name__} has no sample_with_labels"
+                    )
                 self.with_labels = True
             return
         arr = np.asarray(data)
         if arr.dtype == object or arr.dtype.kind not in "biuf":
-            raise InputError(f"data must be a numeric array (n, d) or an Ensemble; got "
-                             f"{type(data).__name__} of dtype {arr.dtype}")
+            raise InputError(
+                f"data must be a numeric array (n, d) or an Ensemble; got "
+                f"{type(data).__name__} of dtype {arr.dtype}"
+            )
         arr = finite_array(arr, "data")
         if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 1:
-            raise ShapeError(f"data must have shape (n, {dim}) with n >= 1 (the network works "
-                             f"in R^{dim}); got shape {arr.shape}")
+            raise ShapeError(
+                f"data must have shape (n, {dim}) with n >= 1 (the network works "
+                f"in R^{dim}); got shape {arr.shape}"
+            )
         self.n = arr.shape[0]
         self.x = torch.as_tensor(arr, dtype=torch.float32, device=device)
         self.y = None
         if labels is not None:
             if n_classes is None:
-                raise InputError("labels were given but the network is unconditional "
-                                 "(build it with n_classes)")
+                raise InputError(
+                    "labels were given but the network is unconditional (build it with n_classes)"
+                )
             lab = np.asarray(labels)
             if lab.shape != (self.n,):
-                raise ShapeError(f"labels must have shape ({self.n},) (one per row of data); "
-                                 f"got shape {lab.shape}")
+                raise ShapeError(
+                    f"labels must have shape ({self.n},) (one per row of data); "
+                    f"got shape {lab.shape}"
+                )
             if lab.dtype.kind not in "iu":
                 labf = finite_array(lab, "labels")
                 if np.any(labf != np.round(labf)):
                     raise InputError("labels must be integers")
                 lab = labf.astype(np.int64)
             if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
-                raise InputError(f"labels must lie in [0, {n_classes - 1}] (n_classes = "
-                                 f"{n_classes}); got values in [{lab.min()}, {lab.max()}]")
+                raise InputError(
+                    f"labels must lie in [0, {n_classes - 1}] (n_classes = "
+                    f"{n_classes}); got values in [{lab.min()}, {lab.max()}]"
+                )
             self.y = torch.as_tensor(lab.astype(np.int64), device=device)
             self.with_labels = True
 
@@ -229,8 +271,10 @@ class _Batches:
         if self.ensemble is not None:
             if self.with_labels:
                 x, lab = self.ensemble.sample_with_labels(batch, rng)
-                return (torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device),
-                        torch.as_tensor(np.asarray(lab), dtype=torch.long, device=self.device))
+                return (
+                    torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device),
+                    torch.as_tensor(np.asarray(lab), dtype=torch.long, device=self.device),
+                )
             x = self.ensemble.sample(batch, rng)
             return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device), None
         idx = torch.from_numpy(rng.integers(0, self.n, size=batch)).to(self.device)
@@ -268,8 +312,9 @@ def _read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"
 
 
 def _check_denoiser_matches(ck: dict, denoiser: Denoiser, where: str) -> None:
-    if (ck["parametrisation"] != denoiser.parametrisation
-            or not math.isclose(ck["sigma_data"], denoiser.sigma_data, rel_tol=1e-12)):
+    if ck["parametrisation"] != denoiser.parametrisation or not math.isclose(
+        ck["sigma_data"], denoiser.sigma_data, rel_tol=1e-12
+    ):
         raise InputError(
             f"checkpoint {where} holds a {ck['parametrisation']!r} denoiser with sigma_data="
             f"{ck['sigma_data']:g}; the denoiser given is {denoiser.parametrisation!r} with "
@@ -281,12 +326,12 @@ def _load_state(module: torch.nn.Module, state: dict, where: str) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"checkpoint {where} does not fit this network "
-                         f"(different architecture?): {exc}") from None
+        raise InputError(
+            f"checkpoint {where} does not fit this network (different architecture?): {exc}"
+        ) from None
 
 
-def load_checkpoint(path: str | os.PathLike, denoiser: Denoiser, *, ema: bool = True
-                    ) -> Denoiser:
+def load_checkpoint(path: str | os.PathLike, denoiser: Denoiser, *, ema: bool = True) -> Denoiser:
     """Load a checkpoint written by :func:`train` into ``denoiser`` (same architecture).
 
     ``path`` is the checkpoint file or the ``checkpoint_dir`` holding it. ``ema=True`` loads
@@ -307,11 +352,17 @@ class _Trainer:
     Exposed (privately) so that ``benchmarks/bench_training.py`` times exactly this step.
     """
 
-    def __init__(self, denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig,
-                 labels: np.ndarray | None = None):
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        data: np.ndarray | Ensemble,
+        config: TrainConfig,
+        labels: np.ndarray | None = None,
+    ):
         if not isinstance(denoiser, Denoiser):
-            raise InputError(f"denoiser must be a physdiff.nn.Denoiser; got "
-                             f"{type(denoiser).__name__}")
+            raise InputError(
+                f"denoiser must be a physdiff.nn.Denoiser; got {type(denoiser).__name__}"
+            )
         if not isinstance(config, TrainConfig):
             raise InputError(f"config must be a TrainConfig; got {type(config).__name__}")
         self.config = config
@@ -323,8 +374,13 @@ class _Trainer:
         self.process = get_process(config.process)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
-                                     weight_decay=config.weight_decay)
+        self.opt = torch.optim.AdamW(
+            self.params,
+            lr=config.lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            weight_decay=config.weight_decay,
+        )
         self.gen = torch.Generator(device="cpu").manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
@@ -336,8 +392,14 @@ class _Trainer:
     def one_step(self) -> torch.Tensor:
         cfg = self.config
         x0, lab = self.batches(cfg.batch_size, self.rng)
-        delta = sample_delta(self.process, cfg.batch_size, self.gen, p_mean=cfg.p_mean,
-                             p_std=cfg.p_std, t_eps=cfg.t_eps)
+        delta = sample_delta(
+            self.process,
+            cfg.batch_size,
+            self.gen,
+            p_mean=cfg.p_mean,
+            p_std=cfg.p_std,
+            t_eps=cfg.t_eps,
+        )
         noise = torch.randn(x0.shape, generator=self.gen, dtype=torch.float32)
         if self.n_classes is not None:
             drop = torch.rand(cfg.batch_size, generator=self.gen) < cfg.p_uncond
@@ -346,8 +408,9 @@ class _Trainer:
             lab = null if lab is None else torch.where(drop, null, lab)
         delta = delta.to(device=self.device, dtype=torch.float32)
         noise = noise.to(self.device)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                            enabled=self.use_amp):
+        with torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp
+        ):
             loss = self.model.loss(x0, noise, delta, lab).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -376,8 +439,10 @@ class _Trainer:
             new = torch.stack(self.losses).double().cpu().numpy()
             if not np.all(np.isfinite(new)):
                 bad = self.step - len(new) + int(np.argmin(np.isfinite(new)))
-                raise PhysdiffError(f"the training loss became non-finite at step {bad + 1}; "
-                                    "lower lr or check the data scaling")
+                raise PhysdiffError(
+                    f"the training loss became non-finite at step {bad + 1}; "
+                    "lower lr or check the data scaling"
+                )
             self.past_losses = np.concatenate([self.past_losses, new])
             self.losses = []
         return self.past_losses
@@ -404,15 +469,20 @@ class _Trainer:
     def restore(self, ck: dict, where: str) -> None:
         _check_denoiser_matches(ck, self.model, where)
         mine = self.config.trajectory_key()
-        diff = {k: (ck["trajectory"].get(k), v) for k, v in mine.items()
-                if ck["trajectory"].get(k) != v}
+        diff = {
+            k: (ck["trajectory"].get(k), v) for k, v in mine.items() if ck["trajectory"].get(k) != v
+        }
         if diff:
             text = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
-            raise InputError(f"checkpoint {where} was written by a run with other settings "
-                             f"({text}); use a fresh checkpoint_dir or the same config")
+            raise InputError(
+                f"checkpoint {where} was written by a run with other settings "
+                f"({text}); use a fresh checkpoint_dir or the same config"
+            )
         if int(ck["step"]) > self.config.steps:
-            raise InputError(f"checkpoint {where} is at step {int(ck['step'])}, beyond "
-                             f"config.steps = {self.config.steps}")
+            raise InputError(
+                f"checkpoint {where} is at step {int(ck['step'])}, beyond "
+                f"config.steps = {self.config.steps}"
+            )
         _load_state(self.model, ck["model"], where)
         _load_state(self.ema, ck["ema"], where)
         self.opt.load_state_dict(ck["optimizer"])
@@ -424,10 +494,16 @@ class _Trainer:
         self.seconds = float(ck["seconds"])
 
 
-def train(denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig, *,
-          labels: np.ndarray | None = None,
-          checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+def train(
+    denoiser: Denoiser,
+    data: np.ndarray | Ensemble,
+    config: TrainConfig,
+    *,
+    labels: np.ndarray | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train ``denoiser`` by denoising score matching (module docstring) for ``config.steps``.
 
     ``data``: an array ``(n, d)`` (minibatches drawn with replacement) or a physdiff
@@ -456,8 +532,15 @@ def train(denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig, 
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, initial=tr.step, disable=not progress, desc="train",
-               unit="step", dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=config.steps,
+        initial=tr.step,
+        disable=not progress,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
     refresh = max(1, min(50, config.steps // 100 or 1))
     try:
         t0 = time.perf_counter()
@@ -472,8 +555,9 @@ def train(denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig, 
                     tr.all_losses()  # raises, naming the step
                 if progress:
                     bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
-            if ck_path is not None and (tr.step % config.checkpoint_every == 0
-                                        or tr.step == config.steps):
+            if ck_path is not None and (
+                tr.step % config.checkpoint_every == 0 or tr.step == config.steps
+            ):
                 now = time.perf_counter()
                 tr.seconds += now - t_mark
                 t_mark = now
@@ -489,6 +573,13 @@ def train(denoiser: Denoiser, data: np.ndarray | Ensemble, config: TrainConfig, 
     ema = tr.ema
     raw = tr.model.eval()
     sps = tr.step * config.batch_size / tr.seconds if tr.seconds > 0 else float("nan")
-    return TrainResult(denoiser=ema, raw=raw, losses=losses, steps=tr.step,
-                       seconds=tr.seconds, samples_per_second=sps, config=config,
-                       checkpoint=ck_path)
+    return TrainResult(
+        denoiser=ema,
+        raw=raw,
+        losses=losses,
+        steps=tr.step,
+        seconds=tr.seconds,
+        samples_per_second=sps,
+        config=config,
+        checkpoint=ck_path,
+    )
