@@ -163,7 +163,7 @@ def collapse_delta(n, spectrum, *, tol: float = 1e-13):
         lo = np.where(g > 0, u, lo)
         hi = np.where(g > 0, hi, u)
         u_new = u - g / dg
-        bad = ~((u_new > lo) & (u_new < hi))
+        bad = ~((u_new >= lo) & (u_new <= hi))  # keep a Newton step that lands on a bracket end
         u_new = np.where(bad, 0.5 * (lo + hi), u_new)
         done = np.abs(u_new - u) <= tol
         u = u_new
