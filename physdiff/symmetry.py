@@ -392,6 +392,14 @@ def bifurcation_diagram(
     return BifurcationDiagram(deltas, np.split(roots, cut), np.split(J, cut))
 
 
+def _stability_eigenvalues(A: np.ndarray) -> np.ndarray:
+    """Sorted real parts of the eigenvalues of a stability matrix (a network's Jacobian
+    need not be symmetric, so ``eigvalsh``, which reads one triangle, would be wrong)."""
+    if np.allclose(A, A.T, rtol=1e-10, atol=1e-12 * (1 + np.abs(A).max())):
+        return np.linalg.eigvalsh(0.5 * (A + A.T))
+    return np.sort(np.linalg.eigvals(A).real)
+
+
 def find_fixed_point(
     model: ScoreModel, y0, delta: float, c: float = 0.0, *, tol: float = 1e-12, max_iter: int = 100
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -418,7 +426,7 @@ def find_fixed_point(
         if lam <= 1e-8:
             break
         y, r = y_new, r_new
-    eig = np.linalg.eigvalsh(stability_matrix(model, y[None], delta, c)[0])
+    eig = _stability_eigenvalues(stability_matrix(model, y[None], delta, c)[0])
     return y, eig
 
 
@@ -543,7 +551,7 @@ def critical_point(
         dl = math.exp(log_d)
         c = drift_constant(dl, crit, proc)
         if not track:
-            eig = np.linalg.eigvalsh(stability_matrix(model, y[None], dl, c)[0])
+            eig = _stability_eigenvalues(stability_matrix(model, y[None], dl, c)[0])
             return float(eig[-1]), y
         yp, eig = find_fixed_point(model, y_guess, dl, c)
         return float(eig[-1]), yp

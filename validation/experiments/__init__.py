@@ -26,6 +26,12 @@ EXPERIMENTS: tuple[str, ...] = (
     "score_fidelity",
     "memorization_sanity",
     "associative_memory",
+    "symmetry_dynamics",
+    "symmetry_networks",
+    "late_init",
+    "entropy_rates",
+    "class_decisions",
+    "guidance",
 )
 """Every experiment, in the order ``run-all`` and the report use."""
 

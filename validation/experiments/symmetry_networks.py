@@ -1,0 +1,353 @@
+"""Trained networks break the symmetry where theory says: Jacobian sign change and cloning.
+
+Data: the two-cluster mixture ``1/2 N(+m e, s^2 I) + 1/2 N(-m e, s^2 I)`` in R^d
+(``e = (1, ..., 1)/sqrt(d)``), on which :class:`physdiff.nn.ScoreMLP` networks behind an
+EDM-preconditioned :class:`physdiff.nn.Denoiser` are trained by denoising score matching on
+fresh samples (``n_seeds`` independent trainings per dimension; trainings are jobs of
+:mod:`validation.training`, reused by reruns). The training noise levels are log-uniform in
+``sigma`` (the VE process, ``sigma`` in [0.01, 50]): with EDM's log-normal levels
+(``P_mean = -1.2``, ``P_std = 1.2``) only about 6% of the training batches fall above
+``sigma = 2``, where the symmetry breaks, and in a pilot at d = 32 the crossings of three
+EDM-trained networks landed at ``log delta`` 1.7-2.4 instead of 1.32 (three VE-trained
+ones: 1.11-1.22). Two measurements per dimension:
+
+(i) **Jacobian sign change** (criterion (a), THEORY.md section 2). At each noise level of a
+    log grid around the critical one, the top eigenvalue ``lambda_top`` of the symmetric
+    part of the network's score Jacobian at the data mean (the centre of the symmetry;
+    :meth:`physdiff.nn.NetworkScoreModel.score_jacobian`, by autograd). For the exact
+    mixture ``(s^2 + delta) lambda_top = q - 1`` with ``q = |m|^2/(s^2 + delta)``, which
+    changes sign at ``delta_a = |m|^2 - s^2`` (:func:`physdiff.symmetry.critical_point`,
+    criterion ``"log-density"``, on the exact ensemble). The network's crossing
+    ``delta_net`` is where the isotonic fit of ``lambda_top`` in ``log delta`` reaches zero,
+    interpolated linearly between grid points. Prediction ``log delta_a``; measured: the
+    mean of ``log delta_net`` over the seeds, with standard error ``std/sqrt(n_seeds)``
+    (floored at the grid spacing over ``sqrt 12``, the interpolation's resolution). The
+    same crossing at the network's own central fixed point (Newton from the mean at each
+    delta, :func:`physdiff.symmetry.find_fixed_point`) and that point's distance from the
+    mean are reported alongside.
+
+(ii) **Cloning probability** (Biroli et al. 2024, Eq. 12). At noise levels where the
+    theory gives ``q`` in ``clone_q``, ``n_pairs`` points ``x_t`` drawn from the exact
+    noised marginal are cloned and both copies run to the data end with the network on
+    Euler-Maruyama (OU process; :func:`physdiff.symmetry.measure_cloning`, all clones in
+    one sampler call); ``phi`` is the fraction of pairs that end on the same side of the
+    class axis (binomial standard error). Prediction:
+    :func:`physdiff.symmetry.cloning_probability`.
+
+Verdict: ``|measured - predicted| <= k * s.e. + tolerance``, with ``tolerance_log_delta``
+(the claimed accuracy of a trained network's critical noise level) and ``tolerance_phi``
+(the sampler's discretisation bias plus the network's error) in the config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
+
+from ..result import Result, Rule, judge, new_result, save_figure
+from ..sweep import Engine, map_jobs
+from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from .symmetry_dynamics import blas_threads, crossing, mixture, nan_to_none
+
+__all__ = ["Config", "PRESETS", "run", "top_eigenvalue_curve"]
+
+NAME = "symmetry_networks"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one preset (every field is written into the result)."""
+
+    preset: str
+    dims: tuple[int, ...] = (2, 8, 32)
+    separation: float = 2.0  # |m|
+    component_variance: float = 0.25  # s^2; delta_a = |m|^2 - s^2
+    n_seeds: int = 3  # independent trainings per dimension
+    scan_points: int = 41  # noise levels of the Jacobian scan
+    scan_range: float = 4.0  # the scan covers [delta_a / r, r delta_a]
+    clone_q: tuple[float, ...] = (0.5, 1.0, 2.0)  # q of the cloning noise levels
+    n_pairs: int = 3000
+    clone_steps: int = 150
+    delta_end: float = 1e-3
+    hidden: int = 128
+    depth: int = 3
+    embed_dim: int = 64
+    steps: int = 3000
+    batch_size: int = 512
+    lr: float = 2e-3
+    ema_decay: float = 0.999
+    train_process: str = "ve"  # training noise levels: log-uniform sigma in [0.01, 50]
+    k: float = 3.0
+    tolerance_log_delta: float = 0.1  # a trained network's critical delta within 10%
+    tolerance_phi: float = 0.04
+    threads: int = 1  # torch CPU threads, here and in each training job
+    blas_threads: int = 1  # numpy BLAS threads while measuring (0: leave them)
+    workers: int = 0  # local worker processes for the trainings (0: one per core)
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
+PRESETS: dict[str, Config] = {
+    "smoke": Config(
+        preset="smoke",
+        dims=(2,),
+        n_seeds=2,
+        scan_points=17,
+        clone_q=(1.0,),
+        n_pairs=300,
+        clone_steps=40,
+        hidden=32,
+        depth=2,
+        embed_dim=16,
+        steps=300,
+        batch_size=128,
+        ema_decay=0.9,
+        tolerance_log_delta=0.5,
+        tolerance_phi=0.1,
+        workers=1,
+    ),
+    "cpu": Config(preset="cpu"),
+    "gpu": Config(
+        preset="gpu",
+        dims=(2, 8, 32, 64, 128, 256),
+        n_seeds=3,
+        scan_points=61,
+        clone_q=(0.5, 1.0, 2.0, 4.0),
+        n_pairs=10000,
+        clone_steps=200,
+        hidden=512,
+        depth=4,
+        steps=8000,
+        batch_size=2048,
+        workers=6,
+    ),
+}
+
+
+def _sym_top(J: np.ndarray) -> np.ndarray:
+    """Top eigenvalue of the symmetric part of each ``(d, d)`` matrix (a network's Jacobian
+    is symmetric only approximately; ``eigvalsh`` alone would read one triangle)."""
+    return np.linalg.eigvalsh(0.5 * (J + np.swapaxes(J, -1, -2)))[..., -1]
+
+
+def top_eigenvalue_curve(model, centre: np.ndarray, deltas: np.ndarray) -> dict[str, np.ndarray]:
+    """``lambda_top`` of the score Jacobian at ``centre`` and at the model's own central
+    fixed point for each delta of ``deltas``, and that fixed point's distance from
+    ``centre``.
+
+    The fixed point is found by Newton's method from ``centre`` at every delta afresh, not
+    by continuation: a network's symmetry is only approximate, so its pitchfork is an
+    imperfect one, and the branch continued from high noise turns smoothly into one of the
+    two stable states instead of losing stability; Newton from the centre finds the saddle
+    that stays near it.
+    """
+    centre = np.asarray(centre, dtype=float).reshape(-1)
+    at_centre = _sym_top(model.score_jacobian(np.repeat(centre[None], deltas.size, 0), deltas))
+    at_fp, shift = [], []
+    for dl in deltas:
+        y, _ = find_fixed_point(model, centre, float(dl), max_iter=8)
+        at_fp.append(_sym_top(model.score_jacobian(y[None], float(dl))[0]))
+        shift.append(float(np.linalg.norm(y - centre)))
+    return {"centre": at_centre, "fixed_point": np.array(at_fp), "shift": np.array(shift)}
+
+
+def _cross(deltas: np.ndarray, lam: np.ndarray) -> float:
+    """``log delta`` where the monotone fit of ``lambda_top`` (increasing as delta falls)
+    reaches zero."""
+    return crossing(np.log(deltas), lam * deltas, 0.0)
+
+
+def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from physdiff.plot import OKABE_ITO, style
+
+    s2, m = config.component_variance, config.separation
+    palette = list(OKABE_ITO.values())[1:]
+    with style():
+        fig = Figure(figsize=(8.4, 3.3), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax0, ax1 = fig.subplots(1, 2)
+        grid = curves["deltas"]
+        fine = np.geomspace(grid[-1], grid[0], 400)
+        ax0.plot(fine, m * m / (s2 + fine) - 1, color="0.4", lw=1.2, label="theory $q - 1$")
+        for i, d in enumerate(config.dims):
+            lam = curves[d]  # (n_seeds, n_grid)
+            y = (s2 + grid) * lam
+            ax0.plot(grid, y.mean(0), color=palette[i % len(palette)], lw=1.2, label=f"d = {d}")
+            if y.shape[0] > 1:
+                ax0.fill_between(
+                    grid, y.min(0), y.max(0), color=palette[i % len(palette)], alpha=0.25, lw=0
+                )
+        ax0.axhline(0, color="0.7", lw=0.8)
+        ax0.axvline(d_a, color=OKABE_ITO["vermillion"], ls=":", lw=1.2, label=r"$\Delta_a$")
+        ax0.set_xscale("log")
+        ax0.set_xlabel(r"$\Delta$")
+        ax0.set_ylabel(r"$(s^2 + \Delta)\,\lambda_{\rm top}$ at the data mean")
+        ax0.set_title("network Jacobian at the centre", fontsize=9)
+        ax0.legend(frameon=False, fontsize=7)
+        qs = np.geomspace(0.2, 6.0, 200)
+        dl = m * m / qs - s2
+        ok = dl > 0
+        ax1.plot(dl[ok], cloning_probability(dl[ok], m, s2), color="0.4", lw=1.2, label="theory")
+        for i, d in enumerate(config.dims):
+            pts = clones[d]
+            off = 1.0 + 0.03 * (i - (len(config.dims) - 1) / 2)
+            ax1.errorbar(
+                np.array([p[0] for p in pts]) * off,
+                [p[1] for p in pts],
+                yerr=[p[2] for p in pts],
+                fmt="o",
+                ms=3.5,
+                capsize=2,
+                color=palette[i % len(palette)],
+                label=f"network d = {d}",
+            )
+        ax1.axvline(d_a, color=OKABE_ITO["vermillion"], ls=":", lw=1.2)
+        ax1.set_xscale("log")
+        ax1.set_xlabel(r"$\Delta$ at the cloning time")
+        ax1.set_ylabel(r"cloning probability $\phi$")
+        ax1.set_title("cloning with the network (Euler-Maruyama, OU)", fontsize=9)
+        ax1.legend(frameon=False, fontsize=7)
+        fig.suptitle(
+            f"Symmetry breaking in trained networks, |m|={m:g}, s2={s2:g} ({config.preset})",
+            fontsize=9,
+        )
+        save_figure(fig, path)
+
+
+def run(
+    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
+    with torch_threads(config.threads), blas_threads(config.blas_threads):
+        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
+
+
+def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
+    t0 = time.perf_counter()
+    engine = engine or Engine("local", workers=config.workers)
+    train = TrainSpec(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        ema_decay=config.ema_decay,
+        process=config.train_process,
+        checkpoint_every=max(1, min(1000, config.steps)),
+    )
+    m, s2 = config.separation, config.component_variance
+    ens = {d: mixture(m, s2, d) for d in config.dims}
+    specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]
+    serial = engine.kind == "serial" or engine.n_workers(len(specs)) == 1
+    jobs = [
+        make_job(
+            f"d{d}-s{j}",
+            NetSpec(dim=d, hidden=config.hidden, depth=config.depth, embed_dim=config.embed_dim),
+            train,
+            ens[d],
+            seed=seed * 1000 + 100 * i + j,
+            device=device,
+            root=out_dir / "train",
+            threads=config.threads,
+            progress=serial,
+        )
+        for i, d, j in specs
+    ]
+    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+
+    from physdiff.nn import NetworkScoreModel
+
+    d_a = critical_point(ens[config.dims[0]], "log-density").delta
+    log_a = math.log(d_a)
+    r = config.scan_range
+    grid = np.geomspace(r * d_a, d_a / r, config.scan_points)
+    resolution = (math.log(grid[0]) - math.log(grid[1])) / math.sqrt(12.0)
+    rule_d = Rule(k=config.k, tolerance=config.tolerance_log_delta)
+    rule_p = Rule(k=config.k, tolerance=config.tolerance_phi)
+    shift = config.prediction_shift
+    curves: dict = {"deltas": grid}
+    clones: dict = {}
+    rows = []
+    for i, d in enumerate(config.dims):
+        nets = [
+            NetworkScoreModel(load_trained(job).denoiser, device=device)
+            for job, (_, dd, _) in zip(jobs, specs, strict=True)
+            if dd == d
+        ]
+        centre = np.asarray(ens[d].mean, dtype=float)
+        scans = [top_eigenvalue_curve(net, centre, grid) for net in nets]
+        cross_c = np.array([_cross(grid, s["centre"]) for s in scans])
+        cross_fp = np.array([_cross(grid, s["fixed_point"]) for s in scans])
+        curves[d] = np.array([s["centre"] for s in scans])
+        n_ok = int(np.isfinite(cross_c).sum())
+        mean = float(np.nanmean(cross_c)) if n_ok else math.nan
+        spread = float(np.nanstd(cross_c, ddof=1)) / math.sqrt(n_ok) if n_ok > 1 else math.inf
+        se = max(spread, resolution)
+        losses = [summaries[k].final_loss for k, (_, dd, _) in enumerate(specs) if dd == d]
+        rows.append(
+            judge(
+                "log delta where the top eigenvalue of the network's score Jacobian at the "
+                "data mean changes sign (vs criterion (a))",
+                log_a + shift,
+                mean,
+                se,
+                rule_d,
+                condition=f"d={d}, {len(nets)} seeds",
+                **nan_to_none(
+                    {
+                        "delta_theory": d_a,
+                        "delta_net_per_seed": np.exp(cross_c),
+                        "delta_net_at_own_fixed_point_per_seed": np.exp(cross_fp),
+                        "fixed_point_shift_at_delta_a": [
+                            float(np.interp(-log_a, -np.log(grid), s["shift"])) for s in scans
+                        ],
+                        "resolution": resolution,
+                        "final_losses": losses,
+                    }
+                ),
+            )
+        )
+        # (ii) cloning with the first network
+        rng = np.random.default_rng([seed, 40, i])
+        axis = np.full(d, 1.0 / math.sqrt(d))
+        pts = []
+        for q in config.clone_q:
+            dl = m * m / q - s2
+            t = 0.5 * math.log1p(dl)  # OU time
+            _, y = ens[d].sample_noised(config.n_pairs, dl, rng)
+            meas = measure_cloning(
+                nets[0],
+                lambda z, a=axis: (z @ a) > 0,
+                math.exp(-t) * y,
+                t,
+                rng,
+                process="ou",
+                n_steps=config.clone_steps,
+                t_end=0.5 * math.log1p(config.delta_end),
+            )
+            th = float(cloning_probability(dl, m, s2))
+            pts.append((dl, meas.phi, meas.stderr))
+            rows.append(
+                judge(
+                    "cloning probability phi with the network (Euler-Maruyama, OU)",
+                    th + shift,
+                    meas.phi,
+                    meas.stderr,
+                    rule_p,
+                    condition=f"d={d}, q={q:g} (delta={dl:.4g})",
+                    n_pairs=meas.n_pairs,
+                    ou_time=t,
+                )
+            )
+        clones[d] = pts
+    fig = "symmetry_networks.png"
+    _plot(curves, clones, config, d_a, out_dir / fig)
+    return new_result(
+        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
+    )
