@@ -25,13 +25,13 @@ __all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary"]
 EXPERIMENTS: tuple[str, ...] = (
     "score_fidelity",
     "memorization_sanity",
+    "collapse_exact",
+    "collapse_networks",
+    "lost_dimensions",
     "associative_memory",
     "symmetry_dynamics",
     "symmetry_networks",
     "late_init",
-    "entropy_rates",
-    "class_decisions",
-    "guidance",
 )
 """Every experiment, in the order ``run-all`` and the report use."""
 
