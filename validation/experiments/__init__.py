@@ -25,6 +25,9 @@ __all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary"]
 EXPERIMENTS: tuple[str, ...] = (
     "score_fidelity",
     "memorization_sanity",
+    "collapse_exact",
+    "collapse_networks",
+    "lost_dimensions",
     "associative_memory",
     "symmetry_dynamics",
     "symmetry_networks",

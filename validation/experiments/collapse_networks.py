@@ -1,0 +1,414 @@
+"""Trained networks against the REM collapse: memorised fraction and collapse noise vs n.
+
+Data: ``n`` training points from ``N(0, s^2 I_d)`` in moderate d, ``n`` from a handful to
+thousands. For each ``n`` an MLP (:class:`physdiff.nn.ScoreMLP` behind an EDM
+:class:`physdiff.nn.Denoiser`) is trained by denoising score matching on the training set,
+whose optimum is the exact empirical score (:class:`physdiff.ensembles.Empirical`).
+
+The REM theory (Biroli et al. 2024, Eq. 15; THEORY.md section 3) is a statement about the
+exact empirical score: its posterior over training points condenses below
+``delta_C = s^2/(n^{2/d} - 1)``. It says nothing about a network's capacity or training
+budget, so the comparison for networks is made on the same diagnostic for both models:
+
+    r(delta) = E |D(y, delta) - a_nu|^2 / sum_i delta lambda_i / (lambda_i + delta),
+    y = a_nu + sqrt(delta) z,
+
+the denoising error on the training points (the distance of the denoiser output to the
+training point the probe came from) relative to the error of the best linear denoiser
+``abar + S (S + delta)^{-1} (y - abar)`` of the training set (``S``: its covariance, with
+eigenvalues ``lambda_i``; the MMSE of the Gaussian with the training set's mean and
+covariance). ``r ~ 1`` is a linear, generalising denoiser (the exact score's large-delta
+limit too), ``r = 0`` a collapsed posterior. (Normalising by the population MMSE instead
+caps the exact score's ``r`` near ``1 - 1/n`` times the sample variance, below 1/2 for a
+handful of points.) In the effective-sample-size model (:mod:`physdiff.geometry`, model
+(b)) ``r = 1 - 1/n_eff``, so ``r = 1/2`` is the REM sum rule ``I = log(n - 1)``. The
+empirical denoiser minimises this error over all functions (it is the Bayes denoiser of
+the probes' prior), so ``r_net >= r_emp`` up to Monte Carlo error and a network collapses,
+if at all, at a smaller noise level. The collapse noise level is the last up-crossing of
+``r = 1/2`` in ``log delta`` (error propagated from the two bracketing points); a model
+whose ``r`` stays above 1/2 down to the smallest ``delta`` of the grid has none (recorded
+as NaN, which never agrees).
+
+Generated samples (Heun probability-flow ODE, EDM schedule, final denoise, as in
+``memorization_sanity``) count as memorised when their nearest training point lies within
+``radius * h`` (``h``: median nearest-neighbour spacing); fresh draws give the
+generalisation baseline.
+
+Rows per ``n`` (``|measured - predicted| <= k * s.e. + tolerance``):
+
+1. exact empirical score: ``log delta`` of its collapse vs ``log delta_C`` (``tolerance_log``);
+2. network: ``log delta`` of its collapse vs ``log delta_C`` (same rule): agrees while the
+   network memorises, disagrees (NaN, or far below) once it generalises, which the REM
+   theory does not predict;
+3. network memorised fraction vs the exact empirical score's (Agresti-Coull errors,
+   ``tolerance_fraction``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from physdiff import memorization as M
+from physdiff.ensembles import Empirical, Gaussian
+from physdiff.errors import InputError
+
+from ..result import Result, Rule, judge, new_result, save_figure
+from ..stats import binomial_fraction, difference
+from ..sweep import Engine, map_jobs
+from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from .collapse_exact import crossing
+from .memorization_sanity import fraction_on_points, nn_spacing
+
+__all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
+
+NAME = "collapse_networks"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one preset (every field is written into the result)."""
+
+    preset: str
+    d: int = 8
+    ns: tuple[int, ...] = (4, 16, 64, 256, 1024, 4096)
+    variance: float = 1.0
+    deltas: tuple[float, float, int] = (1e-3, 30.0, 29)  # log grid: lo, hi, points
+    n_probe: int = 1000  # probes per noise level for r(delta)
+    radius: float = 0.25  # memorised: nearest training point within radius * h
+    n_samples: int = 1000
+    sampler_steps: int = 40
+    hidden: int = 256
+    depth: int = 3
+    embed_dim: int = 64
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 2e-3
+    ema_decay: float = 0.999
+    tolerance_log: float = 0.5
+    tolerance_fraction: float = 0.1
+    k: float = 3.0
+    threads: int = 1
+    workers: int = 0
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
+PRESETS: dict[str, Config] = {
+    "smoke": Config(
+        preset="smoke",
+        d=4,
+        ns=(4,),
+        deltas=(1e-3, 30.0, 15),
+        n_probe=300,
+        n_samples=200,
+        sampler_steps=20,
+        hidden=64,
+        depth=2,
+        embed_dim=16,
+        steps=600,
+        batch_size=64,
+        ema_decay=0.9,
+        tolerance_log=1.5,
+        tolerance_fraction=0.3,
+        workers=1,
+    ),
+    "cpu": Config(preset="cpu"),
+    "gpu": Config(
+        preset="gpu",
+        d=16,
+        ns=(4, 16, 64, 256, 1024, 4096, 16384),
+        n_probe=4000,
+        n_samples=4000,
+        sampler_steps=64,
+        hidden=512,
+        depth=4,
+        steps=12000,
+        batch_size=1024,
+        workers=7,
+    ),
+}
+
+
+def check(config: Config) -> None:
+    """Reject training sets of fewer than two points and a bad noise grid."""
+    if config.d < 1 or any(n < 2 for n in config.ns):
+        raise InputError("every training set needs n >= 2 points and d >= 1")
+    lo, hi, m = config.deltas
+    if not (0 < lo < hi and m >= 3):
+        raise InputError(
+            f"deltas must be (lo, hi, points) with 0 < lo < hi, points >= 3; got {config.deltas}"
+        )
+
+
+def denoising_ratio(
+    models: dict, train: np.ndarray, deltas: np.ndarray, m: int, rng: np.random.Generator
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``r(delta)`` and its standard error for each model on common probes
+    ``y = a_nu + sqrt(delta) z`` (module docstring)."""
+    n, d = train.shape
+    cen = train - train.mean(0)
+    lam = np.clip(np.linalg.eigvalsh(cen.T @ cen / n), 0.0, None)
+    out = {key: (np.empty(deltas.size), np.empty(deltas.size)) for key in models}
+    for i, dl in enumerate(deltas):
+        idx = rng.integers(0, n, size=m)
+        a = train[idx]
+        y = a + math.sqrt(dl) * rng.standard_normal((m, d))
+        pop = float(np.sum(dl * lam / (lam + dl)))
+        for key, model in models.items():
+            e = np.sum((np.asarray(model.denoise(y, dl)) - a) ** 2, axis=1) / pop
+            out[key][0][i] = e.mean()
+            out[key][1][i] = e.std(ddof=1) / math.sqrt(m)
+    return out
+
+
+def _collapse(deltas: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple[float, float]:
+    hit = crossing(np.log(deltas), r, se, 0.5)
+    return (math.nan, math.inf) if hit is None else hit
+
+
+def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    from physdiff import sampling
+
+    return sampling.heun(model, n, rng, process="edm", n_steps=steps, final_denoise=True).samples
+
+
+def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from physdiff.plot import OKABE_ITO, style
+
+    palette = list(OKABE_ITO.values())[1:]
+    with style():
+        fig = Figure(figsize=(11.0, 3.4), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax0, ax1, ax2 = fig.subplots(1, 3)
+        for j, c in enumerate(res):
+            col = palette[j % len(palette)]
+            ax0.plot(deltas, c["r_net"][0], color=col, lw=1.2, label=f"n={c['n']}")
+            ax0.plot(deltas, c["r_emp"][0], color=col, lw=0.9, ls="--")
+            ax0.axvline(c["delta_C"], color=col, ls=":", lw=0.7)
+        ax0.axhline(0.5, color="0.4", lw=0.7)
+        ax0.set_xscale("log")
+        ax0.set_ylim(-0.05, 1.3)
+        ax0.set_xlabel(r"$\Delta$")
+        ax0.set_ylabel(r"$r(\Delta)$ = training-point error / linear MMSE")
+        ax0.set_title("network (solid), exact (dashed), $\\Delta_C$ (dotted)", fontsize=8)
+        ax0.legend(fontsize=6, frameon=False)
+        ns = np.array([c["n"] for c in res], float)
+        for key, label, col, off in (
+            ("f_net", "network", OKABE_ITO["blue"], 0.94),
+            ("f_emp", "exact Empirical", OKABE_ITO["vermillion"], 1.0),
+            ("f_fresh", "fresh data", OKABE_ITO["green"], 1.06),
+        ):
+            v = np.array([c[key] for c in res])
+            ax1.errorbar(
+                ns * off, v[:, 0], yerr=v[:, 1], fmt="o-", ms=3, capsize=2, color=col, label=label
+            )
+        ax1.set_xscale("log")
+        ax1.set_ylim(-0.03, 1.05)
+        ax1.set_xlabel("training points n")
+        ax1.set_ylabel(f"samples within {config.radius:g} h of a training point")
+        ax1.set_title(f"memorised fraction (d = {config.d})")
+        ax1.legend(fontsize=6, frameon=False)
+        ng = np.geomspace(ns.min(), ns.max(), 100)
+        ax2.plot(
+            ng,
+            M.collapse_delta_isotropic(ng, config.d, config.variance),
+            color="0.2",
+            label=r"theory $\Delta_C$",
+        )
+        for key, label, col, mk in (
+            ("c_emp", "exact Empirical", OKABE_ITO["vermillion"], "s"),
+            ("c_net", "network", OKABE_ITO["blue"], "o"),
+        ):
+            v = np.array([c[key] for c in res])
+            ok = np.isfinite(v[:, 0])
+            ax2.errorbar(
+                ns[ok],
+                np.exp(v[ok, 0]),
+                yerr=np.exp(v[ok, 0]) * np.minimum(v[ok, 1], 3),
+                fmt=mk,
+                ms=4,
+                capsize=2,
+                color=col,
+                label=label,
+            )
+            if np.any(~ok):
+                ax2.plot(
+                    ns[~ok],
+                    np.full((~ok).sum(), deltas[0]),
+                    "v",
+                    color=col,
+                    ms=6,
+                    label=f"{label}: no collapse",
+                )
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel("training points n")
+        ax2.set_ylabel(r"collapse $\Delta$ ($r = 1/2$)")
+        ax2.set_title("collapse noise level")
+        ax2.legend(fontsize=6, frameon=False)
+        fig.suptitle(
+            f"Collapse of trained networks vs the REM theory ({config.preset})", fontsize=9
+        )
+        save_figure(fig, path)
+
+
+def run(
+    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Train one network per ``n`` (a sweep), measure ``r(delta)`` and samples, judge, plot."""
+    with torch_threads(config.threads):
+        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
+
+
+def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
+    t0 = time.perf_counter()
+    check(config)
+    d, s2 = config.d, config.variance
+    gauss = Gaussian.isotropic(np.zeros(d), s2)
+    sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
+    engine = engine or Engine("local", workers=config.workers)
+    serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
+    spec = TrainSpec(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        ema_decay=config.ema_decay,
+        checkpoint_every=max(1, min(1000, config.steps)),
+    )
+    net_spec = NetSpec(
+        dim=d,
+        hidden=config.hidden,
+        depth=config.depth,
+        embed_dim=config.embed_dim,
+        sigma_data=math.sqrt(s2),
+    )
+    jobs = [
+        make_job(
+            f"n{n}",
+            net_spec,
+            spec,
+            x,
+            seed=seed * 1000 + i,
+            device=device,
+            root=out_dir / "train",
+            threads=config.threads,
+            progress=serial,
+        )
+        for i, (n, x) in enumerate(zip(config.ns, sets, strict=True))
+    ]
+    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+
+    from physdiff.nn import NetworkScoreModel
+
+    lo, hi, m = config.deltas
+    deltas = np.geomspace(lo, hi, int(m))
+    rule_log = Rule(k=config.k, tolerance=config.tolerance_log)
+    rule_frac = Rule(k=config.k, tolerance=config.tolerance_fraction)
+    rows, res = [], []
+    for i, (n, x, job) in enumerate(zip(config.ns, sets, jobs, strict=True)):
+        emp = Empirical(x.copy())
+        net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+        dc = float(M.collapse_delta_isotropic(n, d, s2))
+        rr = denoising_ratio(
+            {"net": net, "emp": emp},
+            x,
+            deltas,
+            config.n_probe,
+            np.random.default_rng([seed, 31, i]),
+        )
+        c_net = _collapse(deltas, *rr["net"])
+        c_emp = _collapse(deltas, *rr["emp"])
+        h = nn_spacing(x)
+        rad = config.radius * h
+        x_net = _sample(
+            net, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 32, i])
+        )
+        x_emp = _sample(
+            emp, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 32, i])
+        )
+        fresh = gauss.sample(config.n_samples, np.random.default_rng([seed, 33, i]))
+        f_net = binomial_fraction(*fraction_on_points(x_net, emp, rad))
+        f_emp = binomial_fraction(*fraction_on_points(x_emp, emp, rad))
+        f_fresh = binomial_fraction(*fraction_on_points(fresh, emp, rad))
+        ess = float(M.collapse_delta(n - 1, np.full(d, s2))) if n > 2 else math.nan
+        summ = summaries[i]
+        res.append(
+            {
+                "n": n,
+                "delta_C": dc,
+                "r_net": rr["net"],
+                "r_emp": rr["emp"],
+                "c_net": c_net,
+                "c_emp": c_emp,
+                "f_net": f_net,
+                "f_emp": f_emp,
+                "f_fresh": f_fresh,
+            }
+        )
+        cond = f"d={d}, n={n} (alpha_n={math.log(n) / d:.3f}, delta_C={dc:.3g})"
+        common = {
+            "delta_C": dc,
+            "delta_ess_n_minus_1": ess,
+            "radius": rad,
+            "network_fraction": f_net[0],
+            "empirical_fraction": f_emp[0],
+            "fresh_fraction": f_fresh[0],
+            "network_collapse_delta": math.exp(c_net[0]) if math.isfinite(c_net[0]) else None,
+            "empirical_collapse_delta": math.exp(c_emp[0]) if math.isfinite(c_emp[0]) else None,
+            "r_curve": {
+                "delta": deltas.tolist(),
+                "network": rr["net"][0].tolist(),
+                "empirical": rr["emp"][0].tolist(),
+            },
+            "training": {
+                "steps": summ.steps,
+                "seconds": round(summ.seconds, 2),
+                "final_loss": summ.final_loss,
+            },
+        }
+        pred = math.log(dc) + config.prediction_shift
+        rows.append(
+            judge(
+                "exact empirical score: collapse log(delta) (r = 1/2)",
+                pred,
+                c_emp[0],
+                c_emp[1],
+                rule_log,
+                condition=cond,
+                **common,
+            )
+        )
+        rows.append(
+            judge(
+                "network: collapse log(delta) (r = 1/2)",
+                pred,
+                c_net[0],
+                c_net[1],
+                rule_log,
+                condition=cond,
+                **common,
+            )
+        )
+        rows.append(
+            judge(
+                "network memorised fraction (vs exact empirical score)",
+                f_emp[0] + config.prediction_shift,
+                f_net[0],
+                difference(f_net[1], f_emp[1]),
+                rule_frac,
+                condition=cond,
+                **common,
+            )
+        )
+    fig = "collapse_networks.png"
+    _plot(res, deltas, config, out_dir / fig)
+    return new_result(
+        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
+    )
