@@ -73,6 +73,35 @@ def timeit(fn: Callable[[], object], *, budget: float = 2.0, max_reps: int = 7) 
     return {"median": statistics.median(times), "min": min(times), "reps": len(times)}
 
 
+def cpu_busy(interval: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over ``interval`` seconds (/proc/stat), or None."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v) - idle, sum(v)
+
+    try:
+        b0, t0 = sample()
+        time.sleep(interval)
+        b1, t1 = sample()
+    except (OSError, ValueError):
+        return None
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` seconds) until other processes leave the CPUs idle; the
+    fraction busy when measuring starts is returned (it is recorded with each result)."""
+    end = time.monotonic() + max_wait
+    busy = cpu_busy() if max_wait > 0 else None
+    while busy is not None and busy > threshold and time.monotonic() < end:
+        time.sleep(2.0)
+        busy = cpu_busy()
+    return float("nan") if busy is None else busy
+
+
 def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -200,7 +229,7 @@ def time_interleaved(fns: dict, *, budget: float, max_reps: int = 9) -> dict:
         fn()
         first[k] = time.perf_counter() - t0
     total = sum(first.values())
-    reps = int(max(2, min(max_reps, budget / max(total, 1e-6))))
+    reps = int(max(3, min(max_reps, budget / max(total, 1e-6))))
     times = {k: [] if first[k] < 0.5 else [first[k]] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
@@ -214,10 +243,13 @@ def time_interleaved(fns: dict, *, budget: float, max_reps: int = 9) -> dict:
     }
 
 
-def bench_size(d: int, n: int, m: int, rates: dict, *, budget: float, torch_ok: bool) -> dict:
+def bench_size(
+    d: int, n: int, m: int, rates: dict, *, budget: float, torch_ok: bool, wait: float
+) -> dict:
     a64, y64, dl = data(d, n, m, 1.0)
     row: dict = {"d": d, "n": n, "m": m}
     for name, dt in (("f64", np.float64), ("f32", np.float32)):
+        row[f"busy_{name}"] = wait_quiet(wait)
         a = a64.astype(dt)
         y = y64.astype(dt)
         an = K.squared_norms(a)  # cached by an Empirical ensemble
@@ -241,9 +273,10 @@ def bench_size(d: int, n: int, m: int, rates: dict, *, budget: float, torch_ok: 
     return row
 
 
-def delta_sweep(d: int, n: int, m: int, deltas, budget: float) -> list[dict]:
+def delta_sweep(d: int, n: int, m: int, deltas, budget: float, wait: float) -> list[dict]:
     out = []
     for delta in deltas:
+        wait_quiet(wait)
         a64, y64, dl = data(d, n, m, delta, seed=1)
         fns = {}
         for name, dt in (("f64", np.float64), ("f32", np.float32)):
@@ -252,6 +285,38 @@ def delta_sweep(d: int, n: int, m: int, deltas, budget: float) -> list[dict]:
             an = K.squared_norms(a)
             fns[name] = lambda a=a, y=y, an=an, dl=dl: K.empirical_stats(y, a, dl, sq_norms=an)
         out.append({"delta": delta, **time_interleaved(fns, budget=budget)})
+    return out
+
+
+def accuracy_table(torch_ok: bool) -> list[dict]:
+    """Largest error in float32 against the float64 twin (on the same float32 inputs) of
+    the kernel and of the float32 alternatives: ``denoised`` relative to the size of the
+    points (as in the tests), ``pr`` relative. Standard normal data and the same shifted by
+    100 (data far from the origin, like unnormalised pixels), queries near training points."""
+    out = []
+    tfn = make_torch(np.float32) if torch_ok else None
+    for shift in (0.0, 100.0):
+        for d in (2, 64, 784):
+            for delta in (1e-4, 1.0, 100.0):
+                a64, y64, dl = data(d, 2000, 64, delta, seed=2)
+                a = (a64 + shift).astype(np.float32)
+                y = (y64 + shift).astype(np.float32)
+                ref = K.empirical_stats_numpy(y, a, dl)
+                an = K.squared_norms(a)
+                scale = float(np.abs(a).max())
+
+                def err(res, ref=ref, scale=scale):
+                    den = np.asarray(res[0], np.float64)
+                    pr = np.asarray(res[2], np.float64)
+                    return max(np.abs(den - ref[0]).max() / scale, np.abs(pr / ref[2] - 1).max())
+
+                row = {"shift": shift, "d": d, "delta": delta}
+                row["kernel"] = err(K.empirical_stats(y, a, dl, sq_norms=an))
+                row["numpy"] = err(best_numpy(y, a, dl, an))
+                if tfn is not None:
+                    parts = tfn(y, a, dl, an)[0]
+                    row["torch"] = err([v.numpy() for v in parts])
+                out.append(row)
     return out
 
 
@@ -453,10 +518,15 @@ def report(res: dict) -> str:
         "| %GEMM f64 | f32/f64 |"
     )
     out.append("|" + "---|" * 16)
+    busy_rows = 0
     for r in res["grid"]:
         s = r["summary"]
+        busy = max(r.get("busy_f64", 0.0), r.get("busy_f32", 0.0))
+        mark = "*" if busy > 0.15 else ""
+        busy_rows += bool(mark)
         out.append(
-            f"| {r['d']} | {r['n']} | {r['m']} | {_ms(r['kernel_f64'])} | {_ms(r['kernel_f32'])} "
+            f"| {r['d']}{mark} | {r['n']} | {r['m']} "
+            f"| {_ms(r['kernel_f64'])} | {_ms(r['kernel_f32'])} "
             f"| {_ms(r.get('naive_f64'))} | {_ms(r['numpy_f64'])} | {_ms(r['numpy_f32'])} "
             f"| {_ms(r.get('torch_f64'))} | {_ms(r.get('torch_f32'))} "
             f"| {_ms(r['limit_f64'])} ({r['limit_f64_kind']}) "
@@ -464,6 +534,18 @@ def report(res: dict) -> str:
             f"| {s['speedup_f64']:.2f} | {s['speedup_f32']:.2f} | {s['pct_gemm64']:.0f} "
             f"| {s['f32_speedup']:.2f} |"
         )
+    out.append("")
+    wait = res.get("wait_quiet", 0.0)
+    out.append(
+        (
+            f"Before each size and dtype the run waited up to {wait:g} s for other processes "
+            "to leave the CPUs idle (under 15% busy). "
+            if wait
+            else ""
+        )
+        + f"Rows marked * ({busy_rows}) started with other work using more than 15% of "
+        "the CPUs (the share is in the JSON, `busy_f64`, `busy_f32`)."
+    )
     out.append("")
     out.append("## Targets")
     out.append("")
@@ -488,6 +570,27 @@ def report(res: dict) -> str:
             out.append(
                 f"| {r['delta']:g} | {_ms(r['f64'])} | {_ms(r['f32'])} "
                 f"| {r['f64'][STAT] / r['f32'][STAT]:.2f} |"
+            )
+    acc = res.get("accuracy")
+    if acc:
+        out += ["", "## Accuracy in float32", ""]
+        out.append(
+            "Largest error against the float64 numpy twin on the same float32 inputs "
+            "(denoised relative to the largest coordinate of the points, pr relative; the "
+            "target is 1e-4); n = 2000, 64 queries near training points. The float32 formulations "
+            "through norms and one matrix product lose the small distances; the kernel "
+            "recomputes them or moves them to float64 (and that is what its float32 speed "
+            "pays for at moderate delta)."
+        )
+        out.append("")
+        out.append("| data | d | delta | kernel f32 | best numpy f32 | torch f32 |")
+        out.append("|---|---|---|---|---|---|")
+        for r in acc:
+            kind = "normal" if r["shift"] == 0 else f"normal + {r['shift']:g}"
+            tv = f"{r['torch']:.1e}" if "torch" in r else "-"
+            out.append(
+                f"| {kind} | {r['d']} | {r['delta']:g} | {r['kernel']:.1e} | {r['numpy']:.1e} "
+                f"| {tv} |"
             )
     it = res.get("imports")
     if it:
@@ -570,6 +673,14 @@ def main(argv: list[str] | None = None) -> int:
         default="min",
         help="statistic in the tables (default: best of N, the machine is shared)",
     )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for other processes to leave the "
+        "CPUs idle (a shared machine)",
+    )
     args = p.parse_args(argv)
     global STAT
     STAT = args.stat
@@ -584,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         res["memory"] = [memory_check("float32"), memory_check("float64")]
         res["memory_date"] = time.strftime("%Y-%m-%d %H:%M")
     else:
-        res = run_grid(args.quick)
+        res = run_grid(args.quick, args.wait_quiet)
         if not args.quick and not args.no_memory:
             res["memory"] = [memory_check("float32"), memory_check("float64")]
             res["memory_date"] = res["date"]
@@ -600,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_grid(quick: bool) -> dict:
+def run_grid(quick: bool, wait: float = 0.0) -> dict:
     """The speed grid, the delta sweep, import and compile times."""
     try:
         from tqdm import tqdm
@@ -630,10 +741,12 @@ def run_grid(quick: bool) -> dict:
         ns = (1000, 10_000, 100_000)
         sizes = [(d, n) for d in ds for n in ns]
         m, budget = 512, 1.5
+    res["wait_quiet"] = wait
+    wait_quiet(wait)
     res["rates"] = machine_rates()
     grid = []
     for d, n in tqdm(sizes, desc="grid"):
-        row = bench_size(d, n, m, res["rates"], budget=budget, torch_ok=torch_ok)
+        row = bench_size(d, n, m, res["rates"], budget=budget, torch_ok=torch_ok, wait=wait)
         row["summary"] = summarise(row, res["rates"])
         grid.append(row)
     res["grid"] = grid
@@ -643,8 +756,9 @@ def run_grid(quick: bool) -> dict:
         "d": sw_d,
         "n": sw_n,
         "m": m,
-        "rows": delta_sweep(sw_d, sw_n, m, deltas, budget),
+        "rows": delta_sweep(sw_d, sw_n, m, deltas, budget, wait),
     }
+    res["accuracy"] = accuracy_table(torch_ok)
     res["imports"] = import_times()
     res["compile"] = compile_times()
     return res

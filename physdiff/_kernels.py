@@ -114,8 +114,9 @@ _GEMM_QB = 256  # queries per block on the matrix-product path
 _GEMM_PB = 2048  # points per block on the matrix-product path
 _LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
 _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
-_FALLBACK_FRACTION = 1.0 / 32  # float32: redo a query in dgemm past this candidate share
+_FALLBACK = True  # float32: redo in dgemm the queries whose candidates overflow the buffer
 _CANDIDATES = 256  # per query: buffered pairs awaiting exact recomputation
+_PROBE = 512  # float32: points in the first block of a task (finds the queries needing dgemm)
 _FLOOR64 = -350.0  # float64 weights below e^-350 are zero (w^2 would be subnormal)
 _FLOOR32 = -87.0  # float32 weights below e^-87 are zero (float32 normal range)
 _U64 = 2.0**-53
@@ -211,18 +212,21 @@ def _sq_norms_kernel(i0, i1, x, out):  # pragma: no cover - compiled
     """``out[i] = |x_i|^2`` for ``i0 <= i < i1``, float64 accumulation."""
     d = x.shape[1]
     for i in range(i0, i1):
+        xi = x[i]
         s = 0.0
         for k in range(d):
-            v = np.float64(x[i, k])
+            v = np.float64(xi[k])
             s += v * v
         out[i] = s
 
 
 def _exact_sqdist(y, i, a, j):  # pragma: no cover - compiled
     """``|y_i - a_j|^2`` from the differences, float64 accumulation."""
+    yi = y[i]
+    aj = a[j]
     s = 0.0
-    for k in range(y.shape[1]):
-        t = np.float64(y[i, k]) - np.float64(a[j, k])
+    for k in range(yi.shape[0]):
+        t = np.float64(yi[k]) - np.float64(aj[k])
         s += t * t
     return s
 
@@ -260,13 +264,15 @@ def _direct_kernel(t0, t1, y, pts, inv2d, qb, pb, nchunk, mp, sp, s2p, accp):  #
                     bt[k, j] = pts[b0 + j, k]
             for i in range(q0, q1):
                 yk = np.float64(y[i, 0])
+                btk = bt[0]  # row views: 2-d indexing in the inner loops stops vectorising
                 for j in range(nb):
-                    u = yk - bt[0, j]
+                    u = yk - btk[j]
                     lg[j] = u * u
                 for k in range(1, d):
                     yk = np.float64(y[i, k])
+                    btk = bt[k]
                     for j in range(nb):
-                        u = yk - bt[k, j]
+                        u = yk - btk[j]
                         lg[j] += u * u
                 s = inv2d[i]
                 for j in range(nb):
@@ -290,9 +296,10 @@ def _direct_kernel(t0, t1, y, pts, inv2d, qb, pb, nchunk, mp, sp, s2p, accp):  #
                 sp[c, i] += s1
                 s2p[c, i] += s2
                 for k in range(d):
+                    btk = bt[k]
                     a = 0.0
                     for j in range(nb):
-                        a += w[j] * bt[k, j]
+                        a += w[j] * btk[j]
                     accp[c, i, k] += a
 
 
@@ -313,10 +320,12 @@ def _merge_kernel(i0, i1, mp, sp, s2p, accp, den, lse, pr):  # pragma: no cover 
                 f = math.exp(mp[c, i] - mx)
                 s += sp[c, i] * f
                 s2 += s2p[c, i] * f * f
+                part = accp[c, i]
                 for k in range(d):
-                    acc[k] += accp[c, i, k] * f
+                    acc[k] += part[k] * f
+        deni = den[i]
         for k in range(d):
-            den[i, k] = acc[k] / s
+            deni[k] = acc[k] / s
         lse[i] = mx + math.log(s)
         pr[i] = s * s / s2
 
@@ -334,12 +343,13 @@ def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc):
         ls[t] = -_exact_sqdist(yb, i, pts, cidx[i, t]) * s
         bm = max(bm, ls[t])
     mx = mrun[i]
+    acci = acc[i]
     if bm > mx:
         sc = math.exp(mx - bm)  # 0 when mx = -inf
         srun[i] *= sc
         s2run[i] *= sc * sc
         for c in range(d):
-            acc[i, c] *= sc
+            acci[c] *= sc
         mx = bm
         mrun[i] = mx
     for t in range(k):
@@ -348,9 +358,9 @@ def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc):
             v = math.exp(x)
             srun[i] += v
             s2run[i] += v * v
-            mu = cidx[i, t]
+            pmu = pts[cidx[i, t]]
             for c in range(d):
-                acc[i, c] += v * np.float64(pts[mu, c])
+                acci[c] += v * np.float64(pmu[c])
     cnum[i] = 0
 
 
@@ -366,7 +376,7 @@ def _prune_candidates(i, bound, cidx, cup, cnum):
     cnum[i] = k
 
 
-def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wout, flag, state):
+def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wout, flag, state):
     """The fused softmax step of the matrix-product path for the block of points
     ``[p0, p0 + nb)`` and the rows ``rows`` of the block of queries ``yb``.
 
@@ -380,8 +390,9 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wou
     maximum shows them negligible, or recomputed exactly from the differences
     (:func:`_fold_candidates`). The other weights, relative to the running max ``mrun``,
     go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this function has
-    rescaled). A row with more than ``max_cand`` candidates in the block is left untouched
-    and flagged (the caller redoes it with dgemm inner products).
+    rescaled). When the block's candidates would overflow the buffer even after dropping the
+    negligible ones, the row is left untouched and flagged if ``may_flag`` (the caller redoes
+    it with dgemm inner products), else the buffer is recomputed and emptied.
     """
     mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
     a_norm_max, a_sq_max = blk
@@ -389,15 +400,16 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wou
     nb = g.shape[1]
     cap = cidx.shape[1]
     lg = np.empty(nb)
-    w = np.empty(nb)
     d = acc.shape[1]
+    anb = an[p0 : p0 + nb]
     for r in range(rows.shape[0]):
         i = rows[r]
         yni = yn[i]
         s = inv2d[i]
+        grow = g[r]  # row views: 2-d indexing in the inner loops stops LLVM vectorising
         for j in range(nb):
-            dd = yni + an[p0 + j] - 2.0 * np.float64(g[r, j])
-            dd = dd if dd > 0.0 else 0.0
+            dd = yni + anb[j] - 2.0 * np.float64(grow[j])
+            dd = max(dd, 0.0)
             lg[j] = -dd * s
         bm = _max_into(lg, nb)
         e = (cg * math.sqrt(yni) * a_norm_max + cn * a_sq_max + 4.0 * _U64 * yni) * s
@@ -407,10 +419,11 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wou
             cnt = 0
             for j in range(nb):
                 cnt += lg[j] >= thr
-            if cnt > max_cand:
+            if may_flag and cnum[i] + cnt > cap:
+                _prune_candidates(i, low + logrho, cidx, cup, cnum)
+            if may_flag and cnum[i] + cnt > cap:
                 flag[i] = 1
-                for j in range(nb):
-                    wout[i, j] = 0.0
+                wout[i, :] = 0.0
                 continue
             lowrun[i] = low
             if cnt > 0:
@@ -430,24 +443,24 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, max_cand, wou
         else:
             lowrun[i] = max(lowrun[i], bm - e)
         if bm == -np.inf:  # every pair of the block is a candidate
-            for j in range(nb):
-                wout[i, j] = 0.0
+            wout[i, :] = 0.0
             continue
         mx = mrun[i]
         if bm > mx:
             sc = math.exp(mx - bm)
             srun[i] *= sc
             s2run[i] *= sc * sc
+            acci = acc[i]
             for c in range(d):
-                acc[i, c] *= sc
+                acci[c] *= sc
             mx = bm
             mrun[i] = mx
-        _exp_into(lg, nb, mx, floor, w, short)
+        wrow = wout[i]
+        _exp_into(lg, nb, mx, floor, wrow, short)
         s1 = 0.0
         s2 = 0.0
         for j in range(nb):
-            wout[i, j] = w[j]
-            v = np.float64(wout[i, j])  # the weight as stored, so that S matches W A
+            v = np.float64(wrow[j])  # the weight as stored, so that S matches W A
             s1 += v
             s2 += v * v
         srun[i] += s1
@@ -467,8 +480,10 @@ def _add_into(acc, t):  # pragma: no cover - compiled
     """``acc += t`` (float64 accumulator, ``t`` in the input dtype)."""
     m, d = acc.shape
     for i in range(m):
+        ai = acc[i]
+        ti = t[i]
         for k in range(d):
-            acc[i, k] += np.float64(t[i, k])
+            ai[k] += np.float64(ti[k])
 
 
 # name -> fastmath flags; callees before callers
@@ -808,8 +823,6 @@ def _stats_gemm(y, points, inv2d, an):
     yn = squared_norms(y)
     # points per block: 2048, fewer at large d so that a block stays below 32 MB
     pb = min(n, _GEMM_PB, max(128, (1 << 22) // d // 128 * 128))
-    # per block of points: max |a|^2 and max |a| (for the error bound)
-    asqmax = np.maximum.reduceat(an, np.arange(0, n, pb))
     parallel = _NUM_THREADS > 1 and m * n * d >= 1 << 22 and _BLAS.controllable()
     want = 2 * _NUM_THREADS if parallel else 1  # tasks: two per thread balance the load
     nchunk_max = _ceil_div(n, pb)
@@ -837,7 +850,7 @@ def _stats_gemm(y, points, inv2d, an):
         c = p0 // cb
         state = (mp[c, q0:q1], sp[c, q0:q1], s2p[c, q0:q1], accp[c, q0:q1])
         qs = slice(q0, q1)
-        _gemm_task(p, y[qs], yn[qs], inv2d[qs], points, an, asqmax, pb, p0, p1, state)
+        _gemm_task(p, y[qs], yn[qs], inv2d[qs], points, an, pb, p0, p1, state)
 
     if parallel:
         with _BLAS.one_thread():
@@ -891,7 +904,7 @@ def _scratch(key: str, size: int, dtype) -> np.ndarray:
     return arr[:size]
 
 
-def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
+def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state):
     """Stream the points ``[p0, p1)`` for the queries ``yb`` (single-threaded; BLAS too when
     tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states. Each
     task decides alone which queries move to dgemm, so results do not depend on timing."""
@@ -907,23 +920,26 @@ def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
     nbmax = min(pb, p1 - p0)
     gbuf = _scratch("g", nq * nbmax, dt)
     wbuf = _scratch("w", nq * nbmax, dt)
-    tbuf = _scratch("t", nq * d, dt).reshape(nq, d)
+    tbuf = _scratch("t", nq * d, dt)
     rows32 = np.arange(nq, dtype=np.int64)  # rows on inner products in the input dtype
     rows64 = rows32[:0]  # float32 only: rows moved to dgemm inner products
     y64 = a64buf = g64buf = None
-    for b0 in range(p0, p1, pb):
-        nb = min(p1, b0 + pb) - b0
+    # float32: a first block of _PROBE points finds the queries that need dgemm inner
+    # products, so that little sgemm work is thrown away when they are redone
+    b0 = p0
+    while b0 < p1:
+        nb = min(p1 - b0, _PROBE if p.is32 and b0 == p0 else pb)
         ab = points[b0 : b0 + nb]
-        bmax = asqmax[b0 // pb]
+        bmax = float(an[b0 : b0 + nb].max())
         blk = (math.sqrt(bmax), bmax)
         w = wbuf[: nq * nb].reshape(nq, nb)
         if rows32.size:
             g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
             np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
-            max_cand = max(8, int(nb * _FALLBACK_FRACTION)) if p.is32 else nb + 1
+            may_flag = p.is32 and _FALLBACK
             consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32)
             _gemm_update(
-                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, max_cand, w, flag, st
+                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, may_flag, w, flag, st
             )
             if p.is32 and flag.any():
                 keep = np.ones(nq, bool)
@@ -942,9 +958,11 @@ def _gemm_task(p, yb, ynb, ivb, points, an, asqmax, pb, p0, p1, state):
             g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
             np.matmul(y64, a64.T, out=g)
             consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32)
-            _gemm_update(g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, nb + 1, w, flag, st)
-        np.matmul(w, ab, out=tbuf)
-        _add_into(acc, tbuf)
+            _gemm_update(g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st)
+        t = tbuf[: nq * d].reshape(nq, d)
+        np.matmul(w, ab, out=t)
+        _add_into(acc, t)
+        b0 += nb
     _gemm_settle(0, nq, yb, points, ivb, p.logrho, p.floor, st)
 
 

@@ -148,12 +148,13 @@ def test_near_duplicate_points_at_tiny_delta(dtype, d):
     assert max(errs) < TOL[dtype], errs
 
 
-@pytest.mark.parametrize("fraction", [0.0, 10.0])
-def test_float32_dgemm_fallback_and_exact_recomputation(monkeypatch, fraction):
+@pytest.mark.parametrize("fallback", [True, False])
+def test_float32_dgemm_fallback_and_exact_recomputation(monkeypatch, fallback):
     # moderate delta: many points matter and sgemm's inner products are too coarse; the
-    # kernel either recomputes them exactly (fraction 10: never falls back) or redoes the
-    # queries in dgemm (fraction 0: falls back as soon as more than 8 pairs need it)
-    monkeypatch.setattr(K, "_FALLBACK_FRACTION", fraction)
+    # kernel either redoes the queries in dgemm (as soon as their candidates overflow a
+    # buffer made small here) or, with the fallback off, recomputes every candidate exactly
+    monkeypatch.setattr(K, "_FALLBACK", fallback)
+    monkeypatch.setattr(K, "_CANDIDATES", 16)
     rng = np.random.default_rng(3)
     points = rng.standard_normal((4500, 300)).astype(np.float32)
     y = _queries(rng, points, 37, "random").astype(np.float32)

@@ -1,14 +1,56 @@
 #!/usr/bin/env bash
-# Run every experiment's `gpu` preset on one CUDA GPU and write the report.
+# Run the experiments' `gpu` presets on one CUDA GPU, then write the report.
 #
-#   validation/gpu.sh [OUT]        (OUT defaults to validation/results)
+#   validation/gpu.sh [OUT [LANE ...]]
 #
-# Budget: under 8 minutes on one H100 (trainings run as parallel processes on the one GPU;
-# see docs/validation.md). Stops at once, writing nothing, when no CUDA device is present.
-# Rerunning reuses finished trainings (checkpoints under OUT/<experiment>/gpu/train/).
+# OUT defaults to validation/results. A LANE is a comma-separated list of experiments run one
+# after another; lanes run side by side (the GPU and the CPU cores are shared). With no lane,
+# every experiment runs in one lane. GPU_BUDGET (seconds, default unlimited) is a deadline
+# for the whole script: each experiment gets what is left of it, and one stopped at the
+# deadline writes nothing (results are written atomically); the others keep theirs. Each
+# experiment's log is OUT/logs/NAME.log.
+#
+#   GPU_BUDGET=480 validation/gpu.sh /tmp/vr score_fidelity,symmetry_networks late_init
+#
+# GPU_PRESET and GPU_DEVICE (defaults gpu, cuda) exist to try the script on a CPU machine with
+# the smoke preset. Stops at once, writing nothing, when the device is cuda and no CUDA device
+# is present. Rerunning reuses finished
+# trainings (checkpoints under OUT/<experiment>/gpu/train/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+py="${PYTHON:-python3}"
+preset="${GPU_PRESET:-gpu}"
+device="${GPU_DEVICE:-cuda}"
 out="${1:-validation/results}"
+shift || true
+if [ "$#" -eq 0 ]; then
+    set -- "$("$py" -c 'from validation.experiments import EXPERIMENTS; print(",".join(EXPERIMENTS))')"
+fi
+if [ "$device" != cpu ]; then
+    "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")'
+fi
 start=$SECONDS
-python -m validation run-all --preset gpu --device cuda --out "$out"
-echo "gpu preset: all experiments and the report in $((SECONDS - start)) s -> $out"
+deadline=$((start + ${GPU_BUDGET:-100000000}))
+mkdir -p "$out/logs"
+
+lane() {  # run the experiments of one lane in order, each within what is left of the budget
+    local name left rc
+    for name in ${1//,/ }; do
+        left=$((deadline - SECONDS))
+        if [ "$left" -lt 20 ]; then
+            echo "$name: skipped (budget spent)"
+            continue
+        fi
+        rc=0
+        timeout "$left" "$py" -m validation run "$name" --preset "$preset" \
+            --device "$device" --out "$out" >"$out/logs/$name.log" 2>&1 || rc=$?
+        echo "$name: exit $rc after $((SECONDS - start)) s"
+    done
+}
+
+for spec in "$@"; do
+    lane "$spec" &
+done
+wait
+"$py" -m validation report --out "$out"
+echo "$preset preset: $((SECONDS - start)) s -> $out"
