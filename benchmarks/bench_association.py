@@ -7,10 +7,11 @@ Run from the repository root::
     python -m benchmarks.bench_association --quick    # smaller set, fewer repetitions
 
 Case: the exact empirical score of K = 1000 patterns drawn from N(0, I_64) (seed 0),
-N = 4096 starting points, Heun probability-flow ODE on the VE process with 40 steps down
-to ``delta_end = (0.05 s)^2`` (``s`` the patterns' median nearest-neighbour spacing), then
-the iterated denoiser, the deduplication and the stability test: ``find_attractors`` with
-its defaults. Throughput = starting points per second of wall time.
+N = 4096 starting points, Heun probability-flow ODE on the EDM process (find_attractors'
+default) with 40 steps down to ``delta_end = (0.05 s)^2`` (``s`` the patterns' median
+nearest-neighbour spacing), then the iterated denoiser (until updates fall below 1e-8 s),
+the deduplication and the stability test: ``find_attractors`` with its defaults.
+Throughput = starting points per second of wall time.
 
 Baseline, measured in the same run: the same search with one sampler call (and one
 refinement) per starting point, the loop a script would write; it is timed on a subset of
@@ -61,7 +62,7 @@ def setup(K: int, d: int, N: int):
     pats = np.random.default_rng(0).standard_normal((K, d))
     emp = Empirical(pats)
     s = A.nearest_neighbour_spacing(pats)
-    proc = get_process("ve")
+    proc = get_process("edm")  # find_attractors' default
     delta_end = max((0.05 * s) ** 2, proc.delta_min * 1.0001)
     x0 = proc.sigma(proc.t_max) * np.random.default_rng(1).standard_normal((N, d))
     return emp, s, proc, delta_end, x0
@@ -69,6 +70,11 @@ def setup(K: int, d: int, N: int):
 
 def batched(emp, x0, steps: int):
     return A.find_attractors(emp, x0.shape[0], np.random.default_rng(2), n_steps=steps, x_start=x0)
+
+
+def _refine(emp) -> dict:
+    """find_attractors' refinement settings: stop at updates below 1e-8 s."""
+    return {"tol": 0.0, "atol": 1e-8 * A.nearest_neighbour_spacing(emp.points)}
 
 
 def stages(emp, s, proc, delta_end, x0, steps: int, reps: int) -> dict:
@@ -84,7 +90,7 @@ def stages(emp, s, proc, delta_end, x0, steps: int, reps: int) -> dict:
         t_end=t_end,
         x_start=x0,
     )
-    y, _ = A.refine_fixed_points(emp, out.y, delta_end)
+    y, _ = A.refine_fixed_points(emp, out.y, delta_end, **_refine(emp))
     reps_, _ = A.deduplicate(y, 0.05 * s)
     jac = emp.score_jacobian(reps_, delta_end)
     return {
@@ -101,7 +107,9 @@ def stages(emp, s, proc, delta_end, x0, steps: int, reps: int) -> dict:
             ),
             reps,
         ),
-        "refinement": timeit(lambda: A.refine_fixed_points(emp, out.y, delta_end), reps),
+        "refinement": timeit(
+            lambda: A.refine_fixed_points(emp, out.y, delta_end, **_refine(emp)), reps
+        ),
         "deduplication": timeit(lambda: A.deduplicate(y, 0.05 * s), reps),
         "score Jacobians": timeit(lambda: emp.score_jacobian(reps_, delta_end), reps),
         "eigenvalues": timeit(lambda: [np.linalg.eigvalsh(0.5 * (j + j.T))[-1] for j in jac], reps),
@@ -124,7 +132,7 @@ def per_point(emp, proc, delta_end, x0, steps: int) -> None:
             t_end=t_end,
             x_start=x0[i : i + 1],
         )
-        A.refine_fixed_points(emp, out.y, delta_end)
+        A.refine_fixed_points(emp, out.y, delta_end, **_refine(emp))
 
 
 def _ms(t: dict) -> str:
@@ -152,7 +160,7 @@ def report(res: dict, args) -> str:
         "",
         f"Case: exact empirical score of K = {K} patterns from N(0, I_{d}) (seed 0; median "
         f"nearest-neighbour spacing s = {res['spacing']:.3f}), N = {N} starting points, Heun "
-        f"probability-flow ODE on the VE process, {args.steps} steps down to delta_end = "
+        f"probability-flow ODE on the EDM process, {args.steps} steps down to delta_end = "
         f"(0.05 s)^2 = {res['delta_end']:.4g}, then `find_attractors`' refinement "
         f"(iterated denoiser), deduplication (radius 0.05 s) and stability test: "
         f"{st['n_attractors']} attractors found.",

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
 __all__ = ["add_parser", "run", "attractors", "named_points", "ENSEMBLES", "ARCHES"]
 
@@ -161,6 +162,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "at least the process's smallest)",
     )
     run_.add_argument(
+        "--max-iter",
+        type=_int,
+        default=1000,
+        metavar="M",
+        help="at most M denoiser iterations refine each end point; a point stops when its "
+        "last update is below --refine-tol times s, the others are reported as not "
+        "converged (1000; 0: no refinement, the sampler's end points)",
+    )
+    run_.add_argument(
+        "--refine-tol",
+        type=_number,
+        default=1e-8,
+        metavar="T",
+        help="convergence tolerance of the refinement in units of s (1e-8; about 1e-5 for "
+        "a float32 network)",
+    )
+    run_.add_argument(
         "--dedup",
         type=_number,
         default=0.05,
@@ -177,7 +195,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--min-neighbours",
         type=_int,
         metavar="M",
-        help="neighbours that make a cluster spurious (default: classify_samples' N correction)",
+        help="neighbours that make a cluster spurious (default: the count reached by chance "
+        "with probability below 1%%, from N, K and the training set's intrinsic dimension)",
     )
     run_.add_argument(
         "--rows", type=_int, default=20, metavar="R", help="attractors listed in the table (20)"
@@ -367,6 +386,8 @@ def attractors(
     c_m: float = 0.25,
     c_s: float = 0.25,
     min_neighbours: int | None = None,
+    max_iter: int = 1000,
+    refine_tol: float = 1e-8,
 ) -> dict:
     """The data behind ``physdiff attractors`` (JSON-ready): ``find_attractors`` on
     ``model`` with the training set's spacing as scale, then ``classify_samples`` of the
@@ -377,16 +398,20 @@ def attractors(
 
     scale = A.nearest_neighbour_spacing(train) if train is not None else 1.0
     rng = np.random.default_rng([seed, 1])
-    att = A.find_attractors(
-        model,
-        n,
-        rng,
-        process=process,
-        n_steps=steps,
-        delta_end=delta_end,
-        scale=scale,
-        dedup=dedup,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        att = A.find_attractors(
+            model,
+            n,
+            rng,
+            process=process,
+            n_steps=steps,
+            delta_end=delta_end,
+            scale=scale,
+            dedup=dedup,
+            max_iter=max_iter,
+            refine_tol=refine_tol,
+        )
     notes = []
     if delta_end is None and att.delta > 1.001 * (0.05 * scale) ** 2:
         notes.append(
@@ -394,6 +419,15 @@ def attractors(
             f"of {process}; the search stopped at {att.delta:.3g}, where memories closer "
             f"than about {2 * math.sqrt(att.delta):.3g} merge"
             + (" (--process edm reaches 4e-06)" if process != "edm" else "")
+        )
+    else:  # any other warning of the search is passed on as a note
+        notes += [str(c.message) for c in caught if issubclass(c.category, UserWarning)]
+    if att.n_unconverged:
+        notes.append(
+            f"{att.n_unconverged} of {n} end points did not converge within --max-iter "
+            f"{max_iter} denoiser iterations (last update above {refine_tol:g} s); on a trained "
+            "network (float32) raise --refine-tol to about 1e-5; the iteration can also "
+            "drift along the learned manifold: try a small --max-iter, or 0"
         )
     out: dict = {
         "dim": int(model.dim),
@@ -405,6 +439,8 @@ def attractors(
         "dedup_radius": dedup * scale,
         "n_attractors": int(att.points.shape[0]),
         "n_stable": int(np.sum(att.stable)),
+        "max_iter": int(max_iter),
+        "n_unconverged": att.n_unconverged,
     }
     labels = None
     if train is not None:
@@ -417,6 +453,8 @@ def attractors(
             "delta_m": cl.delta_m,
             "delta_s": cl.delta_s,
             "min_neighbours": cl.min_neighbours,
+            "intrinsic_dim": _num(cl.intrinsic_dim),
+            "chance_neighbours": _num(cl.chance_neighbours),
         }
         from .ensembles import Empirical
 
@@ -454,6 +492,7 @@ def _check(args) -> None:
         ("--c-m", args.c_m),
         ("--c-s", args.c_s),
         ("--dedup", args.dedup),
+        ("--refine-tol", args.refine_tol),
         ("--sigma-data", args.sigma_data),
     ):
         if not v > 0:
@@ -463,6 +502,7 @@ def _check(args) -> None:
     for name, v, lo, hi in (
         ("--n", args.n, 1, 10**6),
         ("--steps", args.steps, 1, 10**5),
+        ("--max-iter", args.max_iter, 0, 10**7),
         ("--rows", args.rows, 0, 10**6),
     ):
         if not lo <= v <= hi:
@@ -534,6 +574,8 @@ def _compute(args) -> dict:
             c_m=args.c_m,
             c_s=args.c_s,
             min_neighbours=args.min_neighbours,
+            max_iter=args.max_iter,
+            refine_tol=args.refine_tol,
         )
     except InputError as exc:  # e.g. --delta-end outside the process's range
         msg = str(exc)
@@ -568,7 +610,8 @@ def _table(res: dict, max_rows: int) -> str:
     lines = [
         head,
         f"{res['n']} Heun probability-flow trajectories on {res['process']} ({res['steps']} "
-        f"steps) to delta_end = {res['delta_end']:.4g}, refined by the iterated denoiser; "
+        f"steps) to delta_end = {res['delta_end']:.4g}, refined by the iterated denoiser "
+        f"(at most {res['max_iter']} iterations; {res['n_unconverged']} not converged); "
         f"dedup radius {res['dedup_radius']:.4g}",
         f"attractors: {res['n_attractors']} ({res['n_stable']} stable)",
     ]
@@ -579,7 +622,13 @@ def _table(res: dict, max_rows: int) -> str:
             "end points: "
             + ", ".join(f"{k} {f[k]:.3f} +- {se[k]:.3f}" for k in f)
             + f"  (s = {cl['spacing']:.4g}, delta_m = {cl['delta_m']:.4g}, delta_s = "
-            f"{cl['delta_s']:.4g}, min_neighbours = {cl['min_neighbours']})"
+            f"{cl['delta_s']:.4g}, min_neighbours = {cl['min_neighbours']}"
+            + (
+                f" from intrinsic dimension {cl['intrinsic_dim']:g}"
+                if cl.get("intrinsic_dim") is not None
+                else ""
+            )
+            + ")"
         )
     if res.get("note"):
         lines.append(f"note: {res['note']}")

@@ -19,9 +19,12 @@ the unit circle have the continuum energy ``E(R) = R^2 + 1 - (1/beta) log I0(2 b
 the iterated denoiser ``y <- E[x0 | y]`` at small noise) ends at fixed points; they are
 deduplicated and their stability is read from the score Jacobian. A generated sample is
 *memorised* if a training point lies within ``delta_m``, *spurious* if it is not
-memorised but at least ``min_neighbours`` other generated samples collapse onto it within
-``delta_s``, and *generalised* otherwise; both thresholds are multiples of the training
-set's median nearest-neighbour spacing.
+memorised but at least ``min_neighbours`` other non-memorised generated samples collapse
+onto it within ``delta_s``, and *generalised* otherwise; both thresholds are multiples of
+the training set's median nearest-neighbour spacing, and ``min_neighbours`` is the count
+that samples spread like the data reach by chance (it depends on the number of samples,
+the number of training points and the data's intrinsic dimension,
+:func:`intrinsic_dimension`).
 
 **Basins.** The basin of a point ``a`` extends to the largest noise level at which
 noising ``a`` forward and generating back returns to ``a`` (within ``delta_m``) with
@@ -31,6 +34,7 @@ probability at least 0.9.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,12 +56,16 @@ __all__ = [
     "circle_pattern_stability",
     "circle_merge_count",
     "nearest_neighbour_spacing",
+    "intrinsic_dimension",
     "Attractors",
     "find_attractors",
+    "end_delta",
     "refine_fixed_points",
+    "fixed_point_converged",
     "deduplicate",
     "Classification",
     "classify_samples",
+    "chance_neighbours",
     "Basin",
     "basin_size",
 ]
@@ -225,25 +233,105 @@ def nearest_neighbour_spacing(points) -> float:
     return float(np.median(out))
 
 
+def _knn_distances(pts: np.ndarray, k: int) -> np.ndarray:
+    """Sorted distances from each point to its ``k`` nearest other points, ``(K, k)``."""
+    sq = np.sum(pts * pts, axis=1)
+    K = pts.shape[0]
+    out = np.empty((K, k))
+    step = max(1, 2**22 // K)
+    for s in range(0, K, step):
+        q = pts[s : s + step]
+        d2 = sq[s : s + step, None] - 2 * q @ pts.T + sq[None]
+        d2[np.arange(q.shape[0]), np.arange(s, s + q.shape[0])] = np.inf
+        part = np.partition(d2, k - 1, axis=1)[:, :k]
+        out[s : s + step] = np.sqrt(np.maximum(np.sort(part, axis=1), 0))
+    return out
+
+
+def intrinsic_dimension(points, *, k1: int = 2, k2: int = 8) -> float:
+    """Nearest-neighbour estimate of the dimension of the set the points are drawn from.
+
+    For points of a Poisson process in m dimensions, ``E log T_k = psi(k)/m + const``
+    with ``T_k`` the distance to the k-th nearest neighbour (Pettis et al. 1979; Levina
+    & Bickel 2005 use all ``j < k``), so
+
+        m = (psi(k2) - psi(k1)) / mean_i log(T_k2(i) / T_k1(i)),
+
+    with ``k2`` capped at ``K/2`` (the neighbourhood stays local: a small set on a curve
+    does not see the curve close; at least ``k1 + 1``, at most ``K - 1``). ``k1 = 2``
+    rather than 1 so that the tie between the two neighbours of an evenly spaced curve
+    cancels: 16 equally spaced points on a circle give 1.24 (with ``k1 = 1``: 2.7); random
+    points on a circle 1.0-1.3, a 2-D Gaussian
+    1.9-2.1 (K = 100-400), the standardised 8x8 digits about 7.5 (K = 1438). The value
+    is real; :func:`classify_samples` rounds it. Needs ``K >= k1 + 2`` points; returns
+    ``inf`` when every ``T_k2`` equals ``T_k1`` (a grid with many ties) and the ambient
+    dimension is then the only bound."""
+    from scipy.special import digamma
+
+    pts = finite_array(points, "points")
+    if pts.ndim != 2:
+        raise InputError(f"points must have shape (K, d); got {pts.shape}")
+    k1 = integer(k1, "k1", 1, 10**6)
+    if pts.shape[0] < k1 + 2:
+        raise InputError(
+            f"points must hold at least k1 + 2 = {k1 + 2} points to estimate a dimension; "
+            f"got {pts.shape[0]}"
+        )
+    K = pts.shape[0]
+    k2 = min(integer(k2, "k2", k1 + 1, 10**6), max(k1 + 1, K // 2), K - 1)
+    T = _knn_distances(pts, k2)
+    t1, t2 = T[:, k1 - 1], T[:, k2 - 1]
+    ok = t1 > 0  # duplicated points carry no scale information
+    if not ok.any():
+        raise InputError("points are all duplicated; no dimension can be estimated")
+    r = float(np.mean(np.log(t2[ok] / t1[ok])))
+    return math.inf if r <= 0 else float((digamma(k2) - digamma(k1)) / r)
+
+
 def refine_fixed_points(
-    model: ScoreModel, y, delta: float, *, tol: float = 1e-10, max_iter: int = 1000
+    model: ScoreModel,
+    y,
+    delta: float,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+    atol: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Iterate the denoiser ``y <- E[x0 | y]`` at noise ``delta`` (a fixed point is a
-    critical point of ``log p_delta``; the iteration climbs it). Returns ``(points, moved)``
-    with the size of the last update of each point."""
+    critical point of ``log p_delta``; the iteration climbs it).
+
+    A point stops once its last update is at most ``atol + tol (1 + |y|)``; at most
+    ``max_iter`` iterations (``max_iter = 0``: no iteration; the update one iteration would
+    make is measured without moving the points). Returns ``(points, moved)``, ``moved``
+    the size of the last update of each point: a point with ``moved`` above its threshold
+    has not converged (:func:`fixed_point_converged`). On a trained network, below the
+    noise levels it was trained on, the iteration need not converge: it can drift along
+    the learned manifold (docs/association.md)."""
     dl = float(positive(delta, "delta"))
+    tol = float(positive(tol, "tol", allow_zero=True))
+    atol = float(positive(atol, "atol", allow_zero=True))
+    max_iter = integer(max_iter, "max_iter", 0, 10**7)
     y = as_points(y, int(model.dim), "y", dtype=np.float64).copy()
+    if max_iter == 0:
+        return y, np.linalg.norm(model.denoise(y, dl) - y, axis=1)
     moved = np.full(y.shape[0], np.inf)
     active = np.ones(y.shape[0], dtype=bool)
-    for _ in range(integer(max_iter, "max_iter", 1, 10**7)):
+    for _ in range(max_iter):
         if not active.any():
             break
         new = model.denoise(y[active], dl)
         step = np.linalg.norm(new - y[active], axis=1)
         y[active] = new
         moved[active] = step
-        active[active] = step > tol * (1 + np.linalg.norm(new, axis=1))
+        active[active] = step > atol + tol * (1 + np.linalg.norm(new, axis=1))
     return y, moved
+
+
+def fixed_point_converged(points, moved, *, tol: float = 1e-10, atol: float = 0.0) -> np.ndarray:
+    """Which points of :func:`refine_fixed_points` met its criterion,
+    ``moved <= atol + tol (1 + |y|)``."""
+    pts = np.asarray(points, dtype=np.float64)
+    return np.asarray(moved) <= atol + tol * (1 + np.linalg.norm(pts, axis=1))
 
 
 def deduplicate(points, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +355,12 @@ def deduplicate(points, radius: float) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Attractors:
-    """End points of deterministic generation, refined and deduplicated."""
+    """End points of deterministic generation, refined and deduplicated.
+
+    ``converged[i]``: the refinement of end point ``i`` met the tolerance within
+    ``max_iter`` iterations (its last update at most ``refine_tol * scale``); ``residual``:
+    the size of that last update. Points that did not converge are still deduplicated
+    and counted: look at them before reading their attractor as a fixed point."""
 
     points: np.ndarray  # (A, d) unique attractors
     counts: np.ndarray  # (A,) how many samples ended at each
@@ -276,6 +369,46 @@ class Attractors:
     samples: np.ndarray  # (N, d) the refined end points
     labels: np.ndarray  # (N,) attractor index of each sample
     delta: float
+    converged: np.ndarray  # (N,) refinement met its tolerance
+    residual: np.ndarray  # (N,) size of the last refinement update
+
+    @property
+    def n_unconverged(self) -> int:
+        """How many end points the refinement left unconverged."""
+        return int(np.sum(~self.converged))
+
+
+def end_delta(
+    process: Process | str, delta_end: float | None, default: float, who: str = "find_attractors"
+) -> float:
+    """The final noise level of a search on ``process``: ``delta_end`` if given (an
+    :class:`InputError` naming it and the valid range if the process does not reach it),
+    else ``default``, raised to the process's smallest noise level with a warning (never
+    silently) when it lies below."""
+    proc = get_process(process)
+    lo, hi = float(proc.delta_min), float(proc.delta_max)
+    if delta_end is not None:
+        de = float(positive(delta_end, "delta_end"))
+        if not lo <= de <= hi:
+            raise InputError(
+                f"delta_end must lie in [{lo:.4g}, {hi:.4g}], the noise levels that {proc} "
+                f"reaches; got {de:.4g} (a smaller delta_end needs a process with a smaller "
+                "delta_min, e.g. process='edm' reaches 4e-06)"
+            )
+        return de
+    de = float(default)
+    if de < lo:
+        hint = "" if lo <= 4.0001e-6 else "process='edm' (delta_min 4e-06), "
+        warnings.warn(
+            f"{who}: the default delta_end = {de:.3g} lies below the smallest noise level "
+            f"of {proc}, {lo:.3g}; the search stops at {lo * 1.0001:.4g}, where memories "
+            f"closer than about {2 * math.sqrt(lo):.3g} merge into one attractor. Use "
+            f"{hint}a process with a smaller delta_min, or pass delta_end explicitly.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return lo * 1.0001
+    return min(de, hi)
 
 
 def find_attractors(
@@ -283,18 +416,33 @@ def find_attractors(
     n: int,
     rng: np.random.Generator,
     *,
-    process: Process | str = "ve",
+    process: Process | str = "edm",
     n_steps: int = 60,
     delta_end: float | None = None,
     scale: float | None = None,
     x_start=None,
     dedup: float = 0.05,
     check_stability: bool = True,
+    refine_tol: float = 1e-8,
+    max_iter: int = 1000,
 ) -> Attractors:
     """Run ``n`` probability-flow (Heun) trajectories in ONE sampler call down to noise
     ``delta_end``, refine the end points with the iterated denoiser there, deduplicate
     within ``dedup * scale`` (``scale``: the training set's nearest-neighbour spacing when
-    the model is an :class:`Empirical`, else 1) and test stability by the Jacobian."""
+    the model is an :class:`Empirical`, else 1) and test stability by the Jacobian.
+
+    ``delta_end`` defaults to ``(0.05 scale)^2``; on the default process ``edm``
+    (``delta_min = 4e-6``) that is reached for spacings down to 0.04. A ``delta_end``
+    outside the process's range raises :class:`InputError`; a default below it is raised
+    to ``delta_min`` with a ``UserWarning`` (memories closer than ``2 sqrt(delta_min)``
+    then merge).
+
+    Refinement: a point stops when its last update is at most ``refine_tol * scale``, after
+    at most ``max_iter`` iterations (0: no refinement, the sampler's end points are kept
+    and only the update one iteration would make is measured). ``Attractors.converged``
+    flags the points that met the tolerance. On a trained network the iteration at noise
+    levels below its training range can drift instead of converging: keep ``max_iter``
+    small there and check ``converged``."""
     from .sampling import sample
 
     proc = get_process(process)
@@ -305,13 +453,16 @@ def find_attractors(
             else 1.0
         )
     scale = float(positive(scale, "scale"))
-    if delta_end is None:
-        delta_end = max((0.05 * scale) ** 2, proc.delta_min * 1.0001)
+    refine_tol = float(positive(refine_tol, "refine_tol"))
+    max_iter = integer(max_iter, "max_iter", 0, 10**7)
+    delta_end = end_delta(proc, delta_end, (0.05 * scale) ** 2)
     t_end = float(proc.time_of_delta(delta_end))
     out = sample(
         model, n, rng, method="heun", process=proc, n_steps=n_steps, t_end=t_end, x_start=x_start
     )
-    y, _ = refine_fixed_points(model, out.y, delta_end)
+    atol = refine_tol * scale
+    y, moved = refine_fixed_points(model, out.y, delta_end, tol=0.0, atol=atol, max_iter=max_iter)
+    converged = fixed_point_converged(y, moved, tol=0.0, atol=atol)
     reps, labels = deduplicate(y, float(positive(dedup, "dedup")) * scale)
     counts = np.bincount(labels, minlength=reps.shape[0])
     if check_stability and hasattr(model, "score_jacobian"):
@@ -320,7 +471,7 @@ def find_attractors(
         )
     else:
         top = np.full(reps.shape[0], np.nan)
-    return Attractors(reps, counts, top < 0, top, y, labels, float(delta_end))
+    return Attractors(reps, counts, top < 0, top, y, labels, float(delta_end), converged, moved)
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,7 +480,9 @@ def find_attractors(
 @dataclass(frozen=True)
 class Classification:
     """Fractions of memorised / spurious / generalised samples with binomial standard
-    errors; ``labels``: 0 memorised, 1 spurious, 2 generalised."""
+    errors; ``labels``: 0 memorised, 1 spurious, 2 generalised. ``intrinsic_dim`` and
+    ``chance_neighbours`` (the Poisson mean ``lambda``) are those behind the default
+    ``min_neighbours`` (``nan`` when ``min_neighbours`` was given)."""
 
     labels: np.ndarray
     fractions: dict
@@ -338,23 +491,57 @@ class Classification:
     delta_m: float
     delta_s: float
     min_neighbours: int
+    intrinsic_dim: float
+    chance_neighbours: float
 
     LABELS = ("memorised", "spurious", "generalised")
 
 
+def chance_neighbours(N: int, K: int, c_s: float, intrinsic_dim: float) -> float:
+    """Upper bound on the expected number of the other ``N - 1`` samples within
+    ``c_s s`` of a sample when the N samples are spread like the data:
+    ``lambda = (N - 1) min(1, (2 c_s)^m / K)``, ``m`` the intrinsic dimension.
+
+    A ball of radius ``s/2`` around each of K points whose nearest neighbours are ``s``
+    apart are disjoint, so on a uniform m-dimensional set each holds at most ``1/K`` of the
+    mass and a ball of radius ``c_s s`` at most ``(2 c_s)^m / K``; equal for points evenly
+    spaced on a curve (m = 1). For K points drawn at random from the data, with ``s`` their
+    median nearest-neighbour distance, the mass is about ``ln 2 c_s^m / K``, smaller by
+    ``2^m / ln 2``: the bound is conservative there."""
+    m = float(positive(intrinsic_dim, "intrinsic_dim"))
+    return (N - 1) * min(1.0, (2 * c_s) ** m / K)
+
+
 def classify_samples(
-    samples, train, *, c_m: float = 0.25, c_s: float = 0.25, min_neighbours: int | None = None
+    samples,
+    train,
+    *,
+    c_m: float = 0.25,
+    c_s: float = 0.25,
+    min_neighbours: int | None = None,
+    intrinsic_dim: float | None = None,
+    false_rate: float = 0.01,
 ) -> Classification:
     """Memorised if the nearest training point is within ``delta_m = c_m * s`` (``s`` the
     training set's median nearest-neighbour spacing; Euclidean distance, for images on
     the standardised pixels); spurious if not memorised but at least ``min_neighbours``
-    other samples lie within ``delta_s = c_s * s``; generalised otherwise.
+    other *non-memorised* samples lie within ``delta_s = c_s * s`` (memorised samples
+    collapse onto a training point, not onto it); generalised otherwise.
 
-    ``min_neighbours`` corrects for the number N of generated samples: by default it is
-    the smallest count that chance alone reaches with probability below 1% (the Poisson
-    tail of ``lambda = (N - 1) (c_s / 2)^d``, the expected number of other samples within
-    ``delta_s`` if the N samples were spread like the training set, where a ball of radius
-    ``s/2`` holds about one point per training point), and at least 2."""
+    ``min_neighbours`` corrects for chance: by default it is the smallest count that a
+    Poisson number of mean ``lambda`` (:func:`chance_neighbours`, the expected number of
+    other samples within ``delta_s`` if the N samples were spread like the data, from N,
+    the number K of training points and the intrinsic dimension m) reaches with
+    probability below ``false_rate``, and at least 2. Fresh samples of the data
+    distribution that are not memorised are then called spurious at a rate of at most
+    about ``false_rate`` (1%).
+
+    ``intrinsic_dim``: m; by default :func:`intrinsic_dimension` of the training set,
+    rounded to an integer and clipped to ``[1, d]`` (a manifold's dimension is an
+    integer; rounding absorbs the estimator's bias on evenly spaced sets). With fewer
+    than 4 training points no estimate is possible and m = 1 is used, the choice that
+    calls the fewest samples spurious: pass ``intrinsic_dim`` (or ``min_neighbours``)
+    for such sets."""
     x = finite_array(samples, "samples")
     tr = finite_array(train, "train")
     if x.ndim != 2 or tr.ndim != 2 or x.shape[1] != tr.shape[1]:
@@ -366,29 +553,46 @@ def classify_samples(
         raise InputError("train must hold at least two points")
     c_m = float(positive(c_m, "c_m"))
     c_s = float(positive(c_s, "c_s"))
+    false_rate = float(positive(false_rate, "false_rate"))
+    if false_rate >= 1:
+        raise DomainError(f"false_rate must lie in (0, 1); got {false_rate}")
     s = nearest_neighbour_spacing(tr)
     dm, ds = c_m * s, c_s * s
     N, d = x.shape
+    K = tr.shape[0]
+    m_used, lam = math.nan, math.nan
     if min_neighbours is None:
         from scipy.stats import poisson
 
-        lam = (N - 1) * (c_s / 2) ** d
-        min_neighbours = max(2, int(poisson.isf(0.01, lam)) + 1)
+        if intrinsic_dim is not None:
+            m_used = float(positive(intrinsic_dim, "intrinsic_dim"))
+        elif K >= 4:
+            est = intrinsic_dimension(tr)
+            m_used = float(min(max(round(est), 1), d)) if math.isfinite(est) else float(d)
+        else:
+            m_used = 1.0
+        lam = chance_neighbours(N, K, c_s, m_used)
+        min_neighbours = max(2, int(poisson.isf(false_rate, lam)) + 1)
+    elif intrinsic_dim is not None:
+        raise InputError("give either min_neighbours or intrinsic_dim, not both")
     min_neighbours = integer(min_neighbours, "min_neighbours", 1, 10**9)
     _, dist = Empirical(tr).nearest(x)
     mem = dist <= dm
-    sq = np.sum(x * x, axis=1)
-    neigh = np.empty(N, dtype=np.int64)
-    step = max(1, 2**22 // N)
-    for i in range(0, N, step):
-        q = x[i : i + step]
-        d2 = sq[i : i + step, None] - 2 * q @ x.T + sq[None]
-        neigh[i : i + step] = np.sum(d2 <= ds * ds, axis=1) - 1
+    # neighbours among the non-memorised samples only
+    free = x[~mem]
+    sq_f = np.sum(free * free, axis=1)
+    neigh = np.zeros(N, dtype=np.int64)
+    idx = np.flatnonzero(~mem)
+    step = max(1, 2**22 // max(free.shape[0], 1))
+    for i in range(0, free.shape[0], step):
+        q = free[i : i + step]
+        d2 = sq_f[i : i + step, None] - 2 * q @ free.T + sq_f[None]
+        neigh[idx[i : i + step]] = np.sum(d2 <= ds * ds, axis=1) - 1
     spur = ~mem & (neigh >= min_neighbours)
     labels = np.where(mem, 0, np.where(spur, 1, 2))
     frac = {name: float(np.mean(labels == k)) for k, name in enumerate(Classification.LABELS)}
     se = {k: math.sqrt(max(v * (1 - v), 1.0 / N) / N) for k, v in frac.items()}
-    return Classification(labels, frac, se, s, dm, ds, min_neighbours)
+    return Classification(labels, frac, se, s, dm, ds, min_neighbours, m_used, lam)
 
 
 # ---------------------------------------------------------------------------------------
@@ -397,7 +601,10 @@ def classify_samples(
 @dataclass(frozen=True)
 class Basin:
     """Recovery probability of a point against the noise level; ``delta_basin``: the largest
-    noise level with probability >= ``level``; ``radius = sqrt(d * delta_basin)``."""
+    noise level with probability >= ``level``; ``radius = sqrt(d * delta_basin)``;
+    ``unconverged``: per noise level, the trials whose refinement did not meet its
+    tolerance within ``max_iter`` iterations (counted as returned or not by their final
+    position all the same)."""
 
     deltas: np.ndarray
     probability: np.ndarray
@@ -405,6 +612,7 @@ class Basin:
     delta_basin: float
     radius: float
     level: float
+    unconverged: np.ndarray
 
 
 def basin_size(
@@ -419,11 +627,20 @@ def basin_size(
     n_steps: int = 40,
     level: float = 0.9,
     delta_end: float | None = None,
+    refine_tol: float = 1e-8,
+    max_iter: int = 200,
 ) -> Basin:
     """Noise ``point`` forward to each ``delta`` (``y = a + sqrt(delta) z``), generate back
     deterministically (Heun) to ``delta_end``, refine with the denoiser and count returns
     within ``tolerance`` (default: a quarter of the nearest-neighbour spacing for an
-    :class:`Empirical` model). All trials at all noise levels run as one batch per level."""
+    :class:`Empirical` model). All trials at one noise level run as one batch.
+
+    ``delta_end`` defaults to ``(0.2 tolerance)^2`` (raised to the process's smallest noise
+    level with a warning if it lies below; an explicit value outside the process's range
+    raises :class:`InputError`). The refinement of a trial stops when its last update is
+    at most ``refine_tol * tolerance``, after at most ``max_iter`` iterations (0: none);
+    ``Basin.unconverged`` counts the trials that did not converge. On a trained network
+    the iteration can drift (docs/association.md): use a small ``max_iter`` there."""
     from .sampling import sample
 
     proc = get_process(process)
@@ -439,9 +656,11 @@ def basin_size(
             raise InputError("tolerance must be given unless model is an Empirical set")
         tolerance = 0.25 * nearest_neighbour_spacing(model.points)
     tol = float(positive(tolerance, "tolerance"))
-    if delta_end is None:
-        delta_end = max((0.2 * tol) ** 2, proc.delta_min * 1.0001)
+    atol = float(positive(refine_tol, "refine_tol")) * tol
+    max_iter = integer(max_iter, "max_iter", 0, 10**7)
+    delta_end = end_delta(proc, delta_end, (0.2 * tol) ** 2, who="basin_size")
     prob, se = np.empty(dls.size), np.empty(dls.size)
+    unconverged = np.zeros(dls.size, dtype=np.int64)
     for i, dl in enumerate(dls):
         if dl <= delta_end:
             prob[i], se[i] = 1.0, 0.0
@@ -458,7 +677,10 @@ def basin_size(
             times=np.linspace(t0, t1, n_steps + 1),
             x_start=x0,
         )
-        y, _ = refine_fixed_points(model, out.y, delta_end, max_iter=200)
+        y, moved = refine_fixed_points(
+            model, out.y, delta_end, tol=0.0, atol=atol, max_iter=max_iter
+        )
+        unconverged[i] = int(np.sum(~fixed_point_converged(y, moved, tol=0.0, atol=atol)))
         ok = np.linalg.norm(y - a, axis=1) <= tol
         prob[i] = ok.mean()
         se[i] = math.sqrt(max(prob[i] * (1 - prob[i]), 1.0 / n_trials) / n_trials)
@@ -467,4 +689,4 @@ def basin_size(
     while k < dls.size and good[k]:
         k += 1
     db = float(dls[k - 1]) if k > 0 else 0.0
-    return Basin(dls, prob, se, db, math.sqrt(d * db), level)
+    return Basin(dls, prob, se, db, math.sqrt(d * db), level, unconverged)

@@ -132,3 +132,217 @@ def test_errors():
         A.merge_threshold(0.0)
     with pytest.raises(InputError, match="tolerance must be given"):
         A.basin_size(GaussianMixture.two_deltas(1.0), [1.0], [1.0], np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------------------
+# intrinsic dimension and the chance-neighbour threshold (issue 7, defect 1)
+# ---------------------------------------------------------------------------------------
+def _ring(n, rng):
+    th = rng.uniform(0, 2 * np.pi, n)
+    return np.stack([np.cos(th), np.sin(th)], axis=1)
+
+
+def _even_ring(K):
+    th = 2 * np.pi * np.arange(K) / K
+    return np.stack([np.cos(th), np.sin(th)], axis=1)
+
+
+def test_intrinsic_dimension_on_known_sets():
+    rng = np.random.default_rng(10)
+    for K in (8, 16, 64):  # evenly spaced on a circle: ties, and the rounding absorbs them
+        assert round(A.intrinsic_dimension(_even_ring(K))) == 1
+    assert A.intrinsic_dimension(_ring(400, rng)) == pytest.approx(1.0, abs=0.15)
+    assert A.intrinsic_dimension(rng.standard_normal((400, 2))) == pytest.approx(2.0, abs=0.25)
+    assert A.intrinsic_dimension(rng.standard_normal((400, 5))) == pytest.approx(5.0, abs=0.6)
+    # a 2-D plane embedded in 10 dimensions
+    plane = rng.standard_normal((400, 2)) @ rng.standard_normal((2, 10))
+    assert A.intrinsic_dimension(plane) == pytest.approx(2.0, abs=0.3)
+    with pytest.raises(InputError, match="at least k1 \\+ 2"):
+        A.intrinsic_dimension(np.zeros((3, 2)) + np.arange(3)[:, None])
+
+
+@pytest.mark.parametrize(
+    "case", ["even-ring-16", "even-ring-8", "random-ring-64", "gaussian-2d-100", "even-ring-2"]
+)
+def test_default_threshold_calls_fresh_samples_generalised(case):
+    """Fresh samples of the data distribution are not spurious (at the stated 1% rate, with
+    its binomial error): before the fix the evenly spaced ring of 16 gave 43%, the ring of
+    2 gave 66%."""
+    rng = np.random.default_rng(11)
+    kind, K = case.rsplit("-", 1)
+    K = int(K)
+    if kind == "even-ring":
+        train, fresh = _even_ring(K), _ring(1000, rng)
+    elif kind == "random-ring":
+        train, fresh = _ring(K, rng), _ring(1000, rng)
+    else:
+        train, fresh = rng.standard_normal((K, 2)), rng.standard_normal((1000, 2))
+    spur = []
+    for _ in range(4):
+        cl = A.classify_samples(fresh, train)
+        spur.append(cl.fractions["spurious"])
+        fresh = _ring(1000, rng) if "ring" in kind else rng.standard_normal((1000, 2))
+    assert np.mean(spur) <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / 4000)
+    assert cl.min_neighbours >= 2
+    if kind != "gaussian-2d":
+        assert cl.intrinsic_dim == 1.0
+
+
+def test_default_threshold_depends_on_k_and_dimension():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1000, 2))
+    few = A.classify_samples(x, rng.standard_normal((20, 2)))
+    many = A.classify_samples(x, rng.standard_normal((500, 2)))
+    assert few.intrinsic_dim == many.intrinsic_dim == 2.0
+    assert few.min_neighbours > many.min_neighbours
+    assert few.chance_neighbours == pytest.approx(A.chance_neighbours(1000, 20, 0.25, 2.0))
+    assert A.chance_neighbours(1000, 16, 0.25, 1.0) == pytest.approx(999 / 32)
+    # a given intrinsic dimension is used as is
+    one = A.classify_samples(x, rng.standard_normal((500, 2)), intrinsic_dim=1.0)
+    assert one.intrinsic_dim == 1.0 and one.min_neighbours > many.min_neighbours
+    with pytest.raises(InputError, match="either min_neighbours or intrinsic_dim"):
+        A.classify_samples(x, np.eye(2), min_neighbours=3, intrinsic_dim=1.0)
+    with pytest.raises(DomainError, match="intrinsic_dim must lie"):
+        A.classify_samples(x, np.eye(2), intrinsic_dim=0.0)
+
+
+def test_default_classification_of_constructed_memorised_spurious_and_new_points():
+    """A dense training set (K = 300 from a 2-D Gaussian) with an isolated close pair: its
+    memorised copies, a collapsed cluster at the pair's midpoint (spurious) and fresh
+    samples (new points), classified with the default threshold."""
+    rng = np.random.default_rng(13)
+    gauss = rng.standard_normal((300, 2))
+    s0 = A.nearest_neighbour_spacing(gauss)
+    pair = np.array([[7.0, 0.0], [7.0, 2 * s0]])  # isolated, 2 s apart
+    train = np.concatenate([gauss, pair])
+    s = A.nearest_neighbour_spacing(train)
+    mem = train[rng.integers(0, 300, 150)] + 1e-3 * s * rng.standard_normal((150, 2))
+    spur = pair.mean(axis=0) + 0.02 * s * rng.standard_normal((40, 2))
+    new = rng.standard_normal((810, 2))
+    cl = A.classify_samples(np.concatenate([mem, spur, new]), train)
+    assert cl.intrinsic_dim == 2.0
+    assert np.all(cl.labels[:150] == 0)
+    assert np.all(cl.labels[150:190] == 1)
+    lab_new = cl.labels[190:]
+    _, dist = Empirical(train).nearest(new)
+    np.testing.assert_array_equal(lab_new == 0, dist <= cl.delta_m)
+    assert np.mean(lab_new == 1) <= 0.01 + 3 * math.sqrt(0.01 / 810)
+    assert np.mean(lab_new == 2) > 0.5
+
+
+def test_memorised_samples_do_not_make_their_neighbours_spurious():
+    """A non-memorised sample just outside a memorised cluster has the cluster within
+    delta_s; the cluster collapsed onto the training point, not onto it."""
+    train = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])  # s = 10
+    cluster = np.array([2.4, 0.0]) + np.zeros((20, 2))  # memorised (within 2.5)
+    straggler = np.array([[2.6, 0.0]])  # not memorised, 0.2 from the cluster
+    cl = A.classify_samples(np.concatenate([cluster, straggler]), train, min_neighbours=5)
+    np.testing.assert_array_equal(cl.labels, [0] * 20 + [2])
+
+
+# ---------------------------------------------------------------------------------------
+# the search's final noise (defect 2) and the refinement's convergence (defect 3)
+# ---------------------------------------------------------------------------------------
+def test_find_attractors_resolves_dense_sets_by_default():
+    """The default process (edm) reaches the default delta_end = (0.05 s)^2 on 64 evenly
+    spaced circle memories without a word; 128 at random angles (s ~ 0.015) lie beyond
+    every process's reach, which both processes now say (before the fix ve clipped
+    silently): edm still memorises every end point, ve (delta_min = 1e-4) does not."""
+    import warnings as w
+
+    rng = np.random.default_rng(14)
+    even = _even_ring(64)
+    with w.catch_warnings():
+        w.simplefilter("error")
+        att = A.find_attractors(Empirical(even), 1000, rng)
+    assert att.delta == pytest.approx((0.05 * A.nearest_neighbour_spacing(even)) ** 2)
+    assert att.points.shape[0] == 64 and np.all(att.stable)
+    assert np.all(att.converged) and att.n_unconverged == 0
+    tr = _ring(128, rng)
+    emp = Empirical(tr)
+    with pytest.warns(UserWarning, match="delta_end .* below the smallest noise level"):
+        edm = A.find_attractors(emp, 400, rng)
+    with pytest.warns(UserWarning, match="delta_end .* below the smallest noise level"):
+        ve = A.find_attractors(emp, 400, rng, process="ve")
+    assert edm.delta == pytest.approx(4e-6, rel=1e-3) and ve.delta == pytest.approx(1e-4, rel=1e-3)
+    f_edm = A.classify_samples(edm.samples, tr).fractions["memorised"]
+    f_ve = A.classify_samples(ve.samples, tr).fractions["memorised"]
+    assert f_edm == 1.0 and f_ve < 0.95
+    with pytest.raises(InputError, match=r"delta_end must lie in \[0.0001, 2500\]"):
+        A.find_attractors(emp, 10, rng, process="ve", delta_end=1e-6)
+    with pytest.warns(UserWarning, match="basin_size: the default delta_end"):
+        A.basin_size(emp, tr[0], [1e-3], rng, n_trials=4)
+
+
+class _Drift:
+    """A score model whose denoiser never has a fixed point: it shifts every point by a
+    constant (the drift of a trained network's iterated denoiser along its manifold)."""
+
+    dim = 2
+    shift = np.array([1e-3, 0.0])
+
+    def denoise(self, y, delta):
+        return np.asarray(y, dtype=float) + self.shift
+
+    def score(self, y, delta):
+        return np.broadcast_to(
+            self.shift / np.asarray(delta, dtype=float).reshape(-1, 1), np.shape(y)
+        )
+
+
+def test_refinement_reports_points_that_do_not_converge():
+    model = _Drift()
+    x0 = np.random.default_rng(15).standard_normal((20, 2))
+    kw = {"scale": 1.0, "x_start": x0, "check_stability": False, "delta_end": 1e-3}
+    rng = np.random.default_rng(0)
+    raw = A.find_attractors(model, 20, rng, max_iter=0, **kw)
+    ten = A.find_attractors(model, 20, rng, max_iter=10, **kw)
+    assert raw.n_unconverged == ten.n_unconverged == 20 and not ten.converged.any()
+    np.testing.assert_allclose(ten.samples - raw.samples, np.tile(10 * model.shift, (20, 1)))
+    np.testing.assert_allclose(ten.residual, 1e-3)
+    # a tolerance above the drift per step counts as converged after one iteration
+    loose = A.find_attractors(model, 20, rng, max_iter=10, refine_tol=2e-3, **kw)
+    assert loose.converged.all()
+    np.testing.assert_allclose(loose.samples - raw.samples, np.tile(model.shift, (20, 1)))
+    b = A.basin_size(model, [0.0, 0.0], [0.1, 1.0], rng, n_trials=8, tolerance=1.0, max_iter=5)
+    np.testing.assert_array_equal(b.unconverged, [8, 8])
+    emp = Empirical(np.array([[-2.0], [2.0]]))
+    b = A.basin_size(emp, [2.0], [0.01, 1.0], rng, n_trials=16)
+    np.testing.assert_array_equal(b.unconverged, [0, 0])
+    with pytest.raises(DomainError, match="max_iter must lie"):
+        A.find_attractors(emp, 4, rng, max_iter=-1)
+
+
+# ---------------------------------------------------------------------------------------
+# the Jacobians behind the stability test: Empirical's batched posterior covariance
+# ---------------------------------------------------------------------------------------
+def test_empirical_posterior_covariance_is_batched_and_drops_subnormal_weights(monkeypatch):
+    import physdiff._kernels as kern
+
+    rng = np.random.default_rng(16)
+    pts = 50.0 + rng.standard_normal((40, 3))  # far from the origin: centring matters
+    emp = Empirical(pts)
+    # queries near a point at small noise: most weights underflow, some into subnormals
+    y = pts[:7] + 0.3 * rng.standard_normal((7, 3))
+    delta = np.array([0.02, 0.02, 0.05, 0.1, 1.0, 10.0, 0.0152])
+    seen = []
+    real = kern.empirical_weights
+
+    def spy(*a, **k):
+        w = real(*a, **k)
+        seen.append(w)
+        return w
+
+    monkeypatch.setattr(kern, "empirical_weights", spy)
+    cov = emp.posterior_covariance(y, delta)
+    monkeypatch.undo()
+    # brute-force twin: per point, all weights, centred at the posterior mean
+    for i in range(7):
+        w = real(y[i : i + 1], pts, delta[i : i + 1])[0]
+        m = w @ pts
+        c = pts - m
+        np.testing.assert_allclose(cov[i], (c * w[:, None]).T @ c, rtol=1e-12, atol=1e-300)
+    assert len(seen) == 1  # one batch
+    w = seen[0]
+    assert not np.any((w > 0) & (w < np.exp(-350.0)))  # no subnormal (or near) weights used
+    assert np.any(real(y, pts, delta) < np.finfo(float).tiny)  # ... though there were some

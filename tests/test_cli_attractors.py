@@ -72,6 +72,30 @@ def test_options_reach_the_search(capsys):
     res = json.loads(out)
     assert res["process"] == "edm" and res["steps"] == 20 and res["delta_end"] == 0.01
     assert res["classification"]["delta_m"] == pytest.approx(0.1)  # s = 1 for K = 6
+    assert res["max_iter"] == 1000 and res["n_unconverged"] == 0
+    assert res["classification"]["intrinsic_dim"] == 1.0  # evenly spaced on a circle
+
+
+def test_refinement_options_and_unconverged_note(capsys):
+    """--max-iter 0 keeps the sampler's end points (not fixed points to 1e-8 s: reported);
+    a loose --refine-tol accepts them."""
+    argv = ["--ensemble", "circle", "--k", "6", "--n", "40", "--steps", "10", "--max-iter", "0"]
+    rc, out, err = cli([*argv, "--json"], capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["max_iter"] == 0 and res["n_unconverged"] > 0
+    assert "did not converge" in res["note"]
+    rc, out, err = cli(argv, capsys)
+    assert rc == 0 and "not converged" in out and "note:" in out
+    rc, out, err = cli([*argv, "--json", "--refine-tol", "1"], capsys)
+    assert rc == 0 and json.loads(out)["n_unconverged"] == 0
+
+
+def test_dense_set_on_ve_is_noted_not_warned(capsys):
+    argv = ["--ensemble", "gaussian-points", "--k", "400", "--d", "1", "--n", "20"]
+    rc, out, err = cli([*argv, "--process", "ve", "--json", "--steps", "10"], capsys)
+    assert rc == 0 and err == ""
+    assert "below the smallest noise of ve" in json.loads(out)["note"]
 
 
 @pytest.mark.parametrize(
@@ -88,6 +112,8 @@ def test_options_reach_the_search(capsys):
         (["--ensemble", "circle", "--k", "8", "--n", "0"], "--n"),
         (["--ensemble", "circle", "--k", "8", "--d", "3"], "--d"),
         (["--ensemble", "circle", "--k", "8", "--min-neighbours", "0"], "--min-neighbours"),
+        (["--ensemble", "circle", "--k", "8", "--max-iter", "-1"], "--max-iter"),
+        (["--ensemble", "circle", "--k", "8", "--refine-tol", "0"], "--refine-tol"),
         (["--ensemble", "nope", "--k", "8"], "--ensemble"),
         (["--ensemble", "circle", "--k", "8", "--process", "nope"], "--process"),
         (["--k", "8"], "--k"),

@@ -149,6 +149,9 @@ def poisson_threshold(lam: float, p: float = 0.01) -> int:
 
 def _fractions(pats: np.ndarray, delta_end: float | None, seed: int) -> dict:
     emp = Empirical(pats)
+    if delta_end is None:  # the exact score: (0.05 s)^2, at least edm's smallest noise
+        s = A.nearest_neighbour_spacing(pats)
+        delta_end = max((0.05 * s) ** 2, 4e-6 * 1.0001)
     att = A.find_attractors(
         emp,
         _FRAC_N,

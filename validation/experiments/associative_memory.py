@@ -315,6 +315,9 @@ def _basin(model, point, s: float, tol: float, config: Config, rng) -> dict:
         "radius": b.radius,
         "probability": b.probability,
         "deltas": b.deltas,
+        "unconverged_fraction": float(
+            np.sum(b.unconverged) / (config.basin_trials * b.deltas.size)
+        ),
     }
 
 
@@ -465,6 +468,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
             delta_m=dm,
             delta_s=ds,
             min_neighbours=cl_net.min_neighbours,
+            intrinsic_dim=None if math.isnan(cl_net.intrinsic_dim) else cl_net.intrinsic_dim,
             fresh=(f0, se0),
             counts=counts,
             m=(m, se_m),
@@ -474,6 +478,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
                 "n": int(att.points.shape[0]),
                 "n_stable": int(np.sum(att.stable)),
                 "max_distance_to_training_point_over_s": float(att_dist.max() / spacing),
+                "n_unconverged": att.n_unconverged,
             },
             training={
                 "steps": summ.steps,
@@ -508,6 +513,11 @@ def _summary(s: dict) -> dict:
         "normalised_memorisation_se": s["m"][1],
         "basin_over_s2_network": [b["delta_basin_over_s2"] for b in s["basins"]["network"]],
         "basin_over_s2_exact": [b["delta_basin_over_s2"] for b in s["basins"]["exact"]],
+        # trials whose refinement (200 denoiser iterations) did not converge: on a network
+        # the iteration can drift (docs/association.md)
+        "basin_unconverged_network": [b["unconverged_fraction"] for b in s["basins"]["network"]],
+        "basin_unconverged_exact": [b["unconverged_fraction"] for b in s["basins"]["exact"]],
+        "intrinsic_dim": s["intrinsic_dim"],
         "spurious_states": [
             {
                 "size": st["size"],
