@@ -27,6 +27,7 @@ in any process's time by ``dH/dt = dH/d delta * d delta/dt`` (:func:`rate_in_tim
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,15 +93,38 @@ class Partition:
             m[list(g), j] = 1.0
         return m
 
+    @property
+    def union(self) -> np.ndarray:
+        """The classes of the decision (the groups' union), in group order."""
+        return np.concatenate([np.array(g, dtype=int) for g in self.groups])
+
     def group_posterior(self, post: np.ndarray) -> np.ndarray:
-        """Posterior over the groups, renormalised over their union: ``(n, G)``."""
-        post = np.asarray(post, dtype=float)
+        """Posterior over the groups, renormalised over their union: ``(n, G)``,
+        ``p(g | y, C in U) = sum_{k in g} p(k | y) / sum_{k in U} p(k | y)``.
+
+        Never NaN for valid input: each row is scaled by its largest group mass before the
+        division (subnormal masses keep their ratio), and a row with no mass at all on the
+        union ``U`` (the point is certainly in a class outside the decision, or the masses
+        underflowed) gets the uniform ``1/G``: the decision is uninformed there. Such a
+        point has zero weight in the decision's conditional average (see
+        :meth:`OnlineClassifier.entropy_profile`), so the convention does not bias it.
+        """
+        post = finite_array(post, "posteriors")
         if post.ndim != 2 or post.shape[1] != self.n_classes:
             raise ShapeError(f"posteriors must have shape (n, {self.n_classes}); got {post.shape}")
+        if np.any(post < 0):
+            raise InputError("posteriors must be non-negative")
         if not np.allclose(post.sum(axis=1), 1.0, atol=1e-8):
             raise InputError("posteriors must sum to one over the classes")
         g = post @ self.matrix
-        return g / g.sum(axis=1, keepdims=True)
+        top = g.max(axis=1, keepdims=True)
+        empty = top[:, 0] <= 0
+        if np.any(empty):
+            g[empty] = 1.0
+            top[empty] = 1.0
+        g /= top  # the largest group is 1: the sum below is in [1, G], no 0/0, no overflow
+        g /= g.sum(axis=1, keepdims=True)
+        return g
 
 
 def coarse(groups: Sequence[Sequence[int]], n_classes: int) -> Partition:
@@ -171,9 +195,20 @@ def _lse(a: np.ndarray) -> np.ndarray:
     return (np.log(np.exp(a - top).sum(axis=1, keepdims=True)) + top)[:, 0]
 
 
-def _nodes(order: int):
-    x, w = np.polynomial.hermite_e.hermegauss(integer(order, "order", 2, 300))
-    return x, w / w.sum()
+def _nodes(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite (probabilists') nodes and weights normalised to sum to one, for
+    ``E f(Z)`` with ``Z ~ N(0, 1)``. Cached per order (``hermegauss`` solves an eigenvalue
+    problem of size ``order``); the arrays are read-only."""
+    return _nodes_cached(integer(order, "order", 2, 300))
+
+
+@functools.lru_cache(maxsize=32)
+def _nodes_cached(order: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.hermite_e.hermegauss(order)
+    w = w / w.sum()
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
 
 
 def _check_1d_mixture(model) -> GaussianMixture:
@@ -339,19 +374,33 @@ def rate_in_time(rate_delta, deltas, process: Process | str):
     return np.asarray(rate_delta) * np.asarray(proc.ddelta_dt(t))
 
 
-def local_maxima(x, y) -> tuple[np.ndarray, np.ndarray]:
+def local_maxima(x, y, *, rel_height: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Every interior local maximum of ``y(x)`` (plateaus counted once), refined by a
-    parabola through the three points around it: ``(x_max, y_max)``."""
+    parabola through the three points around it: ``(x_max, y_max)``.
+
+    ``rel_height``: a maximum is reported when its height above the curve's minimum is at
+    least ``rel_height`` times the curve's range ``max(y) - min(y)`` (for a rate, whose
+    minimum is about 0: ``rel_height`` of the global maximum). The default ``1e-6`` drops
+    the "maxima" of rounding noise where a rate has decayed to ~1e-85 (quadrature at tiny
+    noise) and keeps every maximum a plot or a table could show; ``0`` reports them all.
+    """
     x = finite_array(x, "x").reshape(-1)
     y = finite_array(y, "y").reshape(-1)
     if x.size != y.size or x.size < 3:
         raise ShapeError("x and y must have the same length >= 3")
+    rel = float(finite_array(rel_height, "rel_height"))
+    if not 0 <= rel <= 1:
+        raise InputError(f"rel_height must lie in [0, 1]; got {rel!r}")
+    lo, hi = float(y.min()), float(y.max())
+    floor = lo + rel * (hi - lo)
     dy = np.sign(np.diff(y))
     # propagate zero slopes so plateaus count once
     for i in range(1, dy.size):
         if dy[i] == 0:
             dy[i] = dy[i - 1]
     idx = np.flatnonzero((dy[:-1] > 0) & (dy[1:] < 0)) + 1
+    if rel > 0:
+        idx = idx[y[idx] >= floor]
     xs, ys = [], []
     for i in idx:
         x0, x1, x2 = x[i - 1], x[i], x[i + 1]
@@ -505,11 +554,44 @@ class OnlineClassifier:
         return lambda t, x: self.update(t, x)
 
     def entropy_profile(self, partition: Partition | None = None):
-        """``(times, mean entropy, standard error)`` of the tracked posteriors."""
-        hs = []
-        for p in self.history:
-            q = p if partition is None else partition.group_posterior(p)
-            hs.append(entropy(q))
-        hs = np.array(hs)
+        """``(times, mean entropy, standard error)`` of the tracked posteriors, an estimate
+        of ``H(G | x_t, C in U)`` along the grid.
+
+        ``partition=None`` (or any partition of all ``K`` classes): the plain mean over the
+        trajectories of the entropy of the (grouped) posterior. A decision between a subset
+        ``U`` of the classes (pairwise, or coarse groups that leave classes out) is
+        conditional on the class lying in ``U``:
+
+            H(G | x_t, C in U) = E[ H(p(G | x_t, C in U)) 1[C in U] ] / P(C in U)
+                               ~ sum_i w_i H_i(t) / sum_i w_i,     w_i = p(U | x_0^(i)),
+
+        the entropy of each trajectory's posterior renormalised over ``U``
+        (:meth:`Partition.group_posterior`), weighted by its final posterior mass on ``U``
+        (the last entry of :attr:`history`; ``C -> x_0 -> x_t`` is a Markov chain, so
+        ``p(C in U | x_0, x_t) = p(C in U | x_0)``). This is the quantity
+        :func:`conditional_entropy_quadrature` computes for the same partition when the
+        trajectories end near ``delta = 0`` and start from the exact marginal. The standard
+        error is the weighted one, ``sqrt(n/(n-1) sum_i w_i^2 (H_i - H)^2)`` with
+        ``sum_i w_i = 1``.
+        """
+        if not self.history:
+            raise InputError("no history: feed the classifier a trajectory first")
+        hs = np.array(
+            [
+                entropy(p if partition is None else partition.group_posterior(p))
+                for p in self.history
+            ]
+        )  # (S, n)
         n = hs.shape[1]
-        return np.array(self.times), hs.mean(axis=1), hs.std(axis=1, ddof=1) / math.sqrt(n)
+        times = np.array(self.times)
+        if partition is None or partition.union.size == len(self.models):
+            return times, hs.mean(axis=1), hs.std(axis=1, ddof=1) / math.sqrt(n)
+        w = np.asarray(self.history[-1])[:, partition.union].sum(axis=1)
+        if not w.sum() > 0:
+            raise InputError(
+                f"no trajectory ends in the classes {partition.union.tolist()} of the decision"
+            )
+        w = w / w.sum()
+        mean = hs @ w
+        var = (np.square(hs - mean[:, None]) @ np.square(w)) * (n / max(n - 1, 1))
+        return times, mean, np.sqrt(var)

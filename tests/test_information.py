@@ -157,3 +157,107 @@ def test_errors():
         I.OnlineClassifier(I.class_models(FOUR), "ou", prior=[0.5, 0.5, 0.5, 0.5])
     with pytest.raises(InputError, match="k must lie"):
         I.class_restricted_entropy_quadrature(FOUR, [1.0], 7)
+
+
+# ---------------------------------------------------------------------------------------
+# regressions of the defects fixed after the first version
+# ---------------------------------------------------------------------------------------
+def _ou_classifier(n: int, seed: int, t0: float = 3.0, t_end: float = 0.05, steps: int = 120):
+    rng = np.random.default_rng(seed)
+    view = FOUR.in_frame("ou", t0)
+    x0 = view.sample(n, rng)
+    clf = I.OnlineClassifier(I.class_models(FOUR), "ou", start=view.posterior(x0))
+    sampling.sample(
+        FOUR,
+        n,
+        rng,
+        method="euler-maruyama",
+        process="ou",
+        times=np.linspace(t0, t_end, steps),
+        x_start=x0,
+        record=clf.recorder(),
+    )
+    return clf
+
+
+@pytest.mark.parametrize(
+    "partition",
+    [I.pairwise(2, 3, 4), I.pairwise(0, 1, 4), I.coarse([[0], [2, 3]], 4)],
+    ids=["pairwise-2-3", "pairwise-0-1", "coarse-subset"],
+)
+def test_entropy_profile_of_a_subset_decision_is_conditional_on_its_classes(partition):
+    # a decision between a subset U of the classes is H(G | y, C in U): each trajectory
+    # counts with its final posterior mass on U (before the fix: a plain mean over all
+    # trajectories, about half the quadrature value for a pairwise decision)
+    clf = _ou_classifier(4000, 11)
+    times, h, se = clf.entropy_profile(partition)
+    hq = I.conditional_entropy_quadrature(FOUR, np.expm1(2 * times), partition)
+    assert np.all(np.isfinite(h)) and np.all(np.isfinite(se)) and np.all(se >= 0)
+    assert np.all(np.abs(h - hq) <= 4 * se + 0.02)
+    # where the decision is still open the error is small against the value itself
+    open_ = hq > 0.2
+    assert open_.sum() > 10
+    np.testing.assert_allclose(h[open_], hq[open_], rtol=0.1)
+
+
+def test_entropy_profile_full_partition_is_the_plain_mean():
+    clf = _ou_classifier(500, 12, steps=30)
+    t1, h1, s1 = clf.entropy_profile()
+    t2, h2, s2 = clf.entropy_profile(I.coarse([[0], [1], [2], [3]], 4))
+    np.testing.assert_allclose(h1, h2, atol=1e-12)
+    np.testing.assert_allclose(s1, s2, atol=1e-12)
+
+
+def test_group_posterior_is_never_nan():
+    part = I.pairwise(2, 3, 4)
+    post = np.array([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0], [0.2, 0.2, 0.3, 0.3]])
+    with np.errstate(all="raise"):
+        g = part.group_posterior(post)
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g.sum(axis=1), 1.0)
+    np.testing.assert_allclose(g[2], [0.5, 0.5])
+    # no mass on the decision's classes: the decision is uninformed (uniform over groups)
+    np.testing.assert_allclose(g[:2], 0.5)
+    # subnormal masses keep their ratio
+    tiny = np.array([[1.0 - 4e-320, 0.0, 1e-320, 3e-320]])
+    np.testing.assert_allclose(part.group_posterior(tiny)[0], [0.25, 0.75], rtol=1e-3)
+    # point masses at the end of a chain: the pairwise profile of a delta mixture is finite
+    rng = np.random.default_rng(0)
+    y = FOUR.sample(50, rng)
+    p = FOUR.posterior(y, 1e-6)
+    assert np.all(np.isfinite(part.group_posterior(p)))
+
+
+def test_gauss_hermite_nodes_are_cached_and_read_only():
+    a = I._nodes(200)
+    b = I._nodes(200)
+    assert a[0] is b[0] and a[1] is b[1]
+    assert not a[0].flags.writeable and not a[1].flags.writeable
+    with pytest.raises(ValueError):
+        a[0][0] = 1.0
+    assert I._nodes(200.0)[0] is a[0]  # an integral float is the same order
+    with pytest.raises(InputError):
+        I._nodes(2.5)
+
+
+def test_local_maxima_ignores_noise_far_below_the_peaks():
+    x = np.linspace(0, 10, 2001)
+    y = np.exp(-4 * (x - 3) ** 2) + 0.5 * np.exp(-8 * (x - 7) ** 2)
+    noisy = y.copy()
+    noisy[:10] = 1e-85 * np.array([1, 3, 1, 3, 1, 3, 1, 3, 1, 3])  # rounding noise
+    noisy[1950:1953] = [1e-12, 5e-12, 1e-12]
+    xs, ys = I.local_maxima(x, noisy)
+    np.testing.assert_allclose(xs, [3.0, 7.0], atol=1e-4)
+    # every local maximum with the filter off
+    xs0, _ = I.local_maxima(x, noisy, rel_height=0.0)
+    assert xs0.size == 2 + 4 + 1
+    # a genuine small maximum (1e-4 of the largest) is still reported by default
+    small = y + 1e-4 * np.exp(-((x - 9.5) ** 2) / 0.01)
+    assert I.local_maxima(x, small)[0].size == 3
+    # the quadrature rate of the point-mass mixture: no maxima from rounding noise
+    dls = np.geomspace(1e-3, 1e4, 1000)
+    r = I.entropy_rate_quadrature(FOUR, dls) * dls
+    xs, ys = I.local_maxima(np.log(dls), r)
+    assert np.all(ys >= 1e-6 * r.max())
+    with pytest.raises(InputError, match="rel_height"):
+        I.local_maxima(x, y, rel_height=-1.0)

@@ -97,7 +97,7 @@ def test_smoke_preset_runs_and_agrees(smoke, name):
     assert not [p for p in folder.rglob("*.tmp")]
 
 
-NO_TRAINING = {"symmetry_dynamics", "collapse_exact"}  # exact-score experiments
+NO_TRAINING = {"symmetry_dynamics", "collapse_exact", "entropy_rates"}  # exact-score experiments
 
 
 @pytest.mark.parametrize("name", experiments.EXPERIMENTS)

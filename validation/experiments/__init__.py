@@ -32,6 +32,9 @@ EXPERIMENTS: tuple[str, ...] = (
     "symmetry_dynamics",
     "symmetry_networks",
     "late_init",
+    "entropy_rates",
+    "class_decisions",
+    "guidance",
 )
 """Every experiment, in the order ``run-all`` and the report use."""
 

@@ -376,13 +376,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
 
     engine = engine or Engine("local", workers=config.workers)
     serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
-    train = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    train = TrainSpec.of(config)
     jobs = []
     for i, s in enumerate(sets):
         circ = s["data"] == "circle"

@@ -275,13 +275,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
     engine = engine or Engine("local", workers=config.workers)
     serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
-    spec = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    spec = TrainSpec.of(config)
     net_spec = NetSpec(
         dim=d,
         hidden=config.hidden,

@@ -52,8 +52,7 @@ from physdiff.symmetry import late_start, late_start_delta
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
-from .symmetry_dynamics import blas_threads
+from ..training import NetSpec, TrainSpec, limited_threads, load_trained, make_job, train_job
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
 
@@ -259,7 +258,7 @@ def run(
     config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train one denoiser on the digits, sweep the start step, judge, plot."""
-    with torch_threads(config.threads), blas_threads(config.blas_threads):
+    with limited_threads(config):
         return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
 
 
@@ -273,14 +272,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
     train_x, held = np.asarray(ds.train), np.asarray(ds.held_out)
     d = train_x.shape[1]
     engine = engine or Engine("local", workers=config.workers)
-    spec = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        process=config.train_process,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    spec = TrainSpec.of(config)
     job = make_job(
         "digits",
         NetSpec(dim=d, hidden=config.hidden, depth=config.depth, embed_dim=config.embed_dim),

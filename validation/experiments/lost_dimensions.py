@@ -543,13 +543,7 @@ def run(
 
 
 def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, subsets: dict):
-    spec = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    spec = TrainSpec.of(config)
     jobs = {}
     for i, kind in enumerate(config.network_kinds):
         man = _manifold(config, kind, seed)
@@ -568,13 +562,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
                 threads=config.threads,
                 progress=serial,
             )
-    dspec = TrainSpec(
-        steps=config.digits_steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=max(1, min(1000, config.digits_steps)),
-    )
+    dspec = TrainSpec.of(config, steps=config.digits_steps)
     dnet = NetSpec(64, config.digits_hidden, config.depth, config.embed_dim, sigma_data=1.0)
     for j, (n, sub) in enumerate(subsets.items()):
         jobs[("digits", n)] = make_job(

@@ -153,13 +153,7 @@ def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engin
     t0 = time.perf_counter()
     engine = engine or Engine("local", workers=config.workers)
     serial = engine.kind == "serial" or engine.n_workers(len(config.dims)) == 1
-    train = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    train = TrainSpec.of(config)
     ens = {d: mixture(d, config.separation, config.component_variance) for d in config.dims}
     jobs = [
         make_job(

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +79,7 @@ from physdiff.symmetry import (
 
 from ..result import Result, Rule, jsonable, judge, new_result, save_figure
 from ..sweep import Engine
+from ..training import blas_threads
 
 __all__ = [
     "Config",
@@ -89,7 +89,6 @@ __all__ = [
     "commitment_probability",
     "isotonic_increasing",
     "crossing",
-    "blas_threads",
     "nan_to_none",
 ]
 
@@ -190,23 +189,6 @@ def nan_to_none(obj):
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
-
-
-@contextmanager
-def blas_threads(n: int):
-    """Limit numpy's BLAS pools to ``n`` threads (``n = 0``: leave them). On a loaded
-    2-core machine two BLAS threads made the exact mixture score 15x slower."""
-    if n <= 0:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        ctx = nullcontext()
-    else:
-        ctx = threadpool_limits(limits=int(n), user_api="blas")
-    with ctx:
-        yield
 
 
 # ---------------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ from physdiff.symmetry import cloning_probability, critical_point, find_fixed_po
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
-from .symmetry_dynamics import blas_threads, crossing, mixture, nan_to_none
+from ..training import NetSpec, TrainSpec, limited_threads, load_trained, make_job, train_job
+from .symmetry_dynamics import crossing, mixture, nan_to_none
 
 __all__ = ["Config", "PRESETS", "run", "top_eigenvalue_curve"]
 
@@ -226,21 +226,14 @@ def run(
     config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
-    with torch_threads(config.threads), blas_threads(config.blas_threads):
+    with limited_threads(config):
         return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
 
 
 def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     t0 = time.perf_counter()
     engine = engine or Engine("local", workers=config.workers)
-    train = TrainSpec(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        ema_decay=config.ema_decay,
-        process=config.train_process,
-        checkpoint_every=max(1, min(1000, config.steps)),
-    )
+    train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance
     ens = {d: mixture(m, s2, d) for d in config.dims}
     specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]

@@ -1,0 +1,286 @@
+"""Validation experiments of class information and guidance (THEORY.md sections 6-7): the
+smoke presets of ``entropy_rates``, ``class_decisions`` and ``guidance``, their verdicts
+both ways, the helpers they are built from, and the cached online classifier they run on
+(:mod:`physdiff._class_cache`), checked against the library's classifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from physdiff import information as I
+from physdiff import sampling
+from physdiff._class_cache import CachedOnlineClassifier, ClassCache
+from physdiff.ensembles import GaussianMixture
+from physdiff.errors import InputError
+from physdiff.processes import DDPM, get_process
+from validation import experiments
+from validation.experiments import class_decisions, entropy_rates, guidance
+from validation.result import AGREE, DISAGREE, Result
+from validation.runner import run_experiment
+from validation.sweep import Engine
+
+pytest.importorskip("torch")
+
+MODULES = {
+    "entropy_rates": entropy_rates,
+    "class_decisions": class_decisions,
+    "guidance": guidance,
+}
+SERIAL = Engine("serial")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("information-results")
+    results = {}
+    for name, module in MODULES.items():
+        folder = out / name / "smoke"
+        folder.mkdir(parents=True)
+        module.check(module.PRESETS["smoke"])
+        res = module.run(
+            module.PRESETS["smoke"], device="cpu", out_dir=folder, seed=0, engine=SERIAL
+        )
+        res.write(folder)
+        results[name] = res
+    return out, results
+
+
+def test_registered_and_runnable_by_name(tmp_path):
+    for name in MODULES:
+        assert name in experiments.EXPERIMENTS
+        assert experiments.load(name) is MODULES[name]
+    with pytest.raises(InputError, match="unknown preset"):
+        run_experiment("guidance", "huge", device="cpu", out=tmp_path, engine=SERIAL)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_smoke_preset_agrees_and_writes_its_figure(smoke, name):
+    out, results = smoke
+    res = results[name]
+    folder = out / name / "smoke"
+    assert Result.load(folder / "result.json") == res
+    assert res.rows and all(r.verdict == AGREE for r in res.rows), [
+        (r.quantity, r.condition, r.predicted, r.measured, r.uncertainty)
+        for r in res.rows
+        if r.verdict != AGREE
+    ]
+    for r in res.rows:
+        assert math.isfinite(r.measured) and 0 <= r.uncertainty < math.inf
+    assert res.figures
+    for f in res.figures:
+        assert 0 < (folder / f).stat().st_size < 200_000
+    assert not list(folder.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_wrong_prediction_disagrees(smoke, name):
+    out, _ = smoke
+    module = MODULES[name]
+    folder = out / name / "smoke"
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
+    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
+    res = module.run(wrong, device="cpu", out_dir=folder, seed=0, engine=SERIAL)
+    assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
+    # the finished trainings were found, not redone; entropy_rates trains nothing
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")} == stamps
+    assert bool(stamps) == (name != "entropy_rates")
+
+
+def test_entropy_rates_reports_every_quadrature_maximum(smoke):
+    _, results = smoke
+    res = results["entropy_rates"]
+    by_decision = {r.extra["decision"]: r.extra["all_quadrature_maxima"] for r in res.rows}
+    steps = {d: [round(p["step"]) for p in v if p["judged"]] for d, v in by_decision.items()}
+    assert steps == {"coarse": [589], "6-vs-8": [198]}
+    assert {r.extra["estimator"] for r in res.rows} == set(entropy_rates.ESTIMATORS)
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def test_parabola_vertex_and_bootstrap():
+    x = np.linspace(-3, 5, 17)
+    y = 2.0 - 0.5 * (x - 1.25) ** 2
+    assert entropy_rates.fit_peak(x, y) == pytest.approx((1.25, 2.0), abs=1e-12)
+    assert all(math.isnan(v) for v in entropy_rates.fit_peak(x, -y))  # opens upward
+    rng = np.random.default_rng(0)
+    curves = y + 0.05 * rng.standard_normal((40, x.size))
+    xp, yp, sx, sy = entropy_rates.bootstrap_peak(x, curves, rng, 200)
+    assert abs(xp - 1.25) < 4 * sx and abs(yp - 2.0) < 4 * sy and 0 < sx < 0.2
+
+
+def test_decisions_and_checks():
+    means = (-8.0, -4.0, 6.0, 8.0)
+    assert entropy_rates.partition("four-way", means) is None
+    assert entropy_rates.partition("coarse", means).groups == ((0, 1), (2, 3))
+    assert entropy_rates.partition("6-vs-8", means).groups == ((2,), (3,))
+    assert entropy_rates.partition("1-vs-rest", means).groups == ((1,), (0, 2, 3))
+    bad = dataclasses.replace(entropy_rates.PRESETS["smoke"], decisions=("7-vs-rest",))
+    with pytest.raises(InputError, match="7-vs-rest"):
+        entropy_rates.check(bad)
+    with pytest.raises(InputError, match="unknown decision"):
+        entropy_rates.partition("sideways", means)
+    with pytest.raises(InputError, match="critical_decisions"):
+        class_decisions.check(
+            dataclasses.replace(class_decisions.PRESETS["smoke"], critical_decisions=("x",))
+        )
+    with pytest.raises(InputError, match="removed"):
+        guidance.check(dataclasses.replace(guidance.PRESETS["smoke"], removed=4))
+
+
+def test_two_point_offset_and_significant_maxima():
+    # two point masses at +-m: dH/dlog(delta) peaks at 0.663 m^2 (criterion (a): m^2)
+    assert math.exp(class_decisions.TwoPointOffset.value()) == pytest.approx(0.663, abs=1e-3)
+    x = np.linspace(0, 10, 401)
+    y = np.exp(-((x - 3) ** 2)) + 0.5 * np.exp(-((x - 7) ** 2)) + 0.002 * np.sin(40 * x)
+    idx = class_decisions.significant_maxima(x, y, 0.05)
+    np.testing.assert_allclose(x[idx], [3.0, 7.0], atol=0.05)
+
+
+def test_online_entropies_condition_on_the_decisions_classes():
+    """The pairwise profile weights trajectories by p(U | x_0): it equals the quadrature of
+    the decision conditioned on its two classes."""
+    cfg = entropy_rates.PRESETS["smoke"]
+    model = entropy_rates.mixture(cfg)
+    proc = DDPM()
+    parts = {"6-vs-8": I.pairwise(2, 3, 4), "four-way": None}
+    out = entropy_rates.online_entropies(
+        model, parts, proc, 2000, np.random.default_rng(3), stride=10
+    )
+    steps = out["steps"]
+    assert steps[0] == 0 and steps[-1] == 999 and np.all(np.diff(steps) > 0)
+    for name, part in parts.items():
+        hq = I.conditional_entropy_quadrature(model, np.asarray(proc.delta(steps)), part)
+        assert np.max(np.abs(out[name] - hq)) < 0.04, name
+
+
+# ---------------------------------------------------------------------------------------
+# the cached online classifier
+# ---------------------------------------------------------------------------------------
+MIX2 = GaussianMixture.isotropic(
+    [0.2, 0.3, 0.5], [[-3.0, 0.0], [0.0, 2.0], [2.5, -1.0]], [0.3, 0.0, 0.8]
+)
+
+
+@pytest.mark.parametrize(
+    ("process", "method"), [("ddpm", "ddpm"), ("ou", "euler-maruyama"), ("vp-linear", "heun")]
+)
+def test_cached_classifier_is_the_library_classifier(process, method):
+    proc = get_process(process)
+    t0 = 600.0 if process == "ddpm" else 0.8 * proc.t_max
+    grid = (
+        np.arange(600.0, 0, -10)
+        if process == "ddpm"
+        else proc.time_grid(60, t_start=t0, t_end=proc.time_of_delta(1e-3))
+    )
+    view = MIX2.in_frame(proc, t0)
+    x0 = view.sample(300, np.random.default_rng(2))
+    cache = ClassCache(MIX2)
+    fast = CachedOnlineClassifier(cache, proc, start=view.posterior(x0))
+    ref = I.OnlineClassifier(I.class_models(MIX2), proc, start=view.posterior(x0))
+    assert fast.exact_kernel and ref.exact_kernel
+    kw = {"method": method, "process": proc, "times": grid, "x_start": x0}
+    a = sampling.sample(cache, 300, np.random.default_rng(5), record=fast.recorder(), **kw)
+    b = sampling.sample(MIX2, 300, np.random.default_rng(5), record=ref.recorder(), **kw)
+    np.testing.assert_allclose(a.x, b.x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.posterior, ref.posterior, atol=1e-12)
+    np.testing.assert_allclose(np.stack(fast.history), np.stack(ref.history), atol=1e-12)
+    exact = MIX2.in_frame(proc, float(a.times[-1])).posterior(a.x)
+    np.testing.assert_allclose(fast.posterior, exact, atol=1e-10)
+    assert cache.misses == 0 and cache.hits == grid.size - 1  # every step read back
+
+
+def test_class_cache_answers_like_the_models():
+    cache = ClassCache(MIX2)
+    y = np.random.default_rng(0).standard_normal((50, 2)) * 3
+    for d in (0.1, 2.0):
+        np.testing.assert_allclose(cache.denoise(y, d), MIX2.denoise(y, d), atol=1e-12)
+        np.testing.assert_allclose(cache.score(y, d), MIX2.score(y, d), atol=1e-10)
+        np.testing.assert_allclose(cache.posterior(y, d), MIX2.posterior(y, d), atol=1e-14)
+        for k, m in enumerate(cache.class_models()):
+            comp = MIX2.components[k]
+            np.testing.assert_allclose(m.denoise(y, d), comp.denoise(y, d), atol=1e-12)
+            np.testing.assert_allclose(m.score(y, d), comp.score(y, d), atol=1e-10)
+    assert cache.hits > 0
+    # a point the cache has not seen is computed directly
+    other = y + 1.0
+    np.testing.assert_allclose(
+        cache.class_models()[1].denoise(other, 2.0), MIX2.components[1].denoise(other, 2.0)
+    )
+    with pytest.raises(InputError, match="out of range"):
+        cache.conditional(3)
+    with pytest.raises(InputError, match="GaussianMixture or a class-conditional"):
+        ClassCache(MIX2.components[0])
+
+
+def test_class_cache_on_a_conditional_network():
+    torch = pytest.importorskip("torch")
+    from physdiff import nn
+
+    torch.manual_seed(0)
+    den = nn.Denoiser(nn.ScoreMLP(3, hidden=16, depth=1, n_classes=2, seed=0), "edm")
+    net = nn.NetworkScoreModel(den, device="cpu")
+    cache = ClassCache(net)
+    y = np.random.default_rng(1).standard_normal((20, 3))
+    np.testing.assert_allclose(cache.denoise(y, 0.7), net.denoise(y, 0.7), atol=1e-6)
+    for k, m in enumerate(cache.class_models()):
+        np.testing.assert_allclose(m.denoise(y, 0.7), net.conditional(k).denoise(y, 0.7), atol=1e-6)
+    assert cache.hits == 2
+    proc = DDPM()
+    grid = np.arange(999.0, -1.0, -50.0)
+    fast = CachedOnlineClassifier(ClassCache(net), proc)
+    ref = I.OnlineClassifier(I.class_models(net), proc)
+    c2 = fast.cache
+    sampling.sample(c2, 20, np.random.default_rng(4), method="ddpm", process=proc, times=grid,
+                    record=fast.recorder())  # fmt: skip
+    sampling.sample(net, 20, np.random.default_rng(4), method="ddpm", process=proc, times=grid,
+                    record=ref.recorder())  # fmt: skip
+    assert not fast.exact_kernel
+    np.testing.assert_allclose(fast.posterior, ref.posterior, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_cached_classifier_without_history_tracks_the_same_posterior(dim):
+    mix = (
+        GaussianMixture.isotropic([0.25] * 4, [[-8.0], [-4.0], [6.0], [8.0]], [0.0, 0.25, 0.0, 0.5])
+        if dim == 1
+        else MIX2
+    )
+    proc = DDPM()
+    grid = np.arange(999.0, -1.0, -7.0)
+    if grid[-1] != 0:
+        grid = np.append(grid, 0.0)
+    runs = {}
+    for keep in (True, False):
+        cache = ClassCache(mix)
+        clf = CachedOnlineClassifier(cache, proc, keep_history=keep)
+        res = sampling.sample(
+            cache, 400, np.random.default_rng(9), method="ddpm", process=proc, times=grid,
+            record=clf.recorder(),
+        )  # fmt: skip
+        runs[keep] = (clf, res)
+        assert cache.misses == 0
+    full, res = runs[True]
+    lean, res_lean = runs[False]
+    np.testing.assert_array_equal(res.x, res_lean.x)
+    np.testing.assert_allclose(lean.posterior, full.posterior, atol=1e-14)
+    np.testing.assert_allclose(full.history[-1], full.posterior, atol=1e-14)
+    assert len(full.history) == grid.size and full.times == [float(t) for t in grid]
+    assert lean.history == [] and lean.times == [] and set(res_lean.records) == {None}
+    np.testing.assert_allclose(full.posterior.sum(axis=1), 1.0)
+
+
+def test_cached_classifier_refuses_times_outside_the_process():
+    proc = DDPM()
+    clf = CachedOnlineClassifier(ClassCache(MIX2), proc)
+    x = np.zeros((3, 2))
+    with pytest.raises(InputError, match="t must lie in"):
+        clf.update(1200.0, x)
+    clf.update(10.0, x)
+    with pytest.raises(InputError, match="decrease"):
+        clf.update(20.0, x)
