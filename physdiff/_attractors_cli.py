@@ -23,53 +23,18 @@ import math
 import sys
 import warnings
 
+from ._cli_args import UsageError as _Usage
+from ._cli_args import choice as _choice
+from ._cli_args import integer as _int
+from ._cli_args import json_number as _num
+from ._cli_args import number as _number
+from ._cli_args import process_name as _process
+
 __all__ = ["add_parser", "run", "attractors", "named_points", "ENSEMBLES", "ARCHES"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
 ENSEMBLES = ("circle", "gaussian-points", "digits")
 ARCHES = ("mlp", "unet")
-
-
-class _Usage(Exception):
-    """Bad input: one line on stderr, exit status 2."""
-
-
-def _choice(names, what):
-    def parse(value: str) -> str:
-        v = value.strip().lower()
-        if v not in names:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {value!r}; choose from {', '.join(names)}"
-            )
-        return v
-
-    return parse
-
-
-def _process(value: str) -> str:
-    from .processes import PRESETS
-
-    return _choice(tuple(PRESETS), "process")(value)
-
-
-def _number(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be finite; got {value!r}")
-    return x
-
-
-def _int(value: str) -> int:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not (math.isfinite(x) and x.is_integer()):
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}")
-    return int(x)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -477,11 +442,6 @@ def attractors(
     if notes:
         out["note"] = "; ".join(notes)
     return out
-
-
-def _num(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------------------
