@@ -28,34 +28,19 @@ Times are medians over repetitions (the best in brackets) after one warm-up call
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import environment_lines, timeit, write_atomic
 from physdiff import association as A
 from physdiff.ensembles import Empirical
 from physdiff.processes import get_process
 from physdiff.sampling import sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "association.md"
-
-
-def timeit(fn: Callable[[], object], reps: int) -> dict:
-    """Median and best wall time of ``reps`` calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "best": min(times), "reps": reps}
 
 
 def setup(K: int, d: int, N: int):
@@ -140,7 +125,6 @@ def _ms(t: dict) -> str:
 
 
 def report(res: dict, args) -> str:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?", "?", "?")
     N, K, d = args.n, args.k, args.d
     b, base, st = res["batched"], res["baseline"], res["stages"]
     post = st["deduplication"]["median"] + st["score Jacobians"]["median"]
@@ -154,9 +138,7 @@ def report(res: dict, args) -> str:
         + f"` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Times in milliseconds: median "
         "over the repetitions, best in brackets, after one warm-up call.",
         "",
-        f"- numpy {np.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} logical cores",
-        f"- load average at start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}",
+        *environment_lines(),
         "",
         f"Case: exact empirical score of K = {K} patterns from N(0, I_{d}) (seed 0; median "
         f"nearest-neighbour spacing s = {res['spacing']:.3f}), N = {N} starting points, Heun "
@@ -192,20 +174,6 @@ def report(res: dict, args) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

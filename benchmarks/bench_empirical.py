@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import write_atomic
 from physdiff import _kernels as K
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -627,19 +628,6 @@ def report(res: dict) -> str:
     if res.get("notes"):
         out += ["", "## Notes", ""] + res["notes"]
     return "\n".join(out) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def warm_up() -> None:

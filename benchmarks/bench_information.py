@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
-import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -51,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import environment_lines, load_average, write_atomic
 from physdiff import information as I
 from physdiff import sampling
 from physdiff._class_cache import CachedOnlineClassifier, ClassCache
@@ -346,9 +344,7 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "mixture at 1000 noise levels under 1000 ms; online classification adds at most 30% "
         "to a sampler run.",
         "",
-        f"- numpy {np.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} logical cores",
-        f"- load average at start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}",
+        *environment_lines(load_start=load),
         "",
         "## Entropy profiles at 1000 noise levels",
         "",
@@ -446,24 +442,6 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and particles")
@@ -471,7 +449,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     args.n_baseline = 8 if args.quick else 20
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    load = load_average()
     reps = 3 if args.quick else 7
     prof = bench_profiles(reps, args.n_baseline)
     online = bench_online(

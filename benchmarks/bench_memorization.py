@@ -26,9 +26,9 @@ Two targets:
   plain numpy formulation (norms plus one matrix product per chunk, then ``logsumexp``).
   Both baselines run on a few of the 50 levels (say which) and are extrapolated to 50 by
   their mean time per level; their log-sum-exps are compared with the kernel's. The
-  standard error of ``f^e`` is reported too, with the control-variate estimator of the
-  figure module (:func:`physdiff.figures.memorization.excess_entropy_control_variate`)
-  on a few levels, for the same number of samples.
+  standard error of ``f^e`` is reported too, against the plain estimator (the mean of
+  ``lse/d + 1/2``, without subtracting the self term; :func:`fe_plain`) on a few levels,
+  for the same number of samples.
 
 Times are medians (and bests) of several repetitions after a warm-up call. Results:
 ``benchmarks/results/memorization.md``, written atomically, and the tables on stdout.
@@ -38,17 +38,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import environment_lines, load_average, timeit, write_atomic
 from physdiff import memorization as M
 from physdiff.ensembles import Empirical
 from physdiff.processes import get_process
@@ -58,18 +55,6 @@ CHUNK = 2**22  # elements of a (queries, n) block in the numpy baselines
 
 
 # -- timing ------------------------------------------------------------------------------
-
-
-def timeit(fn: Callable[[], object], reps: int, *, warmup: bool = True) -> dict:
-    """Median and best wall time of ``reps`` calls (after one untimed warm-up call)."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "best": min(times), "reps": reps}
 
 
 # -- phase diagram -------------------------------------------------------------------------
@@ -113,7 +98,8 @@ def brentq_diagram(lam, alphas, times, process):
         t_c[j] = float(proc.time_of_delta(dc))
     lam_top = float(lam.max())
     t_s = float(proc.time_of_delta(lam_top - 1.0)) if lam_top > 1 else None
-    regime = np.ones((times.size, alphas.size), np.int8)
+    # no speciation (Lambda <= 1): Brownian down to the collapse line
+    regime = np.full((times.size, alphas.size), 2 if t_s is None else 1, np.int8)
     if t_s is not None:
         regime[np.broadcast_to(times[:, None] >= t_s, regime.shape)] = 2
     regime[times[:, None] < t_c[None, :]] = 0
@@ -128,7 +114,7 @@ def dense_diagram(lam, alphas, times, process):
     with np.errstate(divide="ignore"):
         info = np.array([0.5 * np.sum(np.log1p(lam / v)) if v > 0 else np.inf for v in dl])
     lam_top = float(lam.max())
-    regime = np.ones((times.size, alphas.size), np.int8)
+    regime = np.full((times.size, alphas.size), 1 if lam_top > 1 else 2, np.int8)
     if lam_top > 1:
         t_s = float(proc.time_of_delta(lam_top - 1.0))
         regime[np.broadcast_to(times[:, None] >= t_s, regime.shape)] = 2
@@ -352,24 +338,33 @@ def bench_fe(n: int, d: int, levels: int, samples: int, reps: int, base_levels: 
             flush=True,
         )
 
-    # accuracy per sample: the library's estimator vs the control-variate one
-    from physdiff.figures.memorization import excess_entropy_control_variate
-
+    # accuracy per sample: the plain estimator vs the library's (self term subtracted)
     sub = deltas[:: max(1, levels // 5)][:5]
-    f_cv, se_cv = excess_entropy_control_variate(emp, sub, samples, np.random.default_rng(3))
+    f_pl, se_pl = fe_plain(emp, sub, samples, np.random.default_rng(3))
     lib_sub = M.excess_entropy_empirical(emp, sub, samples, np.random.default_rng(4))
     out["accuracy"] = [
         {
             "delta": float(dl),
+            "f_plain": float(fp),
+            "se_plain": float(sp),
             "f_lib": float(fl),
             "se_lib": float(sl),
-            "f_cv": float(fc),
-            "se_cv": float(sc),
             "f_theory": float(max(0.0, M.excess_entropy_gaussian(dl, n, np.ones(d)))),
         }
-        for dl, fl, sl, fc, sc in zip(sub, lib_sub.f, lib_sub.stderr, f_cv, se_cv, strict=True)
+        for dl, fp, sp, fl, sl in zip(sub, f_pl, se_pl, lib_sub.f, lib_sub.stderr, strict=True)
     ]
     return out
+
+
+def fe_plain(emp: Empirical, deltas, samples: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The estimator before the self term was subtracted: the mean of ``lse/d + 1/2``
+    over ``y ~ P^e`` (same mean, the chi-square spread of the self-logit on top)."""
+    f, se = np.empty(len(deltas)), np.empty(len(deltas))
+    for i, dl in enumerate(deltas):
+        _, y = emp.sample_noised(samples, dl, rng)
+        vals = emp.stats(y, dl)[1] / emp.dim + 0.5
+        f[i], se[i] = vals.mean(), vals.std(ddof=1) / math.sqrt(samples)
+    return f, se
 
 
 # -- output --------------------------------------------------------------------------------
@@ -392,17 +387,13 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
         "n = 10^5, d = 784 at 50 noise levels under 1 min, through the foundation kernel."
         + (" **Quick run: smaller sizes, not the targets' sizes.**" if args.quick else ""),
         "",
-        f"- numpy {np.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} logical cores",
-        "- load average at start / end (1, 5, 15 min): "
-        + ", ".join(f"{x:.2f}" for x in load0)
-        + " / "
-        + ", ".join(f"{x:.2f}" for x in load1),
+        *environment_lines(load_start=load0, load_end=load1),
         "",
         f"## Phase diagram, {phase_rows[0]['shape'][1]} alphas x {phase_rows[0]['shape'][0]} times",
         "",
         "`physdiff.memorization.phase_diagram(spectrum, alphas, times, process)`: vectorised "
-        "Newton in log delta over all alphas at once (`collapse_delta`), then the regimes by "
+        "Newton in log delta over all alphas at once, in log n (`log_collapse_delta`), then "
+        "the regimes by "
         "broadcasting. Times in ms, median (best). brentq = one `scipy.optimize.brentq` root "
         "of the sum rule per alpha (the plain way); dense = the sign of alpha_n - I(delta(t))/m "
         "at every grid point (numpy, no root). t_C diff: largest relative difference to the "
@@ -475,23 +466,22 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
         "",
         f"Target under 60 s: {target} ({fe['lib']['median']:.1f} s median).",
         "",
-        "### Error per sample: the library's estimator and the control variate",
+        "### Error per sample: the plain estimator and the library's",
         "",
-        "At a few of the levels, the same number of samples: the library's estimator averages "
-        "`lse/d + 1/2`; the control-variate estimator "
-        "(`physdiff.figures.memorization.excess_entropy_control_variate`) subtracts the "
-        "self-logit `-|z|^2/2` (known mean `-d/2`), same mean, same cost.",
+        "At a few of the levels, the same number of samples: the plain estimator "
+        "(`fe_plain`, the library's before this change) averages `lse/d + 1/2`; the "
+        "library's (`excess_entropy_empirical`) subtracts the self-logit `-|z|^2/2` (known "
+        "mean `-d/2`): same mean, same cost.",
         "",
-        "| delta | large-d f | f^e (library) | stderr | f^e (control variate) | stderr | "
-        "variance ratio |",
+        "| delta | large-d f | f^e (plain) | stderr | f^e (library) | stderr | variance ratio |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for a in fe["accuracy"]:
-        ratio = (a["se_lib"] / a["se_cv"]) ** 2 if a["se_cv"] > 0 else math.inf
+        ratio = (a["se_plain"] / a["se_lib"]) ** 2 if a["se_lib"] > 0 else math.inf
         rtxt = "> 10^6" if ratio > 1e6 else f"{ratio:,.0f}"
         lines.append(
-            f"| {a['delta']:.4g} | {a['f_theory']:.5f} | {a['f_lib']:.5f} | {a['se_lib']:.1e} | "
-            f"{a['f_cv']:.5f} | {a['se_cv']:.1e} | {rtxt} |"
+            f"| {a['delta']:.4g} | {a['f_theory']:.5f} | {a['f_plain']:.5f} | "
+            f"{a['se_plain']:.1e} | {a['f_lib']:.5f} | {a['se_lib']:.1e} | {rtxt} |"
         )
     lines += [
         "",
@@ -502,27 +492,13 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
     ap.add_argument("--samples", type=int, default=200, help="Monte Carlo samples per level")
     args = ap.parse_args(argv)
-    load0 = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    load0 = load_average()
     t0 = time.perf_counter()
     if args.quick:
         phase_rows = bench_phase(1000, 3)
@@ -532,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         phase_rows = bench_phase(1000, 9)
         base = {"cdist + logsumexp": [25], "norms + GEMM + logsumexp": [0, 12, 25, 37, 49]}
         fe = bench_fe(100_000, 784, 50, args.samples, 3, base)
-    load1 = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    load1 = load_average()
     text = report(phase_rows, fe, args, load0, load1, time.perf_counter() - t0)
     write_atomic(args.out, text)
     print(f"\nwritten: {args.out}")

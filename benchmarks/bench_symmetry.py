@@ -30,18 +30,15 @@ Times are the median and the best of several repetitions. Results:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import environment_lines, timeit, write_atomic
 from physdiff import symmetry as S
 from physdiff.ensembles import GaussianMixture
 
@@ -50,17 +47,6 @@ DELTAS = np.geomspace(1e-2, 1e2, 2000)
 
 
 # -- timing ------------------------------------------------------------------------------
-
-
-def timeit(fn: Callable[[], object], reps: int) -> dict:
-    """Median and best wall time of ``reps`` calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "best": min(times), "reps": reps}
 
 
 # -- the baseline: the implementation before this change ------------------------------------
@@ -245,7 +231,6 @@ def _ms(t: dict | None) -> str:
 
 
 def report(diag_rows, table_rows, args) -> str:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?", "?", "?")
     lines = [
         "# Symmetry breaking numerics (physdiff.symmetry)",
         "",
@@ -255,9 +240,7 @@ def report(diag_rows, table_rows, args) -> str:
         "over the repetitions, best in brackets, after one warm-up call. Target (issue 4): "
         "each under 1000 ms.",
         "",
-        f"- numpy {np.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} logical cores",
-        f"- load average at start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}",
+        *environment_lines(),
         "",
         "## Bifurcation diagram of a 1-D mixture, 2000 noise levels",
         "",
@@ -304,20 +287,6 @@ def report(diag_rows, table_rows, args) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

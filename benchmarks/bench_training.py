@@ -15,17 +15,15 @@ Run from the repository root: ``python -m benchmarks.bench_training`` (writes
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks._common import environment_lines, write_atomic
 from physdiff.nn import Denoiser, ScoreMLP, ScoreUNet, TrainConfig
 from physdiff.nn.training import _Trainer
 
@@ -68,35 +66,13 @@ def measure(
 
 
 def _machine(devices: list[str]) -> list[str]:
-    lines = [
-        f"- torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}",
-        f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-        f"torch default threads {torch.get_num_threads()}",
-    ]
-    try:
-        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-        lines.append(f"- load average at start (1, 5, 15 min): {load}")
-    except OSError:
-        pass
+    lines = environment_lines(libraries=f"torch {torch.__version__}, numpy {np.__version__}")
+    lines.insert(1, f"- torch default threads {torch.get_num_threads()}")
     if "cuda" in devices:
         lines.append(f"- GPU: {torch.cuda.get_device_name(0)} (bf16 autocast)")
     else:
         lines.append("- GPU: none (torch.cuda.is_available() is False)")
     return lines
-
-
-def _atomic_write(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    _atomic_write(text, args.out)
+    write_atomic(args.out, text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

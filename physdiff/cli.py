@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha-max",
         type=_finite_float,
         metavar="A",
-        help="largest alpha_n (default min(1, 700/m): n = e^{alpha_n m} must stay finite)",
+        help="largest alpha_n (default 1; any value: the diagram works in log n = alpha_n m)",
     )
     ph.add_argument(
         "--n-alpha", type=_count, default=400, metavar="K", help="alpha_n grid size (400)"
@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._attractors_cli import add_parser as _add_attractors
 
     _add_attractors(sub)
+    from ._information_cli import add_parser as _add_information
+
+    _add_information(sub)
     return p
 
 
@@ -827,8 +830,6 @@ def _critical_table(res: dict) -> str:
 # collapse and phase-diagram (memorisation, THEORY.md section 3)
 # --------------------------------------------------------------------------------------
 
-_LOG_N_MAX = 700.0  # n = e^{alpha_n m} must stay a finite float64 for physdiff.memorization
-
 
 def _spectrum_input(
     *,
@@ -1047,12 +1048,13 @@ def collapse(
                 f"entropy is -inf; give t > {proc.t_min:g}"
             )
         info_t = np.atleast_1d(M.mutual_information_gaussian(deltas_t, spec[spec > 0]))
-    dc = np.atleast_1d(M.collapse_delta(ns, spec))
     log_n = np.log(ns)
+    # in log delta: delta_C underflows for large alpha_n (d = 1, n = 1e300: e^-1381)
+    log_dc = np.atleast_1d(M.log_collapse_delta(log_n, spec))
     small, large = _asymptotics(log_n, summ)
     rows = []
     for i, nv in enumerate(ns):
-        dl = float(dc[i])
+        dl = math.exp(float(log_dc[i]))
         time, steps, note = _time_entry(proc, dl)
         row: dict = {
             "n": int(nv) if nv.is_integer() and nv < 2**53 else float(nv),
@@ -1060,7 +1062,8 @@ def collapse(
             "alpha_n": float(log_n[i] / dim),
             "alpha_n_intrinsic": float(log_n[i] / m),
             "delta": dl,
-            "log_snr": -math.log(dl) + 0.0,
+            "log_delta": float(log_dc[i]),
+            "log_snr": -float(log_dc[i]) + 0.0,
             "ou_time": 0.5 * math.log1p(dl),
             "time": time,
             "ddpm_step": steps,
@@ -1071,10 +1074,12 @@ def collapse(
         asym = {}
         for key, val in (("small_alpha", small[i]), ("large_alpha", large[i])):
             val = float(val)
+            # val/delta_C - 1 in logs (both may underflow); None where it is not finite
+            rel = float(np.expm1(math.log(val) - log_dc[i])) if val > 0 else -1.0
             asym[key] = {
                 "delta": val if val > 0 else None,
                 "ou_time": 0.5 * math.log1p(val) if val > 0 else None,
-                "rel_error": val / dl - 1.0,
+                "rel_error": rel if math.isfinite(rel) else None,
             }
         row["asymptotic"] = asym
         if ts is not None:
@@ -1090,6 +1095,8 @@ def collapse(
                 for tk, dk, ik in zip(ts, deltas_t, info_t, strict=True)
             ]
         notes = [note] if note else []
+        if dl == 0.0:
+            notes.append(f"delta_C = e^({float(log_dc[i]):.6g}) underflows a float (log_delta)")
         if steps is None:
             notes.append(f"delta_C = {dl:.6g} is outside the DDPM range")
         if notes:
@@ -1167,10 +1174,15 @@ def _collapse_table(res: dict) -> str:
         lines.append("".join(_fmt(v, k) for v, (_, k) in zip(vals, cols, strict=True)))
         a = r["asymptotic"]
         sm, lg = a["small_alpha"], a["large_alpha"]
-        sm_txt = "-" if sm["delta"] is None else f"{sm['delta']:.6g} ({sm['rel_error']:+.1%})"
+        sm_txt, lg_txt = (
+            "-"
+            if e["delta"] is None
+            else f"{e['delta']:.6g}"
+            + ("" if e["rel_error"] is None else f" ({e['rel_error']:+.1%})")
+            for e in (sm, lg)
+        )
         notes.append(
-            f"  n = {r['n']:g}: asymptotic delta_C: small alpha {sm_txt}, large alpha "
-            f"{lg['delta']:.6g} ({lg['rel_error']:+.1%})"
+            f"  n = {r['n']:g}: asymptotic delta_C: small alpha {sm_txt}, large alpha {lg_txt}"
         )
         if steps is not None:
             notes.append(
@@ -1238,14 +1250,13 @@ def phase_diagram_data(
 
     The spectrum arguments are those of :func:`collapse`. ``alpha_n = log(n)/m`` (m the
     number of positive eigenvalues) on ``n_alpha`` points from ``alpha_min`` (default
-    0.01, at least ``log(2)/m``) to ``alpha_max`` (default ``min(1, 700/m)``; n must stay
-    a finite float), geometric with ``log_alpha``; times of ``process`` on ``n_t`` points
-    from ``t_min`` (default the process's start) to ``t_max`` (default: where ``delta =
-    4 max(delta_C(alpha_min), delta_S)``, inside the range). The dict is the JSON written
+    0.01, at least ``log(2)/m``) to ``alpha_max`` (default 1; everything works in
+    ``log n = alpha_n m``, so n need not fit a float), geometric with ``log_alpha``;
+    times of ``process`` on ``n_t`` points from ``t_min`` (default the process's start)
+    to ``t_max`` (default: where ``delta = 4 max(delta_C(alpha_min), delta_S)``, inside
+    the range). The dict is the JSON written
     next to the figure. Raises :class:`~physdiff.errors.InputError` naming the argument.
     """
-    import dataclasses
-
     import numpy as np
 
     from . import memorization as M
@@ -1261,14 +1272,14 @@ def phase_diagram_data(
     )
     summ = _spectrum_summary(spec)
     m = summ["intrinsic_dim"]
-    lo, hi = math.log(2) / m, _LOG_N_MAX / m
+    lo = math.log(2) / m
     for flag, v in (("--alpha-min", alpha_min), ("--alpha-max", alpha_max)):
-        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+        if v is not None and not (math.isfinite(v) and lo <= v):
             raise DomainError(
-                f"{flag}: must lie in [log(2)/m, 700/m] = [{lo:.6g}, {hi:.6g}] for m = {m} "
-                f"(n = e^(alpha_n m) between 2 and a finite float); got {v!r}"
+                f"{flag}: must be finite and >= log(2)/m = {lo:.6g} for m = {m} "
+                f"(n = e^(alpha_n m) >= 2); got {v!r}"
             )
-    a_hi = min(1.0, hi) if alpha_max is None else float(alpha_max)
+    a_hi = 1.0 if alpha_max is None else float(alpha_max)
     a_lo = max(lo * (1 + 1e-9), min(0.01, a_hi / 100)) if alpha_min is None else float(alpha_min)
     if not a_lo < a_hi:
         raise DomainError(f"--alpha-min: must be < --alpha-max = {a_hi:g}; got {a_lo:g}")
@@ -1279,7 +1290,7 @@ def phase_diagram_data(
     delta_s = lam - 1.0 if lam > 1 else None
     t0 = proc.t_min if t_min is None else float(_check_times(proc, process, t_min, "--t-min")[0])
     if t_max is None:
-        dc_max = float(M.collapse_delta(math.exp(a_lo * m), pos))
+        dc_max = math.exp(M.log_collapse_delta(a_lo * m, pos))
         d_hi = 4.0 * max(dc_max, delta_s or 0.0)
         t1 = float(proc.time_of_delta(min(max(d_hi, proc.delta_min), proc.delta_max)))
         if t1 <= t0:
@@ -1290,18 +1301,8 @@ def phase_diagram_data(
         raise DomainError(f"--t-min: must be < --t-max = {t1:g}; got {t0:g}")
     times = np.linspace(t0, t1, n_t)
     pdiag = M.phase_diagram(pos, alphas, times, proc)
-    regime_note = None
-    if pdiag.t_speciation is None and np.any(pdiag.regime == 1):
-        # no speciation (Lambda <= 1, t_S <= 0): above t_C the dynamics are Brownian;
-        # physdiff.memorization.phase_diagram leaves those points at 1 (speciated)
-        regime = pdiag.regime.copy()
-        regime[regime == 1] = 2
-        pdiag = dataclasses.replace(pdiag, regime=regime)
-        regime_note = (
-            "no speciation (top eigenvalue <= 1): every point above t_C is Brownian (2); "
-            "physdiff.memorization.phase_diagram labels them 1"
-        )
-    dcs = np.asarray(M.collapse_delta(np.exp(alphas * m), pos), dtype=float)
+    log_dcs = np.asarray(M.log_collapse_delta(alphas * m, pos), dtype=float)
+    dcs = np.exp(log_dcs)
     deltas = np.asarray(proc.delta(times), dtype=float)
     clipped = (dcs < proc.delta_min) | (dcs > proc.delta_max)
     data = {
@@ -1321,18 +1322,20 @@ def phase_diagram_data(
         "regime_axes": ["times", "alphas"],
         "t_speciation": pdiag.t_speciation,
         "delta_speciation": delta_s,
+        "regimes_present": [
+            pdiag.LABELS[k] for k in range(len(pdiag.LABELS)) if np.any(pdiag.regime == k)
+        ],
         "alphas": alphas.tolist(),
         "log_n": (alphas * m).tolist(),
         "times": times.tolist(),
         "deltas": deltas.tolist(),
         "t_collapse": np.asarray(pdiag.t_collapse, dtype=float).tolist(),
         "delta_collapse": dcs.tolist(),
+        "log_delta_collapse": log_dcs.tolist(),
         "t_collapse_clipped": clipped.tolist(),
         "regime": pdiag.regime.astype(int).tolist(),
         "eigenvalues": spec.tolist(),
     }
-    if regime_note:
-        data["regime_note"] = regime_note
     return pdiag, data
 
 
@@ -1376,6 +1379,7 @@ def _cmd_phase_diagram(args) -> int:
         "alpha_range": [data["alphas"][0], data["alphas"][-1]],
         "time_range": [data["times"][0], data["times"][-1]],
         "t_speciation": data["t_speciation"],
+        "regimes_present": data["regimes_present"],
         "t_collapse_range": [min(tc), max(tc)],
         "m": data["m"],
     }
@@ -1385,7 +1389,13 @@ def _cmd_phase_diagram(args) -> int:
         ts = data["t_speciation"]
         print(
             f"physdiff phase-diagram: {_describe(data['input'], data['spectrum'])}, "
-            f"{data['process']} time; t_S = {'none' if ts is None else f'{ts:.6g}'}, t_C from "
+            f"{data['process']} time; t_S = "
+            + (
+                "none (top eigenvalue <= 1: no speciated regime, Brownian above t_C)"
+                if ts is None
+                else f"{ts:.6g}"
+            )
+            + ", t_C from "
             f"{max(tc):.6g} (alpha_n = {data['alphas'][0]:.3g}) to {min(tc):.6g} "
             f"(alpha_n = {data['alphas'][-1]:.3g}); wrote " + ", ".join(files.values())
         )

@@ -360,7 +360,10 @@ def manifold_population(
 class DirectionThresholds:
     """Per-direction critical noise levels (VE ``delta = sigma^2``): direction i is lost to
     memorisation for ``delta < deltas[i]``. ``inf``: never resolved (``"jacobian"``
-    criterion). ``stderr`` is given for measured thresholds (else zeros)."""
+    criterion). ``NaN`` (measured thresholds only): the crossing lies outside the measured
+    grid, so the threshold is unknown; it propagates into :attr:`group_deltas` and
+    :attr:`group_stderr`, :meth:`lost` reports such a direction as not lost and
+    :meth:`order` puts it last. ``stderr`` is given for measured thresholds (else zeros)."""
 
     model: str
     criterion: str
@@ -387,7 +390,10 @@ class DirectionThresholds:
         out = []
         for g in self.groups:
             e = self.stderr[self.stds == g]
-            out.append(math.sqrt(np.sum(e**2)) / e.size if np.all(np.isfinite(e)) else np.inf)
+            if np.any(np.isnan(e)):
+                out.append(np.nan)
+            else:
+                out.append(math.sqrt(np.sum(e**2)) / e.size if np.all(np.isfinite(e)) else np.inf)
         return np.array(out)
 
     def lost(self, delta) -> np.ndarray:
@@ -656,7 +662,7 @@ class RetainedVariance:
         return self.variance / self.deltas[:, None]
 
     def critical_deltas(
-        self, criterion: str = "retained", level: float = 0.5
+        self, criterion: str = "retained", level: float = 0.5, *, strict: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-direction critical noise and its standard error, by log-linear interpolation
         between the two grid points that bracket the crossing (the error propagates the
@@ -664,8 +670,18 @@ class RetainedVariance:
 
         ``"retained"``: the last up-crossing of ``ratio`` through ``level`` (delta
         ascending); ``"jacobian"``: the first up-crossing of ``visible`` (the memorisation
-        end of the window where the direction is resolved), ``inf`` if never resolved.
-        ``DomainError`` when the crossing lies outside the grid.
+        end of the window where the direction is resolved).
+
+        Directions without a crossing on the grid do not stop the others:
+
+        * ``inf`` (error ``inf``), ``"jacobian"`` only: never resolved, ``visible`` stays
+          below ``level`` at every noise level of the grid (lost throughout);
+        * ``NaN`` (error ``NaN``): the crossing lies outside the grid, below it (already
+          above ``level`` at the smallest delta) or, under ``"retained"``, above it (the
+          ratio never reaches ``level``): extend the grid to measure it.
+
+        ``strict=True`` raises :class:`~physdiff.errors.DomainError` for the ``NaN`` case
+        instead.
         """
         crit = _criterion(criterion)
         lev = _level(level)
@@ -678,20 +694,26 @@ class RetainedVariance:
         k = val.shape[1]
         out, err = np.empty(k), np.empty(k)
         for i in range(k):
+            hit = None
             if val[0, i] >= lev:
-                raise DomainError(
+                why = (
                     f"direction {i} is still above level {lev:g} at the smallest delta "
                     f"{np.exp(x[0]):g}; extend the grid downwards"
                 )
-            hit = _crossing(x, val[:, i], se[:, i], lev, first=(crit == "jacobian"))
-            if hit is None:
-                if crit == "jacobian":
+            else:
+                hit = _crossing(x, val[:, i], se[:, i], lev, first=(crit == "jacobian"))
+                if hit is None and crit == "jacobian":  # never resolved
                     out[i], err[i] = np.inf, np.inf
                     continue
-                raise DomainError(
+                why = (
                     f"the retained fraction of direction {i} never reaches {lev:g} on "
                     f"[{np.exp(x[0]):g}, {np.exp(x[-1]):g}]; extend the grid upwards"
                 )
+            if hit is None:  # the crossing lies outside the grid
+                if strict:
+                    raise DomainError(why)
+                out[i], err[i] = np.nan, np.nan
+                continue
             out[i] = math.exp(hit[0])
             err[i] = out[i] * hit[1]
         return out, err
@@ -778,13 +800,16 @@ def measured_thresholds(
     normalized: bool = False,
     criterion: str = "retained",
     level: float = 0.5,
+    strict: bool = False,
 ) -> DirectionThresholds:
     """The measured per-direction thresholds (:meth:`RetainedVariance.critical_deltas`)
-    as a :class:`DirectionThresholds` named ``"measured"``, comparable with the models."""
+    as a :class:`DirectionThresholds` named ``"measured"``, comparable with the models:
+    ``NaN`` where a direction's crossing lies outside the measured grid (``strict=True``
+    raises instead), ``inf`` where it is never resolved (``"jacobian"``)."""
     s = _stds(stds)
     if s.size != measurement.variance.shape[1]:
         raise ShapeError(f"stds must hold {measurement.variance.shape[1]} values")
-    dc, se = measurement.critical_deltas(criterion, level)
+    dc, se = measurement.critical_deltas(criterion, level, strict=strict)
     return DirectionThresholds(
         "measured", criterion, _level(level), s, dc, se, float(_n(n)), bool(normalized)
     )

@@ -443,23 +443,37 @@ def critical_two_deltas(
     return critical_from_eigenvalue(m * m, criterion, process)
 
 
+_SPECTRUM_RTOL = 8 * float(np.finfo(np.float64).eps)
+"""Negative eigenvalues down to ``-_SPECTRUM_RTOL * k * max|lambda|`` are rounding."""
+
+
 def critical_from_eigenvalue(
     eigenvalue, criterion: str = "log-density", process: Process | str | None = None
 ) -> CriticalPoint:
     """Closed forms in terms of a top eigenvalue.
 
     ``eigenvalue`` is a number (the top eigenvalue) or a whole spectrum (its maximum is
-    used; negative entries are an error). For criteria (a) and (b) it is the top
-    eigenvalue of the posterior covariance at the centre, taken as constant (exact for two
-    deltas); for speciation, the top eigenvalue of the data covariance.
+    used). For criteria (a) and (b) it is the top eigenvalue of the posterior covariance at
+    the centre, taken as constant (exact for two deltas); for speciation, the top
+    eigenvalue of the data covariance.
+
+    Negative entries are rounding when ``|lambda| <= 8 k eps max_i |lambda_i|`` (``k``
+    entries, ``eps`` the float64 machine epsilon): what ``numpy.linalg.eigvalsh`` returns
+    for the zero eigenvalues of a rank-deficient covariance (measured: at most 0.31 k eps
+    times the top eigenvalue); they count as 0. More negative entries raise
+    :class:`~physdiff.errors.DomainError`.
     """
     crit = _criterion(criterion)
     spec = finite_array(eigenvalue, "eigenvalue").reshape(-1)
     if spec.size == 0:
         raise InputError("eigenvalue must hold at least one value")
-    if np.any(spec < 0):
-        raise DomainError(f"a covariance spectrum must be >= 0; got min {spec.min():.6g}")
-    lam = float(spec.max())
+    tol = _SPECTRUM_RTOL * spec.size * float(np.max(np.abs(spec)))
+    if np.any(spec < -tol):
+        raise DomainError(
+            f"a covariance spectrum must be >= 0 (up to rounding, -{tol:.3g}); "
+            f"got min {spec.min():.6g}"
+        )
+    lam = max(float(spec.max()), 0.0)
     if lam == 0:
         raise NoSymmetryBreaking("a zero spectrum (a point mass) has no symmetry to break")
     if crit == "log-density":
@@ -529,6 +543,16 @@ def critical_point(
     the fixed point: the right choice for a trained network, which is never exactly
     symmetric, so the followed point slides into one well and never destabilises.
     ``model`` then only needs ``score_jacobian`` (a :class:`~physdiff.nn.NetworkScoreModel`).
+
+    Unequal groups slide too (``track=True``): with unequal weights the pitchfork is
+    imperfect, the tracked point moves continuously into the heavier group and stays
+    stable, while the other group's well appears elsewhere through a saddle-node pair that
+    this continuation does not see; the call then raises :class:`NoSymmetryBreaking`.
+    Measured on ``GaussianMixture.isotropic([0.6, 0.4], [[1], [-1]], [0.05])``: the
+    tracked point goes from 0.22 (``delta = 10``) to 0.83 (``delta = 0.8``) to 1, its
+    eigenvalue stays negative, and the stable point near -0.71 appears between
+    ``delta = 0.7`` and 0.6; ``track=False`` reports ``delta = 0.775``, where the curvature
+    at the (fixed) centre changes sign, which is not a bifurcation of a fixed point there.
 
     Raises :class:`NoSymmetryBreaking` when the centre stays stable over ``delta_range``.
     """

@@ -209,13 +209,47 @@ def test_phase_diagram_manifold_and_ddpm(tmp_path):
         d=784, intrinsic_dim=10, process="ddpm", n_alpha=20, n_t=30, alpha_max=2.0
     )
     assert data["m"] == 10 and data["t_speciation"] is None
-    # no speciation (Lambda = 1): above t_C is Brownian; the library says 1 there
+    # no speciation (Lambda = 1): above t_C is Brownian, in the library and the data
     assert pdiag.regime.shape == (30, 20) and set(np.unique(pdiag.regime)) == {0, 2}
     lib = M.phase_diagram(np.ones(10), data["alphas"], data["times"], "ddpm")
-    assert np.array_equal(pdiag.regime == 0, lib.regime == 0)
-    assert "Brownian" in data["regime_note"]
+    assert np.array_equal(pdiag.regime, lib.regime)
+    assert np.array_equal(np.array(data["regime"]), lib.regime)
+    assert "regime_note" not in data
+    assert "none when Lambda <= 1" in data["criterion"]["speciation"]
     assert data["alphas"][0] == pytest.approx(math.log(2) / 10, rel=1e-6)
     assert data["times"][-1] <= DDPM().t_max
+
+
+@pytest.mark.filterwarnings("error")
+def test_phase_diagram_and_collapse_beyond_float_n():
+    """alpha_n m ~ 2000 (n = e^2000) and delta_C = e^-1381: no overflow, NaN or crash."""
+    pdiag, data = phase_diagram_data(d=100, alpha_max=20.0, n_alpha=15, n_t=20)
+    assert data["log_n"][-1] == pytest.approx(2000.0)
+    assert np.all(np.isfinite(pdiag.t_collapse))
+    json.dumps(data, allow_nan=False)
+    lib = M.phase_diagram(np.ones(100), data["alphas"], data["times"], "ou")
+    assert np.array_equal(pdiag.regime, lib.regime)
+    np.testing.assert_allclose(
+        data["log_delta_collapse"], -np.log(np.expm1(2 * np.array(data["alphas"]))), rtol=1e-12
+    )
+    res = collapse(d=1, n=[1e300, 1e4])
+    json.dumps(res, allow_nan=False)
+    r = res["results"][0]
+    assert r["log_delta"] == pytest.approx(-2 * math.log(1e300), rel=1e-13)
+    assert r["delta"] == 0.0 and "underflows" in r["note"]
+    assert r["log_snr"] == pytest.approx(2 * math.log(1e300), rel=1e-13)
+    assert res["results"][1]["asymptotic"]["large_alpha"]["rel_error"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+def test_phase_diagram_text_says_when_there_is_no_speciation(tmp_path, capsys):
+    argv = ["phase-diagram", "--d", "10", "--out", str(tmp_path), "--n-t", "20", "--n-alpha", "10"]
+    rc, out, err = run(capsys, *argv, "--dpi", "30")
+    assert rc == 0, err
+    assert "t_S = none (top eigenvalue <= 1: no speciated regime, Brownian above t_C)" in out
+    data = _strict_json((tmp_path / "phase-diagram.json").read_text())
+    assert data["regimes_present"] == ["collapsed", "Brownian"]
 
 
 @pytest.mark.parametrize(
@@ -225,7 +259,7 @@ def test_phase_diagram_manifold_and_ddpm(tmp_path):
         (["--t-min", "-1"], "--t-min"),
         (["--t-min", "2", "--t-max", "1"], "--t-min"),
         (["--alpha-min", "0.001"], "--alpha-min"),
-        (["--alpha-max", "8"], "--alpha-max"),
+        (["--alpha-max", "0.001"], "--alpha-max"),  # below log(2)/m: n < 2
         (["--process", "nope"], "--process"),
         (["--n-t", "1"], "--n-t"),
         (["--name", "a/b"], "--name"),

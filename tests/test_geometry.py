@@ -395,9 +395,46 @@ def test_bad_input():
         G.local_dimension(np.zeros((2, 3)), 1.0, rule="x")
     with pytest.raises(InputError, match="contradicts"):
         G.gated_rem_thresholds(man, 100, normalized=True)
-    # a crossing outside the measured grid is an error, not a silent value
+    # strict: a crossing outside the measured grid is an error
     rng = np.random.default_rng(0)
     emp = Empirical(man.sample(50, rng))
     rv = G.retained_variance(emp, man.basis, emp.points, [1.0, 2.0], rng, n_probe=20)
     with pytest.raises(DomainError, match="extend"):
-        rv.critical_deltas("retained")
+        rv.critical_deltas("retained", strict=True)
+
+
+def _rv(ratio: np.ndarray, deltas: np.ndarray) -> G.RetainedVariance:
+    """A RetainedVariance whose ``ratio`` (and ``visible``, reference = delta) is given."""
+    ref = np.broadcast_to(deltas[:, None], ratio.shape).copy()
+    return G.RetainedVariance(
+        deltas, ratio * ref, np.full(ratio.shape, 1e-3), ref, np.zeros_like(ref), None, 100
+    )
+
+
+def test_critical_deltas_per_direction_outside_the_grid():
+    """One direction without a crossing on the grid gives NaN for that direction only."""
+    deltas = np.geomspace(0.1, 10, 5)
+    ratio = np.array(
+        [
+            [0.1, 0.3, 0.6, 0.9, 1.0],  # crosses 0.5 between 0.316 and 1
+            [0.1, 0.1, 0.2, 0.3, 0.4],  # never reaches 0.5: crossing above the grid
+            [0.7, 0.8, 0.9, 1.0, 1.0],  # above 0.5 from the start: crossing below the grid
+        ]
+    ).T
+    rv = _rv(ratio, deltas)
+    dc, se = rv.critical_deltas("retained")
+    assert 10**-0.5 < dc[0] < 1.0 and 0 < se[0] < np.inf
+    assert np.isnan(dc[1:]).all() and np.isnan(se[1:]).all()
+    # "jacobian": visible = ratio here; never resolved (below the level throughout) is inf
+    dj, sj = rv.critical_deltas("jacobian")
+    assert dj[0] == pytest.approx(dc[0]) and dj[1] == np.inf and sj[1] == np.inf
+    assert np.isnan(dj[2])
+    for crit in ("retained", "jacobian"):
+        with pytest.raises(DomainError, match="extend"):
+            rv.critical_deltas(crit, strict=True)
+    th = G.measured_thresholds(rv, [3.0, 2.0, 1.0], 100)
+    assert th.deltas[0] == dc[0] and np.isnan(th.deltas[1:]).all()
+    assert np.isnan(th.group_deltas[1:]).all() and np.isnan(th.group_stderr[1:]).all()
+    assert th.lost(0.5).tolist() == [True, False, False]
+    with pytest.raises(DomainError, match="extend"):
+        G.measured_thresholds(rv, [3.0, 2.0, 1.0], 100, strict=True)

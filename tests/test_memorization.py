@@ -127,9 +127,51 @@ def test_excess_entropy_mc_converges_to_theory_as_d_grows():
         fe = M.excess_entropy_empirical(x, dls, 300, rng)
         th_ = np.maximum(M.excess_entropy_gaussian(dls, n, np.ones(d)), 0.0)
         errs.append(np.max(np.abs(fe.f - th_)))
-        assert np.all(fe.f > -4 * fe.stderr)  # f^e >= 0 up to Monte Carlo error
+        assert np.all(fe.f > -4 * fe.stderr - 1e-12)  # f^e >= 0 up to Monte Carlo error
     assert errs[-1] < errs[0]
     assert errs[-1] < 0.03
+
+
+def _fe_quadrature(pts: np.ndarray, delta: float, order: int) -> float:
+    """Exact ``f^e`` of a tiny training set by tensor Gauss-Hermite quadrature:
+    ``f^e = E_y[lse_mu(-|y - a_mu|^2 / (2 delta))]/d + 1/2``, ``y = a_nu + sqrt(delta) z``."""
+    from scipy.special import logsumexp
+
+    n, d = pts.shape
+    x, w = np.polynomial.hermite_e.hermegauss(order)
+    z = np.stack([g.ravel() for g in np.meshgrid(*([x] * d), indexing="ij")], axis=1)
+    wz = np.prod(np.meshgrid(*([w / w.sum()] * d), indexing="ij"), axis=0).ravel()
+    tot = 0.0
+    for a in pts:
+        y = a + math.sqrt(delta) * z
+        tot += wz @ logsumexp(-0.5 * np.sum((y[:, None] - pts[None]) ** 2, axis=2) / delta, axis=1)
+    return tot / (n * d) + 0.5
+
+
+@pytest.mark.parametrize(("d", "n", "order"), [(1, 3, 150), (2, 5, 60)])
+def test_excess_entropy_estimator_is_unbiased(d, n, order):
+    """The self-term-subtracted estimator has the exact (quadrature) mean."""
+    pts = np.random.default_rng(10 + d).standard_normal((n, d))
+    dc = M.collapse_delta_isotropic(n, d, 1.0)
+    dls = dc * np.array([0.1, 1.0, 10.0])
+    exact = [_fe_quadrature(pts, dl, order) for dl in dls]
+    fe = M.excess_entropy_empirical(pts, dls, 20000, np.random.default_rng(d))
+    assert np.all(np.abs(fe.f - exact) < 4 * fe.stderr)
+    assert np.all(fe.f >= -1e-12) and np.all(fe.f <= math.log(n) / d + 1e-12)
+
+
+def test_excess_entropy_self_term_cuts_the_variance():
+    """Averaging ``lse/d + 1/2`` has per-sample spread ~ 1/sqrt(2d) (the chi-square
+    self-logit) at every noise level; with the self term subtracted the spread shrinks
+    near the collapse and vanishes below it."""
+    d, n, m = 32, 100, 2000
+    emp = Empirical(np.random.default_rng(3).standard_normal((n, d)))
+    dc = M.collapse_delta_isotropic(n, d, 1.0)
+    fe = M.excess_entropy_empirical(
+        emp, dc * np.array([0.05, 0.2, 1.0]), m, np.random.default_rng(4)
+    )
+    spread = fe.stderr * math.sqrt(m) * math.sqrt(2 * d)  # 1 for the plain estimator
+    assert spread[0] < 1e-6 and spread[1] < 0.05 and spread[2] < 0.6
 
 
 def test_measured_collapse_from_fe_and_trajectories():
@@ -154,6 +196,41 @@ def test_phase_diagram_regimes():
         col = pd_.regime[:, j]
         assert np.all(col[pd_.times < tc] == 0)
         assert np.all(col[(pd_.times >= tc) & (pd_.times >= pd_.t_speciation)] == 2)
+
+
+def test_phase_diagram_without_speciation_is_brownian_above_collapse():
+    """Lambda <= 1: no speciation, so no point is labelled speciated (regime 1)."""
+    for lam in (np.ones(10), np.full(10, 0.5)):
+        pd_ = M.phase_diagram(lam, np.linspace(0.1, 1, 20), np.linspace(0, 3, 40), "ou")
+        assert pd_.t_speciation is None
+        assert set(np.unique(pd_.regime)) == {0, 2}
+        below = pd_.times[:, None] < pd_.t_collapse[None, :]
+        assert np.array_equal(pd_.regime == 0, below)
+
+
+@pytest.mark.filterwarnings("error")
+def test_phase_diagram_and_collapse_work_in_log_n():
+    """alpha_n d ~ 1000 > log(float max): no overflow, no NaN, the closed form in logs."""
+    d = 1000
+    alphas = np.array([0.5, 1.0, 2.0])
+    pd_ = M.phase_diagram(np.ones(d), alphas, np.linspace(0, 3, 30), "ou")
+    np.testing.assert_array_equal(pd_.log_n, alphas * d)
+    # isotropic: delta_C = 1/expm1(2 alpha_n), t_C = 1/2 log(1 + delta_C)
+    np.testing.assert_allclose(pd_.t_collapse, 0.5 * np.log1p(1 / np.expm1(2 * alphas)), rtol=1e-12)
+    assert np.all(np.isfinite(pd_.t_collapse))
+    log_dc = M.log_collapse_delta(alphas * d, np.ones(d))
+    np.testing.assert_allclose(log_dc, -np.log(np.expm1(2 * alphas)), rtol=1e-12)
+    # d = 1, log n = 1000: delta_C = e^-2000 (underflows as a float; its log does not)
+    assert M.log_collapse_delta(1000.0, [1.0]) == pytest.approx(-2000.0, rel=1e-14)
+    assert M.log_collapse_delta(math.log(1e3), np.ones(5)) == pytest.approx(
+        math.log(M.collapse_delta(1e3, np.ones(5))), rel=1e-13
+    )
+    pd1 = M.phase_diagram([2.0], [1000.0], [0.0, 0.5], "ddpm")
+    assert np.all(np.isfinite(pd1.t_collapse)) and pd1.t_collapse[0] == DDPM().t_min
+    with pytest.raises(DomainError, match="log n"):
+        M.n_of_alpha(1.0, 1000)
+    with pytest.raises(DomainError, match="log_n must be >= log 2"):
+        M.log_collapse_delta(0.5, np.ones(3))
 
 
 def test_errors():

@@ -239,6 +239,25 @@ def test_bad_training_input():
             train(_small_denoiser(), gm, TrainConfig(steps=2, device="cuda"), progress=False)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_read_only_data_trains_without_warning_and_is_not_modified(dtype):
+    """physdiff.data returns read-only arrays: no "not writable" warning, same weights as
+    from a writable copy, and the caller's arrays stay as they were."""
+    gm = _two_gaussians()
+    x, lab = gm.sample_with_labels(64, np.random.default_rng(0))
+    x = x.astype(dtype)
+    lab = np.asarray(lab, dtype=np.int64)
+    ro_x, ro_lab = x.copy(), lab.copy()
+    ro_x.flags.writeable = False
+    ro_lab.flags.writeable = False
+    cfg = TrainConfig(steps=3, batch_size=16, seed=0)
+    a = train(_small_denoiser(n_classes=2), ro_x, cfg, labels=ro_lab, progress=False)
+    b = train(_small_denoiser(n_classes=2), x, cfg, labels=lab, progress=False)
+    _assert_same_weights(a.raw, b.raw)
+    np.testing.assert_array_equal(ro_x, x)
+
+
 @pytest.mark.parametrize("process", ["ddpm", "vp-linear", "ou", "ve"])
 def test_training_under_each_process(process):
     gm = _two_gaussians()

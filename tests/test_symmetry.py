@@ -163,6 +163,33 @@ def test_errors():
         S.critical_from_eigenvalue(0.5, "speciation")
 
 
+def test_critical_from_eigenvalue_accepts_rounding_negatives():
+    """eigvalsh of a rank-one covariance gives zeros as ~ -1e-14: accepted as 0; a
+    negative entry above the machine-precision tolerance still raises."""
+    v = np.random.default_rng(0).standard_normal(50)
+    lam = np.linalg.eigvalsh(np.outer(v, v))
+    assert lam.min() < 0  # the rounding this test is about
+    cp = S.critical_from_eigenvalue(lam, "speciation")
+    assert cp.delta == pytest.approx(v @ v - 1.0, rel=1e-12)
+    assert S.critical_from_eigenvalue([2.0, 1.0, -1e-15], "a").delta == 2.0
+    with pytest.raises(DomainError, match="spectrum must be >= 0"):
+        S.critical_from_eigenvalue([2.0, 1.0, -1e-12], "a")
+    with pytest.raises(DomainError, match="spectrum must be >= 0"):
+        S.critical_from_eigenvalue(-1e-15, "a")  # nothing to be rounding of
+    with pytest.raises(S.NoSymmetryBreaking):
+        S.critical_from_eigenvalue([0.0, 0.0], "a")
+
+
+def test_tracked_critical_point_slides_for_unequal_groups():
+    """The docstring's claim: unequal weights, the tracked point slides and stays stable."""
+    gm = GaussianMixture.isotropic([0.6, 0.4], [[1.0], [-1.0]], [0.05])
+    with pytest.raises(S.NoSymmetryBreaking):
+        S.critical_point(gm, "a")
+    assert S.critical_point(gm, "a", track=False).delta == pytest.approx(0.775, abs=1e-3)
+    pts, eig = S.fixed_points_1d(gm, 0.6, bounds=(-3, 3))
+    assert pts.size == 3 and np.sum(eig < 0) == 2  # the second well, from a saddle-node
+
+
 def test_critical_point_table_converts_to_every_process():
     cp = S.critical_two_deltas(1.0, "a")
     tab = cp.table()

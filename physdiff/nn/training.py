@@ -198,6 +198,16 @@ def sample_delta(
 
 
 # -- data -------------------------------------------------------------------------------------
+def _tensor(a, dtype, device: torch.device) -> torch.Tensor:
+    """``a`` as a torch tensor of numpy ``dtype`` on ``device``, without torch's "not
+    writable" warning: a read-only array (e.g. from :mod:`physdiff.data`) is copied, and
+    only then (a dtype conversion copies anyway)."""
+    arr = np.asarray(a, dtype=dtype)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device)
+
+
 class _Batches:
     """Minibatches ``(x0, labels)`` on the device from an array or an ensemble."""
 
@@ -241,7 +251,7 @@ class _Batches:
                 f"in R^{dim}); got shape {arr.shape}"
             )
         self.n = arr.shape[0]
-        self.x = torch.as_tensor(arr, dtype=torch.float32, device=device)
+        self.x = _tensor(arr, np.float32, device)
         self.y = None
         if labels is not None:
             if n_classes is None:
@@ -264,19 +274,15 @@ class _Batches:
                     f"labels must lie in [0, {n_classes - 1}] (n_classes = "
                     f"{n_classes}); got values in [{lab.min()}, {lab.max()}]"
                 )
-            self.y = torch.as_tensor(lab.astype(np.int64), device=device)
+            self.y = _tensor(lab, np.int64, device)
             self.with_labels = True
 
     def __call__(self, batch: int, rng: np.random.Generator):
         if self.ensemble is not None:
             if self.with_labels:
                 x, lab = self.ensemble.sample_with_labels(batch, rng)
-                return (
-                    torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device),
-                    torch.as_tensor(np.asarray(lab), dtype=torch.long, device=self.device),
-                )
-            x = self.ensemble.sample(batch, rng)
-            return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device), None
+                return _tensor(x, np.float32, self.device), _tensor(lab, np.int64, self.device)
+            return _tensor(self.ensemble.sample(batch, rng), np.float32, self.device), None
         idx = torch.from_numpy(rng.integers(0, self.n, size=batch)).to(self.device)
         return self.x[idx], (self.y[idx] if self.y is not None else None)
 

@@ -170,15 +170,10 @@ def check(config: Config) -> None:
 def surprisal_samples(
     emp: Empirical, delta: float, m: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(-log w_nu(y), participation ratio)`` for ``m`` probes ``y = a_nu + sqrt(delta) z``.
-
-    ``-log w_nu = lse(y) + |z|^2/2`` (``lse`` from the streaming kernel); its mean is
-    ``d f^e`` (module docstring)."""
-    idx = rng.integers(0, emp.n_points, size=m)
-    z = rng.standard_normal((m, emp.dim))
-    y = emp.points[idx].astype(np.float64) + math.sqrt(delta) * z
-    _, lse, pr = emp.stats(y, delta)
-    return np.maximum(lse + 0.5 * np.einsum("ij,ij->i", z, z), 0.0), pr
+    """``(h, participation ratio)`` for ``m`` probes ``y = a_nu + sqrt(delta) z``, by
+    :func:`physdiff.memorization.excess_entropy_samples`: ``h`` is the surprisal
+    ``-log w_nu(y)`` less its self term, ``h >= 0``, mean ``d f^e`` (module docstring)."""
+    return M.excess_entropy_samples(emp, delta, m, rng)
 
 
 def crossing(
