@@ -24,13 +24,15 @@ import math
 import sys
 from collections.abc import Sequence
 
+from ._cli_args import UsageError as _UsageError
+from ._cli_args import choice, integer
+from ._cli_args import json_number as _num
+from ._cli_args import number as _finite_float
+from ._cli_args import process_name as _process_name
+
 __all__ = ["main", "build_parser", "convert", "critical", "collapse", "phase_diagram_data"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class _UsageError(Exception):
-    """Bad command-line input: reported in one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,50 +48,27 @@ def _process_names() -> list[str]:
     return list(PRESETS)
 
 
-def _process_name(value: str) -> str:
-    names = _process_names()
-    v = value.strip().lower()
-    if v not in names:
-        raise argparse.ArgumentTypeError(
-            f"unknown process {value!r}; choose from {', '.join(names)}"
-        )
-    return v
+def _ensemble_name(value: str) -> str:
+    return choice(_ENSEMBLES, "ensemble")(value)
+
+
+def _dpi(value: str) -> int:
+    return integer(value, 10, 2400)
+
+
+def _count(value: str) -> int:
+    return integer(value, 2, 20000)
+
+
+def _dim(value: str) -> int:
+    return integer(value, 1, 10**7)
 
 
 def _target_name(value: str) -> str:
     return "all" if value.strip().lower() == "all" else _process_name(value)
 
 
-def _finite_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be finite; got {value!r}")
-    return x
-
-
 _ENSEMBLES = ("two-deltas", "mixture")
-
-
-def _ensemble_name(value: str) -> str:
-    v = value.strip().lower()
-    if v not in _ENSEMBLES:
-        raise argparse.ArgumentTypeError(
-            f"unknown ensemble {value!r}; choose from {', '.join(_ENSEMBLES)}"
-        )
-    return v
-
-
-def _dpi(value: str) -> int:
-    try:
-        x = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not 10 <= x <= 2400:
-        raise argparse.ArgumentTypeError(f"must be an integer in [10, 2400]; got {value!r}")
-    return x
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,28 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(value: str) -> int:
-    try:
-        x = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not 2 <= x <= 20000:
-        raise argparse.ArgumentTypeError(f"must be an integer in [2, 20000]; got {value!r}")
-    return x
-
-
-def _dim(value: str) -> int:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not (math.isfinite(x) and x.is_integer()):
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}")
-    if not 1 <= x <= 10**7:
-        raise argparse.ArgumentTypeError(f"must be an integer in [1, 10^7]; got {value!r}")
-    return int(x)
-
-
 def _add_spectrum_args(parser) -> None:
     """The covariance-spectrum source shared by ``collapse`` and ``phase-diagram``."""
     g = parser.add_argument_group(
@@ -418,14 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------
 # convert
 # --------------------------------------------------------------------------------------
-
-
-def _num(x: float | None) -> float | None:
-    """A JSON-safe float: +-inf and NaN become None (the caller adds a note)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def convert(
