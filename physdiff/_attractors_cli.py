@@ -18,9 +18,7 @@ and exit status 2. Nothing heavy is imported until the command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import warnings
 
 from ._cli_args import UsageError as _Usage
@@ -29,6 +27,7 @@ from ._cli_args import integer as _int
 from ._cli_args import json_number as _num
 from ._cli_args import number as _number
 from ._cli_args import process_name as _process
+from ._cli_args import run_command
 
 __all__ = ["add_parser", "run", "attractors", "named_points", "ENSEMBLES", "ARCHES"]
 
@@ -547,16 +546,7 @@ def _compute(args) -> dict:
 
 def run(args) -> int:
     """Execute ``physdiff attractors`` for parsed ``args``; returns the exit status."""
-    try:
-        res = _compute(args)
-    except _Usage as exc:
-        print(f"physdiff attractors: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_table(res, args.rows))
-    return EXIT_OK
+    return run_command("attractors", _compute, lambda res: _table(res, args.rows), args)
 
 
 def _table(res: dict, max_rows: int) -> str:

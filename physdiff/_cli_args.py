@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "json_number",
     "write_output",
     "write_json",
+    "run_command",
 ]
 
 
@@ -122,3 +124,18 @@ def write_json(path: str, obj: Any, flag: str = "--out") -> None:
     """``obj`` as strict JSON (no NaN), written atomically (:func:`write_output`)."""
     data = json.dumps(obj, allow_nan=False).encode()
     write_output(path, lambda fh: fh.write(data), flag)
+
+
+def run_command(
+    name: str, compute: Callable[[Any], dict], table: Callable[[dict], str], args
+) -> int:
+    """Run ``physdiff NAME``: ``res = compute(args)``, printed as JSON with ``--json`` (strict:
+    no NaN) or as ``table(res)``; a :class:`UsageError` is one line on stderr and exit
+    status 2. Returns the exit status."""
+    try:
+        res = compute(args)
+    except UsageError as exc:
+        print(f"physdiff {name}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=2, allow_nan=False) if args.json else table(res))
+    return 0

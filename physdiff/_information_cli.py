@@ -22,9 +22,7 @@ exit status 2. Nothing heavy (scipy, the guidance module) is imported until a co
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 
 __all__ = [
     "add_parser",
@@ -45,7 +43,7 @@ from ._cli_args import integer as _int
 from ._cli_args import json_number as _num
 from ._cli_args import number as _number
 from ._cli_args import process_name as _process
-from ._cli_args import write_json, write_output
+from ._cli_args import run_command, write_json, write_output
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -488,16 +486,7 @@ def _compute_entropy(args) -> dict:
 
 def run_entropy(args) -> int:
     """Execute ``physdiff entropy`` for parsed ``args``; returns the exit status."""
-    try:
-        res = _compute_entropy(args)
-    except _Usage as exc:
-        print(f"physdiff entropy: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_entropy_table(res))
-    return EXIT_OK
+    return run_command("entropy", _compute_entropy, _entropy_table, args)
 
 
 def _entropy_table(res: dict) -> str:
@@ -700,19 +689,15 @@ def _compute_guide(args) -> tuple[dict, object]:
 
 def run_guide(args) -> int:
     """Execute ``physdiff guide`` for parsed ``args``; returns the exit status."""
-    try:
+
+    def compute(args) -> dict:
         res, x = _compute_guide(args)
         if args.out is not None:
             _write_npy(args.out, x)
             res["out"] = args.out
-    except _Usage as exc:
-        print(f"physdiff guide: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_guide_table(res))
-    return EXIT_OK
+        return res
+
+    return run_command("guide", compute, _guide_table, args)
 
 
 def _write_npy(path: str, x) -> None:

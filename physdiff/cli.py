@@ -48,6 +48,9 @@ def _process_names() -> list[str]:
     return list(PRESETS)
 
 
+_ENSEMBLES = ("two-deltas", "mixture")
+
+
 def _ensemble_name(value: str) -> str:
     return choice(_ENSEMBLES, "ensemble")(value)
 
@@ -66,9 +69,6 @@ def _dim(value: str) -> int:
 
 def _target_name(value: str) -> str:
     return "all" if value.strip().lower() == "all" else _process_name(value)
-
-
-_ENSEMBLES = ("two-deltas", "mixture")
 
 
 def build_parser() -> argparse.ArgumentParser:
