@@ -616,6 +616,7 @@ def guide(
         "about": MIXTURES[name]["about"],
         "dim": int(mix.dim),
         "class_weights": cond.class_weights.tolist(),
+        "target_shares": None if method == "cfg" else _kept_shares(cond.class_weights, remove),
         "method": method,
         "remove": int(remove),
         "scale": float(scale),
@@ -706,6 +707,14 @@ def _write_npy(path: str, x) -> None:
     write_output(path, lambda fh: np.save(fh, x, allow_pickle=False))
 
 
+def _kept_shares(weights, removed: int) -> list[float]:
+    """The class distribution a removal aims at: the weights without class ``removed``,
+    renormalised."""
+    w = [0.0 if k == removed else float(x) for k, x in enumerate(weights)]
+    total = sum(w)
+    return [x / total for x in w]
+
+
 def _guide_table(res: dict) -> str:
     role = "guided toward" if res["method"] == "cfg" else "removed"
     lines = [
@@ -714,10 +723,14 @@ def _guide_table(res: dict) -> str:
         f"{res['n']} samples, {res['sampler']} on {res['process']} ({res['steps']} steps), "
         f"seed {res['seed']}",
         "",
-        f"{'class':>5} {'target':>8} {'share':>8}",
+        f"{'class':>5} {'weight':>8} {'target':>8} {'share':>8}",
     ]
-    for k, (w, s) in enumerate(zip(res["class_weights"], res["class_shares"], strict=True)):
-        lines.append(f"{k:>5} {w:>8.4f} {s:>8.4f}" + ("  <-" if k == res["remove"] else ""))
+    target = res["target_shares"] or [None] * len(res["class_weights"])
+    for k, (w, t, s) in enumerate(
+        zip(res["class_weights"], target, res["class_shares"], strict=True)
+    ):
+        ts = f"{'-':>8}" if t is None else f"{t:>8.4f}"
+        lines.append(f"{k:>5} {w:>8.4f} {ts} {s:>8.4f}" + ("  <-" if k == res["remove"] else ""))
     kl_pi = res["kl_kept_plugin"]
     lines += [
         "",
@@ -725,7 +738,9 @@ def _guide_table(res: dict) -> str:
         f"{res['removed_share_se']:.4f}",
         f"KL(target || generated) over the kept classes: {res['kl_kept']:.4g} (plug-in "
         + ("inf" if kl_pi is None else f"{kl_pi:.4g}")
-        + f", noise floor {res['kl_floor']:.2g})"
+        + ", noise floor "
+        + ("n/a" if res["kl_floor"] is None else f"{res['kl_floor']:.2g}")
+        + ")"
         + (f"; missing classes {res['missing_classes']}" if res["missing_classes"] else ""),
         f"sliced W2 to kept-class data: {res['quality_w2']:.4g} +- {res['quality_w2_se']:.2g} "
         f"(exact samples: {res['quality_w2_exact']:.4g} +- {res['quality_w2_exact_se']:.2g})",

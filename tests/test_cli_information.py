@@ -236,3 +236,31 @@ def test_guide_bad_input_exits_2_naming_the_argument(capsys, argv, named):
     assert out == ""
     assert len(err.strip().splitlines()) == 1
     assert named in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("method", ["cfg", "np", "dng", "dng-exact"])
+def test_guide_table_prints_for_every_method(capsys, method):
+    # the plain-text table must print whatever the metrics are (a guided-toward class
+    # leaves no kept classes for cfg: the KL floor is undefined, shown as n/a)
+    rc = main(
+        [
+            "guide",
+            "--mixture",
+            "square-2d",
+            "--method",
+            method,
+            "--remove",
+            "1",
+            "--scale",
+            "2",
+            "--n",
+            "300",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "share of class 1" in out
+    if method == "cfg":
+        assert "noise floor n/a" in out
+    else:
+        row = next(r.split() for r in out.splitlines() if r.split()[:1] == ["1"])
+        assert row[2] == "0.0000" and row[-1] == "<-"  # the removed class: target share 0
