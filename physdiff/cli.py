@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "section 3; Biroli et al. 2024): with n = e^{alpha_n d} training points the posterior "
         "over them condenses where the Gaussian mutual information per dimension reaches "
         "alpha_n, i.e. where log n = sum_i 1/2 log(1 + lambda_i/delta) (normal directions, "
-        "lambda = 0, drop out). For each --n it gives alpha_n, the collapse noise-to-signal "
+        "lambda = 0, drop out). For each --n (or --log-n, its natural log, for n beyond a "
+        "float) it gives alpha_n, the collapse noise-to-signal "
         "variance delta_C, t_C in --process, its OU time and DDPM steps (floor, nearest, ceil) "
         "when in range, the small- and large-alpha_n asymptotics, and the inputs of the "
         "excess-entropy formula f = alpha_n - I(delta)/d. Give the spectrum as --d with "
@@ -224,13 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(see docs/memorization.md).",
     )
     _add_spectrum_args(co)
-    co.add_argument(
+    con = co.add_mutually_exclusive_group(required=True)
+    con.add_argument(
         "--n",
         nargs="+",
-        required=True,
         type=_finite_float,
         metavar="N",
         help="number(s) of training points (>= 2; 2e4 is accepted)",
+    )
+    con.add_argument(
+        "--log-n",
+        nargs="+",
+        type=_finite_float,
+        metavar="LOG_N",
+        help="natural log of the number(s) of training points instead (>= log 2), for n "
+        "beyond a float (e^709.78): e.g. --log-n 1000",
     )
     co.add_argument(
         "--process",
@@ -626,6 +635,8 @@ def critical(
     else:
         import numpy as np
 
+        from ._validate import covariance_spectrum
+
         spec = np.squeeze(np.asarray(spectrum, dtype=float))
         if spec.ndim > 1:
             raise InputError(
@@ -637,11 +648,8 @@ def critical(
             raise InputError("--spectrum-file: the spectrum is empty")
         if not np.all(np.isfinite(spec)):
             raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
-        if np.any(spec < 0):
-            raise DomainError(
-                f"--spectrum-file: a covariance spectrum must be >= 0; "
-                f"{int(np.sum(spec < 0))} entries are negative (min {spec.min():.6g})"
-            )
+        # negatives from rounding (eigvalsh of a rank-deficient covariance) become 0
+        spec = covariance_spectrum(spec, "--spectrum-file")
         data = {"spectrum_size": int(spec.size), "eigenvalue": float(spec.max())}
 
     rows = {}
@@ -792,6 +800,7 @@ def _spectrum_input(
     as a JSON-ready dict. Raises :class:`~physdiff.errors.InputError` naming the argument."""
     import numpy as np
 
+    from ._validate import covariance_spectrum
     from .errors import DomainError, InputError
 
     if spectrum is not None:
@@ -817,11 +826,8 @@ def _spectrum_input(
             raise InputError("--spectrum-file: the spectrum is empty")
         if not np.all(np.isfinite(spec)):
             raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
-        if np.any(spec < 0):
-            raise DomainError(
-                f"--spectrum-file: a covariance spectrum must be >= 0; "
-                f"{int(np.sum(spec < 0))} entries are negative (min {spec.min():.6g})"
-            )
+        # negatives from rounding (eigvalsh of a rank-deficient covariance) become 0
+        spec = covariance_spectrum(spec, "--spectrum-file")
         if not np.any(spec > 0):
             raise DomainError("--spectrum-file: no positive eigenvalue (the data are one point)")
         return spec, {"spectrum_size": int(spec.size)}
@@ -942,7 +948,8 @@ def _asymptotics(log_n, summary: dict) -> tuple:
 
 def collapse(
     *,
-    n,
+    n=None,
+    log_n=None,
     d: int | None = None,
     variance: float | None = None,
     top_eigenvalue: float | None = None,
@@ -955,7 +962,9 @@ def collapse(
 
     The spectrum is ``spectrum`` (an array of eigenvalues), or ``d`` directions of
     ``variance`` (default 1) of which one has ``top_eigenvalue`` and only the first
-    ``intrinsic_dim`` are non-zero. For each ``n``: ``alpha_n = log(n)/d`` (and ``/m``, m
+    ``intrinsic_dim`` are non-zero. Give ``n`` or its natural log ``log_n`` (for n beyond
+    a float, ``e^709.78``: everything works in ``log n``; the row's ``n`` is then None where
+    it does not fit a float). For each ``n``: ``alpha_n = log(n)/d`` (and ``/m``, m
     the number of positive eigenvalues), the collapse noise level ``delta_C`` solving
     ``log n = sum_i 1/2 log(1 + lambda_i/delta)`` (:func:`physdiff.memorization.
     collapse_delta`), its time in ``process`` (None outside the process's range), its OU
@@ -977,13 +986,33 @@ def collapse(
         intrinsic_dim=intrinsic_dim,
         spectrum=spectrum,
     )
-    ns = np.atleast_1d(np.asarray(n, dtype=float)).reshape(-1)
-    if ns.size == 0:
-        raise InputError("--n: give at least one number of training points")
-    if not np.all(np.isfinite(ns)):
-        raise InputError("--n: must be finite")
-    if np.any(ns < 2):
-        raise DomainError(f"--n: must be >= 2 (training points); got {ns.min():g}")
+    if (n is None) == (log_n is None):
+        raise InputError("--n: give exactly one of --n and --log-n")
+    if n is not None:
+        ns = np.atleast_1d(np.asarray(n, dtype=float)).reshape(-1)
+        if ns.size == 0:
+            raise InputError("--n: give at least one number of training points")
+        if not np.all(np.isfinite(ns)):
+            raise InputError("--n: must be finite")
+        if np.any(ns < 2):
+            raise DomainError(f"--n: must be >= 2 (training points); got {ns.min():g}")
+        log_ns = np.log(ns)
+        n_rows = [int(v) if v.is_integer() and v < 2**53 else float(v) for v in ns]
+    else:
+        log_ns = np.atleast_1d(np.asarray(log_n, dtype=float)).reshape(-1)
+        if log_ns.size == 0:
+            raise InputError("--log-n: give at least one log number of training points")
+        if not np.all(np.isfinite(log_ns)):
+            raise InputError("--log-n: must be finite")
+        if np.any(log_ns < math.log(2)):
+            raise DomainError(
+                f"--log-n: must be >= log 2 = {math.log(2):.6g} (n >= 2 training points); "
+                f"got {log_ns.min():g}"
+            )
+        with np.errstate(over="ignore"):
+            n_big = np.exp(log_ns)
+        # n itself only where it fits a float (log n <= 709.78); log_n is always there
+        n_rows = [float(v) if np.isfinite(v) else None for v in n_big]
     summ = _spectrum_summary(spec)
     dim, m = summ["d"], summ["intrinsic_dim"]
     ts = deltas_t = info_t = None
@@ -997,16 +1026,16 @@ def collapse(
                 f"entropy is -inf; give t > {proc.t_min:g}"
             )
         info_t = np.atleast_1d(M.mutual_information_gaussian(deltas_t, spec[spec > 0]))
-    log_n = np.log(ns)
+    log_n = log_ns
     # in log delta: delta_C underflows for large alpha_n (d = 1, n = 1e300: e^-1381)
     log_dc = np.atleast_1d(M.log_collapse_delta(log_n, spec))
     small, large = _asymptotics(log_n, summ)
     rows = []
-    for i, nv in enumerate(ns):
+    for i, nv in enumerate(n_rows):
         dl = math.exp(float(log_dc[i]))
         time, steps, note = _time_entry(proc, dl)
         row: dict = {
-            "n": int(nv) if nv.is_integer() and nv < 2**53 else float(nv),
+            "n": nv,
             "log_n": float(log_n[i]),
             "alpha_n": float(log_n[i] / dim),
             "alpha_n_intrinsic": float(log_n[i] / m),
@@ -1018,7 +1047,7 @@ def collapse(
             "ddpm_step": steps,
         }
         if summ["isotropic"]:
-            iso = float(M.collapse_delta_isotropic(nv, m, summ["top_eigenvalue"]))
+            iso = math.exp(M.log_collapse_delta_isotropic(log_n[i], m, summ["top_eigenvalue"]))
             row["isotropic_closed_form"] = {"delta": iso, "ou_time": 0.5 * math.log1p(iso)}
         asym = {}
         for key, val in (("small_alpha", small[i]), ("large_alpha", large[i])):
@@ -1112,15 +1141,22 @@ def _collapse_table(res: dict) -> str:
     notes = []
     for r in res["results"]:
         steps = r["ddpm_step"]
+        # n beyond a float (given as --log-n) is written e^LOG_N
+        nlab = f"{r['n']:g}" if r["n"] is not None else f"e^{r['log_n']:.6g}"
         vals = [
-            r["n"],
+            r["n"] if r["n"] is not None else nlab,
             r["alpha_n"],
             r["delta"],
             r["ou_time"],
             r["time"],
             None if steps is None else int(steps["nearest"]),
         ]
-        lines.append("".join(_fmt(v, k) for v, (_, k) in zip(vals, cols, strict=True)))
+        lines.append(
+            "".join(
+                " " + v.rjust(k - 1) if isinstance(v, str) else _fmt(v, k)
+                for v, (_, k) in zip(vals, cols, strict=True)
+            )
+        )
         a = r["asymptotic"]
         sm, lg = a["small_alpha"], a["large_alpha"]
         sm_txt, lg_txt = (
@@ -1131,21 +1167,21 @@ def _collapse_table(res: dict) -> str:
             for e in (sm, lg)
         )
         notes.append(
-            f"  n = {r['n']:g}: asymptotic delta_C: small alpha {sm_txt}, large alpha {lg_txt}"
+            f"  n = {nlab}: asymptotic delta_C: small alpha {sm_txt}, large alpha {lg_txt}"
         )
         if steps is not None:
             notes.append(
-                f"  n = {r['n']:g}: DDPM steps floor / nearest / ceil: {steps['floor']} / "
+                f"  n = {nlab}: DDPM steps floor / nearest / ceil: {steps['floor']} / "
                 f"{steps['nearest']} / {steps['ceil']}"
             )
         for e in r.get("excess_entropy", []):
             notes.append(
-                f"  n = {r['n']:g}: at t = {e['t']:g} (delta {e['delta']:.6g}): I/d = "
+                f"  n = {nlab}: at t = {e['t']:g} (delta {e['delta']:.6g}): I/d = "
                 f"{e['mutual_information'] / summ['d']:.6g}, f = {e['f']:.6g}"
                 + (" (collapsed)" if e["collapsed"] else "")
             )
         if r.get("note"):
-            notes.append(f"  n = {r['n']:g}: {r['note']}")
+            notes.append(f"  n = {nlab}: {r['note']}")
     notes.append(
         f"  alpha_n = log(n)/d with d = {summ['d']}; intrinsic dimension m = "
         f"{summ['intrinsic_dim']} (alpha_n_intrinsic = log(n)/m in the JSON); large-d "
@@ -1161,6 +1197,7 @@ def _cmd_collapse(args) -> int:
     try:
         res = collapse(
             n=args.n,
+            log_n=args.log_n,
             d=args.d,
             variance=args.variance,
             top_eigenvalue=args.top_eigenvalue,

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_points, finite_array, integer, positive
+from ._validate import as_points, covariance_spectrum, finite_array, integer, positive
 from .ensembles.base import Ensemble, ScoreModel
 from .errors import DomainError, InputError, PhysdiffError
 from .processes import DDPM, OU, PRESETS, Process, get_process
@@ -443,10 +443,6 @@ def critical_two_deltas(
     return critical_from_eigenvalue(m * m, criterion, process)
 
 
-_SPECTRUM_RTOL = 8 * float(np.finfo(np.float64).eps)
-"""Negative eigenvalues down to ``-_SPECTRUM_RTOL * k * max|lambda|`` are rounding."""
-
-
 def critical_from_eigenvalue(
     eigenvalue, criterion: str = "log-density", process: Process | str | None = None
 ) -> CriticalPoint:
@@ -459,21 +455,13 @@ def critical_from_eigenvalue(
 
     Negative entries are rounding when ``|lambda| <= 8 k eps max_i |lambda_i|`` (``k``
     entries, ``eps`` the float64 machine epsilon): what ``numpy.linalg.eigvalsh`` returns
-    for the zero eigenvalues of a rank-deficient covariance (measured: at most 0.31 k eps
-    times the top eigenvalue); they count as 0. More negative entries raise
-    :class:`~physdiff.errors.DomainError`.
+    for the zero eigenvalues of a rank-deficient covariance; they count as 0. More
+    negative entries raise :class:`~physdiff.errors.DomainError` (the shared rule of
+    :func:`physdiff._validate.covariance_spectrum`, which documents the bound).
     """
     crit = _criterion(criterion)
-    spec = finite_array(eigenvalue, "eigenvalue").reshape(-1)
-    if spec.size == 0:
-        raise InputError("eigenvalue must hold at least one value")
-    tol = _SPECTRUM_RTOL * spec.size * float(np.max(np.abs(spec)))
-    if np.any(spec < -tol):
-        raise DomainError(
-            f"a covariance spectrum must be >= 0 (up to rounding, -{tol:.3g}); "
-            f"got min {spec.min():.6g}"
-        )
-    lam = max(float(spec.max()), 0.0)
+    spec = covariance_spectrum(eigenvalue, "eigenvalue")
+    lam = float(spec.max())
     if lam == 0:
         raise NoSymmetryBreaking("a zero spectrum (a point mass) has no symmetry to break")
     if crit == "log-density":

@@ -186,9 +186,24 @@ def test_bad_spectrum_exits_2(tmp_path, capsys, values):
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--spectrum-file" in err
     if values and values[1] == -1.0:
-        assert ">= 0" in err
+        assert "[-" in err and "inf)" in err  # the valid range, rounding tolerance included
     if np.ndim(values) == 2:
         assert "1-D" in err
+
+
+def test_spectrum_file_rounding_negatives_count_as_zero(tmp_path, capsys):
+    # eigvalsh of a rank-deficient covariance: its zero eigenvalues come out near -1e-16
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 12))
+    spec = np.linalg.eigvalsh(np.cov(x, rowvar=False))
+    assert spec.min() < 0  # the case the tolerance exists for
+    f = tmp_path / "eig.npy"
+    np.save(f, spec)
+    rc, out, err = run(capsys, "--spectrum-file", str(f), "--json")
+    assert rc == 0 and err == ""
+    res = json.loads(out)
+    assert res["input"]["spectrum_size"] == 12
+    assert res["criteria"]["log-density"]["delta"] == pytest.approx(spec.max(), rel=1e-12)
 
 
 def test_unreadable_spectrum_file_exits_2(tmp_path, capsys):

@@ -285,3 +285,87 @@ def test_help_mentions_the_commands_and_stays_light():
     assert r.returncode == 0, r.stderr
     assert "--spectrum-file" in r.stdout and "--intrinsic-dim" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+# -- --log-n and spectra with rounding -------------------------------------------------------
+
+
+def test_log_n_agrees_with_the_library_and_with_n(capsys):
+    """--log-n reaches n = e^1000 (beyond a float) through the library's log_collapse_delta;
+    at log(20000) it gives what --n 20000 gives."""
+    ln = math.log(20000)
+    res = collapse_json(capsys, "--d", "256", "--log-n", repr(ln), "1000", "--process", "ou")
+    r0, r1 = res["results"]
+    lib = M.log_collapse_delta(np.array([ln, 1000.0]), np.ones(256))
+    assert [r0["log_delta"], r1["log_delta"]] == pytest.approx(list(lib), rel=1e-15)
+    assert r1["log_n"] == 1000.0 and r1["alpha_n"] == pytest.approx(1000 / 256, rel=1e-15)
+    assert r1["n"] is None  # e^1000 does not fit a float; log_n is there
+    iso = M.log_collapse_delta_isotropic(1000.0, 256, 1.0)
+    assert r1["isotropic_closed_form"]["delta"] == pytest.approx(math.exp(iso), rel=1e-13)
+    assert r1["delta"] == pytest.approx(math.exp(lib[1]), rel=1e-13)
+    (ref,) = collapse_json(capsys, "--d", "256", "--n", "20000", "--process", "ou")["results"]
+    assert r0["n"] == pytest.approx(20000, rel=1e-14)
+    for key in ("log_delta", "delta", "time", "alpha_n"):
+        assert r0[key] == pytest.approx(ref[key], rel=1e-13), key
+    assert r0["ddpm_step"] == ref["ddpm_step"]
+
+
+def test_log_n_table(capsys):
+    rc, out, err = run(capsys, "collapse", "--d", "1", "--log-n", "1000")
+    assert rc == 0 and err == ""
+    assert "e^1000" in out and "underflows" in out  # delta_C = e^-2000
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--n", "10", "--log-n", "3"], ["--log-n", "not allowed with", "--n"]),
+        (["--log-n", "3", "--n", "10"], ["--n", "not allowed with", "--log-n"]),
+        ([], ["--n", "--log-n", "required"]),
+        (["--log-n", "0.5"], ["--log-n", ">= log 2"]),
+        (["--log-n", "nan"], ["--log-n"]),
+    ],
+)
+def test_log_n_bad_input_exits_2(capsys, argv, words):
+    rc, out, err = run(capsys, "collapse", "--d", "3", *argv)
+    assert rc == 2 and out == ""
+    for w in words:
+        assert w in err
+
+
+def test_spectrum_file_with_rounding_negatives(tmp_path, capsys):
+    """The spectrum of a rank-deficient covariance, as np.linalg.eigvalsh returns it (its
+    zeros as +-1e-16-ish numbers), is accepted by collapse and phase-diagram; a negative
+    beyond the rounding bound 8 k eps max|lambda| is still refused, naming the range."""
+    x = np.random.default_rng(1).standard_normal((4, 30))
+    lam = np.linalg.eigvalsh(x.T @ x / 4)
+    assert lam.min() < 0
+    f = tmp_path / "eig.npy"
+    np.save(f, lam)
+    res = collapse_json(capsys, "--spectrum-file", str(f), "--n", "100")
+    assert res["spectrum"]["intrinsic_dim"] == int(np.sum(lam > 0))
+    assert res["results"][0]["delta"] == pytest.approx(
+        float(M.collapse_delta(100, np.clip(lam, 0, None))), rel=1e-15
+    )
+    pdiag, data = phase_diagram_data(spectrum=lam, n_alpha=5, n_t=5)
+    assert min(data["eigenvalues"]) == 0.0
+    rc, out, _ = run(
+        capsys,
+        "phase-diagram",
+        "--spectrum-file",
+        str(f),
+        "--out",
+        str(tmp_path / "pd"),
+        "--n-alpha",
+        "5",
+        "--n-t",
+        "5",
+        "--dpi",
+        "20",
+    )
+    assert rc == 0
+    lam[0] = -1e-9  # far beyond rounding
+    np.save(f, lam)
+    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n", "100")
+    assert rc == 2 and out == ""
+    assert "--spectrum-file" in err and "must lie in [-" in err and "negative" in err

@@ -242,3 +242,74 @@ def test_errors():
         M.phase_diagram(np.ones(3), [0.5], [-1.0], "ou")
     with pytest.raises(DomainError, match="n >= 2"):
         M.excess_entropy_empirical(np.ones((1, 3)), [1.0], 10, np.random.default_rng(0))
+
+
+# -- covariance spectra with rounding, and the root solver ---------------------------------
+def test_rounding_negatives_in_a_spectrum_count_as_zero():
+    """eigvalsh of a rank-5 covariance in R^40 gives its 35 zeros as +-1e-16-ish numbers
+    (the shared rule of physdiff._validate.covariance_spectrum): accepted, and the result
+    is that of the exact spectrum with zeros."""
+    x = np.random.default_rng(0).standard_normal((5, 40))
+    lam = np.linalg.eigvalsh(x.T @ x / 5)
+    assert lam.min() < 0
+    exact = np.clip(lam, 0.0, None)
+    assert M.collapse_delta(1e3, lam) == M.collapse_delta(1e3, exact)
+    assert M.mutual_information_gaussian(0.3, lam) == M.mutual_information_gaussian(0.3, exact)
+    pd_ = M.phase_diagram(lam, [0.5, 1.0], [0.1, 1.0], "ou")
+    assert pd_.d == np.count_nonzero(lam > 0)  # the negative ones are normal directions
+    np.testing.assert_array_equal(
+        pd_.t_collapse, M.phase_diagram(exact, [0.5, 1.0], [0.1, 1.0], "ou").t_collapse
+    )
+
+
+def test_genuine_negative_spectrum_raises_naming_the_argument():
+    for call in (
+        lambda: M.collapse_delta(10, [1.0, 2.0, -1e-9]),
+        lambda: M.log_collapse_delta(3.0, [1.0, -1.0]),
+        lambda: M.phase_diagram([5.0, -0.1], [0.5], [0.5]),
+    ):
+        with pytest.raises(DomainError, match=r"^spectrum: .*must be >= 0.*must lie in \[-"):
+            call()
+
+
+def _mp_log_collapse(log_n: float, lam: np.ndarray) -> float:
+    """The root of the sum rule in 40-digit arithmetic (mpmath), as the reference."""
+    import mpmath as mp
+
+    with mp.workdps(40):
+        ll = [mp.mpf(float(v)) for v in lam]
+        target = mp.mpf(float(log_n))
+        u0 = float(M.log_collapse_delta(log_n, lam))
+
+        def g(u):
+            return mp.fsum(mp.log1p(v * mp.exp(-u)) for v in ll) / 2 - target
+
+        return float(mp.findroot(g, mp.mpf(u0) + mp.mpf("1e-3"), tol=mp.mpf("1e-35")))
+
+
+@pytest.mark.parametrize(
+    ("lam", "log_n"),
+    [
+        (np.r_[5.0, np.ones(99)], [0.7, 5.0, 30.0, 100.0, 600.0]),  # spiked, d = 100
+        (1.0 / np.arange(1, 3073), [1.0, 50.0, 600.0]),  # power law, d = 3072
+        (np.r_[1e-8, 1.0, 1e6], [0.7, 10.0, 1000.0]),  # 14 decades of eigenvalues
+    ],
+)
+def test_collapse_root_equals_a_40_digit_reference(lam, log_n):
+    """The safeguarded Newton keeps the accuracy of the bisection it replaced: log delta_C
+    within tol = 1e-13 (relative, of max(1, |log delta_C|)) of the mpmath root."""
+    got = np.asarray(M.log_collapse_delta(np.array(log_n), lam))
+    ref = np.array([_mp_log_collapse(v, lam) for v in log_n])
+    assert np.all(np.abs(got - ref) <= 2e-13 * np.maximum(1.0, np.abs(ref)))
+
+
+def test_collapse_root_takes_few_iterations():
+    """The docstring's count: 8-9 Newton iterations for 1000 alpha_n at once (the strict
+    bracket test it replaced took 53-54; benchmarks/bench_memorization.py times both)."""
+    for lam in (np.r_[5.0, np.ones(99)], 1.0 / np.arange(1, 3073)):
+        m = lam.size
+        alphas = np.geomspace(max(1.001 * math.log(2) / m, 0.01 * min(1.0, 600 / m)), 1, 1000)
+        log_n = alphas * m if m <= 600 else alphas * 600
+        u, iters = M._solve_log_collapse(np.log(lam), log_n, 1e-13)
+        assert iters <= 10
+        np.testing.assert_allclose(M.mutual_information_gaussian(np.exp(u), lam), log_n, 1e-12)
