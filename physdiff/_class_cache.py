@@ -32,7 +32,6 @@ the views are always correct, only slower. ``hits`` and ``misses`` count the loo
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np
@@ -290,40 +289,21 @@ class _CachedGaussian(Gaussian):
 
 
 # ---------------------------------------------------------------------------------------
-# the online classifier, laid out for speed
+# the online classifier reading the cache
 # ---------------------------------------------------------------------------------------
 class CachedOnlineClassifier(OnlineClassifier):
-    """:class:`~physdiff.information.OnlineClassifier` with the same update, made cheap.
+    """:class:`~physdiff.information.OnlineClassifier` reading its ``K`` class denoisers
+    from a :class:`ClassCache`.
 
-    The Bayes update and its kernels are those of the base class (to rounding), with
-    three changes of layout only:
-
-    * the log-posterior is kept as ``(K, n)`` so that the normalisations over the classes
-      reduce over contiguous rows (numpy reduces a short last axis of an ``(n, K)`` array
-      some 100x slower);
-    * the ``K`` conditional denoisers at the previous state come from a :class:`ClassCache`
-      in one lookup when the models are its views (``models`` may be the cache itself);
-    * the exact kernel of a Gaussian class, covariance ``v I + (1 - r)^2 Cov(x0 | y_t, c)``
-      with ``Cov(x0 | y_t, c) = U diag(delta_t lam/(lam + delta_t)) U^T`` independent of
-      ``y_t``, is applied in closed form through the component's eigenbasis (Woodbury)
-      instead of a Cholesky factorisation and a solve per class and step:
-
-          quad = (|u|^2 - sum_j (u.U_j)^2 c_j / (v + c_j)) / v,
-          log det = d log v + sum_j log(1 + c_j / v),      c_j = (1 - r)^2 w_j.
-
-    ``log_post`` and every entry of ``history`` are ``(n, K)`` (transposed views).
-
-    ``keep_history=False`` tracks the posterior without recording it: :attr:`history` and
-    :attr:`times` stay empty, the recorder returns ``None`` at every grid time, no
-    posterior is formed during the run (only the log-posterior is updated, in place) and
-    :attr:`posterior` gives the current one. A full history of ``S`` steps holds ``S n K``
-    float64 numbers (320 MB for 10,000 particles, 4 classes and 1000 steps): writing that
-    much fresh memory costs about as much as the update itself, so use it when only the
-    final posterior (or a few snapshots, via :meth:`update`'s return) is needed.
+    The Bayes update is the library's (one implementation: the ``(K, n)`` layout, the
+    closed-form exact kernel of Gaussian classes, ``keep_history``); the only difference is
+    where the ``K`` conditional denoisers at the previous state come from: one lookup in
+    the cache when the models are its views (``models`` may be the cache itself), which
+    the sampler filled when it evaluated the same state. On a miss (another sampler,
+    another point) they are computed directly, so the result is the same either way.
     """
 
     def __init__(self, models, process, *, keep_history: bool = True, **kwargs):
-        self.keep_history = bool(keep_history)
         cache = models if isinstance(models, ClassCache) else None
         if cache is not None:
             models = cache.class_models()
@@ -333,128 +313,17 @@ class CachedOnlineClassifier(OnlineClassifier):
             first = getattr(models[0], "_cache", None) if models else None
             if isinstance(first, ClassCache) and len(caches) == 1:
                 cache = first
-        self._lp: np.ndarray | None = None
-        self._d_prev: float | None = None
-        self._work: tuple[np.ndarray, np.ndarray] | None = None
-        super().__init__(models, process, **kwargs)
+        super().__init__(models, process, keep_history=keep_history, **kwargs)
         self.cache = cache
         if cache is not None and [getattr(m, "_k", None) for m in self.models] != list(
             range(cache.n_classes)
         ):
             self.cache = None  # not the cache's classes in order: evaluate each model
 
-    @property
-    def log_post(self) -> np.ndarray | None:  # type: ignore[override]
-        return None if self._lp is None else self._lp.T
-
-    @log_post.setter
-    def log_post(self, value) -> None:
-        self._lp = None if value is None else np.ascontiguousarray(np.asarray(value, float).T)
-
-    @property
-    def posterior(self) -> np.ndarray:
-        lp = self._lp
-        p = np.exp(lp - lp.max(axis=0))
-        p /= p.sum(axis=0)
-        return p.T
-
-    def _class_denoisers(self, y_t: np.ndarray, d_t: float) -> np.ndarray | list:
+    def _scaled_means(self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float) -> None:
         if self.cache is not None:
             vals = self.cache.lookup_all(y_t, d_t, "den")
             if vals is not None:
-                return vals
-        return [m.denoise(y_t, d_t) for m in self.models]
-
-    def reset(self, n: int):
-        super().reset(n)
-        self._d_prev = None
-        self._work = None
-
-    def _schedule(self, t: float) -> tuple[float, float]:
-        """``(delta(t), alpha(t))``, bitwise equal to ``process.delta(t)`` and
-        ``process.alpha(t)`` (the sampler's values, which the cache lookups compare) without
-        their per-call validation (about 25 us each, a fifth of the update in 1-D)."""
-        proc = self.process
-        if not proc.t_min <= t <= proc.t_max:
-            proc.check_time(t, "t")  # raises, naming the range
-        tt = np.asarray(t, dtype=np.float64)
-        return float(proc._delta(tt)), float(np.exp(proc._log_alpha(tt)))
-
-    def _buffers(self, K: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-        """Work arrays reused across steps: ``(K, n d)`` and ``(n,)``."""
-        w = self._work
-        if w is None or w[0].shape != (K, n * d):
-            w = self._work = (np.empty((K, n * d)), np.empty(n))
-        return w
-
-    def update(self, t: float, x) -> np.ndarray | None:
-        """Feed the particles ``x`` (process frame) at the next grid time ``t``; returns the
-        posterior ``(n, K)`` (``None`` with ``keep_history=False``)."""
-        x = as_points(x, self.models[0].dim, "x", dtype=np.float64)
-        n, d = x.shape
-        if self._lp is None or self._lp.shape[1] != n:
-            self.reset(n)
-        t = float(t)
-        d_s, a_s = self._schedule(t)
-        y_s = x / a_s
-        if self._prev is not None and d_s <= 0:
-            if not self.keep_history:
-                return None
-            self.history.append(self.posterior)
-            self.times.append(t)
-            return self.history[-1]
-        lp = self._lp
-        if self._prev is not None:
-            t_prev, y_t = self._prev
-            d_t = self._d_prev if self._d_prev is not None else self._schedule(t_prev)[0]
-            if not d_t > d_s:
-                raise InputError("times must decrease along the trajectory")
-            r = d_s / d_t
-            v = d_s * (d_t - d_s) / d_t
-            vals = np.asarray(self._class_denoisers(y_t, d_t))
-            K = vals.shape[0]
-            u, m = self._buffers(K, n, d)
-            # kernel means m_c + r (y_t - m_c) = (1 - r) m_c + r y_t, all classes at once;
-            # flat (K, n d) rows: numpy broadcasts a short trailing axis ~10x slower
-            # u_k / sqrt(2 v) = ((r - 1) m_k + y_s - r y_t) / sqrt(2 v), scaled in the same pass
-            sc = math.sqrt(0.5 / v)
-            np.multiply(vals.reshape(K, -1), (r - 1) * sc, out=u)
-            c = y_s - r * y_t
-            c *= sc
-            u += c.reshape(1, -1)
-            # the exact kernel's Woodbury terms need u before it is squared in place; log det:
-            # d log v for every class (a common constant, dropped) plus sum_j log(1 + c_j/v)
-            corr: dict[int, np.ndarray] = {}
-            logdet = np.zeros(K)
-            if self.exact_kernel:
-                for k, comp in enumerate(self.models):
-                    lam = comp._lam
-                    if lam.size:
-                        ck = (1 - r) ** 2 * d_t * lam / (lam + d_t)
-                        proj = u[k].reshape(n, d) @ comp._U
-                        corr[k] = (proj * proj) @ (ck / (v + ck))
-                        logdet[k] = float(np.sum(np.log1p(ck / v)))
-            if d == 1:
-                lp -= np.square(u, out=u)  # (K, n): already |u|^2 / (2 v)
-            else:
-                lp -= np.einsum("knd,knd->kn", u.reshape(K, n, d), u.reshape(K, n, d))
-            for k, ck in corr.items():
-                lp[k] += ck
-                lp[k] -= 0.5 * logdet[k]
-        else:
-            m = np.empty(n)
-        np.max(lp, axis=0, out=m)
-        lp -= m
-        self._prev, self._d_prev = (t, y_s), d_s
-        if not self.keep_history:
-            return None
-        # the posterior: a new array per step (the history keeps it); the columns of lp
-        # have maximum 0, so exp(lp) is in (0, 1] with a 1 in every column
-        p = np.exp(lp)
-        np.sum(p, axis=0, out=m)
-        np.reciprocal(m, out=m)
-        p *= m
-        post = p.T
-        self.history.append(post)
-        self.times.append(t)
-        return post
+                np.multiply(vals.reshape(out.shape), f, out=out)
+                return
+        super()._scaled_means(out, y_t, d_t, f)

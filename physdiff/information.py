@@ -55,6 +55,7 @@ __all__ = [
     "rate_in_time",
     "local_maxima",
     "class_restricted_entropy_quadrature",
+    "decision_entropies",
     "OnlineClassifier",
 ]
 
@@ -440,6 +441,51 @@ def class_restricted_entropy_quadrature(
 
 
 # ---------------------------------------------------------------------------------------
+# decisions along trajectories
+# ---------------------------------------------------------------------------------------
+def decision_entropies(
+    posteriors, partition: Partition | None = None, *, final=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-trajectory entropies of a decision and the weights that condition their average
+    on the decision's classes: ``(H (S, n), w (n,))``, ``sum_i w_i = 1``.
+
+    ``posteriors``: ``(S, n, K)``, or a sequence of ``S`` arrays ``(n, K)`` (such as
+    :attr:`OnlineClassifier.history`), the class posteriors of ``n`` trajectories at ``S``
+    times. ``H[s, i]`` is the entropy of trajectory ``i``'s posterior over the partition's
+    groups, renormalised over their union ``U`` (:meth:`Partition.group_posterior`; the
+    class posterior itself for ``partition=None``), and
+
+        w_i = p(U | x_0^(i)) / sum_j p(U | x_0^(j)),
+
+    ``p(U | x_0)`` the mass of ``final`` (the posterior at the end of each trajectory,
+    ``x_0``; default: the last of ``posteriors``) on ``U``. ``C -> x_0 -> x_t`` is a Markov
+    chain, so ``p(C in U | x_0, x_t) = p(C in U | x_0)`` and ``sum_i w_i H[s, i]``
+    estimates ``H(G | x_t, C in U)`` (see :meth:`OnlineClassifier.entropy_profile`). For
+    ``partition=None`` or a partition of all the classes every ``w_i = 1/n``.
+    Batch means, bootstrap errors and the like are weighted means over subsets of the
+    trajectories: ``H[:, idx] @ w[idx] / w[idx].sum()``.
+    """
+    post = [np.asarray(p) for p in posteriors]
+    if not post:
+        raise InputError("no posteriors: feed the classifier a trajectory first")
+    hs = np.array(
+        [entropy(p) if partition is None else entropy(partition.group_posterior(p)) for p in post]
+    )  # (S, n)
+    n = hs.shape[1]
+    if partition is None or partition.union.size == partition.n_classes:
+        return hs, np.full(n, 1.0 / n)
+    last = post[-1] if final is None else finite_array(final, "final")
+    if last.shape != (n, partition.n_classes):
+        raise ShapeError(f"final must have shape ({n}, {partition.n_classes}); got {last.shape}")
+    w = last[:, partition.union].sum(axis=1)
+    if not w.sum() > 0:
+        raise InputError(
+            f"no trajectory ends in the classes {partition.union.tolist()} of the decision"
+        )
+    return hs, w / w.sum()
+
+
+# ---------------------------------------------------------------------------------------
 # the online Bayes classifier
 # ---------------------------------------------------------------------------------------
 class OnlineClassifier:
@@ -450,6 +496,30 @@ class OnlineClassifier:
     update is exact. Use :meth:`recorder` as the ``record`` of a sampler, or call
     :meth:`update` yourself. Posteriors start from ``start`` (an ``(n, K)`` array, e.g. the
     exact posterior at the start state) or from the ``prior``.
+
+    The update from ``(t, y_t)`` to ``(s, y_s)`` adds to ``log p(c | .)``
+
+        -|u_c|^2/(2 v) + 1/2 sum_j (u_c . e_j)^2 c_j / (v (v + c_j)) - 1/2 sum_j log(1 + c_j/v),
+        u_c = y_s - (m_c + r (y_t - m_c)),       c_j = (1 - r)^2 delta_t lam_j/(lam_j + delta_t),
+
+    the log-density of ``N(m_c + r (y_t - m_c), v I + (1 - r)^2 Cov(x0 | y_t, c))`` up to
+    a constant common to the classes: for a Gaussian class with covariance ``sum_j lam_j
+    e_j e_j^T``, ``Cov(x0 | y_t, c) = sum_j delta_t lam_j/(lam_j + delta_t) e_j e_j^T`` does
+    not depend on ``y_t``, and the Woodbury identity gives the quadratic form and the
+    determinant through the component's eigenbasis (no Cholesky factorisation or solve per
+    class and step). Without the exact kernel (networks) the ``c_j`` terms vanish.
+
+    Layout, for speed only: the log-posterior is kept as ``(K, n)`` (normalisations over the
+    classes reduce over contiguous rows; numpy reduces a short last axis of an ``(n, K)``
+    array some 100x slower), the kernel residuals of all classes are one flat ``(K, n d)``
+    array reused across steps, and the schedule is read without per-call validation.
+    :attr:`log_post` and every entry of :attr:`history` are ``(n, K)`` (transposed views).
+
+    ``keep_history=False`` tracks the posterior without recording it: :attr:`history` and
+    :attr:`times` stay empty, :meth:`update` (and the recorder) return ``None``, no
+    posterior is formed during the run and :attr:`posterior` gives the current one. A full
+    history of ``S`` steps holds ``S n K`` float64 numbers (320 MB for 10,000 particles, 4
+    classes and 1000 steps), whose first writes cost about as much as the update itself.
     """
 
     def __init__(
@@ -460,6 +530,7 @@ class OnlineClassifier:
         prior=None,
         start=None,
         exact_kernel: bool | None = None,
+        keep_history: bool = True,
     ):
         self.models = list(models)
         if len(self.models) < 2:
@@ -479,16 +550,52 @@ class OnlineClassifier:
         self.exact_kernel = gauss if exact_kernel is None else bool(exact_kernel)
         if self.exact_kernel and not gauss:
             raise InputError("exact_kernel needs Gaussian class models")
-        self.log_post: np.ndarray | None = None
+        dims = {int(m.dim) for m in self.models}
+        if len(dims) != 1:
+            raise ShapeError(f"the class models must share one dimension; got {sorted(dims)}")
+        self.dim = dims.pop()
+        self.keep_history = bool(keep_history)
+        self._gauss = [isinstance(m, Gaussian) for m in self.models]
+        # Gaussian classes with covariance lam I (full rank, one variance): their exact
+        # kernel is isotropic, (v + c) I
+        self._isotropic = [
+            g and m._lam.size == self.dim and bool(np.all(m._lam == m._lam[0]))
+            for m, g in zip(self.models, self._gauss, strict=True)
+        ]
+        # 1-D Gaussian classes: (means, variances, e^2) for the closed-form denoisers
+        self._line = None
+        if gauss and self.dim == 1:
+            self._line = (
+                np.array([float(m._mean[0]) for m in self.models]),
+                np.array([float(m._lam[0]) if m._lam.size else 0.0 for m in self.models]),
+                np.array([float(m._U[0, 0]) ** 2 if m._lam.size else 0.0 for m in self.models]),
+            )
+        self._lp: np.ndarray | None = None  # (K, n)
         self._prev: tuple[float, np.ndarray] | None = None
+        self._d_prev: float | None = None
+        self._work: tuple[np.ndarray, np.ndarray] | None = None
         self.history: list[np.ndarray] = []
         self.times: list[float] = []
 
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def log_post(self) -> np.ndarray | None:
+        """The log-posterior ``(n, K)``, up to a constant per particle (a view)."""
+        return None if self._lp is None else self._lp.T
+
+    @log_post.setter
+    def log_post(self, value) -> None:
+        self._lp = None if value is None else np.ascontiguousarray(np.asarray(value, float).T)
+
     @property
     def posterior(self) -> np.ndarray:
-        lp = self.log_post
-        p = np.exp(lp - lp.max(axis=1, keepdims=True))
-        return p / p.sum(axis=1, keepdims=True)
+        """The current posterior ``p(c | x)``, ``(n, K)``."""
+        lp = self._lp
+        if lp is None:
+            raise InputError("no posterior yet: feed the classifier a state first")
+        p = np.exp(lp - lp.max(axis=0))
+        p /= p.sum(axis=0)
+        return p.T
 
     def reset(self, n: int):
         K = len(self.models)
@@ -498,59 +605,152 @@ class OnlineClassifier:
             if not np.allclose(self.start.sum(axis=1), 1.0, atol=1e-8):
                 raise InputError("start posteriors must sum to one")
             with np.errstate(divide="ignore"):
-                self.log_post = np.log(self.start)
+                self._lp = np.ascontiguousarray(np.log(self.start).T)
         else:
             with np.errstate(divide="ignore"):
-                self.log_post = np.tile(np.log(self.prior), (n, 1))
-        self._prev, self.history, self.times = None, [], []
+                self._lp = np.repeat(np.log(self.prior)[:, None], n, axis=1)
+        self._prev, self._d_prev, self._work = None, None, None
+        self.history, self.times = [], []
 
-    def update(self, t: float, x) -> np.ndarray:
-        """Feed the particles ``x`` (process frame) at the next grid time ``t``."""
-        x = as_points(x, self.models[0].dim, "x", dtype=np.float64)
-        if self.log_post is None or self.log_post.shape[0] != x.shape[0]:
-            self.reset(x.shape[0])
+    # -- the update ------------------------------------------------------------------------
+    def _schedule(self, t: float) -> tuple[float, float]:
+        """``(delta(t), alpha(t))``, bitwise equal to ``process.delta(t)`` and
+        ``process.alpha(t)`` (the sampler's values: a :class:`physdiff._class_cache.ClassCache`
+        compares them) without their per-call validation (about 25 us each)."""
         proc = self.process
-        d_s = float(proc.delta(t))
-        y_s = x / float(proc.alpha(t))
+        if not proc.t_min <= t <= proc.t_max:
+            proc.check_time(t, "t")  # raises, naming the range
+        tt = np.asarray(t, dtype=np.float64)
+        return float(proc._delta(tt)), float(np.exp(proc._log_alpha(tt)))
+
+    def _scaled_means(self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float) -> None:
+        """``out[k] = f m_k(y_t, d_t)`` (flat rows of ``(K, n d)``), ``m_k`` class k's
+        denoiser; ``y_t`` was validated when it was fed.
+
+        A Gaussian class ``N(mu, U diag(lam) U^T)`` in closed form, ``Gaussian._denoise``
+        written into ``out`` without temporaries: ``m = mu + (y - mu) U diag(s) U^T``,
+        ``s = lam/(lam + delta)``, as ``y B + (mu - mu B)`` with the ``d x d`` matrix
+        ``B = U diag(s) U^T`` when that is cheaper (``d r + n d < 2 n r``, e.g. isotropic
+        classes) and through the ``r`` eigendirections otherwise; in 1-D all classes at once
+        (``m_k = mu_k + s_k (y - mu_k)``, ``s_k = 0`` for a point mass). Other models:
+        their ``denoise``."""
+        if self._line is not None:
+            mu, lam, e2 = self._line
+            s = e2 * lam / (lam + d_t)
+            np.multiply(y_t.reshape(1, -1), (f * s)[:, None], out=out)
+            out += (f * (1.0 - s) * mu)[:, None]
+            return
+        n, d = y_t.shape
+        for k, (m, g) in enumerate(zip(self.models, self._gauss, strict=True)):
+            if not g:
+                np.multiply(np.reshape(m.denoise(y_t, d_t), -1), f, out=out[k])
+                continue
+            ok = out[k].reshape(n, d)
+            lam, U, mu = m._lam, m._U, m._mean
+            r = lam.size
+            if r == 0:  # a point mass: its denoiser is its point
+                ok[:] = f * mu
+                continue
+            fs = f * lam / (lam + d_t)
+            if d * r + n * d < 2 * n * r:
+                B = (U * fs) @ U.T
+                np.matmul(y_t, B, out=ok)
+                ok += f * mu - mu @ B
+            else:
+                proj = y_t - mu
+                proj = proj @ U
+                proj *= fs
+                np.matmul(proj, U.T, out=ok)
+                ok += f * mu
+
+    def _buffers(self, K: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Work arrays reused across steps: ``(K, n d)`` and ``(n,)``."""
+        w = self._work
+        if w is None or w[0].shape != (K, n * d):
+            w = self._work = (np.empty((K, n * d)), np.empty(n))
+        return w
+
+    def update(self, t: float, x) -> np.ndarray | None:
+        """Feed the particles ``x`` (process frame) at the next grid time ``t``; returns the
+        posterior ``(n, K)`` (``None`` with ``keep_history=False``)."""
+        x = as_points(x, self.dim, "x", dtype=np.float64)
+        n, d = x.shape
+        if self._lp is None or self._lp.shape[1] != n:
+            self.reset(n)
+        t = float(t)
+        d_s, a_s = self._schedule(t)
+        y_s = x / a_s
         if self._prev is not None and d_s <= 0:
             # at delta = 0 the kernel is degenerate; the class is read off the clean point
+            if not self.keep_history:
+                return None
             self.history.append(self.posterior)
-            self.times.append(float(t))
+            self.times.append(t)
             return self.history[-1]
+        lp = self._lp
+        K = lp.shape[0]
         if self._prev is not None:
             t_prev, y_t = self._prev
-            d_t = float(proc.delta(t_prev))
+            d_t = self._d_prev if self._d_prev is not None else self._schedule(t_prev)[0]
             if not d_t > d_s:
                 raise InputError("times must decrease along the trajectory")
             r = d_s / d_t
             v = d_s * (d_t - d_s) / d_t
-            ll = np.empty((x.shape[0], len(self.models)))
-            for k, m in enumerate(self.models):
-                m_c = m.denoise(y_t, d_t)
-                mean = m_c + r * (y_t - m_c)
-                diff = y_s - mean
-                if self.exact_kernel:
-                    cov = (
-                        v * np.eye(x.shape[1])
-                        + (1 - r) ** 2 * m.posterior_covariance(y_t[:1], d_t)[0]
-                    )
-                    L = np.linalg.cholesky(cov)
-                    sol = np.linalg.solve(L, diff.T).T
-                    ll[:, k] = -0.5 * np.sum(sol**2, axis=1) - np.sum(np.log(np.diag(L)))
-                else:
-                    ll[:, k] = -0.5 * np.sum(diff**2, axis=1) / v - 0.5 * x.shape[1] * np.log(v)
-            self.log_post = self.log_post + ll
-            self.log_post -= self.log_post.max(axis=1, keepdims=True)
-        self._prev = (float(t), y_s)
-        post = self.posterior
+            u, m = self._buffers(K, n, d)
+            # u_c / sqrt(2 v) = ((r - 1) m_c + y_s - r y_t) / sqrt(2 v), all classes in flat
+            # (K, n d) rows (numpy broadcasts a short trailing axis ~10x slower)
+            sc = math.sqrt(0.5 / v)
+            self._scaled_means(u, y_t, d_t, (r - 1) * sc)
+            c = y_s - r * y_t
+            c *= sc
+            u += c.reshape(1, -1)
+            # the exact kernel's Woodbury terms need u before it is squared in place
+            corr = []
+            half_logdet = np.zeros(K)
+            if self.exact_kernel:
+                for k, comp in enumerate(self.models):
+                    lam = comp._lam
+                    if not lam.size:
+                        continue
+                    ck = (1 - r) ** 2 * d_t * lam / (lam + d_t)
+                    half_logdet[k] = 0.5 * np.sum(np.log1p(ck / v))
+                    if self._isotropic[k]:
+                        # covariance (v + c) I: scale the residual, |u|^2 / (2 (v + c))
+                        u[k] *= math.sqrt(v / (v + float(ck[0])))
+                        continue
+                    proj = u[k].reshape(n, d) @ comp._U  # (u_c . e_j) / sqrt(2 v)
+                    # + (u.e_j)^2 c_j / (2 v (v + c_j))
+                    corr.append((k, (proj * proj) @ (ck / (v + ck))))
+            if d == 1:
+                lp -= np.square(u, out=u)  # (K, n): |u_c|^2 / (2 v)
+            else:
+                lp -= np.einsum("knd,knd->kn", u.reshape(K, n, d), u.reshape(K, n, d))
+            for k, quad in corr:
+                lp[k] += quad
+            if self.exact_kernel:
+                lp -= half_logdet[:, None]  # - 1/2 sum_j log(1 + c_j / v)
+        else:
+            m = np.empty(n)
+        np.max(lp, axis=0, out=m)
+        lp -= m
+        self._prev, self._d_prev = (t, y_s), d_s
+        if not self.keep_history:
+            return None
+        # a new posterior per step (the history keeps it); the columns of lp have maximum 0,
+        # so exp(lp) lies in (0, 1] with a 1 in every column
+        p = np.exp(lp)
+        np.sum(p, axis=0, out=m)
+        np.reciprocal(m, out=m)
+        p *= m
+        post = p.T
         self.history.append(post)
-        self.times.append(float(t))
+        self.times.append(t)
         return post
 
     def recorder(self):
         """A ``record(t, x)`` for :func:`physdiff.sampling.sample` that updates and returns
-        the posterior at every grid time."""
-        self.log_post = None
+        the posterior at every grid time (``None`` with ``keep_history=False``)."""
+        self._lp = None
         return lambda t, x: self.update(t, x)
 
     def entropy_profile(self, partition: Partition | None = None):
@@ -568,30 +768,22 @@ class OnlineClassifier:
         the entropy of each trajectory's posterior renormalised over ``U``
         (:meth:`Partition.group_posterior`), weighted by its final posterior mass on ``U``
         (the last entry of :attr:`history`; ``C -> x_0 -> x_t`` is a Markov chain, so
-        ``p(C in U | x_0, x_t) = p(C in U | x_0)``). This is the quantity
+        ``p(C in U | x_0, x_t) = p(C in U | x_0)``); :func:`decision_entropies` gives the
+        per-trajectory values and weights. This is the quantity
         :func:`conditional_entropy_quadrature` computes for the same partition when the
         trajectories end near ``delta = 0`` and start from the exact marginal. The standard
         error is the weighted one, ``sqrt(n/(n-1) sum_i w_i^2 (H_i - H)^2)`` with
         ``sum_i w_i = 1``.
         """
         if not self.history:
-            raise InputError("no history: feed the classifier a trajectory first")
-        hs = np.array(
-            [
-                entropy(p if partition is None else partition.group_posterior(p))
-                for p in self.history
-            ]
-        )  # (S, n)
+            raise InputError(
+                "no history: feed the classifier a trajectory first (with keep_history=True)"
+            )
+        hs, w = decision_entropies(self.history, partition)
         n = hs.shape[1]
         times = np.array(self.times)
         if partition is None or partition.union.size == len(self.models):
             return times, hs.mean(axis=1), hs.std(axis=1, ddof=1) / math.sqrt(n)
-        w = np.asarray(self.history[-1])[:, partition.union].sum(axis=1)
-        if not w.sum() > 0:
-            raise InputError(
-                f"no trajectory ends in the classes {partition.union.tolist()} of the decision"
-            )
-        w = w / w.sum()
         mean = hs @ w
         var = (np.square(hs - mean[:, None]) @ np.square(w)) * (n / max(n - 1, 1))
         return times, mean, np.sqrt(var)

@@ -261,3 +261,121 @@ def test_local_maxima_ignores_noise_far_below_the_peaks():
     assert np.all(ys >= 1e-6 * r.max())
     with pytest.raises(InputError, match="rel_height"):
         I.local_maxima(x, y, rel_height=-1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# the update's fast path (closed-form kernels, (K, n) layout) against the formula
+# ---------------------------------------------------------------------------------------
+def _straightforward_posteriors(models, proc, start, xs, exact):
+    """The Bayes update as THEORY.md writes it, one class at a time: the kernel
+    ``N(m_c + r (y_t - m_c), v I + (1 - r)^2 Cov(x0 | y_t, c))`` by a Cholesky factor and
+    a triangular solve per class and step, the posterior by log-sum-exp over (n, K)."""
+    lp = np.log(start)
+    out = [start]
+    for (t_prev, x_prev), (t, x) in zip(xs[:-1], xs[1:], strict=True):
+        d_t, d_s = float(proc.delta(t_prev)), float(proc.delta(t))
+        y_t, y_s = x_prev / float(proc.alpha(t_prev)), x / float(proc.alpha(t))
+        r, v = d_s / d_t, d_s * (d_t - d_s) / d_t
+        d = x.shape[1]
+        ll = np.empty((x.shape[0], len(models)))
+        for k, m in enumerate(models):
+            m_c = m.denoise(y_t, d_t)
+            diff = y_s - (m_c + r * (y_t - m_c))
+            cov = v * np.eye(d)
+            if exact:
+                cov = cov + (1 - r) ** 2 * m.posterior_covariance(y_t[:1], d_t)[0]
+            L = np.linalg.cholesky(cov)
+            sol = np.linalg.solve(L, diff.T).T
+            ll[:, k] = -0.5 * np.sum(sol**2, axis=1) - np.sum(np.log(np.diag(L)))
+        lp = lp + ll
+        top = lp.max(axis=1, keepdims=True)
+        lp = lp - (top + np.log(np.exp(lp - top).sum(axis=1, keepdims=True)))
+        out.append(np.exp(lp))
+    return np.stack(out)
+
+
+class _Opaque:
+    """A class model the classifier knows only by ``dim`` and ``denoise`` (a network's
+    interface): it takes the generic path."""
+
+    def __init__(self, base):
+        self.base, self.dim = base, base.dim
+
+    def denoise(self, y, delta):
+        return self.base.denoise(y, delta)
+
+
+def _mixtures():
+    from physdiff.ensembles import Gaussian
+
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((3, 3))
+    line = GaussianMixture.from_components(
+        [0.2, 0.3, 0.5],
+        [Gaussian.point_mass([-2.0]), Gaussian([0.5], [[0.5]]), Gaussian([2.5], [[2.0]])],
+    )
+    space = GaussianMixture.from_components(
+        [0.3, 0.2, 0.3, 0.2],
+        [
+            Gaussian([1.0, -1.0, 0.0], a @ a.T + 0.1 * np.eye(3)),  # anisotropic, full rank
+            Gaussian.from_eigen([-1.0, 1.0, 0.5], [[0.6], [0.8], [0.0]], [1.5]),  # rank 1
+            Gaussian.point_mass([0.0, 0.0, -1.5]),
+            Gaussian([0.5, -0.5, 1.0], 0.7 * np.eye(3)),  # isotropic
+        ],
+    )
+    return {"1-D": line, "3-D": space}
+
+
+@pytest.mark.parametrize("dim", ["1-D", "3-D"])
+@pytest.mark.parametrize("kernel", ["exact", "isotropic", "generic"])
+def test_online_update_fast_path_equals_the_straightforward_formula(dim, kernel):
+    mix = _mixtures()[dim]
+    from physdiff.processes import DDPM
+
+    proc = DDPM()
+    grid = np.arange(700.0, 0.0, -9.0)
+    view = mix.in_frame(proc, float(grid[0]))
+    x0 = view.sample(400, np.random.default_rng(1))
+    start = view.posterior(x0)
+    xs = []
+
+    def keep(t, x):
+        xs.append((t, x.copy()))
+
+    sampling.sample(
+        mix, 400, np.random.default_rng(2), method="ddpm", process=proc, times=grid, x_start=x0,
+        record=keep,
+    )  # fmt: skip
+    models = I.class_models(mix)
+    if kernel == "generic":
+        models = [_Opaque(m) for m in models]
+    exact = kernel == "exact"
+    clf = I.OnlineClassifier(models, proc, start=start, exact_kernel=exact)
+    for t, x in xs:
+        clf.update(t, x)
+    ref = _straightforward_posteriors(I.class_models(mix), proc, start, xs, exact)
+    np.testing.assert_allclose(np.stack(clf.history), ref, rtol=0, atol=1e-12)
+    assert clf.times == [float(t) for t, _ in xs]
+    # without the history: the same final posterior, nothing recorded
+    lean = I.OnlineClassifier(models, proc, start=start, exact_kernel=exact, keep_history=False)
+    assert all(lean.update(t, x) is None for t, x in xs)
+    assert lean.history == [] and lean.times == []
+    np.testing.assert_allclose(lean.posterior, ref[-1], rtol=0, atol=1e-12)
+    if exact:  # the exact kernel gives the exact posterior at the end of the chain
+        end = mix.in_frame(proc, float(xs[-1][0])).posterior(xs[-1][1])
+        np.testing.assert_allclose(clf.posterior, end, atol=1e-9)
+
+
+def test_online_classifier_refuses_nan_and_wrong_shapes():
+    from physdiff.errors import ShapeError
+
+    clf = I.OnlineClassifier(I.class_models(FOUR), "ou")
+    with pytest.raises(InputError, match="no posterior"):
+        clf.posterior  # noqa: B018
+    clf.update(2.0, np.zeros((5, 1)))
+    with pytest.raises((InputError, ValueError)):
+        clf.update(1.0, np.array([[0.0], [np.nan], [0.0], [0.0], [0.0]]))
+    with pytest.raises(ShapeError):
+        clf.update(1.0, np.zeros((5, 2)))
+    with pytest.raises(InputError, match="decrease"):
+        clf.update(2.5, np.zeros((5, 1)))

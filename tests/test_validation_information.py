@@ -284,3 +284,24 @@ def test_cached_classifier_refuses_times_outside_the_process():
     clf.update(10.0, x)
     with pytest.raises(InputError, match="decrease"):
         clf.update(20.0, x)
+
+
+def test_decision_entropy_batches_are_the_library_weighting():
+    """class_decisions' batch means of a decision's entropy use the library's weights
+    p(U | x_0): the same numbers as the hand-written weighting they replaced (NaN rows,
+    with no mass on U, counted with weight 0)."""
+    rng = np.random.default_rng(0)
+    post = rng.dirichlet(np.full(4, 0.3), size=(6, 50))  # (S, n, K); post[0] is final
+    post[:, :5] = [1.0, 0.0, 0.0, 0.0]  # no mass on {2, 3}: the pairwise decision is void
+    part = I.pairwise(2, 3, 4)
+    got = class_decisions._decision_entropy(post, part, 5)
+    w = post[0][:, [2, 3]].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = post[..., [2, 3]] / post[..., [2, 3]].sum(axis=-1, keepdims=True)
+        h = np.nan_to_num(-np.sum(np.where(g > 0, g * np.log(g), 0.0), axis=-1))
+    want = class_decisions._batch_means(h, w, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    # the library's profile is the weighted mean of the same per-trajectory values
+    hs, wn = I.decision_entropies(post[::-1], part)
+    np.testing.assert_allclose(hs @ wn, (h @ w / w.sum())[::-1], rtol=1e-12)
+    assert wn[:5].sum() == 0 and np.isclose(wn.sum(), 1.0)

@@ -531,11 +531,9 @@ def _online_profiles(post: np.ndarray, config: Config, n_batches: int) -> dict:
 
 def _decision_entropy(post: np.ndarray, part: I.Partition, n_batches: int) -> np.ndarray:
     """Batch means ``(B, S)`` of a decision's entropy along the trajectories, conditioned on
-    its classes (weights ``p(U | x_0)`` from the final posterior)."""
-    union = np.concatenate([np.array(g) for g in part.groups])
-    w = post[0][:, union].sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        h = np.stack([np.nan_to_num(I.entropy(part.group_posterior(p))) for p in post])
+    its classes (the library's weights ``p(U | x_0)``, from the final posterior ``post[0]``:
+    :func:`physdiff.information.decision_entropies`)."""
+    h, w = I.decision_entropies(post, part, final=post[0])
     return _batch_means(h, w, n_batches)
 
 

@@ -25,7 +25,10 @@ linearly between integer steps, so every rate is evaluated at half-integer steps
    exact score (:mod:`physdiff.sampling`, started from the exact marginal at step 999 with
    its exact posterior); the rate is the central difference of the mean entropy over
    ``2 j + 1`` steps. The runs use :class:`physdiff._class_cache.ClassCache` and
-   :class:`~physdiff._class_cache.CachedOnlineClassifier` (the same update, computed once).
+   :class:`~physdiff._class_cache.CachedOnlineClassifier` (the library's update, reading
+   the sampler's class denoisers back); a decision's profile is the library's
+   :meth:`~physdiff.information.OnlineClassifier.entropy_profile`, conditioned on the
+   decision's classes.
 
 The reference is the Gauss-Hermite quadrature of the same quantities
 (:func:`~physdiff.information.entropy_rate_quadrature`) at every half-integer step. Every
@@ -321,24 +324,11 @@ def online_entropies(
     sampling.sample(
         cache, n, rng, method="ddpm", process=proc, times=grid, x_start=x0, record=clf.recorder()
     )
-    # a decision over a subset U of the classes is conditioned on C in U: weight each
-    # trajectory by p(U | x_0), since C - x_0 - x_k is a Markov chain (p(C | x_0, x_k) =
-    # p(C | x_0)) and the classifier's posterior at the last step is p(C | x_0)
-    final = clf.history[-1]
+    # a decision over a subset U of the classes is conditioned on C in U: the library
+    # weights each trajectory by its final posterior mass p(U | x_0) (entropy_profile)
     out = {}
     for name, part in parts.items():
-        if part is None:
-            w = np.ones(n)
-        else:
-            w = final[:, np.concatenate([np.array(g) for g in part.groups])].sum(axis=1)
-        w = w / w.sum()
-        with np.errstate(invalid="ignore"):  # rows with no mass on U: 0/0, weight 0
-            h = np.array(
-                [
-                    np.nan_to_num(I.entropy(p if part is None else part.group_posterior(p))) @ w
-                    for p in clf.history
-                ]
-            )
+        _, h, _ = clf.entropy_profile(part)
         out[name] = h[::-1]  # increasing steps
     out["steps"] = grid[::-1].copy()
     return out
