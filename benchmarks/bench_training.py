@@ -3,7 +3,10 @@
 Cases (issue 3, "Performance"): the :class:`~physdiff.nn.ScoreMLP` at d = 64 (batch 256,
 default width 256 and depth 4) and the :class:`~physdiff.nn.ScoreUNet` on 8x8 one-channel
 images shaped like scikit-learn's digits (random data; batch 128, base 32 channels), EDM
-parametrisation and noise levels. One step is exactly :func:`physdiff.nn.train`'s step
+parametrisation and noise levels; and a tiny MLP (d = 2, width 64, depth 2, batch 256)
+whose step costs almost no arithmetic, so that its time is the per-step overhead (Python,
+dispatch, one small kernel per tensor): the CPU stand-in for a GPU, where the d = 64 MLP
+is bound by that overhead too. One step is exactly :func:`physdiff.nn.train`'s step
 (minibatch, noise, forward, backward, clipping, AdamW, EMA). After a warm-up, the median of
 a few timed windows is reported, on the CPU (torch's default thread count and one thread)
 and on CUDA when present (bf16 autocast, as ``train`` uses it there).
@@ -38,6 +41,12 @@ def _cases():
             128,
             64,
             lambda: Denoiser(ScoreUNet((1, 8, 8), base_channels=32, seed=0)),
+        ),
+        (
+            "MLP d=2 (hidden 64, depth 2): overhead",
+            256,
+            2,
+            lambda: Denoiser(ScoreMLP(2, hidden=64, depth=2, seed=0)),
         ),
     ]
 
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             spread = f"{min(rates):,.0f} - {max(rates):,.0f}"
             where = device if device == "cuda" else f"cpu, {threads} thread(s)"
-            rows.append(f"| {name} | {batch} | {where} | {med:,.0f} | {spread} |")
+            ms = 1e3 * batch / med
+            rows.append(f"| {name} | {batch} | {where} | {med:,.0f} | {spread} | {ms:.2f} |")
             print(rows[-1], flush=True)
         torch.set_num_threads(default_threads)
 
@@ -118,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *header,
             "",
-            "| case | batch | device | samples/s (median) | range over windows |",
-            "|---|---:|---|---:|---:|",
+            "| case | batch | device | samples/s (median) | range over windows | ms/step |",
+            "|---|---:|---|---:|---:|---:|",
             *rows,
             "",
             "On a shared machine other load disturbs the CPU numbers (see the load average). "

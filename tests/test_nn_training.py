@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from physdiff import GaussianMixture  # noqa: E402
-from physdiff.errors import InputError, ShapeError  # noqa: E402
+from physdiff.errors import InputError, PhysdiffError, ShapeError  # noqa: E402
 from physdiff.nn import (  # noqa: E402
     Denoiser,
     NetworkScoreModel,
@@ -20,7 +20,9 @@ from physdiff.nn import (  # noqa: E402
     TrainConfig,
     load_checkpoint,
     train,
+    training,
 )
+from physdiff.nn.training import _to_device, _Trainer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -286,3 +288,98 @@ def test_conditional_unet_on_small_images(tmp_path):
     assert np.all(np.isfinite(res.losses)) and res.samples_per_second > 0
     model = NetworkScoreModel(res.denoiser, device="cpu")
     assert model.conditional(2).score(x[:3], 0.5).shape == (3, 64)
+
+
+# -- per-step overhead: the multi-tensor paths retrace the per-tensor ones bit for bit ---------
+@pytest.mark.parametrize("ema_decay", [0.999, 0.5])
+def test_foreach_ema_equals_the_per_tensor_loop(ema_decay):
+    """``_ema_update`` (one ``torch._foreach_lerp_``) equals the loop of ``lerp_`` it
+    replaced, to the bit, in warm-up (decay (1 + k)/(10 + k)) and after it."""
+    den = Denoiser(ScoreUNet((1, 8, 8), base_channels=8, n_classes=3, seed=0))
+    assert len(list(den.buffers())) > 0  # the buffers are copied too
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((40, 64)), rng.integers(0, 3, 40)
+    cfg = TrainConfig(steps=100, batch_size=8, ema_decay=ema_decay, seed=0, device="cpu")
+    tr = _Trainer(den, x, cfg, labels)
+    for _ in range(12):
+        ref = {k: v.clone() for k, v in tr.ema.state_dict().items()}
+        k = tr.step
+        tr.one_step()  # optimiser step, then the foreach EMA update at step k
+        decay = min(ema_decay, (1.0 + k) / (10.0 + k))
+        model = dict(tr.model.named_parameters())
+        for name, pe in ref.items():
+            if name in model:
+                pe.lerp_(model[name].detach(), 1.0 - decay)
+        got = tr.ema.state_dict()
+        for name, want in ref.items():
+            assert torch.equal(got[name], want), (k, name)
+
+
+def test_foreach_adamw_retraces_the_per_tensor_adamw(monkeypatch):
+    """AdamW(foreach=True), used since it is faster on the CPU too, gives the trajectory of
+    torch's CPU default (the per-tensor loop) bit for bit, weight decay and clipping on."""
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=25, batch_size=32, seed=2, weight_decay=0.05, device="cpu")
+    fast = train(_small_denoiser(), gm, cfg, progress=False)
+    assert training._ADAMW_FOREACH is True
+    monkeypatch.setattr(training, "_ADAMW_FOREACH", False)
+    loop = train(_small_denoiser(), gm, cfg, progress=False)
+    _assert_same_weights(fast.raw, loop.raw)
+    _assert_same_weights(fast.denoiser, loop.denoiser)
+    np.testing.assert_array_equal(fast.losses, loop.losses)
+
+
+def test_resume_from_a_checkpoint_with_per_tensor_adamw(tmp_path):
+    """Checkpoints written before AdamW ran foreach hold ``foreach=None`` in the optimiser's
+    param groups; a run resumed from one uses foreach and still retraces the full run."""
+    gm = _two_gaussians()
+    cfg = TrainConfig(steps=20, batch_size=16, checkpoint_every=10, seed=1, device="cpu")
+    full = train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path / "full", progress=False)
+    with pytest.raises(_Interrupt):
+        train(
+            _small_denoiser(),
+            gm,
+            cfg,
+            checkpoint_dir=tmp_path / "cut",
+            progress=False,
+            callback=_interrupt_at(13),
+        )
+    path = tmp_path / "cut" / "checkpoint.pt"
+    ck = torch.load(path, weights_only=True)
+    for group in ck["optimizer"]["param_groups"]:
+        assert group["foreach"] is True
+        group["foreach"] = None  # as the per-tensor version wrote it
+    torch.save(ck, path)
+    resumed = train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path / "cut", progress=False)
+    _assert_same_weights(resumed.raw, full.raw)
+    _assert_same_weights(resumed.denoiser, full.denoiser)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+
+
+def test_per_step_copies_to_cuda_go_through_pinned_memory():
+    """The CUDA route cannot run here: check that it pins and copies without blocking, and
+    that on the CPU the tensor itself comes back (no copy)."""
+
+    class _Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def pin_memory(self):
+            self.calls.append("pin_memory")
+            return self
+
+        def to(self, device, non_blocking=False):
+            self.calls.append(("to", str(device), non_blocking))
+            return self
+
+    rec = _Recorder()
+    assert _to_device(rec, torch.device("cuda")) is rec
+    assert rec.calls == ["pin_memory", ("to", "cuda", True)]
+    t = torch.arange(3)
+    assert _to_device(t, torch.device("cpu")) is t
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step():
+    data = np.full((16, 2), 1e30)  # finite, but its squared residual overflows float32
+    with pytest.raises(PhysdiffError, match="non-finite at step 1"):
+        train(_small_denoiser(), data, TrainConfig(steps=4, batch_size=8), progress=False)

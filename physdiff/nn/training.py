@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# AdamW's multi-tensor implementation (torch's default on CUDA already; its own default on
+# the CPU is the per-tensor loop). Same trajectory on the CPU; see docs/nn.md.
+_ADAMW_FOREACH = True
 _FORMAT = "physdiff.nn.checkpoint/1"
 # Fields that decide the trajectory: a resumed run must agree with the checkpoint on them.
 _TRAJECTORY_FIELDS = (
@@ -198,14 +201,33 @@ def sample_delta(
 
 
 # -- data -------------------------------------------------------------------------------------
-def _tensor(a, dtype, device: torch.device) -> torch.Tensor:
+def _tensor(a, dtype, device: torch.device, *, per_step: bool = False) -> torch.Tensor:
     """``a`` as a torch tensor of numpy ``dtype`` on ``device``, without torch's "not
     writable" warning: a read-only array (e.g. from :mod:`physdiff.data`) is copied, and
-    only then (a dtype conversion copies anyway)."""
+    only then (a dtype conversion copies anyway). ``per_step``: a small tensor made every
+    step, copied as :func:`_to_device` does (the one-off copy of a whole data set is not
+    staged in pinned memory, which torch's allocator would keep for the process's life)."""
     arr = np.asarray(a, dtype=dtype)
     if not arr.flags.writeable:
         arr = arr.copy()
-    return torch.from_numpy(arr).to(device)
+    t = torch.from_numpy(arr)
+    return _to_device(t, device) if per_step else t.to(device)
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The CPU tensor ``t`` on ``device`` (``t`` itself on the CPU).
+
+    To CUDA the copy is staged in pinned (page-locked) memory and issued with
+    ``non_blocking=True``. A copy from ordinary pageable memory blocks the host until the GPU
+    has drained its queue, and ``one_step`` makes three or four such copies (minibatch
+    indices, noise levels, noise, label dropout): the host could never queue the next step
+    while the GPU runs the current one. torch's caching host allocator keeps the pinned
+    block until the copy has completed, so the temporary may be dropped at once. Standard
+    torch usage; not measured on a GPU in this project (docs/nn.md).
+    """
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 class _Batches:
@@ -281,9 +303,13 @@ class _Batches:
         if self.ensemble is not None:
             if self.with_labels:
                 x, lab = self.ensemble.sample_with_labels(batch, rng)
-                return _tensor(x, np.float32, self.device), _tensor(lab, np.int64, self.device)
-            return _tensor(self.ensemble.sample(batch, rng), np.float32, self.device), None
-        idx = torch.from_numpy(rng.integers(0, self.n, size=batch)).to(self.device)
+                return (
+                    _tensor(x, np.float32, self.device, per_step=True),
+                    _tensor(lab, np.int64, self.device, per_step=True),
+                )
+            x = self.ensemble.sample(batch, rng)
+            return _tensor(x, np.float32, self.device, per_step=True), None
+        idx = _to_device(torch.from_numpy(rng.integers(0, self.n, size=batch)), self.device)
         return self.x[idx], (self.y[idx] if self.y is not None else None)
 
 
@@ -380,12 +406,17 @@ class _Trainer:
         self.process = get_process(config.process)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # the EMA pairs, listed once (load_state_dict copies into these same tensors)
+        self._ema_params = list(self.ema.parameters())
+        self._model_params = [p.detach() for p in self.model.parameters()]
+        self._buffer_pairs = list(zip(self.ema.buffers(), self.model.buffers(), strict=True))
         self.opt = torch.optim.AdamW(
             self.params,
             lr=config.lr,
             betas=(0.9, 0.999),
             eps=1e-8,
             weight_decay=config.weight_decay,
+            foreach=_ADAMW_FOREACH,
         )
         self.gen = torch.Generator(device="cpu").manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
@@ -409,11 +440,12 @@ class _Trainer:
         noise = torch.randn(x0.shape, generator=self.gen, dtype=torch.float32)
         if self.n_classes is not None:
             drop = torch.rand(cfg.batch_size, generator=self.gen) < cfg.p_uncond
-            drop = drop.to(self.device)
+            drop = _to_device(drop, self.device)
             null = torch.full_like(drop, self.n_classes, dtype=torch.long)
             lab = null if lab is None else torch.where(drop, null, lab)
-        delta = delta.to(device=self.device, dtype=torch.float32)
-        noise = noise.to(self.device)
+        # float64 -> float32 on the host (the same correctly rounded cast as on the device)
+        delta = _to_device(delta.to(torch.float32), self.device)
+        noise = _to_device(noise, self.device)
         with torch.autocast(
             device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp
         ):
@@ -432,12 +464,15 @@ class _Trainer:
     @torch.no_grad()
     def _ema_update(self) -> None:
         # decay warmed up as min(decay, (1 + k)/(10 + k)) so that short runs are not
-        # dominated by the initial weights (the TensorFlow ExponentialMovingAverage rule)
+        # dominated by the initial weights (the TensorFlow ExponentialMovingAverage rule).
+        # One multi-tensor lerp, not a Python loop of ``lerp_``: on the CPU it runs the same
+        # per-tensor kernel with the same scalar weight (bit-identical; a test compares the
+        # two), on CUDA a few kernel launches instead of one per tensor.
         k = self.step
         decay = min(self.config.ema_decay, (1.0 + k) / (10.0 + k))
-        for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            pe.lerp_(p.detach(), 1.0 - decay)
-        for be, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+        if self._ema_params:
+            torch._foreach_lerp_(self._ema_params, self._model_params, 1.0 - decay)
+        for be, b in self._buffer_pairs:
             be.copy_(b)
 
     def all_losses(self) -> np.ndarray:
@@ -492,6 +527,8 @@ class _Trainer:
         _load_state(self.model, ck["model"], where)
         _load_state(self.ema, ck["ema"], where)
         self.opt.load_state_dict(ck["optimizer"])
+        for group in self.opt.param_groups:  # a checkpoint's param groups carry their own
+            group["foreach"] = _ADAMW_FOREACH  # implementation flag; use this version's
         self.gen.set_state(ck["torch_rng"].cpu())
         self.rng.bit_generator.state = ck["numpy_rng"]
         self.step = int(ck["step"])
@@ -522,8 +559,11 @@ def train(
     trajectory settings must equal ``config``'s; a finished run is returned without
     training); a checkpoint is written there every ``config.checkpoint_every`` steps and at
     the end. ``callback(step, loss)`` runs after every step (raising from it stops the run,
-    as an interruption would). The ``denoiser`` passed in is trained in place and returned as
-    ``TrainResult.raw``; ``TrainResult.denoiser`` is a copy holding the EMA weights.
+    as an interruption would); on a GPU, handing it the loss as a float waits for the GPU
+    every step, so leave it out where speed matters (without it the loss is read from the
+    device once every ``max(1, min(50, steps // 100))`` steps). The ``denoiser`` passed in is
+    trained in place and returned as ``TrainResult.raw``; ``TrainResult.denoiser`` is a copy
+    holding the EMA weights.
     """
     tr = _Trainer(denoiser, data, config, labels)
     ck_path = None
@@ -556,11 +596,13 @@ def train(
             if callback is not None:
                 callback(tr.step, float(loss))
             if tr.step % refresh == 0 or tr.step == config.steps:
+                # the one host read of the loss (a GPU sync) every `refresh` steps, not per step
+                value = float(loss)
                 bar.update(tr.step - bar.n)
-                if not math.isfinite(float(loss)):
+                if not math.isfinite(value):
                     tr.all_losses()  # raises, naming the step
                 if progress:
-                    bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if ck_path is not None and (
                 tr.step % config.checkpoint_every == 0 or tr.step == config.steps
             ):
