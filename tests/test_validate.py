@@ -14,15 +14,17 @@ EPS = float(np.finfo(np.float64).eps)
 @pytest.mark.parametrize(("k", "rank"), [(3, 1), (50, 1), (200, 7), (400, 100)])
 def test_eigvalsh_rounding_negatives_are_accepted_and_zeroed(k, rank):
     """eigvalsh of a rank-deficient covariance returns its zeros as +-1e-16-ish numbers:
-    they pass, come back as exactly 0, and the positive ones are untouched."""
+    they pass, come back as exactly 0 (both signs), and the rank's eigenvalues are
+    untouched."""
     x = np.random.default_rng(k + rank).standard_normal((rank, k))
     lam = np.linalg.eigvalsh(x.T @ x)
     assert lam.min() < 0  # the rounding this test is about
     out = covariance_spectrum(lam, "spectrum")
     assert out.dtype == np.float64 and out.shape == (k,)
     assert np.all(out >= 0)
-    assert np.all(out[lam < 0] == 0.0)
-    np.testing.assert_array_equal(out[lam >= 0], lam[lam >= 0])
+    small = np.abs(lam) <= spectrum_rounding_tolerance(lam)
+    assert np.all(out[small] == 0.0) and np.count_nonzero(out) == rank
+    np.testing.assert_array_equal(out[~small], lam[~small])
     # the measured rounding stays well inside the bound (the docstring says 0.37 of 8)
     assert -lam.min() <= 0.5 / 8 * spectrum_rounding_tolerance(lam)
 
@@ -62,3 +64,18 @@ def test_other_bad_input():
     # a scalar and a (k, 1) column are flattened; non-negative input is returned as is
     np.testing.assert_array_equal(covariance_spectrum(2.0, "s"), [2.0])
     np.testing.assert_array_equal(covariance_spectrum([[1.0], [0.0]], "s"), [1.0, 0.0])
+
+
+def test_positive_rounding_is_zero_too():
+    # a rank-5 covariance in R^40: eigvalsh returns its 35 zero eigenvalues as +-1e-16-ish
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((40, 5))
+    lam = np.linalg.eigvalsh(a @ a.T)
+    assert np.sum(lam > 0) > 5  # the rounding the rule exists for
+    out = covariance_spectrum(lam, "spectrum")
+    assert np.count_nonzero(out) == 5
+    np.testing.assert_array_equal(out[-5:], lam[-5:])
+    # an entry just above the tolerance is a direction, kept as given
+    tol = spectrum_rounding_tolerance(np.array([1.0, 0.0]))
+    assert covariance_spectrum(np.array([1.0, 1.01 * tol]), "s")[1] == 1.01 * tol
+    assert covariance_spectrum(np.array([1.0, tol]), "s")[1] == 0.0

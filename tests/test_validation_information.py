@@ -1,7 +1,8 @@
-"""Validation experiments of class information and guidance (THEORY.md sections 6-7): the
-smoke presets of ``entropy_rates``, ``class_decisions`` and ``guidance``, their verdicts
-both ways, the helpers they are built from, and the cached online classifier they run on
-(:mod:`physdiff._class_cache`), checked against the library's classifier."""
+"""Validation experiments of class information and guidance (THEORY.md sections 6-7): what
+the smoke runs of ``entropy_rates``, ``class_decisions`` and ``guidance`` hold (fixture
+``smoke``, tests/conftest.py; verdicts both ways for every experiment are in
+tests/test_validation.py), the helpers they are built from, and the cached online
+classifier they run on (:mod:`physdiff._class_cache`), checked against the library's."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from physdiff.errors import InputError
 from physdiff.processes import DDPM, get_process
 from validation import experiments
 from validation.experiments import class_decisions, entropy_rates, guidance
-from validation.result import AGREE, DISAGREE, Result
 from validation.runner import run_experiment
 from validation.sweep import Engine
 
@@ -33,22 +33,6 @@ MODULES = {
 SERIAL = Engine("serial")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("information-results")
-    results = {}
-    for name, module in MODULES.items():
-        folder = out / name / "smoke"
-        folder.mkdir(parents=True)
-        module.check(module.PRESETS["smoke"])
-        res = module.run(
-            module.PRESETS["smoke"], device="cpu", out_dir=folder, seed=0, engine=SERIAL
-        )
-        res.write(folder)
-        results[name] = res
-    return out, results
-
-
 def test_registered_and_runnable_by_name(tmp_path):
     for name in MODULES:
         assert name in experiments.EXPERIMENTS
@@ -56,39 +40,6 @@ def test_registered_and_runnable_by_name(tmp_path):
     with pytest.raises(InputError, match="unknown preset"):
         run_experiment("guidance", "huge", device="cpu", out=tmp_path, engine=SERIAL)
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("name", list(MODULES))
-def test_smoke_preset_agrees_and_writes_its_figure(smoke, name):
-    out, results = smoke
-    res = results[name]
-    folder = out / name / "smoke"
-    assert Result.load(folder / "result.json") == res
-    assert res.rows and all(r.verdict == AGREE for r in res.rows), [
-        (r.quantity, r.condition, r.predicted, r.measured, r.uncertainty)
-        for r in res.rows
-        if r.verdict != AGREE
-    ]
-    for r in res.rows:
-        assert math.isfinite(r.measured) and 0 <= r.uncertainty < math.inf
-    assert res.figures
-    for f in res.figures:
-        assert 0 < (folder / f).stat().st_size < 200_000
-    assert not list(folder.rglob("*.tmp"))
-
-
-@pytest.mark.parametrize("name", list(MODULES))
-def test_wrong_prediction_disagrees(smoke, name):
-    out, _ = smoke
-    module = MODULES[name]
-    folder = out / name / "smoke"
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
-    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
-    res = module.run(wrong, device="cpu", out_dir=folder, seed=0, engine=SERIAL)
-    assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
-    # the finished trainings were found, not redone; entropy_rates trains nothing
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")} == stamps
-    assert bool(stamps) == (name != "entropy_rates")
 
 
 def test_entropy_rates_reports_every_quadrature_maximum(smoke):

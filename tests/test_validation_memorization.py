@@ -1,6 +1,8 @@
 """The memorisation experiments of ``validation`` (collapse_exact, collapse_networks,
-lost_dimensions): their smoke presets agree, a shifted prediction disagrees in every row,
-finished trainings are reused, and their own estimators are right.
+lost_dimensions): what their smoke rows hold, and their own estimators. The smoke runs
+(fixture ``smoke``, tests/conftest.py) and the checks every experiment gets (smoke agrees,
+a shifted prediction disagrees in every row, trainings are reused) are in
+tests/test_validation.py.
 
 The cpu and gpu presets run through ``python -m validation run NAME --preset cpu``
 (docs/validation.md); their results are committed under ``validation/results/``.
@@ -24,22 +26,10 @@ from validation import experiments  # noqa: E402
 from validation.experiments import collapse_exact as CE  # noqa: E402
 from validation.experiments import collapse_networks as CN  # noqa: E402
 from validation.experiments import lost_dimensions as LD  # noqa: E402
-from validation.result import AGREE, DISAGREE, Result  # noqa: E402
-from validation.runner import run_experiment  # noqa: E402
 from validation.sweep import Engine  # noqa: E402
 
 SERIAL = Engine("serial")
 MODULES = {"collapse_exact": CE, "collapse_networks": CN, "lost_dimensions": LD}
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("memorisation")
-    results = {
-        name: run_experiment(name, "smoke", device="cpu", out=out, seed=0, engine=SERIAL)
-        for name in MODULES
-    }
-    return out, results
 
 
 def test_registered():
@@ -47,35 +37,6 @@ def test_registered():
         assert name in experiments.EXPERIMENTS
         assert experiments.load(name) is MODULES[name]
         assert set(MODULES[name].PRESETS) == {"smoke", "cpu", "gpu"}
-
-
-@pytest.mark.parametrize("name", list(MODULES))
-def test_smoke_agrees(smoke, name):
-    out, results = smoke
-    res = results[name]
-    folder = out / name / "smoke"
-    assert Result.load(folder / "result.json") == res
-    assert res.rows and all(r.verdict == AGREE for r in res.rows), [
-        (r.quantity, r.condition, r.predicted, r.measured, r.uncertainty) for r in res.rows
-    ]
-    for r in res.rows:
-        assert math.isfinite(r.measured) and r.uncertainty >= 0 and "<=" in r.rule
-    for f in res.figures:
-        size = (folder / f).stat().st_size
-        assert f.endswith(".png") and 0 < size < 200_000
-
-
-@pytest.mark.parametrize("name", list(MODULES))
-def test_shifted_prediction_disagrees_in_every_row(smoke, name):
-    out, _ = smoke
-    module = MODULES[name]
-    folder = out / name / "smoke"
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
-    assert bool(stamps) == (name != "collapse_exact")  # the exact score trains nothing
-    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
-    res = module.run(wrong, device="cpu", out_dir=folder, seed=0, engine=SERIAL)
-    assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")} == stamps
 
 
 def test_collapse_exact_rows(smoke):

@@ -1,5 +1,6 @@
-"""Validation experiments of symmetry breaking (THEORY.md section 2): the smoke presets of
-``symmetry_dynamics``, ``symmetry_networks`` and ``late_init``, their verdicts both ways,
+"""Validation experiments of symmetry breaking (THEORY.md section 2): what the smoke runs of
+``symmetry_dynamics``, ``symmetry_networks`` and ``late_init`` hold (fixture ``smoke``,
+tests/conftest.py; verdicts both ways for every experiment are in tests/test_validation.py),
 and the estimators they are built from, checked on cases with known answers."""
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import numpy as np
 import pytest
 
 from validation.experiments import late_init, symmetry_dynamics, symmetry_networks
-from validation.result import AGREE, DISAGREE, Result
-from validation.runner import run_experiment
 from validation.sweep import Engine
 
 pytest.importorskip("torch")
@@ -24,46 +23,6 @@ MODULES = {
     "late_init": late_init,
 }
 SERIAL = Engine("serial")
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("symmetry-results")
-    results = {
-        name: run_experiment(name, "smoke", device="cpu", out=out, seed=0, engine=SERIAL)
-        for name in NAMES
-    }
-    return out, results
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_smoke_preset_agrees_and_writes_its_figure(smoke, name):
-    out, results = smoke
-    res = results[name]
-    folder = out / name / "smoke"
-    assert Result.load(folder / "result.json") == res
-    assert res.rows and all(r.verdict == AGREE for r in res.rows), [
-        (r.quantity, r.condition, r.predicted, r.measured, r.uncertainty) for r in res.rows
-    ]
-    for r in res.rows:
-        assert math.isfinite(r.measured) and 0 <= r.uncertainty < math.inf
-    assert res.figures
-    for f in res.figures:
-        assert 0 < (folder / f).stat().st_size < 200_000
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_wrong_prediction_disagrees(smoke, name):
-    out, _ = smoke
-    module = MODULES[name]
-    folder = out / name / "smoke"
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
-    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
-    res = module.run(wrong, device="cpu", out_dir=folder, seed=0, engine=SERIAL)
-    assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
-    # trainings (symmetry_networks, late_init) are found, not redone
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")} == stamps
-    assert bool(stamps) == (name != "symmetry_dynamics")
 
 
 def test_dynamics_records_every_criterion_against_every_measurable(smoke):

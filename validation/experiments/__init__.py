@@ -5,7 +5,8 @@ Every module defines
 * ``Config``: a frozen dataclass whose first field ``preset`` names the preset;
 * ``PRESETS = {"smoke": Config(...), "cpu": Config(...), "gpu": Config(...)}``;
 * ``run(config, *, device, out_dir, seed, engine=None) -> validation.result.Result``,
-  writing its figures into ``out_dir`` and its trainings under ``out_dir / "train"``;
+  writing its figures into ``out_dir`` and its trainings under ``out_dir / "train"``
+  (decorated with :func:`experiment_run`, which applies the config's thread limits);
 * optionally ``check(config) -> None``, which validates inputs (a data file, say) before
   anything is written, raising :class:`physdiff.errors.InputError`;
 * a module docstring whose first line is the one-line summary shown by ``list``.
@@ -15,12 +16,15 @@ To add an experiment, add its module and its name to :data:`EXPERIMENTS`.
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 from physdiff.errors import InputError
 
-__all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary"]
+__all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary", "experiment_run"]
 
 EXPERIMENTS: tuple[str, ...] = (
     "score_fidelity",
@@ -54,3 +58,19 @@ def summary(module: ModuleType) -> str:
     """The first line of the module's docstring."""
     doc = (module.__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+def experiment_run(body: Callable) -> Callable:
+    """Make an experiment's ``run`` from its body ``body(config, *, device, out_dir, seed,
+    engine)``: the body runs under the config's ``threads`` (torch) and ``blas_threads``
+    (numpy's BLAS) limits (:func:`validation.training.limited_threads`; a config without
+    one of the fields leaves that pool alone), with ``out_dir`` as a :class:`~pathlib.Path`.
+    The body's name and docstring are kept."""
+    from ..training import limited_threads
+
+    @functools.wraps(body)
+    def run(config, *, device: str, out_dir, seed: int, engine=None):
+        with limited_threads(config):
+            return body(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
+
+    return run

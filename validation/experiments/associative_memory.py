@@ -79,7 +79,8 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 
 __all__ = [
     "Config",
@@ -280,14 +281,6 @@ def check(config: Config) -> None:
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
-def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
-) -> Result:
-    """Train one network per (data set, K), sample, classify, measure basins, judge, plot."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
 def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
     from physdiff import sampling
 
@@ -361,7 +354,11 @@ def _circle_theory(K_star: float | None, config: Config) -> dict:
     return out
 
 
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
+@experiment_run
+def run(
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Train one network per (data set, K), sample, classify, measure basins, judge, plot."""
     t0 = time.perf_counter()
     check(config)
     from physdiff.data import load_digits

@@ -80,7 +80,8 @@ from physdiff.processes import DDPM
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
 from ..sweep import Engine, map_jobs
-from ..training import TrainSpec, TrainSummary, limited_threads, torch_threads
+from ..training import TrainSpec, TrainSummary, torch_threads
+from . import experiment_run
 from .entropy_rates import bootstrap_peak
 
 __all__ = [
@@ -554,14 +555,6 @@ def check(config: Config) -> None:
         raise InputError(f"critical_decisions must be among coarse, 0-vs-1, 2-vs-3; got {bad}")
 
 
-def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
-) -> Result:
-    """Train the conditional networks (a sweep), measure, judge, plot."""
-    with limited_threads(config):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
 def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
     mix = four_classes(config)
     train = TrainSpec.of(config)
@@ -689,7 +682,11 @@ def _peak_rows(
     return rows
 
 
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
+@experiment_run
+def run(
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Train the conditional networks (a sweep), measure, judge, plot."""
     t0 = time.perf_counter()
     check(config)
     engine = engine or Engine("local", workers=config.workers)

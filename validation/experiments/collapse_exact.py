@@ -59,7 +59,7 @@ from physdiff.processes import DDPM, OU
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine
-from ..training import torch_threads
+from . import experiment_run
 
 __all__ = [
     "Config",
@@ -399,14 +399,6 @@ def _plot(cases: list[dict], config: Config, path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------
-def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
-) -> Result:
-    """Measure every case (no training; ``device`` and ``engine`` are not used)."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed)
-
-
 def _condition(c: dict, log_meas: float) -> str:
     t_th, k_th = _ou_and_step(c["delta_C"])
     if math.isfinite(log_meas):
@@ -420,7 +412,11 @@ def _condition(c: dict, log_meas: float) -> str:
     )
 
 
-def _run(config: Config, *, device: str, out_dir: Path, seed: int) -> Result:
+@experiment_run
+def run(
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Measure every case (no training; ``device`` and ``engine`` are not used)."""
     t0 = time.perf_counter()
     check(config)
     rule_log = Rule(k=config.k, tolerance=config.tolerance_log)

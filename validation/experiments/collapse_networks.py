@@ -60,7 +60,8 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 from .collapse_exact import crossing
 from .memorization_sanity import fraction_on_points, nn_spacing
 
@@ -259,15 +260,11 @@ def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> No
         save_figure(fig, path)
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train one network per ``n`` (a sweep), measure ``r(delta)`` and samples, judge, plot."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     t0 = time.perf_counter()
     check(config)
     d, s2 = config.d, config.variance

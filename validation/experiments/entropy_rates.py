@@ -71,7 +71,7 @@ from physdiff.processes import DDPM
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine
-from ..training import blas_threads
+from . import experiment_run
 
 __all__ = [
     "Config",
@@ -346,15 +346,11 @@ def _online_rates(steps: np.ndarray, H: np.ndarray, j: int) -> tuple[np.ndarray,
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Quadrature, three estimators, peaks, verdicts, figure (no training)."""
-    with blas_threads(config.blas_threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int) -> Result:
     t0 = time.perf_counter()
     check(config)
     out_dir = Path(out_dir)

@@ -61,7 +61,8 @@ from physdiff.processes import DDPM
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import TrainSpec, limited_threads
+from ..training import TrainSpec
+from . import experiment_run
 from .class_decisions import CondNet, load_cond, make_cond_job, train_cond_job
 
 __all__ = ["Config", "PRESETS", "run", "check", "mixture", "fit_classifier"]
@@ -273,15 +274,11 @@ def _kl_se(labels, target, removed, rng, n_boot: int = 100) -> float:
     return float(np.std(vals, ddof=1))
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Guided sampling on the mixture and (trained) on digits; metrics, verdicts, figure."""
-    with limited_threads(config):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     from physdiff import guidance as G
     from physdiff import sampling
 

@@ -52,7 +52,8 @@ from physdiff.symmetry import late_start, late_start_delta
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, limited_threads, load_trained, make_job, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
 
@@ -254,15 +255,11 @@ def _plot(table, steps, refs, th, main_key, images, config: Config, path: Path) 
         save_figure(fig, path)
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train one denoiser on the digits, sweep the start step, judge, plot."""
-    with limited_threads(config):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     from physdiff import sampling
     from physdiff.data import load_digits
 

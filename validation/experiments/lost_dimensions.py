@@ -63,7 +63,8 @@ from physdiff.errors import DomainError, InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "thresholds"]
 
@@ -534,14 +535,6 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
 # ---------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------
-def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
-) -> Result:
-    """Train the manifold and digits networks (one sweep), measure, judge, plot."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
 def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, subsets: dict):
     spec = TrainSpec.of(config)
     jobs = {}
@@ -579,7 +572,11 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
     return jobs
 
 
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
+@experiment_run
+def run(
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
+) -> Result:
+    """Train the manifold and digits networks (one sweep), measure, judge, plot."""
     t0 = time.perf_counter()
     check(config)
     full, subsets = _digits(config) if config.digits_subsets else (None, {})

@@ -39,7 +39,8 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "fraction_on_points", "nn_spacing"]
 
@@ -209,15 +210,11 @@ def _plot(
         save_figure(fig, path)
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train on each handful set and on the large set (a sweep), sample, count, judge, plot."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     t0 = time.perf_counter()
     check(config)
     # training sets: handful ones from N(0, I_d), the large one from N(0, I) or --data

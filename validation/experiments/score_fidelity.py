@@ -34,7 +34,8 @@ from physdiff.ensembles import GaussianMixture
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import ratio_of_means
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, torch_threads, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "mixture", "relative_error"]
 
@@ -141,15 +142,11 @@ def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
         save_figure(fig, path)
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
-    with torch_threads(config.threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     t0 = time.perf_counter()
     engine = engine or Engine("local", workers=config.workers)
     serial = engine.kind == "serial" or engine.n_workers(len(config.dims)) == 1

@@ -79,7 +79,7 @@ from physdiff.symmetry import (
 
 from ..result import Result, Rule, jsonable, judge, new_result, save_figure
 from ..sweep import Engine
-from ..training import blas_threads
+from . import experiment_run
 
 __all__ = [
     "Config",
@@ -566,15 +566,11 @@ def _plot(results: list[dict], config: Config, proc, path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 # the experiment
 # ---------------------------------------------------------------------------------------
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Measure every model's commitment curves, judge the criteria, plot (no training)."""
-    with blas_threads(config.blas_threads):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int) -> Result:
     t0 = time.perf_counter()
     proc = get_process(config.process)
     rule_p = Rule(k=config.k, tolerance=config.tolerance_phi)

@@ -52,7 +52,8 @@ from physdiff.symmetry import cloning_probability, critical_point, find_fixed_po
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, limited_threads, load_trained, make_job, train_job
+from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from . import experiment_run
 from .symmetry_dynamics import crossing, mixture, nan_to_none
 
 __all__ = ["Config", "PRESETS", "run", "top_eigenvalue_curve"]
@@ -222,15 +223,11 @@ def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) ->
         save_figure(fig, path)
 
 
+@experiment_run
 def run(
-    config: Config, *, device: str, out_dir: str | Path, seed: int, engine: Engine | None = None
+    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
 ) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
-    with limited_threads(config):
-        return _run(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
-
-
-def _run(config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None) -> Result:
     t0 = time.perf_counter()
     engine = engine or Engine("local", workers=config.workers)
     train = TrainSpec.of(config)
