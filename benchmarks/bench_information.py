@@ -38,12 +38,10 @@ the tables on stdout.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -118,31 +116,6 @@ def quad_baseline(model: GaussianMixture, deltas) -> tuple[np.ndarray, np.ndarra
     return np.array(H), np.array(R)
 
 
-@contextmanager
-def proposed_fixes():
-    """The library change proposed in the results (measured here by patching, then
-    restored): the mixture softmax over ``(K, n)`` rows instead of the short last axis of
-    ``(n, K)``. (The other one measured here first, Gauss-Hermite nodes computed once per
-    order, is now in the library: ``information._nodes`` is cached; wrapping it again is
-    harmless.)"""
-    from physdiff.ensembles import mixture as MX
-
-    old_nodes, old_softmax = I._nodes, MX._softmax
-
-    def softmax_rows(a):
-        t = a.T
-        e = np.exp(t - t.max(axis=0))
-        e /= e.sum(axis=0)
-        return e.T
-
-    I._nodes = functools.lru_cache(maxsize=16)(old_nodes)
-    MX._softmax = softmax_rows
-    try:
-        yield
-    finally:
-        I._nodes, MX._softmax = old_nodes, old_softmax
-
-
 def bench_profiles(reps: int, n_baseline: int) -> list[dict]:
     rows = []
     models = {
@@ -164,25 +137,6 @@ def bench_profiles(reps: int, n_baseline: int) -> list[dict]:
             },
             reps,
         )
-        ref = (
-            I.conditional_entropy_quadrature(model, DELTAS),
-            I.entropy_rate_quadrature(model, DELTAS),
-        )
-        with proposed_fixes():
-            fixed = timeit(
-                {
-                    "both": lambda m=model: (
-                        I.conditional_entropy_quadrature(m, DELTAS),
-                        I.entropy_rate_quadrature(m, DELTAS),
-                    )
-                },
-                reps,
-            )["both"]
-            new = (
-                I.conditional_entropy_quadrature(model, DELTAS),
-                I.entropy_rate_quadrature(model, DELTAS),
-            )
-        fix_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, new, strict=True))
         t0 = time.perf_counter()
         Hq, Rq = quad_baseline(model, sub)
         base = (time.perf_counter() - t0) * DELTAS.size / sub.size
@@ -195,8 +149,6 @@ def bench_profiles(reps: int, n_baseline: int) -> list[dict]:
                 "rate": t["rate"],
                 "both": t["both"],
                 "baseline": base,
-                "fixed": fixed,
-                "fix_diff": fix_diff,
                 "err_H": float(np.max(np.abs(Hg - Hq))),
                 "err_R": float(np.max(np.abs(Rg - Rq)) / np.max(Rq)),
                 "err_R_at": float(sub[np.argmax(np.abs(Rg - Rq))]),
@@ -365,20 +317,18 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "relative to the largest rate for the rate, with the level where it occurs). "
         "The Gauss-Hermite nodes are cached per order in the library (`information._nodes`, "
         "an `lru_cache`; before, each call solved the order-200 eigenvalue problem again and "
-        "H + rate took about 0.40 s). Proposed: the same two calls with the mixture softmax "
-        "over `(K, n)` rows (`physdiff/ensembles/mixture.py`, patched in for the "
-        "measurement, then restored; max diff = largest change of any value).",
+        "H + rate took about 0.40 s); the mixture's posteriors are computed on `(K, n)` rows "
+        "(benchmarks/results/ensembles.md).",
         "",
-        "| case | H | rate | H + rate | target | proposed fix | max diff | scipy.quad "
+        "| case | H | rate | H + rate | target | scipy.quad "
         "baseline (1000 levels) | speed-up | max abs error H | max error rate / max rate "
         "(at delta) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in prof:
         ok = "met" if r["both"]["median"] < 1.0 else "missed"
         lines.append(
             f"| {r['case']} | {_ms(r['H'])} | {_ms(r['rate'])} | {_ms(r['both'])} | {ok} | "
-            f"{_ms(r['fixed'])} | {r['fix_diff']:.1e} | "
             f"{1e3 * r['baseline']:,.0f} | {r['baseline'] / r['both']['median']:,.0f}x | "
             f"{r['err_H']:.1e} | {r['err_R']:.1e} ({r['err_R_at']:.3g}) |"
         )
@@ -445,10 +395,11 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "for all classes in two passes. What is left: about ten numpy passes over the "
         "`(K, n)` log-posterior per step and, with the history, a fresh `(n, K)` posterior "
         "per step (320 MB over the run for 10,000 particles), whose first-touch page faults "
-        "cost about as much as the update: the *no history* columns. The plain sampler is "
-        "itself slower than the ClassCache one (the mixture's posterior is normalised over "
-        "the short last axis of an `(n, K)` array in `ensembles/mixture.py`), so the "
-        "overheads of the two classifiers are against different baselines. For a network "
+        "cost about as much as the update: the *no history* columns. The two "
+        "classifiers' overheads are against different baselines (the plain sampler and the "
+        "ClassCache sampler); since the mixture computes its posteriors on `(K, n)` rows "
+        "(benchmarks/results/ensembles.md) the plain sampler is the faster one in 1-D, which "
+        "makes the same extra time a larger percentage. For a network "
         "the K conditional evaluations are new work, not shared with the sampler, so the "
         "overhead there is about K network calls per step whichever classifier is used.",
         "",

@@ -183,6 +183,145 @@ def test_mixture_far_points_stay_finite_and_pick_nearest_component():
     assert np.all(np.isfinite(mix.score(y, 1e-3)))
 
 
+def _random_mixture(rng, d, K, scale):
+    """Weights, means, covariances of a mixture mixing point masses, full-rank anisotropic
+    and rank-deficient components; means spread over ``scale``."""
+    covs = []
+    for k in range(K):
+        kind = k % 3
+        if kind == 0:
+            covs.append(np.zeros((d, d)))  # point mass
+        else:
+            r = d if kind == 1 else max(1, d - 1)  # full rank / degenerate (d = 1: full)
+            a = rng.standard_normal((d, r)) * np.exp(rng.uniform(-2, 1, r))  # anisotropic
+            covs.append(a @ a.T)
+    w = rng.uniform(0.05, 1.0, K)
+    return w / w.sum(), scale * rng.standard_normal((K, d)), np.stack(covs)
+
+
+def _reference(w, means, covs, y, delta):
+    """The straightforward formulas, one component and one point at a time: log joints
+    from slogdet/solve, posteriors by log-sum-exp softmax (scipy), moments by the law of
+    total covariance."""
+    from scipy.special import logsumexp
+
+    n, d = y.shape
+    K = w.shape[0]
+    lj = np.empty((n, K))
+    m = np.empty((n, K, d))
+    S = np.empty((n, K, d, d))
+    g = np.empty((n, K, d))
+    for i in range(n):
+        for k in range(K):
+            A = covs[k] + delta[i] * np.eye(d)
+            dy = y[i] - means[k]
+            sol = np.linalg.solve(A, dy)
+            lj[i, k] = np.log(w[k]) - 0.5 * (
+                d * np.log(2 * np.pi) + np.linalg.slogdet(A)[1] + dy @ sol
+            )
+            g[i, k] = -sol
+            m[i, k] = means[k] + covs[k] @ sol
+            S[i, k] = covs[k] - covs[k] @ np.linalg.solve(A, covs[k])
+    lse = logsumexp(lj, axis=1)
+    p = np.exp(lj - lse[:, None])
+    mean = np.einsum("nk,nkd->nd", p, m)
+    dm = m - mean[:, None, :]
+    cov = np.einsum("nk,nkij->nij", p, S) + np.einsum("nk,nki,nkj->nij", p, dm, dm)
+    return {
+        "posterior": p,
+        "log_density": lse,
+        "score": np.einsum("nk,nkd->nd", p, g),
+        "denoise": mean,
+        "posterior_covariance": cov,
+        "lj": lj,
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("d", [1, 4])
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_mixture_matches_reference_logsumexp(seed, d, scale):
+    """The (K, n) layout of the mixture internals gives the straightforward log-sum-exp
+    answers: point masses, anisotropic and degenerate components, per-point deltas, and
+    (scale 1e3, delta down to 1e-4) log joints of order -1e10 where a plain softmax would
+    give 0/0."""
+    rng = np.random.default_rng(100 * seed + d)
+    K = int(rng.integers(2, 7))
+    w, means, covs = _random_mixture(rng, d, K, scale)
+    mix = GaussianMixture(w, means, covs)
+    # points near each component and far from all of them
+    y = np.concatenate(
+        [
+            means[rng.integers(0, K, 12)] + rng.standard_normal((12, d)),
+            scale * 3 * rng.standard_normal((4, d)),
+        ]
+    )
+    delta = np.exp(rng.uniform(np.log(1e-4), np.log(1e2), y.shape[0]))
+    ref = _reference(w, means, covs, y, delta)
+    if scale > 1:
+        assert np.min(ref["lj"]) < -1e8  # exp() of these underflows: log-sum-exp matters
+    post = mix.posterior(y, delta)
+    assert post.shape == (y.shape[0], K) and post.flags.c_contiguous
+    np.testing.assert_allclose(post, ref["posterior"], rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(mix._log_joint(y, delta[:, None]), ref["lj"], rtol=1e-11)
+    np.testing.assert_allclose(mix.log_density(y, delta), ref["log_density"], rtol=1e-11)
+    for fn in ("score", "denoise"):
+        got, want = getattr(mix, fn)(y, delta), ref[fn]
+        tol = 1e-8 * np.max(np.abs(want), axis=1, keepdims=True) + 1e-12
+        assert np.all(np.abs(got - want) <= tol), fn
+    cov = mix.posterior_covariance(y, delta)
+    scale_c = np.max(np.abs(ref["posterior_covariance"]), axis=(1, 2), keepdims=True)
+    assert np.all(np.abs(cov - ref["posterior_covariance"]) <= 1e-7 * scale_c + 1e-12)
+    J = mix.score_jacobian(y, delta)
+    dl = delta[:, None, None]
+    # J = -I/delta + Cov/delta^2, up to the cancellation of the two terms in the reference
+    J_ref = -np.eye(d) / dl + ref["posterior_covariance"] / dl**2
+    assert np.all(np.abs(J - J_ref) <= 1e-6 * (1 / dl + scale_c / dl**2))
+
+
+def test_mixture_private_softmax_helpers_match_logsumexp():
+    """The (n, K) helpers (kept for callers) equal scipy's log-sum-exp, rows of -inf too."""
+    from scipy.special import logsumexp, softmax
+
+    from physdiff.ensembles import mixture as MX
+
+    a = np.random.default_rng(0).standard_normal((50, 5)) * 1e4
+    a[3] = -np.inf
+    a[4, :2] = -np.inf
+    np.testing.assert_allclose(MX._logsumexp(a), logsumexp(a, axis=1), rtol=1e-14)
+    ok = np.arange(50) != 3
+    np.testing.assert_allclose(MX._softmax(a[ok]), softmax(a[ok], axis=1), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("kind", ["full", "degenerate", "point"])
+def test_gaussian_denoise_uses_only_the_tangent_coordinates(kind):
+    """_denoise skips the complement (it never enters E[x0 | y]) and gives exactly what the
+    formula through _split gives, and the textbook mu + C (C + delta I)^-1 (y - mu)."""
+    rng = np.random.default_rng(7)
+    d = 4
+    a = rng.standard_normal((d, {"full": d, "degenerate": 2, "point": 0}[kind]))
+    cov = a @ a.T
+    g = (
+        Gaussian(rng.standard_normal(d), cov)
+        if kind != "point"
+        else Gaussian.point_mass(rng.standard_normal(d))
+    )
+    y = rng.standard_normal((9, d)) * 3
+    dl = np.exp(rng.uniform(-5, 3, (9, 1)))
+    r, perp = g._split(y)
+    np.testing.assert_array_equal(g._denoise(y, dl), g._denoise_from(r, dl))
+    want = np.stack(
+        [
+            g.mean + cov @ np.linalg.solve(cov + dl[i, 0] * np.eye(d), y[i] - g.mean)
+            for i in range(9)
+        ]
+    )
+    np.testing.assert_allclose(g._denoise(y, dl), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(g._score(y, dl), g._score_from(r, perp, dl))
+    np.testing.assert_array_equal(g._log_density(y, dl), g._log_density_from(r, perp, dl))
+
+
 def test_manifold_is_degenerate_gaussian():
     rng = np.random.default_rng(4)
     lm = LinearManifold.random(5, [1.5, 0.2], rng, mean=np.arange(5.0))

@@ -130,6 +130,12 @@ class Gaussian(Ensemble):
         return f"Gaussian(d={self.dim}, rank={self.rank})"
 
     # -- the exact formulas ------------------------------------------------------------------
+    # Each quantity is a function of the coordinates ``r = U^T (y - mu)`` (and, for the
+    # score and the density, of ``P_perp (y - mu)``): the ``*_from`` forms take them, so that
+    # a mixture computes them once per component for its log joint and its denoiser or score.
+    def _coords(self, y):
+        return (y - self._mean) @ self._U
+
     def _split(self, y):
         c = y - self._mean
         r = c @ self._U
@@ -137,15 +143,22 @@ class Gaussian(Ensemble):
         return r, perp
 
     def _denoise(self, y, delta):
-        r, _ = self._split(y)
+        # only r: the complement has zero variance, so it never enters E[x0 | y]
+        return self._denoise_from(self._coords(y), delta)
+
+    def _denoise_from(self, r, delta):
         return self._mean + (r * (self._lam / (self._lam + delta))) @ self._U.T
 
     def _score(self, y, delta):
-        r, perp = self._split(y)
+        return self._score_from(*self._split(y), delta)
+
+    def _score_from(self, r, perp, delta):
         return -(r / (self._lam + delta)) @ self._U.T - perp / delta
 
     def _log_density(self, y, delta):
-        r, perp = self._split(y)
+        return self._log_density_from(*self._split(y), delta)
+
+    def _log_density_from(self, r, perp, delta):
         lv = self._lam + delta
         d, k = self.dim, self.rank
         out = -0.5 * np.sum(np.log(lv) + r * r / lv, axis=1)
