@@ -53,7 +53,12 @@ matrix-product path the BLAS numpy calls is limited to one thread while the task
 (:class:`_BlasThreads`): there two one-thread tasks reached 110-119 GFLOP/s against 95-107
 for one task at a time on OpenBLAS's two threads, whose spinning workers also starve the
 numba passes. (Numba's ``prange`` with its OpenMP layer was 5-10x slower still whenever
-it alternated with OpenBLAS.) So the cores are never oversubscribed.
+it alternated with OpenBLAS.) So the cores are never oversubscribed. Small problems on the
+matrix-product path (fewer than 2^22 query-point pairs and a training set of at most 2^25
+numbers) skip the pool: one stream, query blocks of up to 2^20 logits, BLAS on its own
+threads. There the pool's hand-offs, a straggling task and OpenBLAS workers still spinning
+after an earlier BLAS call cost more than running the numba passes on one core (1.0-1.9x
+at n = 1000-5000, m = 512 on 2 cores).
 
 Accuracy of the matrix-product path
 -----------------------------------
@@ -112,6 +117,9 @@ _DIRECT_QB = 64  # queries per task on the direct path
 _DIRECT_PB = 512  # points per transposed cache block on the direct path
 _GEMM_QB = 256  # queries per block on the matrix-product path
 _GEMM_PB = 2048  # points per block on the matrix-product path
+_GEMM_PAR_MIN_PAIRS = 1 << 22  # matrix-product path: fewer query-point pairs run serially,
+_GEMM_PAR_MIN_POINTS = 1 << 25  # unless the training set holds more numbers than this
+_GEMM_SERIAL_BLOCK = 1 << 20  # serial matrix-product path: logits per (queries x points) block
 _LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
 _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
 _FALLBACK = True  # float32: redo in dgemm the queries whose candidates overflow the buffer
@@ -823,10 +831,22 @@ def _stats_gemm(y, points, inv2d, an):
     yn = squared_norms(y)
     # points per block: 2048, fewer at large d so that a block stays below 32 MB
     pb = min(n, _GEMM_PB, max(128, (1 << 22) // d // 128 * 128))
-    parallel = _NUM_THREADS > 1 and m * n * d >= 1 << 22 and _BLAS.controllable()
+    # tasks on the pool only for large problems: below 2^22 pairs one stream with BLAS's own
+    # threads was 1.0-1.9x faster (2 cores; m = 512, n = 1000-5000, d = 16-3072, and m = 2-128
+    # with n d <= 2^25: the pool's hand-offs, a straggling task and OpenBLAS workers still
+    # spinning after an earlier call cost more than the serial numba passes); a larger
+    # training set streams faster from memory split over the cores (m = 4, n = 5e5, d = 784)
+    parallel = (
+        _NUM_THREADS > 1
+        and m * n * d >= 1 << 22
+        and (m * n >= _GEMM_PAR_MIN_PAIRS or n * d > _GEMM_PAR_MIN_POINTS)
+        and _BLAS.controllable()
+    )
     want = 2 * _NUM_THREADS if parallel else 1  # tasks: two per thread balance the load
     nchunk_max = _ceil_div(n, pb)
-    nqb = _ceil_div(m, _GEMM_QB)
+    # serially, larger query blocks (up to 2^20 logits per block): fewer, larger GEMMs
+    qmax = _GEMM_QB if parallel else max(_GEMM_QB, _GEMM_SERIAL_BLOCK // pb)
+    nqb = _ceil_div(m, qmax)
     if nqb * nchunk_max >= want:
         nchunk = max(1, min(_ceil_div(want, nqb), nchunk_max))
     else:  # few queries and points: smaller query blocks

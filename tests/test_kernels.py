@@ -178,8 +178,10 @@ def test_sq_norms_argument_and_scalar_delta():
         K.empirical_stats(y, points, 2.0, sq_norms=np.ones(3))
 
 
-def test_concurrent_calls_and_fork():
+def test_concurrent_calls_and_fork(monkeypatch):
     # the kernels share one thread pool: concurrent callers and forked children still work
+    # (problems this small run serially unless told otherwise)
+    monkeypatch.setattr(K, "_GEMM_PAR_MIN_PAIRS", 0)
     rng = np.random.default_rng(6)
     points = rng.standard_normal((3000, 30))
     ys = [rng.standard_normal((300, 30)) for _ in range(4)]
@@ -349,3 +351,35 @@ def test_import_compiles_nothing():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_serial_and_pooled_gemm_paths_agree(monkeypatch, dtype):
+    # small problems stream serially (BLAS's own threads) in large query blocks, larger ones
+    # (many pairs, or a training set of more than _GEMM_PAR_MIN_POINTS numbers) run tasks of
+    # _GEMM_QB queries on the pool: every path meets the twin's tolerance
+    rng = np.random.default_rng(11)
+    points = rng.standard_normal((1000, 40)).astype(dtype)
+    y = _queries(rng, points, 300, "near").astype(dtype)
+    delta = DELTAS[rng.integers(0, 4, 300)]
+    ref = K.empirical_stats_numpy(y, points, delta)
+    blocks: list[int] = []
+    task = K._gemm_task
+
+    def spy(p, yb, *args):
+        blocks.append(yb.shape[0])
+        task(p, yb, *args)
+
+    monkeypatch.setattr(K, "_gemm_task", spy)
+    pooled = K._NUM_THREADS > 1 and K._BLAS.controllable()
+    for min_pairs, min_points, serial in (
+        (1 << 60, 1 << 60, True),
+        (0, 1 << 60, not pooled),
+        (1 << 60, 0, not pooled),
+    ):
+        monkeypatch.setattr(K, "_GEMM_PAR_MIN_PAIRS", min_pairs)
+        monkeypatch.setattr(K, "_GEMM_PAR_MIN_POINTS", min_points)
+        blocks.clear()
+        errs = _errors(K.empirical_stats(y, points, delta), ref, points)
+        assert max(errs) < TOL[dtype], (min_pairs, min_points, errs)
+        assert blocks == [300] if serial else max(blocks) <= K._GEMM_QB, blocks
