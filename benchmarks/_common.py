@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["timeit", "load_average", "format_load", "environment_lines", "write_atomic"]
+__all__ = [
+    "timeit",
+    "timeit_interleaved",
+    "load_average",
+    "format_load",
+    "environment_lines",
+    "write_atomic",
+]
 
 
 def timeit(fn: Callable[[], object], reps: int, *, warmup: bool = True) -> dict:
@@ -30,6 +37,23 @@ def timeit(fn: Callable[[], object], reps: int, *, warmup: bool = True) -> dict:
         fn()
         times.append(time.perf_counter() - t0)
     return {"median": statistics.median(times), "best": min(times), "reps": reps}
+
+
+def timeit_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, dict]:
+    """Median and best wall time of each function, one untimed warm-up each, then ``reps``
+    rounds calling every function once in turn (interleaved, so that a change of load
+    falls on every variant alike)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {
+        k: {"median": statistics.median(v), "best": min(v), "reps": reps} for k, v in times.items()
+    }
 
 
 def load_average() -> tuple[float, float, float] | None:

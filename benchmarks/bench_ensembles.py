@@ -27,15 +27,13 @@ tables on stdout.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, load_average, write_atomic
+from benchmarks._common import environment_lines, load_average, timeit_interleaved, write_atomic
 from physdiff import sampling
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM
@@ -99,21 +97,6 @@ class LegacyGaussianMixture(GaussianMixture):
 # -- timing ------------------------------------------------------------------------------------
 
 
-def timeit(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, dict]:
-    """Median and best wall time of each function, repetitions interleaved, one warm-up."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {
-        k: {"median": statistics.median(v), "best": min(v), "reps": reps} for k, v in times.items()
-    }
-
-
 def _d16() -> GaussianMixture:
     rng = np.random.default_rng(3)
     means = 3.0 * rng.standard_normal((4, 16)) / 4.0
@@ -145,7 +128,7 @@ def bench_methods(reps: int) -> list[dict]:
         y = x0 + np.sqrt(DELTA) * rng.standard_normal(x0.shape)
         for method in ("posterior", "score", "denoise"):
             f_new, f_old = getattr(model, method), getattr(old, method)
-            t = timeit(
+            t = timeit_interleaved(
                 {"new": lambda f=f_new, y=y: f(y, DELTA), "old": lambda f=f_old, y=y: f(y, DELTA)},
                 reps,
             )
@@ -179,7 +162,9 @@ def bench_sampler(reps: int, n1: int, n16: int) -> list[dict]:
             )
             out[key] = res.x
 
-        t = timeit({"new": lambda m=model: run(m, "new"), "old": lambda m=old: run(m, "old")}, reps)
+        t = timeit_interleaved(
+            {"new": lambda m=model: run(m, "new"), "old": lambda m=old: run(m, "old")}, reps
+        )
         diff = float(np.max(np.abs(out["new"] - out["old"])))
         rows.append({"case": name, "n": n, "new": t["new"], "old": t["old"], "diff": diff})
         print(

@@ -39,14 +39,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, load_average, write_atomic
+from benchmarks._common import environment_lines, load_average, timeit_interleaved, write_atomic
 from physdiff import information as I
 from physdiff import sampling
 from physdiff._class_cache import CachedOnlineClassifier, ClassCache
@@ -56,21 +54,6 @@ from physdiff.processes import DDPM
 RESULTS = Path(__file__).resolve().parent / "results" / "information.md"
 DELTAS = np.geomspace(1e-3, 1e4, 1000)
 MEANS = [[-8.0], [-4.0], [6.0], [8.0]]
-
-
-def timeit(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, dict]:
-    """Median and best wall time of each function, repetitions interleaved, one warm-up."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {
-        k: {"median": statistics.median(v), "best": min(v), "reps": reps} for k, v in times.items()
-    }
 
 
 # -- entropy profiles ------------------------------------------------------------------------
@@ -126,7 +109,7 @@ def bench_profiles(reps: int, n_baseline: int) -> list[dict]:
     }
     sub = DELTAS[np.linspace(0, DELTAS.size - 1, n_baseline).astype(int)]
     for name, model in models.items():
-        t = timeit(
+        t = timeit_interleaved(
             {
                 "H": lambda m=model: I.conditional_entropy_quadrature(m, DELTAS),
                 "rate": lambda m=model: I.entropy_rate_quadrature(m, DELTAS),
@@ -207,7 +190,7 @@ def bench_online(reps: int, n1: int, n16: int, with_network: bool) -> list[dict]
             c = ClassCache(model)
             run(c, CachedOnlineClassifier(c, proc, keep_history=False), "cache+clf-nohist")
 
-        t = timeit(
+        t = timeit_interleaved(
             {
                 "sampler": lambda model=model: run(model, key="sampler"),
                 "sampler + OnlineClassifier": plain_clf,
@@ -265,7 +248,7 @@ def bench_network(reps: int) -> dict:
         c = ClassCache(net)
         run(c, CachedOnlineClassifier(c, proc, keep_history=False))
 
-    t = timeit(
+    t = timeit_interleaved(
         {
             "sampler": lambda: run(net),
             "sampler + OnlineClassifier": lambda: run(
