@@ -529,11 +529,7 @@ def _cmd_convert(args) -> int:
         res = convert(delta=args.delta, t=args.t, from_=args.from_, step=args.step, to=args.to)
     except InputError as exc:
         raise _UsageError(str(exc)) from None
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_table(res))
-    return EXIT_OK
+    return _emit(res, args.json, _table)
 
 
 def _fmt(x, width: int = 12) -> str:
@@ -633,23 +629,7 @@ def critical(
     elif top_eigenvalue is not None:
         data = {"top_eigenvalue": float(top_eigenvalue), "eigenvalue": float(top_eigenvalue)}
     else:
-        import numpy as np
-
-        from ._validate import covariance_spectrum
-
-        spec = np.squeeze(np.asarray(spectrum, dtype=float))
-        if spec.ndim > 1:
-            raise InputError(
-                f"--spectrum-file: expected a 1-D array of eigenvalues; got shape {spec.shape} "
-                "(for a covariance matrix C, save np.linalg.eigvalsh(C))"
-            )
-        spec = spec.reshape(-1)
-        if spec.size == 0:
-            raise InputError("--spectrum-file: the spectrum is empty")
-        if not np.all(np.isfinite(spec)):
-            raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
-        # negatives from rounding (eigvalsh of a rank-deficient covariance) become 0
-        spec = covariance_spectrum(spec, "--spectrum-file")
+        spec = _spectrum_values(spectrum)
         data = {"spectrum_size": int(spec.size), "eigenvalue": float(spec.max())}
 
     rows = {}
@@ -719,6 +699,42 @@ def _read_spectrum(path: str):
         raise _UsageError(f"argument --spectrum-file: cannot read {path!r}: {msg}") from None
 
 
+def _spectrum_values(spectrum):
+    """The eigenvalues read from ``--spectrum-file`` as a checked 1-D float64 array: one axis
+    (a ``(1, D)`` or ``(D, 1)`` array is accepted), not empty, finite, and >= 0 up to the
+    rounding of ``eigvalsh`` (:func:`physdiff._validate.covariance_spectrum`: entries within
+    rounding of 0 become 0). Raises :class:`~physdiff.errors.InputError` naming the flag."""
+    import numpy as np
+
+    from ._validate import covariance_spectrum
+    from .errors import InputError
+
+    spec = np.asarray(spectrum, dtype=float)
+    if spec.ndim > 1 and sum(k > 1 for k in spec.shape) > 1:
+        raise InputError(
+            f"--spectrum-file: expected a 1-D array of eigenvalues; got shape {spec.shape} "
+            "(for a covariance matrix C, save np.linalg.eigvalsh(C))"
+        )
+    spec = spec.reshape(-1)
+    if spec.size == 0:
+        raise InputError("--spectrum-file: the spectrum is empty")
+    if not np.all(np.isfinite(spec)):
+        raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
+    return covariance_spectrum(spec, "--spectrum-file")
+
+
+def _usage(exc: Exception) -> _UsageError:
+    """A library error about a flag (its message starts with ``--``) as argparse words it."""
+    msg = str(exc)
+    return _UsageError(f"argument {msg}" if msg.startswith("--") else msg)
+
+
+def _emit(res, as_json: bool, table) -> int:
+    """Print ``res`` as strict JSON (``--json``) or as ``table(res)``; exit status 0."""
+    print(json.dumps(res, indent=2, allow_nan=False) if as_json else table(res))
+    return EXIT_OK
+
+
 def _cmd_critical(args) -> int:
     from .errors import InputError
 
@@ -733,13 +749,8 @@ def _cmd_critical(args) -> int:
             process=args.process,
         )
     except InputError as exc:
-        msg = str(exc)
-        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_critical_table(res))
-    return EXIT_OK
+        raise _usage(exc) from None
+    return _emit(res, args.json, _critical_table)
 
 
 def _critical_table(res: dict) -> str:
@@ -800,7 +811,6 @@ def _spectrum_input(
     as a JSON-ready dict. Raises :class:`~physdiff.errors.InputError` naming the argument."""
     import numpy as np
 
-    from ._validate import covariance_spectrum
     from .errors import DomainError, InputError
 
     if spectrum is not None:
@@ -815,19 +825,7 @@ def _spectrum_input(
                     f"{flag}: goes without --spectrum-file (the file is the whole spectrum, "
                     "its length is d)"
                 )
-        spec = np.asarray(spectrum, dtype=float)
-        if spec.ndim > 1 and sum(k > 1 for k in spec.shape) > 1:
-            raise InputError(
-                f"--spectrum-file: expected a 1-D array of eigenvalues; got shape {spec.shape} "
-                "(for a covariance matrix C, save np.linalg.eigvalsh(C))"
-            )
-        spec = spec.reshape(-1)
-        if spec.size == 0:
-            raise InputError("--spectrum-file: the spectrum is empty")
-        if not np.all(np.isfinite(spec)):
-            raise InputError("--spectrum-file: the spectrum must be finite (no NaN or inf)")
-        # negatives from rounding (eigvalsh of a rank-deficient covariance) become 0
-        spec = covariance_spectrum(spec, "--spectrum-file")
+        spec = _spectrum_values(spectrum)
         if not np.any(spec > 0):
             raise DomainError("--spectrum-file: no positive eigenvalue (the data are one point)")
         return spec, {"spectrum_size": int(spec.size)}
@@ -1207,13 +1205,8 @@ def _cmd_collapse(args) -> int:
             t=args.t,
         )
     except InputError as exc:
-        msg = str(exc)
-        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
-    if args.json:
-        print(json.dumps(res, indent=2, allow_nan=False))
-    else:
-        print(_collapse_table(res))
-    return EXIT_OK
+        raise _usage(exc) from None
+    return _emit(res, args.json, _collapse_table)
 
 
 def phase_diagram_data(
@@ -1348,8 +1341,7 @@ def _cmd_phase_diagram(args) -> int:
             n_t=args.n_t,
         )
     except InputError as exc:
-        msg = str(exc)
-        raise _UsageError(f"argument {msg}" if msg.startswith("--") else msg) from None
+        raise _usage(exc) from None
     try:
         files = _write_phase_diagram(args.out, args.name, pdiag, data, args.dpi)
     except OSError as exc:

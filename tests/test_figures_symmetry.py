@@ -1,4 +1,5 @@
-"""The symmetry figures build through the atlas, deterministically, and draw library values."""
+"""The symmetry figures draw library values (that every figure builds, deterministically,
+with a caption, is tested for all of them in tests/test_atlas.py)."""
 
 from __future__ import annotations
 
@@ -7,51 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from physdiff import figures
 from physdiff import symmetry as S
-from physdiff.cli import main
 from physdiff.ensembles import GaussianMixture
-
-NAMES = (
-    "symmetry-potentials",
-    "symmetry-bifurcation",
-    "symmetry-critical-time",
-    "symmetry-cloning",
-    "symmetry-late-start",
-)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    assert "physdiff.figures.symmetry" not in figures.discover()
-    return figures.registry
-
-
-def test_registered_with_captions(registry):
-    for name in NAMES:
-        spec = registry.get(name)
-        assert spec.module == "physdiff.figures.symmetry"
-        assert spec.title and len(spec.caption) > 200
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_builds(tmp_path, capsys, registry, name):
-    argv = ["atlas", "--out", str(tmp_path), "--only", name, "--format", "png"]
-    rc = main([*argv, "--dpi", "40", "--no-progress"])
-    assert rc == 0, capsys.readouterr().err
-    f = tmp_path / f"{name}.png"
-    assert f.is_file() and f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 1000
-
-
-def test_deterministic(tmp_path, capsys, registry):
-    name = "symmetry-critical-time"
-    for sub in ("a", "b"):
-        rc = main(["atlas", "--out", str(tmp_path / sub), "--only", name, "--format", "png"])
-        assert rc == 0, capsys.readouterr().err
-    assert (tmp_path / "a" / f"{name}.png").read_bytes() == (
-        tmp_path / "b" / f"{name}.png"
-    ).read_bytes()
 
 
 def test_bifurcation_helpers_give_the_closed_forms():
