@@ -75,7 +75,8 @@ __all__ = [
 # energies
 # ---------------------------------------------------------------------------------------
 def dam_energy(y, patterns, beta) -> np.ndarray:
-    """``E(y) = -(1/beta) log sum_mu exp(-beta |y - xi_mu|^2)`` (streaming kernel)."""
+    """``E(y) = -(1/beta) log sum_mu exp(-beta |y - xi_mu|^2)`` (streaming kernel); THEORY.md
+    section 5, Pham et al. 2025 (arXiv 2505.21777), the dense associative memory energy."""
     b = float(positive(beta, "beta"))
     emp = patterns if isinstance(patterns, Empirical) else Empirical(patterns)
     _, lse, _ = emp.stats(y, 1.0 / (2 * b))  # lse = logsumexp(-|y - xi|^2 / (2 delta))
@@ -115,19 +116,22 @@ def energy_line_integral(
 
 
 def merge_threshold(distance) -> float:
-    """The ``beta`` at which two equal memories at ``distance`` merge: ``beta D^2 = 2``."""
+    """The ``beta`` at which two equal memories at ``distance`` merge: ``beta D^2 = 2``
+    (THEORY.md section 5; derived in ``theory/association.py``)."""
     D = float(positive(distance, "distance"))
     return 2.0 / (D * D)
 
 
 def two_memory_curvature(beta, distance) -> float:
-    """``E''`` at the midpoint of two equal memories: ``2 - beta D^2`` (positive: merged)."""
+    """``E''`` at the midpoint of two equal memories: ``2 - beta D^2`` (positive: merged;
+    THEORY.md section 5, derived in ``theory/association.py``)."""
     return 2.0 - float(positive(beta, "beta")) * float(positive(distance, "distance")) ** 2
 
 
 def circle_energy(R, beta) -> np.ndarray:
     """Continuum energy of patterns uniform on the unit circle at radius ``R``:
-    ``R^2 + 1 - (1/beta) log I0(2 beta R)`` (``log I0`` via the scaled Bessel function)."""
+    ``R^2 + 1 - (1/beta) log I0(2 beta R)`` (``log I0`` via the scaled Bessel function;
+    THEORY.md section 5, Pham et al. 2025)."""
     from scipy.special import i0e
 
     b = float(positive(beta, "beta"))
@@ -216,36 +220,77 @@ def circle_merge_count(beta: float, rel: float = 0.01, K_max: int = 100000) -> i
 # ---------------------------------------------------------------------------------------
 # attractors
 # ---------------------------------------------------------------------------------------
+_BLOCK = 2**22  # numbers per distance block (32 MiB in float64)
+
+
+def _knn(pts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, distance)`` of the ``k`` nearest *other* points of each point, each
+    ``(K, k)`` and sorted by distance.
+
+    Candidates come from the norm expansion ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product
+    per block) on coordinates centred at the mean, and their distances are then recomputed
+    from the direct differences ``a_i - a_j``: the expansion alone cancels
+    catastrophically for a set far from the origin (DESIGN.md, performance notes), while
+    a wrong candidate can only be chosen when its distance ties the true one to rounding.
+    """
+    K, d = pts.shape
+    c = pts - pts.mean(axis=0)
+    sq = np.einsum("ij,ij->i", c, c)
+    idx = np.empty((K, k), dtype=np.int64)
+    out = np.empty((K, k))
+    step = max(1, _BLOCK // max(K, k * d))
+    for s in range(0, K, step):
+        q = c[s : s + step]
+        b = q.shape[0]
+        d2 = sq[s : s + step, None] - 2 * (q @ c.T) + sq[None]
+        d2[np.arange(b), np.arange(s, s + b)] = np.inf
+        j = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        diff = pts[s : s + step, None, :] - pts[j]
+        e = np.sqrt(np.einsum("bkd,bkd->bk", diff, diff))
+        order = np.argsort(e, axis=1, kind="stable")
+        idx[s : s + step] = np.take_along_axis(j, order, axis=1)
+        out[s : s + step] = np.take_along_axis(e, order, axis=1)
+    return idx, out
+
+
+def _count_within(pts: np.ndarray, radius: float) -> np.ndarray:
+    """Number of *other* points within ``radius`` (inclusive) of each point, ``(K,)``.
+
+    The norm expansion on centred coordinates decides every pair outside a band of
+    ``2 (d + 2) eps (|a|^2 + |b|^2)`` (a bound on its rounding error) around ``radius^2``;
+    the pairs inside the band are decided by their direct differences, so the count is
+    that of the exact distances (the brute-force twin in the tests)."""
+    K, d = pts.shape
+    if K == 0:
+        return np.zeros(0, dtype=np.int64)
+    c = pts - pts.mean(axis=0)
+    sq = np.einsum("ij,ij->i", c, c)
+    r2 = radius * radius
+    tol = 2 * (d + 2) * np.finfo(np.float64).eps
+    count = np.zeros(K, dtype=np.int64)
+    step = max(1, _BLOCK // max(K, 1))
+    for s in range(0, K, step):
+        q = c[s : s + step]
+        d2 = sq[s : s + step, None] - 2 * (q @ c.T) + sq[None]
+        band = tol * (sq[s : s + step, None] + sq[None])
+        count[s : s + step] = np.sum(d2 <= r2 - band, axis=1)
+        ii, jj = np.nonzero(np.abs(d2 - r2) < band)
+        pc = max(1, _BLOCK // d)
+        for p in range(0, ii.shape[0], pc):
+            a, b = ii[p : p + pc], jj[p : p + pc]
+            diff = pts[s + a] - pts[b]
+            np.add.at(count, s + a, np.einsum("ij,ij->i", diff, diff) <= r2)
+    return count - 1  # each point is within radius of itself
+
+
 def nearest_neighbour_spacing(points) -> float:
     """Median distance from each point to its nearest other point (the scale for every
-    threshold here)."""
+    threshold here); the distances are exact differences (:func:`_knn`), so the result
+    does not depend on where the set sits."""
     pts = finite_array(points, "points")
     if pts.ndim != 2 or pts.shape[0] < 2:
         raise InputError(f"points must have shape (K, d) with K >= 2; got {pts.shape}")
-    sq = np.sum(pts * pts, axis=1)
-    out = np.empty(pts.shape[0])
-    step = max(1, 2**22 // pts.shape[0])
-    for s in range(0, pts.shape[0], step):
-        q = pts[s : s + step]
-        d2 = sq[s : s + step, None] - 2 * q @ pts.T + sq[None]
-        d2[np.arange(q.shape[0]), np.arange(s, s + q.shape[0])] = np.inf
-        out[s : s + step] = np.sqrt(np.maximum(d2.min(axis=1), 0))
-    return float(np.median(out))
-
-
-def _knn_distances(pts: np.ndarray, k: int) -> np.ndarray:
-    """Sorted distances from each point to its ``k`` nearest other points, ``(K, k)``."""
-    sq = np.sum(pts * pts, axis=1)
-    K = pts.shape[0]
-    out = np.empty((K, k))
-    step = max(1, 2**22 // K)
-    for s in range(0, K, step):
-        q = pts[s : s + step]
-        d2 = sq[s : s + step, None] - 2 * q @ pts.T + sq[None]
-        d2[np.arange(q.shape[0]), np.arange(s, s + q.shape[0])] = np.inf
-        part = np.partition(d2, k - 1, axis=1)[:, :k]
-        out[s : s + step] = np.sqrt(np.maximum(np.sort(part, axis=1), 0))
-    return out
+    return float(np.median(_knn(pts, 1)[1][:, 0]))
 
 
 def intrinsic_dimension(points, *, k1: int = 2, k2: int = 8) -> float:
@@ -279,7 +324,7 @@ def intrinsic_dimension(points, *, k1: int = 2, k2: int = 8) -> float:
         )
     K = pts.shape[0]
     k2 = min(integer(k2, "k2", k1 + 1, 10**6), max(k1 + 1, K // 2), K - 1)
-    T = _knn_distances(pts, k2)
+    T = _knn(pts, k2)[1]
     t1, t2 = T[:, k1 - 1], T[:, k2 - 1]
     ok = t1 > 0  # duplicated points carry no scale information
     if not ok.any():
@@ -338,19 +383,24 @@ def deduplicate(points, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Greedy clustering: ``(unique points, label of each input point)``; points within
     ``radius`` of an earlier representative share its label."""
     pts = finite_array(points, "points")
+    if pts.ndim != 2:
+        raise InputError(f"points must have shape (N, d); got {pts.shape}")
     r = float(positive(radius, "radius"))
-    reps: list[np.ndarray] = []
+    # representatives grow in place (no list re-stacked into an array per point)
+    reps = np.empty_like(pts)
+    k = 0
     labels = np.empty(pts.shape[0], dtype=np.int64)
     for i, p in enumerate(pts):
-        if reps:
-            dist = np.linalg.norm(np.asarray(reps) - p, axis=1)
+        if k:
+            dist = np.linalg.norm(reps[:k] - p, axis=1)
             j = int(np.argmin(dist))
             if dist[j] <= r:
                 labels[i] = j
                 continue
-        labels[i] = len(reps)
-        reps.append(p)
-    return np.asarray(reps), labels
+        labels[i] = k
+        reps[k] = p
+        k += 1
+    return reps[:k].copy(), labels
 
 
 @dataclass(frozen=True)
@@ -576,18 +626,14 @@ def classify_samples(
     elif intrinsic_dim is not None:
         raise InputError("give either min_neighbours or intrinsic_dim, not both")
     min_neighbours = integer(min_neighbours, "min_neighbours", 1, 10**9)
-    _, dist = Empirical(tr).nearest(x)
+    # centred: Empirical.nearest picks its candidate by the norm expansion, which
+    # cancels for sets far from the origin (its distance is then recomputed directly)
+    mu = tr.mean(axis=0)
+    _, dist = Empirical(tr - mu).nearest(x - mu)
     mem = dist <= dm
     # neighbours among the non-memorised samples only
-    free = x[~mem]
-    sq_f = np.sum(free * free, axis=1)
     neigh = np.zeros(N, dtype=np.int64)
-    idx = np.flatnonzero(~mem)
-    step = max(1, 2**22 // max(free.shape[0], 1))
-    for i in range(0, free.shape[0], step):
-        q = free[i : i + step]
-        d2 = sq_f[i : i + step, None] - 2 * q @ free.T + sq_f[None]
-        neigh[idx[i : i + step]] = np.sum(d2 <= ds * ds, axis=1) - 1
+    neigh[~mem] = _count_within(x[~mem], ds)
     spur = ~mem & (neigh >= min_neighbours)
     labels = np.where(mem, 0, np.where(spur, 1, 2))
     frac = {name: float(np.mean(labels == k)) for k, name in enumerate(Classification.LABELS)}

@@ -92,6 +92,8 @@ from .ensembles.base import Ensemble
 from .ensembles.empirical import Empirical
 from .ensembles.manifold import LinearManifold
 from .errors import DomainError, InputError, NotSupportedError, ShapeError
+from .memorization import _n_points as _n
+from .memorization import _solve_log_collapse, mutual_information_gaussian
 
 __all__ = [
     "gated_rem_direction_noise",
@@ -131,13 +133,6 @@ def _stds(stds, name: str = "stds") -> np.ndarray:
     if np.any(s <= 0):
         raise DomainError(f"{name} must be > 0 (tangent stds); got min {s.min():.6g}")
     return s
-
-
-def _n(n, name: str = "n") -> np.ndarray:
-    arr = finite_array(n, name)
-    if np.any(arr < 2):
-        raise DomainError(f"{name} must be >= 2 (training points); got min {arr.min():g}")
-    return arr
 
 
 def _level(level) -> float:
@@ -228,11 +223,10 @@ def gaussian_jacobian_eigenvalue(variance, delta):
 
 def mutual_information_manifold(delta, stds) -> np.ndarray | float:
     """``I(x0; y) = sum_j 1/2 log(1 + s_j^2/delta)`` for Gaussian data on a linear manifold
-    (normal directions carry no information), vectorised over ``delta``."""
-    s2 = _stds(stds) ** 2
-    dl = positive(delta, "delta")
-    out = 0.5 * np.sum(np.log1p(s2 / dl[..., None]), axis=-1)
-    return float(out) if out.ndim == 0 else out
+    (normal directions carry no information), vectorised over ``delta``: THEORY.md
+    section 3, :func:`physdiff.memorization.mutual_information_gaussian` with the
+    tangent spectrum ``s_j^2``."""
+    return mutual_information_gaussian(delta, _stds(stds) ** 2)
 
 
 def _ess_from_information(n, information):
@@ -422,22 +416,6 @@ def gated_rem_thresholds(manifold, n, *, normalized: bool | None = None) -> Dire
     return DirectionThresholds("gated-rem", "condensation", 0.0, s, t, np.zeros_like(t), nn, norm)
 
 
-def _root_decreasing(f, x0: float) -> float:
-    """Root in ``u = log delta`` of a function decreasing in u, bracketing from ``x0``."""
-    from scipy.optimize import brentq
-
-    lo, hi = x0 - 1.0, x0 + 1.0
-    for _ in range(200):
-        if f(lo) > 0:
-            break
-        lo -= 2.0
-    for _ in range(200):
-        if f(hi) < 0:
-            break
-        hi += 2.0
-    return brentq(f, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=500)
-
-
 def _crossing(x: np.ndarray, y: np.ndarray, se: np.ndarray, level: float, first: bool):
     """Up-crossing of ``level`` by ``y(x)`` (x ascending) by linear interpolation: the
     first (``first``) or last one; ``(x_c, se_x)`` or ``None`` when there is none."""
@@ -495,8 +473,10 @@ def ess_thresholds(
             if target <= 0:
                 out[:] = np.inf
             else:
-                u0 = math.log(float(np.mean(s**2))) - 2 * target / m
-                out[:] = math.exp(_root_decreasing(lambda u: info(u) - target, u0))
+                # I(delta) = target is the collapse equation of memorization (THEORY.md
+                # section 3) with log n -> target: its safeguarded Newton solver in log delta
+                u, _ = _solve_log_collapse(2 * np.log(s), np.array([target]), 1e-13)
+                out[:] = math.exp(float(u[0]))
         else:
             from scipy.optimize import brentq
 

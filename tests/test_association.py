@@ -346,3 +346,74 @@ def test_empirical_posterior_covariance_is_batched_and_drops_subnormal_weights(m
     w = seen[0]
     assert not np.any((w > 0) & (w < np.exp(-350.0)))  # no subnormal (or near) weights used
     assert np.any(real(y, pts, delta) < np.finfo(float).tiny)  # ... though there were some
+
+
+def _brute_pairwise(x):
+    """Brute-force twin: every pairwise distance from the direct differences."""
+    diff = x[:, None, :] - x[None, :, :]
+    dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    np.fill_diagonal(dist, np.inf)
+    return dist
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e7])
+def test_neighbour_distances_match_brute_force_far_from_the_origin(offset):
+    # far from the origin the norm expansion |a|^2 + |b|^2 - 2ab alone cancels to noise
+    # (spacings ~1e-3 at |a| ~ 1e7 need 20 digits); centring + direct differences keep it
+    rng = np.random.default_rng(3)
+    x = offset + 1e-2 * rng.standard_normal((60, 4))
+    dist = _brute_pairwise(x)
+    assert A.nearest_neighbour_spacing(x) == pytest.approx(
+        float(np.median(dist.min(axis=1))), rel=1e-6
+    )
+    idx, knn = A._knn(x, 5)
+    np.testing.assert_allclose(knn, np.sort(dist, axis=1)[:, :5], rtol=1e-6)
+    np.testing.assert_allclose(dist[np.arange(60)[:, None], idx], knn, rtol=1e-6)
+    for r in (0.005, 0.01, 0.02):
+        np.testing.assert_array_equal(A._count_within(x, r), np.sum(dist <= r, axis=1))
+
+
+def test_count_within_decides_pairs_at_the_radius_exactly():
+    # a grid whose spacing equals the radius: every pair sits on the boundary
+    x = np.arange(12, dtype=float)[:, None] * 0.1 + 3.0
+    dist = _brute_pairwise(x)
+    r = float(dist[0, 1])
+    np.testing.assert_array_equal(A._count_within(x, r), np.sum(dist <= r, axis=1))
+    assert A._count_within(np.empty((0, 2)), 1.0).shape == (0,)
+
+
+def test_classification_does_not_depend_on_where_the_set_sits():
+    rng = np.random.default_rng(4)
+    train = rng.standard_normal((40, 3))
+    samples = np.concatenate(
+        [
+            train[:5] + 1e-3,
+            np.repeat(rng.standard_normal((1, 3)) * 3, 6, axis=0),
+            rng.standard_normal((20, 3)),
+        ]
+    )
+    a = A.classify_samples(samples, train, intrinsic_dim=3)
+    b = A.classify_samples(samples + 1e6, train + 1e6, intrinsic_dim=3)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert b.spacing == pytest.approx(a.spacing, rel=1e-6)
+
+
+def test_deduplicate_matches_the_greedy_definition():
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal((200, 2)), 1)  # many exact and near duplicates
+    reps, labels = A.deduplicate(x, 0.15)
+    # brute-force twin: each point joins the nearest earlier representative within r
+    ref: list[np.ndarray] = []
+    for i, p in enumerate(x):
+        dist = [np.linalg.norm(q - p) for q in ref]
+        if dist and min(dist) <= 0.15:
+            assert labels[i] == int(np.argmin(dist))
+        else:
+            assert labels[i] == len(ref)
+            ref.append(p)
+    np.testing.assert_array_equal(reps, np.array(ref))
+    assert A.deduplicate(np.empty((0, 3)), 1.0)[0].shape == (0, 3)
+    with pytest.raises(InputError, match="points"):
+        A.deduplicate(np.zeros(4), 1.0)
+    with pytest.raises(DomainError, match="radius"):
+        A.deduplicate(x, 0.0)
