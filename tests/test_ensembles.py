@@ -449,3 +449,16 @@ def test_bad_inputs_name_the_argument():
         g.posterior(y, 1.0)
     with pytest.raises(DomainError, match="t must lie in"):
         g.in_frame(OU(), -1.0)
+
+
+def test_empirical_nearest_is_exact_far_from_the_origin():
+    # the norm expansion cancels for a set far from the origin unless it is centred first;
+    # brute force: the argmin of the direct distances
+    rng = np.random.default_rng(11)
+    for offset in (0.0, 1e9):  # at 1e9 the uncentred expansion errs by ~1e2 in d^2
+        pts = offset + rng.standard_normal((300, 5))
+        y = pts[rng.integers(0, 300, 50)] + 1e-3 * rng.standard_normal((50, 5))
+        idx, dist = Empirical(pts).nearest(y)
+        direct = np.linalg.norm(y[:, None, :] - pts[None], axis=2)
+        np.testing.assert_array_equal(idx, direct.argmin(axis=1))
+        np.testing.assert_array_equal(dist, np.linalg.norm(y - pts[idx], axis=1))

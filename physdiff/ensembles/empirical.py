@@ -117,15 +117,24 @@ class Empirical(Ensemble):
         return empirical_weights(y, self._pts.astype(np.float64, copy=False), dl[:, 0])
 
     def nearest(self, y) -> tuple[np.ndarray, np.ndarray]:
-        """``(index, distance)`` of the nearest training point to each query."""
+        """``(index, distance)`` of the nearest training point to each query.
+
+        The candidate comes from the norm expansion ``|q|^2 + |a|^2 - 2 q.a`` (one matrix
+        product per block of queries) on coordinates centred at the training mean, so that
+        it does not cancel for a set far from the origin; the distance is then the direct
+        ``|q - a|``."""
         y = as_points(y, self.dim, "y", dtype=np.float64)
         idx = np.empty(y.shape[0], dtype=np.int64)
         dist = np.empty(y.shape[0])
         pts = self._pts.astype(np.float64, copy=False)
+        mean = pts.mean(axis=0)
+        c = pts - mean
+        csq = np.einsum("ij,ij->i", c, c)
         step = max(1, int(2**24 // max(self.n_points, 1)))
         for s in range(0, y.shape[0], step):
             q = y[s : s + step]
-            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2 * q @ pts.T + self._sq[None]
+            qc = q - mean
+            d2 = np.einsum("ij,ij->i", qc, qc)[:, None] - 2 * qc @ c.T + csq[None]
             k = np.argmin(d2, axis=1)
             idx[s : s + step] = k
             dist[s : s + step] = np.linalg.norm(q - pts[k], axis=1)
