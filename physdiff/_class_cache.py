@@ -172,18 +172,11 @@ class ClassCache:
         return e
 
     def _mixture(self, y, delta, want) -> _Entry:
-        m = self.model
         dcol = delta_for_batch(delta, y.shape[0])
-        # classes along the first axis: reductions over K then run over contiguous rows
-        # (a reduction over a short last axis of an (n, K) array is ~100x slower in numpy)
-        lj = np.stack(
-            [lw + c._log_density(y, dcol) for lw, c in zip(m._logw, m.components, strict=True)]
-        )  # (K, n)
-        lj -= lj.max(axis=0)
-        post = np.exp(lj)
-        post /= post.sum(axis=0)
-        fn = "_denoise" if want == "den" else "_score"
-        vals = np.stack([getattr(c, fn)(y, dcol) for c in m.components])  # (K, n, d)
+        # the mixture's own posterior and component values, (K, n) and K x (n, d): one pass
+        # over each component's coordinates, bitwise the mixture's posterior/denoise/score
+        post, vals = self.model._posterior_rows(y, dcol, "denoise" if want == "den" else "score")
+        vals = np.stack(vals)  # (K, n, d)
         y = y.copy()
         y.flags.writeable = False
         return _Entry(
@@ -229,10 +222,7 @@ class ClassCache:
         vals = getattr(e, what)
         if self._kind == "network":
             return np.array(vals[-1])
-        out = e.post[0][:, None] * vals[0]
-        for k in range(1, vals.shape[0]):
-            out += e.post[k][:, None] * vals[k]
-        return out
+        return GaussianMixture._weighted(e.post, vals)
 
 
 class _CachedClass:

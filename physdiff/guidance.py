@@ -56,7 +56,8 @@ import numpy as np
 
 from ._validate import as_points, delta_for_batch, finite_array, integer
 from .ensembles.base import ScoreModel
-from .ensembles.mixture import GaussianMixture
+from .ensembles.mixture import GaussianMixture, _softmax
+from .ensembles.mixture import _logsumexp as _lse
 from .errors import DomainError, InputError, NotSupportedError, PhysdiffError, ShapeError
 from .processes import Process, get_process
 from .sampling import Dynamics, SampleResult, sample
@@ -93,19 +94,9 @@ Classifier = Callable[[np.ndarray], np.ndarray]
 # ---------------------------------------------------------------------------------------
 # small numerics
 # ---------------------------------------------------------------------------------------
-def _lse(a: np.ndarray) -> np.ndarray:
-    """Row-wise log-sum-exp of ``(n, k)``; rows of ``-inf`` give ``-inf``."""
-    top = np.max(a, axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.log(np.sum(np.exp(a - top), axis=1)) + top[:, 0]
-
-
 def _weighted(logw: np.ndarray, vals: np.ndarray) -> np.ndarray:
     """``sum_k softmax(logw)_k vals[:, k]`` for ``logw (n, k)``, ``vals (n, k, d)``."""
-    w = np.exp(logw - np.max(logw, axis=1, keepdims=True))
-    w /= np.sum(w, axis=1, keepdims=True)
-    return np.einsum("nk,nkd->nd", w, vals)
+    return np.einsum("nk,nkd->nd", _softmax(logw), vals)
 
 
 def _nonneg(x, name: str) -> float:
@@ -298,16 +289,8 @@ class MixtureClasses(ClassConditional):
         return self._sub(rest, f"the complement of class {c}")
 
     def _log_joint(self, y: np.ndarray, dl: np.ndarray) -> np.ndarray:
-        """``log w_k + log N(y; mu_k, C_k + delta I)``, ``(n, K)``."""
-        with np.errstate(divide="ignore"):
-            logw = np.log(self._mixture.weights)
-        return np.stack(
-            [
-                lw + g._log_density(y, dl)
-                for lw, g in zip(logw, self._mixture.components, strict=True)
-            ],
-            axis=1,
-        )
+        """``log w_k + log N(y; mu_k, C_k + delta I)``, ``(n, K)`` (the mixture's own)."""
+        return self._mixture._log_joint(y, dl)
 
     def _class_log_joint(self, y: np.ndarray, dl: np.ndarray) -> np.ndarray:
         lj = self._log_joint(y, dl)
@@ -332,12 +315,12 @@ class MixtureClasses(ClassConditional):
 
     def _parts(self, c: int, y: np.ndarray, dl: np.ndarray, posterior: bool) -> _Parts:
         # one pass over the components: log joint (n, K) and component scores (n, K, d)
-        lj = self._log_joint(y, dl)
-        S = np.stack([g._score(y, dl) for g in self._mixture.components], axis=1)
+        lj, vals = self._mixture._log_joint_rows(y, dl, "score")
+        lj, S = lj.T, np.stack(vals, axis=1)
         inc = self._labels == c
         s = _weighted(lj, S)
         s_c = _weighted(lj[:, inc], S[:, inc])
-        if not np.any(~inc):
+        if not posterior or not np.any(~inc):  # CFG/NP need neither p nor s_rest
             return _Parts(s, s_c, None, None, None)
         s_rest = _weighted(lj[:, ~inc], S[:, ~inc])
         total = _lse(lj)

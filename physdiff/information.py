@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import as_points, finite_array, integer, positive
-from .ensembles.mixture import GaussianMixture
-from .errors import InputError, ShapeError
+from .ensembles.mixture import GaussianMixture, _logsumexp, _softmax
+from .errors import DomainError, InputError, ShapeError
 from .processes import Process, get_process
 
 __all__ = [
@@ -178,22 +178,45 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return -np.sum(t, axis=axis)
 
 
+def _check_partition(model, partition) -> Partition | None:
+    """``partition`` (``None`` or a :class:`Partition`) checked against the mixture
+    ``model``: one class per component, and positive probability on the decision's union
+    (else the rejection sampler below never ends and the union's posterior is 0/0)."""
+    if not isinstance(model, GaussianMixture):
+        raise InputError(f"model must be a GaussianMixture; got {type(model).__name__}")
+    if partition is None:
+        return None
+    if not isinstance(partition, Partition):
+        raise InputError(
+            f"partition must be a Partition (coarse, pairwise, one_vs_rest) or None; "
+            f"got {type(partition).__name__}"
+        )
+    if partition.n_classes != model.n_components:
+        raise ShapeError(
+            f"partition is over {partition.n_classes} classes but the model has "
+            f"{model.n_components} components"
+        )
+    if not model.weights[partition.union].sum() > 0:
+        raise DomainError(
+            f"partition: the classes {partition.union.tolist()} of the decision have "
+            "zero probability in the model"
+        )
+    return partition
+
+
+def _group_log_joint(lj: np.ndarray, partition: Partition) -> np.ndarray:
+    """``log sum_{k in g} w_k N_k`` per group ``(n, G)`` from the log joint ``(n, K)``
+    (a group of zero-weight classes gives ``-inf``, not NaN)."""
+    return np.stack([_logsumexp(lj[:, list(g)]) for g in partition.groups], axis=1)
+
+
 def _group_post(model, y, delta, partition):
     """Posterior over the classes, or over the partition's groups computed in log space
     (renormalised over the union without 0/0 where every union class underflows)."""
     if partition is None:
         return model.posterior(y, delta)
     y, dl = model._prep(y, delta)
-    lj = model._log_joint(y, dl)  # (n, K) log w_k + log N_k
-    lg = np.stack([_lse(lj[:, list(g)]) for g in partition.groups], axis=1)
-    lg -= lg.max(axis=1, keepdims=True)
-    p = np.exp(lg)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def _lse(a: np.ndarray) -> np.ndarray:
-    top = a.max(axis=1, keepdims=True)
-    return (np.log(np.exp(a - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+    return _softmax(_group_log_joint(model._log_joint(y, dl), partition))
 
 
 def _nodes(order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,11 +246,7 @@ def _quadrature_points(model: GaussianMixture, deltas: np.ndarray, order: int, p
     ``m_k + sqrt(s_k^2 + delta) x_j`` with weights ``w_k * w_j`` renormalised over the union.
     Returns flat arrays y, delta and the weights ``(L, K J)``."""
     x, w = _nodes(order)
-    comps = (
-        np.arange(model.n_components)
-        if partition is None
-        else np.concatenate([np.array(g) for g in partition.groups])
-    )
+    comps = np.arange(model.n_components) if partition is None else partition.union
     means = model.means[comps, 0]
     var = np.array([float(model.components[k].covariance[0, 0]) for k in comps])
     wk = model.weights[comps] / model.weights[comps].sum()
@@ -245,6 +264,7 @@ def conditional_entropy_quadrature(
     """``H(C | y)`` (nats) of a 1-D Gaussian mixture at every noise level, by Gauss-Hermite
     quadrature of each component's noised marginal (all levels in one vectorised call)."""
     model = _check_1d_mixture(model)
+    partition = _check_partition(model, partition)
     dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     y, d_flat, wt = _quadrature_points(model, dl, order, partition)
     h = entropy(_group_post(model, y, d_flat, partition)).reshape(wt.shape)
@@ -253,28 +273,25 @@ def conditional_entropy_quadrature(
 
 def _score_gap_sq(model, y, delta, partition):
     """``|score(y | G) - score(y)|^2`` for each point, G the group (class) of the point's
-    source, averaged over that group's posterior: returns E_{G|y}|s_G - s|^2 ``(n,)``."""
-    comps = model.components
+    source, averaged over that group's posterior: returns E_{G|y}|s_G - s|^2 ``(n,)``
+    (the integrand of the score-gap identity, THEORY.md section 6)."""
     dcol = np.reshape(delta, (-1, 1)) * np.ones((y.shape[0], 1))
-    scores = np.stack([c._score(y, dcol) for c in comps], axis=1)  # (n, K, d)
+    lj, vals = model._log_joint_rows(y, dcol, "score")  # (K, n), K x (n, d): one pass
+    lj, scores = lj.T, np.stack(vals, axis=1)  # (n, K), (n, K, d)
     if partition is not None:
-        lj = model._log_joint(y, dcol)
-
-        def softmax_over(idx):
-            a = lj[:, idx]
-            e = np.exp(a - a.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-
-        union = np.concatenate([np.array(g) for g in partition.groups])
-        s_all = np.einsum("nk,nkd->nd", softmax_over(union), scores[:, union])
-        gp = _group_post(model, y, dcol[:, 0], partition)
+        union = partition.union
+        s_all = np.einsum("nk,nkd->nd", _softmax(lj[:, union]), scores[:, union])
+        gp = _softmax(_group_log_joint(lj, partition))
         gap = np.zeros(y.shape[0])
         for j, g in enumerate(partition.groups):
             idx = np.array(g)
-            s_g = np.einsum("nk,nkd->nd", softmax_over(idx), scores[:, idx])
-            gap += gp[:, j] * np.sum((s_g - s_all) ** 2, axis=1)
+            live = gp[:, j] > 0  # a group of zero weight at a point: no term (not 0 * NaN)
+            if not np.any(live):
+                continue
+            s_g = np.einsum("nk,nkd->nd", _softmax(lj[live][:, idx]), scores[live][:, idx])
+            gap[live] += gp[live, j] * np.sum((s_g - s_all[live]) ** 2, axis=1)
         return gap
-    post = model.posterior(y, dcol[:, 0])
+    post = _softmax(lj)
     s = np.einsum("nk,nkd->nd", post, scores)
     return np.einsum("nk,nk->n", post, np.sum((scores - s[:, None, :]) ** 2, axis=2))
 
@@ -282,9 +299,11 @@ def _score_gap_sq(model, y, delta, partition):
 def entropy_rate_quadrature(
     model: GaussianMixture, deltas, partition=None, *, order: int = 200
 ) -> np.ndarray:
-    """``dH(C | y)/d delta = 1/2 E |score(y | c) - score(y)|^2`` of a 1-D mixture, the
-    expectation by Gauss-Hermite quadrature (the reference for the other estimators)."""
+    """``dH(C | y)/d delta = 1/2 E |score(y | c) - score(y)|^2`` (the score-gap identity,
+    THEORY.md section 6) of a 1-D mixture, the expectation by Gauss-Hermite quadrature
+    (the reference for the other estimators)."""
     model = _check_1d_mixture(model)
+    partition = _check_partition(model, partition)
     dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     y, d_flat, wt = _quadrature_points(model, dl, order, partition)
     gap = _score_gap_sq(model, y, d_flat, partition).reshape(wt.shape)
@@ -294,7 +313,7 @@ def entropy_rate_quadrature(
 def _sample_union(model, n, delta, rng, partition):
     x0, lab = model.sample_with_labels(n, rng)
     if partition is not None:
-        union = np.concatenate([np.array(g) for g in partition.groups])
+        union = partition.union
         ok = np.isin(lab, union)
         while ok.sum() < n:  # rejection: condition on the union of the groups
             x1, l1 = model.sample_with_labels(n, rng)
@@ -310,6 +329,7 @@ def conditional_entropy_mc(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo ``H(C | y)`` at each noise level with its standard error (``y`` drawn
     from the noised data, conditioned on the partition's classes)."""
+    partition = _check_partition(model, partition)
     dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     n = integer(n, "n", 2, 10**9)
     h, se = np.empty(dl.size), np.empty(dl.size)
@@ -325,6 +345,7 @@ def entropy_rate_score_gap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo of the score-gap identity ``dH/d delta = 1/2 E|s(y|c) - s(y)|^2``,
     with standard errors."""
+    partition = _check_partition(model, partition)
     dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     n = integer(n, "n", 2, 10**9)
     r, se = np.empty(dl.size), np.empty(dl.size)
@@ -346,6 +367,7 @@ def entropy_rate_finite_difference(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central finite differences of the Monte Carlo ``H(C | y)`` in ``log delta`` on common
     random numbers (the same draws at ``delta (1 +- h)``), with standard errors."""
+    partition = _check_partition(model, partition)
     dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
     h = float(positive(rel_step, "rel_step"))
     n = integer(n, "n", 2, 10**9)
@@ -358,8 +380,7 @@ def entropy_rate_finite_difference(
             x0, lab = model.sample_with_labels(n, g)
             z = g.standard_normal(x0.shape)
             if partition is not None:
-                union = np.concatenate([np.array(gr) for gr in partition.groups])
-                keep = np.isin(lab, union)
+                keep = np.isin(lab, partition.union)
                 x0, z = x0[keep], z[keep]
             y = x0 + math.sqrt(d * f) * z
             vals.append(entropy(_group_post(model, y, d * f, partition)))

@@ -512,3 +512,16 @@ def test_bad_input():
         G.ClassifierFreeGuidance(GaussianMixture([1.0, 0.0], [[0.0], [1.0]]), 1, 1.0)
     with pytest.raises(ShapeError, match="y must have shape"):
         G.DynamicNegativeGuidance(mix, 0).score(np.zeros((3, 2)), 1.0)
+
+
+def test_cfg_and_np_skip_the_posterior_and_kept_score():
+    # another class of zero weight: CFG/NP need neither p(c | y) nor the kept-class score,
+    # whose softmax over zero-weight components only would be 0/0
+    mix = GaussianMixture.isotropic([1.0, 0.0], [[-1.0], [1.0]], [0.1, 0.1])
+    y = np.array([[0.2], [1e3]])
+    s, s_c = mix.score(y, 0.5), mix.components[0].score(y, 0.5)
+    with np.errstate(all="raise"):
+        np.testing.assert_allclose(
+            G.ClassifierFreeGuidance(mix, 0, 2.0).score(y, 0.5), s + 2 * (s_c - s)
+        )
+        np.testing.assert_allclose(G.NegativePrompt(mix, 0, 2.0).score(y, 0.5), s - 2 * (s_c - s))

@@ -379,3 +379,56 @@ def test_online_classifier_refuses_nan_and_wrong_shapes():
         clf.update(1.0, np.zeros((5, 2)))
     with pytest.raises(InputError, match="decrease"):
         clf.update(2.5, np.zeros((5, 1)))
+
+
+def test_zero_weight_classes_in_a_decision_give_their_exact_limit_not_nan():
+    # a class of zero weight is absent: the decision 0-vs-2 is certain (H = 0, rate 0) and
+    # the coarse decision {0, 2} vs {1} is the two-component mixture's (brute-force twin)
+    m3 = GaussianMixture.isotropic([0.5, 0.5, 0.0], [[-1.0], [1.0], [3.0]], [0.1, 0.1, 0.1])
+    m2 = GaussianMixture.isotropic([0.5, 0.5], [[-1.0], [1.0]], [0.1, 0.1])
+    deltas = [0.1, 1.0]
+    with np.errstate(all="raise"):
+        assert np.array_equal(
+            I.conditional_entropy_quadrature(m3, deltas, I.pairwise(0, 2, 3)), [0, 0]
+        )
+        assert np.array_equal(I.entropy_rate_quadrature(m3, deltas, I.pairwise(0, 2, 3)), [0, 0])
+        coarse = I.entropy_rate_quadrature(m3, deltas, I.coarse([[0, 2], [1]], 3))
+    np.testing.assert_allclose(coarse, I.entropy_rate_quadrature(m2, deltas), rtol=1e-12)
+
+
+def test_partition_must_fit_the_mixture():
+    from physdiff.errors import DomainError, ShapeError
+
+    m = GaussianMixture.isotropic([0.5, 0.5, 0.0, 0.0], [[-1.0], [1.0], [3.0], [4.0]], [0.1] * 4)
+    rng = np.random.default_rng(0)
+    estimators = [
+        lambda p: I.conditional_entropy_quadrature(m, [0.1], p),
+        lambda p: I.entropy_rate_quadrature(m, [0.1], p),
+        lambda p: I.conditional_entropy_mc(m, [0.1], 10, rng, p),
+        lambda p: I.entropy_rate_score_gap(m, [0.1], 10, rng, p),
+        lambda p: I.entropy_rate_finite_difference(m, [0.1], 10, rng, p),
+    ]
+    for f in estimators:
+        with pytest.raises(ShapeError, match="partition is over 5 classes"):
+            f(I.pairwise(0, 1, 5))
+        # zero probability on the union: the MC rejection sampler used to loop forever
+        with pytest.raises(DomainError, match=r"partition: the classes \[2, 3\]"):
+            f(I.pairwise(2, 3, 4))
+        with pytest.raises(InputError, match="partition must be a Partition"):
+            f("pairwise:0,1")
+
+
+def test_class_cache_is_bitwise_the_mixture():
+    from physdiff._class_cache import ClassCache
+
+    mix = GaussianMixture.isotropic(
+        [0.3, 0.7, 0.0], [[-1.0, 0.0], [1.0, 0.5], [3.0, 1.0]], [0.2, 0.0, 0.1]
+    )
+    y = np.random.default_rng(1).normal(size=(50, 2)) * 3
+    cache = ClassCache(mix)
+    with np.errstate(all="raise"):
+        for what in ("denoise", "score", "posterior"):
+            assert np.array_equal(getattr(cache, what)(y, 0.3), getattr(mix, what)(y, 0.3))
+        for k, view in enumerate(cache.class_models()):
+            assert np.array_equal(view.denoise(y, 0.3), mix.components[k].denoise(y, 0.3))
+    assert cache.hits >= 3
