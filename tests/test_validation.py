@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from physdiff.errors import InputError
 from validation import experiments
 from validation.cli import main
 from validation.report import write_report
@@ -54,6 +55,69 @@ def test_ratio_and_binomial_errors():
     assert p == 0 and se > 0  # Agresti-Coull stays positive at the edges
     p, se = binomial_fraction(50, 100)
     assert p == 0.5 and abs(se - 0.5 / np.sqrt(104)) < 1e-12
+
+
+def test_ratio_of_means_se_matches_the_spread_of_replicates():
+    """The delta-method standard error (Cochran Eq. 6.9) against its brute-force twin: the
+    standard deviation of R over many independent replicates."""
+    rng = np.random.default_rng(1)
+    n, reps = 400, 3000
+    a = rng.gamma(2.0, 1.0, (reps, n))
+    b = 0.5 * a + rng.exponential(1.0, (reps, n))  # correlated pairs
+    rs, ses = np.array([ratio_of_means(x, y) for x, y in zip(a, b, strict=True)]).T
+    assert abs(np.median(ses) / np.std(rs, ddof=1) - 1.0) < 0.06
+    with pytest.raises(ValueError):
+        ratio_of_means(np.ones(3), -np.ones(3))
+
+
+def test_job_keys_are_stable():
+    """The checkpoint hashes did not move when the key code was shared: a changed hash
+    would retrain every finished job of a committed run."""
+    from validation.experiments.class_decisions import CondNet, make_cond_job
+    from validation.training import NetSpec, TrainSpec, job_key
+
+    x = np.arange(12.0).reshape(4, 3)
+    assert job_key(NetSpec(dim=3), TrainSpec(), 7, x) == "bd1bad6ca01b"
+    net = CondNet("mlp", 3, 2)
+    for labels, key in ((np.array([0, 1, 0, 1]), "a6c8f277d335"), (None, "0ccdf7f98a77")):
+        job = make_cond_job("c", net, TrainSpec(), x, labels, seed=7, device="cpu", root="/r")
+        assert job.checkpoint_dir.endswith(f"c-{key}")
+
+
+def test_shared_training_helpers():
+    """``NetSpec.of`` and ``TrainSummary.brief`` give what the experiments wrote inline
+    (the same key order: the result files do not move)."""
+    from validation.training import NetSpec, TrainSummary, in_process
+
+    cfg = experiments.load("score_fidelity").PRESETS["smoke"]
+    assert NetSpec.of(cfg, 5) == NetSpec(5, cfg.hidden, cfg.depth, cfg.embed_dim)
+    assert NetSpec.of(cfg, 5, sigma_data=0.5).sigma_data == 0.5
+    s = TrainSummary("a", "/c", 10, 1.234, 56.78, 0.5)
+    assert list(s.brief().items()) == [("steps", 10), ("seconds", 1.23), ("final_loss", 0.5)]
+    assert list(s.brief(rate=True)) == ["steps", "seconds", "samples_per_second", "final_loss"]
+    assert in_process(SERIAL, 5) and in_process(Engine("local", workers=1), 5)
+    assert not in_process(Engine("local", workers=2), 5)
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("score_fidelity", {"component_variance": 0.0}),
+        ("score_fidelity", {"dims": (0,)}),
+        ("score_fidelity", {"deltas": (0.0, 1.0)}),
+        ("score_fidelity", {"n_eval": 1}),
+        ("symmetry_networks", {"separation": 0.4}),  # |m|^2 < s^2: no delta_a
+        ("symmetry_networks", {"scan_points": 2}),
+        ("symmetry_networks", {"clone_q": (0.0,)}),
+        ("collapse_networks", {"variance": 0.0}),
+    ],
+)
+def test_check_rejects_bad_input(name, bad):
+    module = experiments.load(name)
+    for preset in module.PRESETS.values():
+        module.check(preset)
+    with pytest.raises(InputError):
+        module.check(dataclasses.replace(module.PRESETS["smoke"], **bad))
 
 
 def test_atomic_write_leaves_no_temporary(tmp_path):

@@ -108,6 +108,22 @@ def test_crossing_and_collapse_index():
     assert CE.collapse_index(np.array([True, False])) == -1
 
 
+def test_crossing_standard_error_matches_finite_differences():
+    """The propagated error of the crossing against its brute-force twin: the numerical
+    derivatives of the crossing in the two bracketing values (an asymmetric bracket)."""
+    x = np.array([0.0, 0.3, 1.0, 1.4])
+    y = np.array([0.0, 0.2, 0.9, 1.0])
+    se = np.array([0.0, 0.03, 0.07, 0.0])
+    xc, got = CE.crossing(x, y, se, 0.6)
+    h = 1e-7
+    grads = []
+    for k in (1, 2):
+        yp = y.copy()
+        yp[k] += h
+        grads.append((CE.crossing(x, yp, se, 0.6)[0] - xc) / h)
+    assert got == pytest.approx(math.hypot(grads[0] * se[1], grads[1] * se[2]), rel=1e-5)
+
+
 def test_denoising_ratio_is_one_for_the_linear_denoiser_and_zero_when_collapsed():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((40, 5)) * [2.0, 1.0, 1.0, 0.5, 0.5]

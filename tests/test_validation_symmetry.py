@@ -112,6 +112,34 @@ def test_jacobian_scan_on_the_exact_mixture_crosses_at_criterion_a():
     )
 
 
+def test_decided_fraction_matches_its_loop_twin():
+    rng = np.random.default_rng(3)
+    for steps in (1, 7, 120):
+        last_wrong = rng.integers(-1, steps, size=500)
+        loop = np.array([(last_wrong < k).mean() for k in range(steps)])
+        assert np.array_equal(symmetry_dynamics.decided_fraction(last_wrong, steps), loop)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"models": ((0.0, 0.25, 1),)},  # no separation
+        {"models": ((1.0, -0.1, 1),)},
+        {"models": ((1.0, 0.25, 0),)},
+        {"models": ((0.1, 1.0, 1),), "q_start": 0.5},  # starts below delta_end
+        {"clone_q": (8.0, 0.08)},
+        {"n_boot": 1},
+    ],
+)
+def test_dynamics_check_rejects_bad_input(bad):
+    from physdiff.errors import InputError
+
+    for preset in symmetry_dynamics.PRESETS.values():
+        symmetry_dynamics.check(preset)
+    with pytest.raises(InputError):
+        symmetry_dynamics.check(dataclasses.replace(symmetry_dynamics.PRESETS["smoke"], **bad))
+
+
 def test_sliced_wasserstein_of_gaussians():
     rng = np.random.default_rng(0)
     dirs = rng.standard_normal((5, 64))

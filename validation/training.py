@@ -33,8 +33,15 @@ __all__ = [
     "make_job",
     "train_job",
     "load_trained",
+    "load_network",
     "build_denoiser",
+    "in_process",
     "job_key",
+    "data_payload",
+    "settings_key",
+    "checkpoint_path",
+    "run_training",
+    "summarize",
     "torch_threads",
     "blas_threads",
     "limited_threads",
@@ -51,6 +58,13 @@ class NetSpec:
     embed_dim: int = 64
     parametrisation: str = "edm"
     sigma_data: float = 1.0
+
+    @classmethod
+    def of(cls, config: Any, dim: int, **overrides: Any) -> NetSpec:
+        """The network an experiment's ``config`` asks for on ``dim``-dimensional data: its
+        ``hidden``, ``depth`` and ``embed_dim``; ``overrides`` replace any field."""
+        kw = {"hidden": config.hidden, "depth": config.depth, "embed_dim": config.embed_dim}
+        return cls(dim=dim, **{**kw, **overrides})
 
 
 @dataclass(frozen=True)
@@ -109,15 +123,40 @@ class TrainSummary:
     samples_per_second: float
     final_loss: float
 
+    def brief(self, rate: bool = False) -> dict[str, Any]:
+        """What a result row reports of the training: steps, seconds (0.01 s), the samples
+        per second (0.1) where ``rate``, and the final loss."""
+        out: dict[str, Any] = {"steps": self.steps, "seconds": round(self.seconds, 2)}
+        if rate:
+            out["samples_per_second"] = round(self.samples_per_second, 1)
+        out["final_loss"] = self.final_loss
+        return out
+
+
+def data_payload(data: Any) -> Any:
+    """What of the training ``data`` a job's hash covers: an array's float64 bytes and
+    shape, else the pickled object (an ensemble)."""
+    if isinstance(data, np.ndarray):
+        return (np.ascontiguousarray(data, dtype=np.float64).tobytes(), data.shape)
+    return pickle.dumps(data, protocol=4)
+
+
+def settings_key(net: Any, train: TrainSpec, seed: int, payload: Any) -> str:
+    """12 hex digits of a SHA-256 over a network dataclass, the training spec, the seed and
+    a picklable ``payload`` (the data's, see :func:`data_payload`, plus anything else that
+    decides the weights, such as class labels)."""
+    blob = repr((asdict(net), asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
+    return hashlib.sha256(blob).hexdigest()[:12]
+
 
 def job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any) -> str:
     """12 hex digits of a SHA-256 over everything that determines a training's weights."""
-    if isinstance(data, np.ndarray):
-        payload = (np.ascontiguousarray(data, dtype=np.float64).tobytes(), data.shape)
-    else:
-        payload = pickle.dumps(data, protocol=4)
-    blob = repr((asdict(net), asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return settings_key(net, train, seed, data_payload(data))
+
+
+def checkpoint_path(root: str | Path, name: str, key: str) -> str:
+    """The absolute checkpoint folder ``root/<name>-<key>`` of a job."""
+    return str((Path(root) / f"{name}-{key}").resolve())
 
 
 def make_job(
@@ -133,8 +172,6 @@ def make_job(
     progress: bool = False,
 ) -> TrainJob:
     """A job whose checkpoint lives in ``root/<name>-<hash>`` (absolute path)."""
-    key = job_key(net, train, seed, data)
-    ckpt = (Path(root) / f"{name}-{key}").resolve()
     return TrainJob(
         name=name,
         net=net,
@@ -142,10 +179,16 @@ def make_job(
         data=data,
         seed=int(seed),
         device=device,
-        checkpoint_dir=str(ckpt),
+        checkpoint_dir=checkpoint_path(root, name, job_key(net, train, seed, data)),
         threads=threads,
         progress=progress,
     )
+
+
+def in_process(engine: Any, n_jobs: int) -> bool:
+    """Whether ``engine`` runs ``n_jobs`` trainings one after another in this process (a
+    serial engine, or a single worker): then a job may show its progress bar."""
+    return engine.kind == "serial" or engine.n_workers(n_jobs) == 1
 
 
 def build_denoiser(net: NetSpec, seed: int | None = None):
@@ -179,24 +222,28 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _train(job: TrainJob, progress: bool):
+def run_training(job: Any, denoiser: Any, progress: bool, labels: Any = None):
+    """Train (or resume, or find finished) ``denoiser`` on ``job.data`` with ``job``'s
+    spec, seed, device, threads and checkpoint folder (a :class:`TrainJob` or any job with
+    those fields; ``labels`` for a class-conditional one)."""
     from physdiff.nn import TrainConfig, train
 
     with torch_threads(job.threads):
         cfg = TrainConfig(**asdict(job.train), seed=job.seed, device=job.device)
         Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         return train(
-            build_denoiser(job.net, job.seed),
+            denoiser,
             job.data,
             cfg,
+            labels=labels,
             checkpoint_dir=job.checkpoint_dir,
             progress=progress,
         )
 
 
-def train_job(job: TrainJob) -> TrainSummary:
-    """Train (or resume, or find finished) ``job``; the sweep's job function."""
-    res = _train(job, job.progress)
+def summarize(job: Any, res: Any) -> TrainSummary:
+    """The :class:`TrainSummary` of ``job``'s finished :class:`physdiff.nn.TrainResult`
+    ``res``: the final loss is the mean of the last 5% of the losses (NaN without any)."""
     losses = np.asarray(res.losses, dtype=np.float64)
     tail = losses[-max(1, len(losses) // 20) :] if losses.size else np.array([np.nan])
     return TrainSummary(
@@ -209,9 +256,26 @@ def train_job(job: TrainJob) -> TrainSummary:
     )
 
 
+def _train(job: TrainJob, progress: bool):
+    return run_training(job, build_denoiser(job.net, job.seed), progress)
+
+
+def train_job(job: TrainJob) -> TrainSummary:
+    """Train (or resume, or find finished) ``job``; the sweep's job function."""
+    return summarize(job, _train(job, job.progress))
+
+
 def load_trained(job: TrainJob):
     """The :class:`physdiff.nn.TrainResult` of a finished job (trains first if it is not)."""
     return _train(job, progress=False)
+
+
+def load_network(job: TrainJob, device: str):
+    """The trained network of a finished ``job`` (trained first if it is not) as a
+    :class:`physdiff.nn.NetworkScoreModel` on ``device``."""
+    from physdiff.nn import NetworkScoreModel
+
+    return NetworkScoreModel(load_trained(job).denoiser, device=device)
 
 
 @contextmanager

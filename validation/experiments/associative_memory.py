@@ -79,7 +79,14 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    make_job,
+    train_job,
+)
 from . import experiment_run
 
 __all__ = [
@@ -372,7 +379,7 @@ def run(
         sets.append({"data": "digits", "K": K, "train": digits_points(K, seed, digits)})
 
     engine = engine or Engine("local", workers=config.workers)
-    serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
+    serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = []
     for i, s in enumerate(sets):
@@ -403,14 +410,12 @@ def run(
     for j, summ in zip(order, done, strict=True):
         summaries[j] = summ
 
-    from physdiff.nn import NetworkScoreModel
-
     N = config.n_samples
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):
         x = s["train"]
         K = s["K"]
         emp = Empirical(x)
-        net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+        net = load_network(job, device)
         y_net = _sample(net, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
         y_emp = _sample(emp, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
         if s["data"] == "circle":
@@ -471,11 +476,7 @@ def run(
                 "max_distance_to_training_point_over_s": float(att_dist.max() / spacing),
                 "n_unconverged": att.n_unconverged,
             },
-            training={
-                "steps": summ.steps,
-                "seconds": round(summ.seconds, 2),
-                "final_loss": summ.final_loss,
-            },
+            training=summ.brief(),
             samples=y_net,
         )
 

@@ -62,11 +62,9 @@ trust the score gap only at moderate and high noise).
 
 from __future__ import annotations
 
-import hashlib
 import math
-import pickle
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +78,16 @@ from physdiff.processes import DDPM
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
 from ..sweep import Engine, map_jobs
-from ..training import TrainSpec, TrainSummary, torch_threads
+from ..training import (
+    TrainSpec,
+    TrainSummary,
+    checkpoint_path,
+    data_payload,
+    in_process,
+    run_training,
+    settings_key,
+    summarize,
+)
 from . import experiment_run
 from .entropy_rates import bootstrap_peak
 
@@ -292,46 +299,19 @@ def make_cond_job(
 ) -> CondJob:
     """A job checkpointed in ``root/<name>-<hash>``, the hash over everything that decides
     the weights (network, training settings, seed, data and labels)."""
-    if isinstance(data, np.ndarray):
-        payload = (np.ascontiguousarray(data, dtype=np.float64).tobytes(), data.shape)
-    else:
-        payload = pickle.dumps(data, protocol=4)
     lab = None if labels is None else np.asarray(labels, dtype=np.int64).tobytes()
-    blob = repr((asdict(net), asdict(train), int(seed))).encode() + pickle.dumps((payload, lab), 4)
-    key = hashlib.sha256(blob).hexdigest()[:12]
-    ckpt = (Path(root) / f"{name}-{key}").resolve()
-    return CondJob(name, net, train, data, labels, int(seed), device, str(ckpt), threads, progress)
+    key = settings_key(net, train, seed, (data_payload(data), lab))
+    ckpt = checkpoint_path(root, name, key)
+    return CondJob(name, net, train, data, labels, int(seed), device, ckpt, threads, progress)
 
 
 def _train_cond(job: CondJob, progress: bool):
-    from physdiff.nn import TrainConfig, train
-
-    with torch_threads(job.threads):
-        cfg = TrainConfig(**asdict(job.train), seed=job.seed, device=job.device)
-        Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        return train(
-            job.net.build(job.seed),
-            job.data,
-            cfg,
-            labels=job.labels,
-            checkpoint_dir=job.checkpoint_dir,
-            progress=progress,
-        )
+    return run_training(job, job.net.build(job.seed), progress, labels=job.labels)
 
 
 def train_cond_job(job: CondJob) -> TrainSummary:
     """Train (or resume, or find finished) a class-conditional job; the sweep's function."""
-    res = _train_cond(job, job.progress)
-    losses = np.asarray(res.losses, dtype=np.float64)
-    tail = losses[-max(1, len(losses) // 20) :] if losses.size else np.array([np.nan])
-    return TrainSummary(
-        job.name,
-        job.checkpoint_dir,
-        int(res.steps),
-        float(res.seconds),
-        float(res.samples_per_second),
-        float(np.mean(tail)),
-    )
+    return summarize(job, _train_cond(job, job.progress))
 
 
 def load_cond(job: CondJob, device: str):
@@ -691,7 +671,7 @@ def run(
     check(config)
     engine = engine or Engine("local", workers=config.workers)
     n_jobs = 2 if config.digits else 1
-    serial = engine.kind == "serial" or engine.n_workers(n_jobs) == 1
+    serial = in_process(engine, n_jobs)
     mix, digits, jobs = _jobs(config, device, out_dir, seed, serial)
     summaries = map_jobs(train_cond_job, jobs, engine, desc=f"{NAME}: training")
     proc = DDPM()

@@ -60,7 +60,14 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    make_job,
+    train_job,
+)
 from . import experiment_run
 from .collapse_exact import crossing
 from .memorization_sanity import fraction_on_points, nn_spacing
@@ -135,9 +142,12 @@ PRESETS: dict[str, Config] = {
 
 
 def check(config: Config) -> None:
-    """Reject training sets of fewer than two points and a bad noise grid."""
+    """Reject training sets of fewer than two points, a non-positive data variance (the
+    network's ``sigma_data`` is its square root) and a bad noise grid."""
     if config.d < 1 or any(n < 2 for n in config.ns):
         raise InputError("every training set needs n >= 2 points and d >= 1")
+    if not config.variance > 0:
+        raise InputError(f"variance must be > 0; got {config.variance!r}")
     lo, hi, m = config.deltas
     if not (0 < lo < hi and m >= 3):
         raise InputError(
@@ -271,15 +281,9 @@ def run(
     gauss = Gaussian.isotropic(np.zeros(d), s2)
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
     engine = engine or Engine("local", workers=config.workers)
-    serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
+    serial = in_process(engine, len(sets))
     spec = TrainSpec.of(config)
-    net_spec = NetSpec(
-        dim=d,
-        hidden=config.hidden,
-        depth=config.depth,
-        embed_dim=config.embed_dim,
-        sigma_data=math.sqrt(s2),
-    )
+    net_spec = NetSpec.of(config, d, sigma_data=math.sqrt(s2))
     jobs = [
         make_job(
             f"n{n}",
@@ -296,8 +300,6 @@ def run(
     ]
     summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
 
-    from physdiff.nn import NetworkScoreModel
-
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
     rule_log = Rule(k=config.k, tolerance=config.tolerance_log)
@@ -305,7 +307,7 @@ def run(
     rows, res = [], []
     for i, (n, x, job) in enumerate(zip(config.ns, sets, jobs, strict=True)):
         emp = Empirical(x.copy())
-        net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+        net = load_network(job, device)
         dc = float(M.collapse_delta_isotropic(n, d, s2))
         rr = denoising_ratio(
             {"net": net, "emp": emp},
@@ -358,11 +360,7 @@ def run(
                 "network": rr["net"][0].tolist(),
                 "empirical": rr["emp"][0].tolist(),
             },
-            "training": {
-                "steps": summ.steps,
-                "seconds": round(summ.seconds, 2),
-                "final_loss": summ.final_loss,
-            },
+            "training": summ.brief(),
         }
         pred = math.log(dc) + config.prediction_shift
         rows.append(

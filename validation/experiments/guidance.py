@@ -54,16 +54,16 @@ from pathlib import Path
 
 import numpy as np
 
-from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import TrainSpec
+from ..training import TrainSpec, in_process
 from . import experiment_run
 from .class_decisions import CondNet, load_cond, make_cond_job, train_cond_job
+from .entropy_rates import mixture
 
 __all__ = ["Config", "PRESETS", "run", "check", "mixture", "fit_classifier"]
 
@@ -177,13 +177,6 @@ PRESETS: dict[str, Config] = {
         tolerance_w2_digits=0.2,
     ),
 }
-
-
-def mixture(config: Config) -> GaussianMixture:
-    K = len(config.means)
-    return GaussianMixture.isotropic(
-        [1.0 / K] * K, [[float(m)] for m in config.means], [float(config.variance)] * K
-    )
 
 
 def check(config: Config) -> None:
@@ -432,7 +425,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
     digits = load_digits()
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
     engine = engine or Engine("local", workers=config.workers)
-    serial = engine.kind == "serial" or engine.n_workers(1) == 1
+    serial = in_process(engine, 1)
     net_spec = CondNet(
         config.digits_net, digits.dim, 10, config.hidden, config.depth, config.embed_dim,
         config.channels,
@@ -481,10 +474,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
     md, lab_d, xd = dng
     rng = np.random.default_rng([seed, 23])
     extra = {
-        "training": {
-            "steps": summary.steps, "seconds": round(summary.seconds, 2),
-            "final_loss": summary.final_loss,
-        },
+        "training": summary.brief(),
         "classifier": {"kind": "multinomial logistic regression (L2 1e-3, L-BFGS)",
                        "held_out_accuracy": acc, "n_held_out": n_held},
         "unguided": _summary(m0, lab0),

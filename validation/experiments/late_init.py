@@ -52,7 +52,7 @@ from physdiff.symmetry import late_start, late_start_delta
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_job
 from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
@@ -272,20 +272,18 @@ def run(
     spec = TrainSpec.of(config)
     job = make_job(
         "digits",
-        NetSpec(dim=d, hidden=config.hidden, depth=config.depth, embed_dim=config.embed_dim),
+        NetSpec.of(config, d),
         spec,
         train_x,
         seed=seed * 1000,
         device=device,
         root=out_dir / "train",
         threads=config.threads,
-        progress=engine.kind == "serial" or engine.n_workers(1) == 1,
+        progress=in_process(engine, 1),
     )
     (summary,) = map_jobs(train_job, [job], engine, desc=f"{NAME}: training")
 
-    from physdiff.nn import NetworkScoreModel
-
-    net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+    net = load_network(job, device)
     ddpm = DDPM()
     th = theory_steps(train_x, ddpm)
     short = {"log-density": "a", "sde-drift": "b", "speciation": "S"}[config.criterion]
@@ -383,11 +381,7 @@ def run(
                 vanilla_best=min(curve["vanilla"], key=lambda v: v[0]),
                 references=refs,
                 curve=curve,
-                training={
-                    "steps": summary.steps,
-                    "seconds": round(summary.seconds, 2),
-                    "final_loss": summary.final_loss,
-                },
+                training=summary.brief(),
             )
         )
     images = [("held-out", held[:8].reshape(-1, 8, 8))]

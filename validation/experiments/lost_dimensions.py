@@ -63,7 +63,15 @@ from physdiff.errors import DomainError, InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    load_trained,
+    make_job,
+    train_job,
+)
 from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "thresholds"]
@@ -543,7 +551,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
         for j, n in enumerate(config.n_networks):
             x = _training_set(man, n, kind, seed)
             sd = float(np.sqrt(np.mean(x.var(axis=0))))
-            net = NetSpec(config.d, config.hidden, config.depth, config.embed_dim, sigma_data=sd)
+            net = NetSpec.of(config, config.d, sigma_data=sd)
             jobs[("manifold", kind, n)] = make_job(
                 f"{kind}-n{n}",
                 net,
@@ -582,7 +590,7 @@ def run(
     full, subsets = _digits(config) if config.digits_subsets else (None, {})
     engine = engine or Engine("local", workers=config.workers)
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)
-    serial = engine.kind == "serial" or engine.n_workers(max(1, n_jobs)) == 1
+    serial = in_process(engine, max(1, n_jobs))
     jobs = _jobs(config, device, out_dir, seed, serial, subsets)
     done = map_jobs(train_job, list(jobs.values()), engine, desc=f"{NAME}: training")
     summaries = dict(zip(jobs, done, strict=True))
@@ -664,7 +672,7 @@ def run(
         for dl in config.digits_deltas:
             digits["pca"][dl] = int(np.sum(lam > dl))
         for j, (n, sub) in enumerate(subsets.items()):
-            net = NetworkScoreModel(load_trained(jobs[("digits", n)]).denoiser, device=device)
+            net = load_network(jobs[("digits", n)], device)
             emp = Empirical(sub)
             summ = summaries[("digits", n)]
             for dl in config.digits_deltas:
@@ -694,11 +702,7 @@ def run(
                         gaussian_reference_dim=digits["pca"][dl],
                         network_spectrum_top=(dl * sp_net).mean(0)[:12].tolist(),
                         exact_spectrum_top=(dl * sp_emp).mean(0)[:12].tolist(),
-                        training={
-                            "steps": summ.steps,
-                            "seconds": round(summ.seconds, 2),
-                            "final_loss": summ.final_loss,
-                        },
+                        training=summ.brief(),
                     )
                 )
     fig = "lost_dimensions.png"

@@ -39,7 +39,14 @@ from physdiff.errors import InputError
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    make_job,
+    train_job,
+)
 from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "fraction_on_points", "nn_spacing"]
@@ -245,17 +252,12 @@ def run(
         )
 
     engine = engine or Engine("local", workers=config.workers)
-    serial = engine.kind == "serial" or engine.n_workers(len(sets)) == 1
+    serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = [
         make_job(
             f"{s['kind']}{i}",
-            NetSpec(
-                dim=s["train"].shape[1],
-                hidden=config.hidden,
-                depth=config.depth,
-                embed_dim=config.embed_dim,
-            ),
+            NetSpec.of(config, s["train"].shape[1]),
             train,
             s["train"],
             seed=seed * 1000 + i,
@@ -268,15 +270,13 @@ def run(
     ]
     summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
 
-    from physdiff.nn import NetworkScoreModel
-
     rule = Rule(k=config.k, tolerance=config.tolerance)
     rows, panels = [], []
     handful_pts = many_pts = (None, None, None)
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):
         emp = Empirical(s["train"].copy())  # Empirical marks its array read-only
         r = config.radius * nn_spacing(s["train"])
-        net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+        net = load_network(job, device)
         x_net = _sample(
             net, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 20, i])
         )
@@ -291,11 +291,7 @@ def run(
             "radius": r,
             "network_fraction": f_net[0],
             "empirical_fraction": f_emp[0],
-            "training": {
-                "steps": summ.steps,
-                "seconds": round(summ.seconds, 2),
-                "final_loss": summ.final_loss,
-            },
+            "training": summ.brief(),
         }
         if s["kind"] == "handful":
             rows.append(

@@ -29,15 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
-from physdiff.ensembles import GaussianMixture
+from physdiff.errors import InputError
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import ratio_of_means
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    make_job,
+    train_job,
+)
 from . import experiment_run
+from .symmetry_dynamics import mixture
 
-__all__ = ["Config", "PRESETS", "run", "mixture", "relative_error"]
+__all__ = ["Config", "PRESETS", "run", "check", "mixture", "relative_error"]
 
 NAME = "score_fidelity"
 
@@ -97,10 +105,19 @@ PRESETS: dict[str, Config] = {
 }
 
 
-def mixture(d: int, separation: float, variance: float) -> GaussianMixture:
-    """``1/2 N(mu, s^2 I) + 1/2 N(-mu, s^2 I)``, ``mu = separation * ones(d) / sqrt(d)``."""
-    mu = np.full(d, separation / np.sqrt(d))
-    return GaussianMixture.isotropic([0.5, 0.5], np.stack([mu, -mu]), [variance, variance])
+def check(config: Config) -> None:
+    """Reject a dimension below one, a non-positive component variance or noise level
+    (the score is infinite or undefined there) and fewer than two Monte Carlo points."""
+    if not config.dims or any(int(d) < 1 for d in config.dims):
+        raise InputError(f"dims must be a non-empty tuple of integers >= 1; got {config.dims}")
+    if not config.component_variance > 0:
+        raise InputError(f"component_variance must be > 0; got {config.component_variance}")
+    if not np.isfinite(config.separation):
+        raise InputError(f"separation must be finite; got {config.separation}")
+    if any(not delta > 0 for delta in (*config.deltas, config.delta_verdict)):
+        raise InputError("every noise level (deltas, delta_verdict) must be > 0")
+    if config.n_eval < 2:
+        raise InputError(f"n_eval must be >= 2 (a standard error needs two); got {config.n_eval}")
 
 
 def relative_error(
@@ -148,14 +165,15 @@ def run(
 ) -> Result:
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
     t0 = time.perf_counter()
+    check(config)
     engine = engine or Engine("local", workers=config.workers)
-    serial = engine.kind == "serial" or engine.n_workers(len(config.dims)) == 1
+    serial = in_process(engine, len(config.dims))
     train = TrainSpec.of(config)
-    ens = {d: mixture(d, config.separation, config.component_variance) for d in config.dims}
+    ens = {d: mixture(config.separation, config.component_variance, d) for d in config.dims}
     jobs = [
         make_job(
             f"d{d}",
-            NetSpec(dim=d, hidden=config.hidden, depth=config.depth, embed_dim=config.embed_dim),
+            NetSpec.of(config, d),
             train,
             ens[d],
             seed=seed * 1000 + i,
@@ -168,13 +186,11 @@ def run(
     ]
     summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
 
-    from physdiff.nn import NetworkScoreModel
-
     rule = Rule(k=config.k, tolerance=config.tolerance)
     curves: dict[int, np.ndarray] = {}
     rows = []
     for i, (d, job) in enumerate(zip(config.dims, jobs, strict=True)):
-        net = NetworkScoreModel(load_trained(job).denoiser, device=device)
+        net = load_network(job, device)
         rng = np.random.default_rng([seed, 1, i])
         curves[d] = np.array(
             [relative_error(net, ens[d], delta, config.n_eval, rng) for delta in config.deltas]
@@ -194,12 +210,7 @@ def run(
                     "R": curves[d][:, 0].tolist(),
                     "se": curves[d][:, 1].tolist(),
                 },
-                training={
-                    "steps": s.steps,
-                    "seconds": round(s.seconds, 2),
-                    "samples_per_second": round(s.samples_per_second, 1),
-                    "final_loss": s.final_loss,
-                },
+                training=s.brief(rate=True),
             )
         )
     fig = "score_fidelity.png"

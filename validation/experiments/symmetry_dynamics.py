@@ -69,6 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from physdiff.ensembles import GaussianMixture
+from physdiff.errors import InputError
 from physdiff.processes import get_process
 from physdiff.symmetry import (
     NoSymmetryBreaking,
@@ -85,7 +86,9 @@ __all__ = [
     "Config",
     "PRESETS",
     "run",
+    "check",
     "mixture",
+    "decided_fraction",
     "commitment_probability",
     "isotonic_increasing",
     "crossing",
@@ -159,6 +162,33 @@ def mixture(m: float, s2: float, d: int) -> GaussianMixture:
     """``1/2 N(+m e, s^2 I) + 1/2 N(-m e, s^2 I)``, ``e = (1, ..., 1)/sqrt(d)``."""
     mu = np.full(int(d), float(m) / math.sqrt(d))
     return GaussianMixture.isotropic([0.5, 0.5], np.stack([mu, -mu]), [s2, s2])
+
+
+def check(config: Config) -> None:
+    """Reject models and grids that would give NaN instead of curves: ``|m| > 0``,
+    ``s^2 >= 0``, ``d >= 1`` and a start level ``|m|^2 / q_start - s^2`` above ``delta_end``
+    for every model; ``0 < clone_q[0] < clone_q[1]``; two or more trajectories, pairs,
+    cloning levels and bootstrap resamples."""
+    if not config.models:
+        raise InputError("models must name at least one (|m|, s^2, d)")
+    if not (config.q_start > 0 and config.delta_end > 0):
+        raise InputError(
+            f"need q_start > 0 and delta_end > 0; got {config.q_start}, {config.delta_end}"
+        )
+    for m, s2, d in config.models:
+        if not (m > 0 and s2 >= 0 and int(d) >= 1):
+            raise InputError(f"every model needs |m| > 0, s^2 >= 0, d >= 1; got {(m, s2, d)}")
+        if not m * m / config.q_start - s2 > config.delta_end:
+            raise InputError(
+                f"model {(m, s2, d)}: the start level |m|^2 / q_start - s^2 must exceed delta_end"
+            )
+    lo, hi = config.clone_q
+    if not 0 < lo < hi:
+        raise InputError(f"clone_q must be (lo, hi) with 0 < lo < hi; got {config.clone_q}")
+    if min(config.n_traj, config.n_pairs, config.clone_points, config.n_boot) < 2:
+        raise InputError("n_traj, n_pairs, clone_points and n_boot must be >= 2")
+    if config.traj_steps < 1 or config.clone_steps < 1:
+        raise InputError("traj_steps and clone_steps must be >= 1")
 
 
 def commitment_probability(delta, m_norm: float, s2: float = 0.0):
@@ -274,6 +304,15 @@ def _stats(values: np.ndarray) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------
 # measurement
 # ---------------------------------------------------------------------------------------
+def decided_fraction(last_wrong: np.ndarray, n_steps: int) -> np.ndarray:
+    """``out[k]``: the fraction of trajectories whose last wrong-side step is before ``k``
+    (``last_wrong`` in ``[-1, n_steps - 1]``, -1: never wrong), for ``k < n_steps``; one
+    histogram and a cumulative sum instead of ``n_steps`` passes over the trajectories."""
+    last_wrong = np.asarray(last_wrong, dtype=np.int64)
+    hist = np.bincount(last_wrong + 1, minlength=n_steps + 1)
+    return np.cumsum(hist)[:n_steps] / last_wrong.size
+
+
 def _trajectories(ens, axis, m, s2, config, proc, rng):
     """Record the side of the class axis of ``n_traj`` exact-score trajectories at every
     step; return the grid's deltas, the agreement matrix with the final class and the index
@@ -372,7 +411,7 @@ def _measure_model(model_spec, config: Config, proc, rng) -> dict:
     deltas, agree, last_wrong = _trajectories(ens, axis, m, s2, config, proc, rng)
     logd = np.log(deltas)
     commit = agree.mean(axis=1)
-    decided = np.array([(last_wrong < k).mean() for k in range(deltas.size)])
+    decided = decided_fraction(last_wrong, deltas.size)
     n_t = agree.shape[1]
     counts = boot.multinomial(n_t, np.full(n_t, 1.0 / n_t), size=config.n_boot).astype(np.float32)
     commit_boot = counts @ agree.T.astype(np.float32) / n_t  # (B, K)
@@ -572,6 +611,7 @@ def run(
 ) -> Result:
     """Measure every model's commitment curves, judge the criteria, plot (no training)."""
     t0 = time.perf_counter()
+    check(config)
     proc = get_process(config.process)
     rule_p = Rule(k=config.k, tolerance=config.tolerance_phi)
     rule_d = Rule(k=config.k, tolerance=config.tolerance_log_delta)

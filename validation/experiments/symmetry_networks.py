@@ -48,15 +48,23 @@ from pathlib import Path
 
 import numpy as np
 
+from physdiff.errors import InputError
 from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, load_trained, make_job, train_job
+from ..training import (
+    NetSpec,
+    TrainSpec,
+    in_process,
+    load_network,
+    make_job,
+    train_job,
+)
 from . import experiment_run
 from .symmetry_dynamics import crossing, mixture, nan_to_none
 
-__all__ = ["Config", "PRESETS", "run", "top_eigenvalue_curve"]
+__all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
 
 NAME = "symmetry_networks"
 
@@ -128,6 +136,25 @@ PRESETS: dict[str, Config] = {
         workers=6,
     ),
 }
+
+
+def check(config: Config) -> None:
+    """Reject a mixture without a symmetry-breaking point (criterion (a) needs
+    ``delta_a = |m|^2 - s^2 > 0``), a scan that cannot bracket it, and empty sweeps."""
+    if not config.dims or any(int(d) < 1 for d in config.dims):
+        raise InputError(f"dims must be a non-empty tuple of integers >= 1; got {config.dims}")
+    m, s2 = config.separation, config.component_variance
+    if not (s2 >= 0 and m * m > s2):
+        raise InputError(
+            f"need component_variance >= 0 and separation^2 > component_variance "
+            f"(delta_a = |m|^2 - s^2 > 0); got |m| = {m}, s^2 = {s2}"
+        )
+    if config.n_seeds < 1 or config.scan_points < 3 or not config.scan_range > 1:
+        raise InputError("need n_seeds >= 1, scan_points >= 3 and scan_range > 1")
+    if not config.clone_q or any(not q > 0 for q in config.clone_q) or config.n_pairs < 2:
+        raise InputError("clone_q must be positive (non-empty) and n_pairs >= 2")
+    if not config.delta_end > 0 or config.clone_steps < 1:
+        raise InputError("need delta_end > 0 and clone_steps >= 1")
 
 
 def _sym_top(J: np.ndarray) -> np.ndarray:
@@ -229,16 +256,17 @@ def run(
 ) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
     t0 = time.perf_counter()
+    check(config)
     engine = engine or Engine("local", workers=config.workers)
     train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance
     ens = {d: mixture(m, s2, d) for d in config.dims}
     specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]
-    serial = engine.kind == "serial" or engine.n_workers(len(specs)) == 1
+    serial = in_process(engine, len(specs))
     jobs = [
         make_job(
             f"d{d}-s{j}",
-            NetSpec(dim=d, hidden=config.hidden, depth=config.depth, embed_dim=config.embed_dim),
+            NetSpec.of(config, d),
             train,
             ens[d],
             seed=seed * 1000 + 100 * i + j,
@@ -250,8 +278,6 @@ def run(
         for i, d, j in specs
     ]
     summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
-
-    from physdiff.nn import NetworkScoreModel
 
     d_a = critical_point(ens[config.dims[0]], "log-density").delta
     log_a = math.log(d_a)
@@ -266,7 +292,7 @@ def run(
     rows = []
     for i, d in enumerate(config.dims):
         nets = [
-            NetworkScoreModel(load_trained(job).denoiser, device=device)
+            load_network(job, device)
             for job, (_, dd, _) in zip(jobs, specs, strict=True)
             if dd == d
         ]
