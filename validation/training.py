@@ -41,6 +41,7 @@ __all__ = [
     "settings_key",
     "checkpoint_path",
     "run_training",
+    "train_jobs",
     "summarize",
     "torch_threads",
     "blas_threads",
@@ -58,6 +59,10 @@ class NetSpec:
     embed_dim: int = 64
     parametrisation: str = "edm"
     sigma_data: float = 1.0
+
+    def build(self, seed: int | None = None):
+        """The untrained denoiser (:func:`build_denoiser`)."""
+        return build_denoiser(self, seed)
 
     @classmethod
     def of(cls, config: Any, dim: int, **overrides: Any) -> NetSpec:
@@ -256,13 +261,126 @@ def summarize(job: Any, res: Any) -> TrainSummary:
     )
 
 
-def _train(job: TrainJob, progress: bool):
-    return run_training(job, build_denoiser(job.net, job.seed), progress)
+def _train(job: Any, progress: bool):
+    return run_training(job, job.net.build(job.seed), progress, labels=getattr(job, "labels", None))
 
 
 def train_job(job: TrainJob) -> TrainSummary:
     """Train (or resume, or find finished) ``job``; the sweep's job function."""
     return summarize(job, _train(job, job.progress))
+
+
+# -- a sweep's trainings as ensembles --------------------------------------------------------
+MAX_MEMBERS = 64
+"""At most this many networks in one ensemble (the rest of a group goes into further ones)."""
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleJob:
+    """Trainings of one architecture and one set of shared settings, run as one
+    :func:`physdiff.nn.train_ensemble` (picklable, like its members)."""
+
+    members: tuple
+    checkpoint_dir: str
+    threads: int = 0
+    progress: bool = False
+
+
+def _shared_key(job: Any) -> tuple:
+    """What members of one ensemble must share: the network (architecture and
+    preconditioning), the step count, batch size, checkpoint interval, autocast, the
+    device and the thread count (:data:`physdiff.nn.ensemble.SHARED_FIELDS`)."""
+    t = job.train
+    return (
+        type(job.net).__name__,
+        repr(job.net),
+        t.steps,
+        t.batch_size,
+        t.checkpoint_every,
+        t.amp,
+        job.device,
+        job.threads,
+    )
+
+
+def _finished(job: Any) -> bool:
+    """Whether the job's own checkpoint exists and has reached its step count."""
+    path = Path(job.checkpoint_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return False
+    import torch
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: let train() report it
+        return False
+    return int(ck.get("step", -1)) >= job.train.steps
+
+
+def ensemble_jobs(jobs: Any, max_members: int = MAX_MEMBERS) -> list[EnsembleJob]:
+    """The unfinished ``jobs`` grouped into ensembles (:func:`_shared_key`), at most
+    ``max_members`` each, in the order the groups first appear; each ensemble's checkpoint
+    folder sits beside its first member's and is named by a hash of its members' folders."""
+    groups: dict[tuple, list] = {}
+    for job in jobs:
+        if not _finished(job):
+            groups.setdefault(_shared_key(job), []).append(job)
+    out = []
+    for members in groups.values():
+        for i in range(0, len(members), max_members):
+            chunk = tuple(members[i : i + max_members])
+            blob = "\n".join(j.checkpoint_dir for j in chunk).encode()
+            key = hashlib.sha256(blob).hexdigest()[:12]
+            root = Path(chunk[0].checkpoint_dir).parent
+            out.append(
+                EnsembleJob(
+                    members=chunk,
+                    checkpoint_dir=str(root / f"ensemble-{key}"),
+                    threads=chunk[0].threads,
+                    progress=any(j.progress for j in chunk),
+                )
+            )
+    return out
+
+
+def train_ensemble_job(ens: EnsembleJob) -> int:
+    """Train one :class:`EnsembleJob` (or resume it); each member's final state goes to its
+    own checkpoint folder, where :func:`load_trained` finds it. Returns the member count."""
+    from physdiff.nn import TrainConfig, train_ensemble
+
+    jobs = ens.members
+    with torch_threads(ens.threads):
+        train_ensemble(
+            [j.net.build(j.seed) for j in jobs],
+            [j.data for j in jobs],
+            [TrainConfig(**asdict(j.train), seed=j.seed, device=j.device) for j in jobs],
+            labels=[getattr(j, "labels", None) for j in jobs],
+            checkpoint_dir=ens.checkpoint_dir,
+            member_dirs=[j.checkpoint_dir for j in jobs],
+            progress=ens.progress,
+        )
+    return len(jobs)
+
+
+def train_jobs(
+    jobs: Any,
+    engine: Any = None,
+    *,
+    desc: str = "training",
+    max_members: int = MAX_MEMBERS,
+) -> list[TrainSummary]:
+    """Train every job of a sweep, the unfinished ones as ensembles grouped by architecture
+    and shared settings (:func:`ensemble_jobs`, :func:`physdiff.nn.train_ensemble`), the
+    ensembles run on ``engine`` (:func:`validation.sweep.map_jobs`: one after another, in
+    worker processes, or as SLURM jobs); then the summary of each job, in order. A job is
+    a :class:`TrainJob` or any job with ``net.build(seed)``, ``train``, ``data``, ``seed``,
+    ``device``, ``checkpoint_dir``, ``threads`` and optionally ``labels``."""
+    from .sweep import map_jobs
+
+    jobs = list(jobs)
+    groups = ensemble_jobs(jobs, max_members)
+    map_jobs(train_ensemble_job, groups, engine, desc=desc, progress=len(groups) > 1)
+    return [summarize(j, load_trained(j)) for j in jobs]
 
 
 def load_trained(job: TrainJob):

@@ -9,6 +9,8 @@ score-model interface (DESIGN.md "nn/"). Importing this package imports torch;
   VE frame ``y = x0 + sqrt(delta) z``;
 * :func:`train` with :class:`TrainConfig` -> :class:`TrainResult`: seeded, EMA, AdamW,
   atomic checkpoints that resume to the same weights, cuda when present, bf16 on GPU;
+* :func:`train_ensemble`: K networks of one architecture trained as one batched model
+  (each member retracing its own :func:`train` run), whole-ensemble checkpoints;
 * :class:`NetworkScoreModel`: a trained denoiser as a :class:`physdiff.ensembles.ScoreModel`
   (numpy in, float64 out, score Jacobian by autograd, conditional scores, process frames);
 * :func:`load_diffusers`: a diffusers ``UNet2DModel`` + ``DDPMScheduler`` as the same.
@@ -20,6 +22,7 @@ from ._device import default_device
 from .adapter import NetworkScoreModel
 from .denoiser import PARAMETRISATIONS, Denoiser
 from .diffusers_adapter import DiffusersDenoiser, load_diffusers
+from .ensemble import train_ensemble
 from .networks import NoiseEmbedding, ScoreMLP, ScoreUNet
 from .training import TrainConfig, TrainResult, load_checkpoint, sample_delta, train
 
@@ -32,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "train",
+    "train_ensemble",
     "sample_delta",
     "NetworkScoreModel",
     "load_checkpoint",

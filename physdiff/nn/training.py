@@ -194,10 +194,16 @@ def sample_delta(
         k = torch.randint(0, proc.n_steps, (n,), generator=generator)
         return torch.from_numpy(np.asarray(proc.deltas)[k.numpy()].copy())
     u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+    return torch.from_numpy(_continuous_delta(proc, u, t_eps))
+
+
+def _continuous_delta(proc: Process, u: np.ndarray, t_eps: float) -> np.ndarray:
+    """``delta(t)`` at ``t`` uniform on ``[t_min + t_eps (t_max - t_min), t_max]`` given
+    uniforms ``u`` on [0, 1) (float64)."""
     lo = proc.t_min + t_eps * (proc.t_max - proc.t_min)
     t = np.minimum(lo + u * (proc.t_max - lo), proc.t_max)
     delta = np.atleast_1d(np.asarray(proc.delta(t), dtype=np.float64))
-    return torch.from_numpy(np.maximum(delta, 1e-12))
+    return np.maximum(delta, 1e-12)
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -299,7 +305,8 @@ class _Batches:
             self.y = _tensor(lab, np.int64, device)
             self.with_labels = True
 
-    def __call__(self, batch: int, rng: np.random.Generator):
+    def __call__(self, batch: int, rng: np.random.Generator, gen: torch.Generator | None = None):
+        """A minibatch; indices from ``gen`` (a device generator) when given, else ``rng``."""
         if self.ensemble is not None:
             if self.with_labels:
                 x, lab = self.ensemble.sample_with_labels(batch, rng)
@@ -309,8 +316,107 @@ class _Batches:
                 )
             x = self.ensemble.sample(batch, rng)
             return _tensor(x, np.float32, self.device, per_step=True), None
-        idx = _to_device(torch.from_numpy(rng.integers(0, self.n, size=batch)), self.device)
+        if gen is not None:
+            idx = torch.randint(0, self.n, (batch,), generator=gen, device=gen.device)
+        else:
+            idx = _to_device(torch.from_numpy(rng.integers(0, self.n, size=batch)), self.device)
         return self.x[idx], (self.y[idx] if self.y is not None else None)
+
+
+class _NoiseLevels:
+    """Training noise levels as float32 on the device, drawn per :func:`sample_delta`.
+
+    On the CPU this is :func:`sample_delta` itself (then a float32 cast), so CPU
+    trajectories are those of earlier versions. On CUDA the generator lives on the device
+    and so do the draws: EDM's log-normal sigma and DDPM's uniform step (indexing a table
+    of ``delta_k`` copied to the device once) never touch the host. A continuous process
+    draws its time ``u`` on the device too, but its ``delta(t)`` is numpy code, so the
+    times make one round trip to the host (one synchronisation a step; EDM and DDPM, the
+    processes the validation trains with, have none).
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.process = get_process(config.process)
+        self.device = device
+        self.table = None
+        if device.type == "cuda" and isinstance(self.process, DDPM):
+            self.table = torch.as_tensor(np.asarray(self.process.deltas), device=device)
+
+    def __call__(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        cfg, proc = self.config, self.process
+        if gen.device.type == "cpu":
+            delta = sample_delta(proc, n, gen, p_mean=cfg.p_mean, p_std=cfg.p_std, t_eps=cfg.t_eps)
+            # float64 -> float32 on the host (the same correctly rounded cast as on a device)
+            return _to_device(delta.to(torch.float32), self.device)
+        dev = gen.device
+        if isinstance(proc, EDM):
+            z = torch.randn(n, generator=gen, device=dev, dtype=torch.float64)
+            sigma = torch.exp(cfg.p_mean + cfg.p_std * z)
+            return (sigma * sigma).to(torch.float32)
+        if self.table is not None:
+            k = torch.randint(0, proc.n_steps, (n,), generator=gen, device=dev)
+            return self.table[k].to(torch.float32)
+        u = torch.rand(n, generator=gen, device=dev, dtype=torch.float64).cpu().numpy()
+        delta = _continuous_delta(proc, u, cfg.t_eps)
+        return _to_device(torch.from_numpy(delta).to(torch.float32), self.device)
+
+
+class _Draws:
+    """Everything random in one training step, from one seed: the minibatch (and its
+    labels), the noise levels, the noise and the label dropout, in that order.
+
+    On the CPU: minibatch indices (or ensemble samples) from a numpy Generator, the rest
+    from a CPU :class:`torch.Generator`, both seeded with ``config.seed``. On CUDA the torch
+    generator is on the device and draws the indices too (a data array lives on the
+    device; an exact ensemble is still sampled by numpy on the host), so a step needs no
+    host-device synchronisation. ``state()``/``restore()`` carry both generators through a
+    checkpoint.
+    """
+
+    def __init__(self, batches: _Batches, config: TrainConfig, n_classes, device):
+        self.batches = batches
+        self.config = config
+        self.n_classes = n_classes
+        self.device = device
+        self.gen_device = device if device.type == "cuda" else torch.device("cpu")
+        self.gen = torch.Generator(device=self.gen_device).manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.levels = _NoiseLevels(config, device)
+
+    def __call__(self):
+        """``(x0, noise, delta, labels)`` on the device (labels ``None`` if unconditional)."""
+        cfg = self.config
+        on_gpu = self.gen_device.type == "cuda"
+        x0, lab = self.batches(cfg.batch_size, self.rng, self.gen if on_gpu else None)
+        delta = self.levels(cfg.batch_size, self.gen)
+        noise = torch.randn(
+            x0.shape, generator=self.gen, dtype=torch.float32, device=self.gen_device
+        )
+        if self.n_classes is not None:
+            drop = torch.rand(cfg.batch_size, generator=self.gen, device=self.gen_device)
+            drop = _to_device(drop < cfg.p_uncond, self.device)
+            null = torch.full_like(drop, self.n_classes, dtype=torch.long)
+            lab = null if lab is None else torch.where(drop, null, lab)
+        return x0, _to_device(noise, self.device), delta, lab
+
+    def state(self) -> dict:
+        return {
+            "torch_rng": self.gen.get_state(),
+            "torch_rng_device": self.gen_device.type,
+            "numpy_rng": self.rng.bit_generator.state,
+        }
+
+    def restore(self, ck: dict, where: str) -> None:
+        saved = ck.get("torch_rng_device", "cpu")
+        if saved != self.gen_device.type:
+            raise InputError(
+                f"checkpoint {where} was written by a run whose random stream was on the "
+                f"{saved} and cannot continue on {self.gen_device.type}; resume it on the "
+                "same kind of device or use a fresh checkpoint_dir"
+            )
+        self.gen.set_state(ck["torch_rng"].cpu())
+        self.rng.bit_generator.state = ck["numpy_rng"]
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -418,8 +524,7 @@ class _Trainer:
             weight_decay=config.weight_decay,
             foreach=_ADAMW_FOREACH,
         )
-        self.gen = torch.Generator(device="cpu").manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
+        self.draws = _Draws(self.batches, config, self.n_classes, self.device)
         self.step = 0
         self.losses: list[torch.Tensor] = []  # device scalars, synced lazily
         self.past_losses = np.zeros(0)
@@ -428,24 +533,7 @@ class _Trainer:
     # one optimisation step; the loss stays on the device (no sync)
     def one_step(self) -> torch.Tensor:
         cfg = self.config
-        x0, lab = self.batches(cfg.batch_size, self.rng)
-        delta = sample_delta(
-            self.process,
-            cfg.batch_size,
-            self.gen,
-            p_mean=cfg.p_mean,
-            p_std=cfg.p_std,
-            t_eps=cfg.t_eps,
-        )
-        noise = torch.randn(x0.shape, generator=self.gen, dtype=torch.float32)
-        if self.n_classes is not None:
-            drop = torch.rand(cfg.batch_size, generator=self.gen) < cfg.p_uncond
-            drop = _to_device(drop, self.device)
-            null = torch.full_like(drop, self.n_classes, dtype=torch.long)
-            lab = null if lab is None else torch.where(drop, null, lab)
-        # float64 -> float32 on the host (the same correctly rounded cast as on the device)
-        delta = _to_device(delta.to(torch.float32), self.device)
-        noise = _to_device(noise, self.device)
+        x0, noise, delta, lab = self.draws()
         with torch.autocast(
             device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp
         ):
@@ -496,8 +584,7 @@ class _Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.opt.state_dict(),
-            "torch_rng": self.gen.get_state(),
-            "numpy_rng": self.rng.bit_generator.state,
+            **self.draws.state(),
             "losses": torch.from_numpy(self.all_losses().copy()),
             "seconds": float(self.seconds),
             "config": self.config.as_dict(),
@@ -529,8 +616,7 @@ class _Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         for group in self.opt.param_groups:  # a checkpoint's param groups carry their own
             group["foreach"] = _ADAMW_FOREACH  # implementation flag; use this version's
-        self.gen.set_state(ck["torch_rng"].cpu())
-        self.rng.bit_generator.state = ck["numpy_rng"]
+        self.draws.restore(ck, where)
         self.step = int(ck["step"])
         self.past_losses = ck["losses"].double().cpu().numpy()
         self.losses = []

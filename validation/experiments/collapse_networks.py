@@ -59,14 +59,14 @@ from physdiff.errors import InputError
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine, map_jobs
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
     in_process,
     load_network,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
 from .collapse_exact import crossing
@@ -298,7 +298,7 @@ def run(
         )
         for i, (n, x) in enumerate(zip(config.ns, sets, strict=True))
     ]
-    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
