@@ -73,15 +73,37 @@ def test_ratio_of_means_se_matches_the_spread_of_replicates():
 def test_job_keys_are_stable():
     """The checkpoint hashes did not move when the key code was shared: a changed hash
     would retrain every finished job of a committed run."""
-    from validation.experiments.class_decisions import CondNet, make_cond_job
-    from validation.training import NetSpec, TrainSpec, job_key
+    from validation.training import NetSpec, TrainSpec, job_key, make_job
 
     x = np.arange(12.0).reshape(4, 3)
     assert job_key(NetSpec(dim=3), TrainSpec(), 7, x) == "bd1bad6ca01b"
-    net = CondNet("mlp", 3, 2)
+    # the class-conditional networks keep the keys of the spec type they were before
+    net = NetSpec(dim=3, hidden=128, depth=3, n_classes=2)
     for labels, key in ((np.array([0, 1, 0, 1]), "a6c8f277d335"), (None, "0ccdf7f98a77")):
-        job = make_cond_job("c", net, TrainSpec(), x, labels, seed=7, device="cpu", root="/r")
+        job = make_job("c", net, TrainSpec(), x, seed=7, device="cpu", root="/r", labels=labels)
         assert job.checkpoint_dir.endswith(f"c-{key}")
+    with pytest.raises(InputError):  # labels on an unconditional network
+        job_key(NetSpec(dim=3), TrainSpec(), 7, x, labels=np.array([0, 1, 0, 1]))
+
+
+def test_net_spec_builds_every_kind():
+    """One spec type builds the unconditional and the class-conditional MLP and U-Net."""
+    import torch
+
+    from validation.training import NetSpec
+
+    x = torch.zeros(2, 64)
+    for spec in (
+        NetSpec(dim=64, hidden=16, depth=1, embed_dim=8),
+        NetSpec(dim=64, hidden=16, depth=1, embed_dim=8, n_classes=3),
+        NetSpec(dim=64, kind="unet", base_channels=8, n_classes=3),
+    ):
+        den = spec.build(seed=1)
+        labels = torch.tensor([0, 2]) if spec.conditional else None
+        assert den(x, torch.ones(2), labels).shape == (2, 64)
+        assert den.n_classes == (spec.n_classes or None)
+    with pytest.raises(InputError):
+        NetSpec(dim=3, kind="cnn")
 
 
 def test_shared_training_helpers():

@@ -45,6 +45,7 @@ __all__ = [
     "atomic_write_bytes",
     "save_figure",
     "jsonable",
+    "nan_to_none",
     "RESULT_FILE",
 ]
 
@@ -194,6 +195,20 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, bool | int | float | str) or obj is None:
         return obj
     return repr(obj)
+
+
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` (made JSON-ready by :func:`validation.result.jsonable`) with every float NaN
+    replaced by ``None``: NaN never equals itself, so it would break the round trip of a
+    result through ``result.json``."""
+    obj = jsonable(obj)
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
 
 
 def software_versions() -> dict[str, str]:

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from physdiff.errors import InputError
+
 __all__ = [
     "NetSpec",
     "TrainSpec",
@@ -51,7 +53,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A :class:`physdiff.nn.ScoreMLP` behind a :class:`physdiff.nn.Denoiser`."""
+    """A score network behind a :class:`physdiff.nn.Denoiser`: a
+    :class:`physdiff.nn.ScoreMLP` (``kind="mlp"``, on ``dim``-dimensional data) or a
+    :class:`physdiff.nn.ScoreUNet` (``kind="unet"``, on images of ``image_shape`` flattened
+    to ``dim``), class-conditional on ``n_classes`` classes (plus a null label) when
+    ``n_classes > 0``."""
 
     dim: int
     hidden: int = 256
@@ -59,6 +65,38 @@ class NetSpec:
     embed_dim: int = 64
     parametrisation: str = "edm"
     sigma_data: float = 1.0
+    kind: str = "mlp"
+    n_classes: int = 0
+    base_channels: int = 32  # U-Net only
+    image_shape: tuple[int, int, int] = (1, 8, 8)  # U-Net only
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mlp", "unet"):
+            raise InputError(f"network kind must be 'mlp' or 'unet'; got {self.kind!r}")
+        if self.n_classes < 0:
+            raise InputError(f"n_classes must be >= 0; got {self.n_classes!r}")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the network takes class labels."""
+        return self.n_classes > 0
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields a checkpoint's hash covers (:func:`settings_key`), in the layouts of
+        the two spec types this one replaced, so finished checkpoints are still found: an
+        unconditional MLP's ``(dim, hidden, depth, embed_dim, parametrisation,
+        sigma_data)``; any other network's ``(kind, dim, n_classes, hidden, depth,
+        embed_dim, base_channels, image_shape, sigma_data)``, plus ``parametrisation``
+        when it is not ``"edm"``."""
+        d = asdict(self)
+        if self.kind == "mlp" and not self.conditional:
+            names = ("dim", "hidden", "depth", "embed_dim", "parametrisation", "sigma_data")
+        else:
+            names = ("kind", "dim", "n_classes", "hidden", "depth", "embed_dim",
+                     "base_channels", "image_shape", "sigma_data")  # fmt: skip
+            if self.parametrisation != "edm":
+                names += ("parametrisation",)
+        return {n: d[n] for n in names}
 
     def build(self, seed: int | None = None):
         """The untrained denoiser (:func:`build_denoiser`)."""
@@ -67,8 +105,11 @@ class NetSpec:
     @classmethod
     def of(cls, config: Any, dim: int, **overrides: Any) -> NetSpec:
         """The network an experiment's ``config`` asks for on ``dim``-dimensional data: its
-        ``hidden``, ``depth`` and ``embed_dim``; ``overrides`` replace any field."""
-        kw = {"hidden": config.hidden, "depth": config.depth, "embed_dim": config.embed_dim}
+        ``net.hidden``, ``net.depth`` and ``net.embed_dim`` (a nested
+        :class:`validation.config.NetConfig`, or the same fields on ``config`` itself);
+        ``overrides`` replace any field."""
+        c = getattr(config, "net", config)
+        kw = {"hidden": c.hidden, "depth": c.depth, "embed_dim": c.embed_dim}
         return cls(dim=dim, **{**kw, **overrides})
 
 
@@ -86,17 +127,21 @@ class TrainSpec:
 
     @classmethod
     def of(cls, config: Any, *, steps: int | None = None, batch_size: int | None = None):
-        """The spec an experiment's ``config`` asks for: its ``steps``, ``batch_size``,
-        ``lr``, ``ema_decay`` and, where the config has one, ``train_process`` (else the
-        default); ``steps``/``batch_size`` override (a second network of the same
+        """The spec an experiment's ``config`` asks for: its ``training.steps``,
+        ``training.batch_size``, ``training.lr``, ``training.ema_decay`` and, where it has
+        one, ``training.train_process`` (else the default) (a nested
+        :class:`validation.config.TrainingConfig`, or the same fields on ``config``
+        itself); ``steps``/``batch_size`` override (a second network of the same
         experiment, say). A checkpoint every 1000 steps, or once for shorter runs."""
-        n = int(config.steps if steps is None else steps)
-        kw = {"process": config.train_process} if hasattr(config, "train_process") else {}
+        c = getattr(config, "training", config)
+        n = int(c.steps if steps is None else steps)
+        process = getattr(c, "train_process", None)
+        kw = {"process": process} if process is not None else {}
         return cls(
             steps=n,
-            batch_size=int(config.batch_size if batch_size is None else batch_size),
-            lr=config.lr,
-            ema_decay=config.ema_decay,
+            batch_size=int(c.batch_size if batch_size is None else batch_size),
+            lr=c.lr,
+            ema_decay=c.ema_decay,
             checkpoint_every=max(1, min(1000, n)),
             **kw,
         )
@@ -104,7 +149,9 @@ class TrainSpec:
 
 @dataclass(frozen=True, eq=False)
 class TrainJob:
-    """One training: ``data`` is an ``(n, d)`` array or a physdiff ensemble."""
+    """One training: ``data`` is an ``(n, d)`` array or a physdiff ensemble; for a
+    class-conditional network, ``labels`` are the array's class labels (``None`` for an
+    ensemble with ``sample_with_labels``)."""
 
     name: str
     net: NetSpec
@@ -115,6 +162,7 @@ class TrainJob:
     checkpoint_dir: str
     threads: int = 0  # torch CPU threads in the job (0: torch's default)
     progress: bool = False
+    labels: Any = None
 
 
 @dataclass(frozen=True)
@@ -147,16 +195,25 @@ def data_payload(data: Any) -> Any:
 
 
 def settings_key(net: Any, train: TrainSpec, seed: int, payload: Any) -> str:
-    """12 hex digits of a SHA-256 over a network dataclass, the training spec, the seed and
-    a picklable ``payload`` (the data's, see :func:`data_payload`, plus anything else that
-    decides the weights, such as class labels)."""
-    blob = repr((asdict(net), asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
+    """12 hex digits of a SHA-256 over a network dataclass (its ``key_fields()`` where it
+    has them), the training spec, the seed and a picklable ``payload`` (the data's, see
+    :func:`data_payload`, plus anything else that decides the weights, such as class
+    labels)."""
+    fields = net.key_fields() if hasattr(net, "key_fields") else asdict(net)
+    blob = repr((fields, asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any) -> str:
-    """12 hex digits of a SHA-256 over everything that determines a training's weights."""
-    return settings_key(net, train, seed, data_payload(data))
+def job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any, labels: Any = None) -> str:
+    """12 hex digits of a SHA-256 over everything that determines a training's weights:
+    for a class-conditional network the payload is the data's and the labels' (``None``
+    for an ensemble that draws its own), else the data's alone."""
+    if not net.conditional:
+        if labels is not None:
+            raise InputError("labels need a class-conditional network (n_classes > 0)")
+        return settings_key(net, train, seed, data_payload(data))
+    lab = None if labels is None else np.asarray(labels, dtype=np.int64).tobytes()
+    return settings_key(net, train, seed, (data_payload(data), lab))
 
 
 def checkpoint_path(root: str | Path, name: str, key: str) -> str:
@@ -175,8 +232,10 @@ def make_job(
     root: str | Path,
     threads: int = 0,
     progress: bool = False,
+    labels: Any = None,
 ) -> TrainJob:
-    """A job whose checkpoint lives in ``root/<name>-<hash>`` (absolute path)."""
+    """A job whose checkpoint lives in ``root/<name>-<hash>`` (absolute path), the hash
+    over everything that decides the weights (:func:`job_key`)."""
     return TrainJob(
         name=name,
         net=net,
@@ -184,9 +243,10 @@ def make_job(
         data=data,
         seed=int(seed),
         device=device,
-        checkpoint_dir=checkpoint_path(root, name, job_key(net, train, seed, data)),
+        checkpoint_dir=checkpoint_path(root, name, job_key(net, train, seed, data, labels)),
         threads=threads,
         progress=progress,
+        labels=labels,
     )
 
 
@@ -197,15 +257,22 @@ def in_process(engine: Any, n_jobs: int) -> bool:
 
 
 def build_denoiser(net: NetSpec, seed: int | None = None):
-    """The untrained ``Denoiser(ScoreMLP(...))`` of ``net`` (initial weights from ``seed``
-    when the network accepts one)."""
-    from physdiff.nn import Denoiser, ScoreMLP
+    """The untrained ``Denoiser(ScoreMLP(...))`` or ``Denoiser(ScoreUNet(...))`` of ``net``
+    (initial weights from ``seed`` when the network accepts one)."""
+    from physdiff.nn import Denoiser, ScoreMLP, ScoreUNet
 
-    kw: dict[str, Any] = {"hidden": net.hidden, "depth": net.depth, "embed_dim": net.embed_dim}
-    if seed is not None and "seed" in inspect.signature(ScoreMLP).parameters:
+    cls = ScoreMLP if net.kind == "mlp" else ScoreUNet
+    kw: dict[str, Any] = {}
+    if net.conditional:
+        kw["n_classes"] = net.n_classes
+    if seed is not None and "seed" in inspect.signature(cls).parameters:
         kw["seed"] = int(seed)
-    mlp = ScoreMLP(net.dim, **kw)
-    return Denoiser(mlp, parametrisation=net.parametrisation, sigma_data=net.sigma_data)
+    if net.kind == "mlp":
+        kw.update(hidden=net.hidden, depth=net.depth, embed_dim=net.embed_dim)
+        model = ScoreMLP(net.dim, **kw)
+    else:
+        model = ScoreUNet(net.image_shape, base_channels=net.base_channels, **kw)
+    return Denoiser(model, parametrisation=net.parametrisation, sigma_data=net.sigma_data)
 
 
 @contextmanager

@@ -31,7 +31,8 @@ microseconds a member.
 Which settings may differ between members: ``seed``, ``lr``, ``weight_decay``,
 ``ema_decay``, ``grad_clip``, ``process``, ``p_uncond``, ``p_mean``, ``p_std`` and ``t_eps``
 (:data:`MEMBER_FIELDS`), besides the data, labels and initial weights. The rest
-(``steps``, ``batch_size``, ``device``, ``amp``, ``checkpoint_every``) is shared: a step
+(``steps``, ``batch_size``, ``device``, ``amp``, ``compile``, ``checkpoint_every``) is
+shared: a step
 is one batched operation (:data:`SHARED_FIELDS`).
 
 Checkpoints: ``checkpoint_dir/ensemble.pt`` holds the stacked weights, EMA weights and
@@ -91,7 +92,14 @@ MEMBER_FIELDS: tuple[str, ...] = (
 )
 """:class:`TrainConfig` fields that may differ between the members of one ensemble."""
 
-SHARED_FIELDS: tuple[str, ...] = ("steps", "batch_size", "device", "amp", "checkpoint_every")
+SHARED_FIELDS: tuple[str, ...] = (
+    "steps",
+    "batch_size",
+    "device",
+    "amp",
+    "compile",
+    "checkpoint_every",
+)
 """:class:`TrainConfig` fields every member must share (one batched step for all)."""
 
 
@@ -193,6 +201,34 @@ def _column(values, like: torch.Tensor) -> torch.Tensor:
     return col.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+def _update(params, exp_avg, exp_avg_sq, ema, decay, clip, scalars, bc2_sqrt) -> None:
+    """One optimiser step of every member, in place (a free function of tensors, so that
+    :func:`torch.compile` can fuse it).
+
+    ``clip_grad_norm_`` per member (the global norm over that member's tensors, coefficient
+    ``min(1, c / (norm + 1e-6))``, skipped where ``c = 0``), then AdamW as
+    ``torch.optim.AdamW(foreach=True)`` computes it (Loshchilov & Hutter 2019, Algorithm 2:
+    decoupled decay ``p <- (1 - lr wd) p``, moments ``m, v``, bias corrections, ``eps``
+    added to ``sqrt(v_hat)``), then ``ema <- lerp(ema, p, 1 - decay_k)``. ``scalars`` holds
+    per member ``-lr / (1 - beta1^t)`` (row 0) and the EMA weight (row 1); ``decay`` per
+    tensor the column ``1 - lr wd``."""
+    b1, b2 = _BETAS
+    n_members = clip.shape[0]
+    grads = [p.grad for p in params]
+    norms = torch.stack([g.reshape(n_members, -1).norm(dim=1) for g in grads])
+    total = torch.linalg.vector_norm(norms, dim=0)
+    coef = torch.where(clip > 0, torch.clamp(clip / (total + 1e-6), max=1.0), 1.0)
+    for p, g, m, v, e, dec in zip(params, grads, exp_avg, exp_avg_sq, ema, decay, strict=True):
+        shape = (n_members,) + (1,) * (p.ndim - 1)
+        g = g * coef.to(g.dtype).reshape(shape)
+        p.mul_(dec)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / bc2_sqrt).add_(_EPS)
+        p.add_(m / denom * scalars[0].reshape(shape))
+        e.lerp_(p, scalars[1].reshape(shape))
+
+
 class _Ensemble:
     """The stacked training state of K members and one batched step."""
 
@@ -234,6 +270,10 @@ class _Ensemble:
         self._ema_decay = [c.ema_decay for c in configs]
         dims = (0, 0, 0, 0, 0, 0 if self.n_classes is not None else None)
         self._loss = torch.func.vmap(self._member_loss, in_dims=dims, randomness="error")
+        self._update = _update
+        if c0.compile:
+            self._loss = torch.compile(self._loss)
+            self._update = torch.compile(_update)
 
     def _member_loss(self, params, buffers, x0, noise, delta, labels):
         return torch.func.functional_call(
@@ -255,50 +295,29 @@ class _Ensemble:
         loss.sum().backward()
         with torch.no_grad():
             self._clip_and_step()
-            self._ema_update()
         self.step += 1
         loss = loss.detach()
         self.losses.append(loss)
         return loss
 
     def _clip_and_step(self) -> None:
-        plist = list(self.params.values())
-        grads = [p.grad for p in plist]
-        # clip_grad_norm_ per member: global norm over that member's tensors
-        norms = torch.stack([g.reshape(self.k, -1).norm(dim=1) for g in grads])
-        total = torch.linalg.vector_norm(norms, dim=0)
-        coef = torch.clamp(self._clip / (total + 1e-6), max=1.0)
-        coef = torch.where(self._clip > 0, coef, torch.ones_like(coef))
-        for g in grads:
-            g.mul_(coef.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1))))
-        # AdamW, as torch.optim.AdamW(foreach=True) computes it, per-member lr and decay
+        """Per-member gradient clipping, AdamW and EMA over the stacked tensors."""
         b1, b2 = _BETAS
         step = self.step + 1
-        bc1 = 1 - b1**step
-        bc2_sqrt = (1 - b2**step) ** 0.5
-        for p, g, lr, dec, m, v in zip(
-            plist,
-            grads,
-            self._lr,
-            self._decay,
-            self.exp_avg.values(),
-            self.exp_avg_sq.values(),
-            strict=True,
-        ):
-            p.mul_(dec)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(_EPS)
-            p.add_(m / denom * (-lr / bc1))
-
-    def _ema_update(self) -> None:
-        k = self.step
+        k = self.step  # the EMA decay is warmed up by the step count before this update
         w = [1.0 - min(d, (1.0 + k) / (10.0 + k)) for d in self._ema_decay]
-        for e, p in zip(self.ema.values(), self.params.values(), strict=True):
-            if len(set(w)) == 1:
-                e.lerp_(p.detach(), w[0])
-            else:
-                e.lerp_(p.detach(), _column(w, e))
+        lr = [-c.lr / (1 - b1**step) for c in self.configs]
+        scalars = torch.tensor([lr, w], dtype=torch.float64).to(torch.float32)
+        self._update(
+            list(self.params.values()),
+            list(self.exp_avg.values()),
+            list(self.exp_avg_sq.values()),
+            list(self.ema.values()),
+            self._decay,
+            self._clip,
+            scalars.to(self.device),
+            torch.tensor((1 - b2**step) ** 0.5, dtype=torch.float32).to(self.device),
+        )
 
     def all_losses(self) -> np.ndarray:
         if self.losses:

@@ -76,7 +76,14 @@ class TrainConfig:
 
     ``process`` (a name of :data:`physdiff.processes.PRESETS` or a :class:`Process`) decides
     how training noise levels are drawn (:func:`sample_delta`). ``amp`` enables bfloat16
-    autocast, on CUDA only. The EMA decay at step k is ``min(ema_decay, (1 + k)/(10 + k))``
+    autocast, on CUDA only (matrix products then run in bfloat16 with float32
+    accumulation, so TF32 has nothing left to speed up; the loss agrees with float32 to
+    bfloat16's 3 significant digits, tested on the CPU). ``compile``: run the loss (forward
+    and backward) through :func:`torch.compile` (:func:`train_ensemble` also its optimiser
+    step); it costs a one-off compilation (about 25 s for a small MLP on this project's
+    CPU) and pays on long runs (benchmarks/results/training_ensemble.md); the trajectory
+    is the same up to floating-point rounding, so it is not a trajectory setting.
+    The EMA decay at step k is ``min(ema_decay, (1 + k)/(10 + k))``
     (warmed up so that short runs are not dominated by the initial weights).
     ``p_mean``/``p_std``: EDM's log-normal noise levels; ``t_eps``: the fraction of a
     continuous process's time range cut off at its data end (Song et al. 2021 use ``1e-5``),
@@ -90,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    compile: bool = False
     checkpoint_every: int = 500
     process: str | Process = "edm"
     p_uncond: float = 0.1
@@ -113,6 +121,9 @@ class TrainConfig:
         _in_range(self.t_eps, "t_eps", 0.0, 1.0, high_open=True)
         if not math.isfinite(float(self.p_mean)):
             raise InputError(f"p_mean must be finite; got {self.p_mean!r}")
+        for name in ("amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False; got {getattr(self, name)!r}")
         get_process(self.process)  # unknown names raise InputError here, not mid-run
         if not isinstance(self.device, (str, torch.device)):
             raise InputError(f"device must be a string such as 'auto'; got {self.device!r}")
@@ -507,6 +518,7 @@ class _Trainer:
         self.device = default_device(config.device)
         self.use_amp = bool(config.amp) and self.device.type == "cuda"
         self.model = denoiser.to(self.device).train()
+        self._loss = torch.compile(self.model.loss) if config.compile else self.model.loss
         self.n_classes = denoiser.n_classes
         self.batches = _Batches(data, labels, denoiser.dim, self.n_classes, self.device)
         self.process = get_process(config.process)
@@ -537,7 +549,7 @@ class _Trainer:
         with torch.autocast(
             device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp
         ):
-            loss = self.model.loss(x0, noise, delta, lab).mean()
+            loss = self._loss(x0, noise, delta, lab).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -77,15 +77,16 @@ from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
 
 from ..result import Result, Rule, judge, new_result, save_figure
+from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine, map_jobs
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
     in_process,
     load_network,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
 
@@ -288,12 +289,6 @@ def check(config: Config) -> None:
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
-def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    from physdiff import sampling
-
-    return sampling.heun(model, n, rng, process="edm", n_steps=steps, final_denoise=True).samples
-
-
 def _basin(model, point, s: float, tol: float, config: Config, rng) -> dict:
     deltas = s * s * np.geomspace(1e-3, 10.0, config.basin_levels)
     b = A.basin_size(
@@ -405,7 +400,7 @@ def run(
         )
     # the largest trainings first, so that parallel workers finish together
     order = sorted(range(len(jobs)), key=lambda j: -jobs[j].net.hidden * jobs[j].net.dim)
-    done = map_jobs(train_job, [jobs[j] for j in order], engine, desc=f"{NAME}: training")
+    done = train_jobs([jobs[j] for j in order], engine, desc=f"{NAME}: training")
     summaries = [None] * len(jobs)
     for j, summ in zip(order, done, strict=True):
         summaries[j] = summ
@@ -416,8 +411,8 @@ def run(
         K = s["K"]
         emp = Empirical(x)
         net = load_network(job, device)
-        y_net = _sample(net, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
-        y_emp = _sample(emp, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
+        y_net = heun_samples(net, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
+        y_emp = heun_samples(emp, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
         if s["data"] == "circle":
             mn = ring_min_neighbours(N, K, config.c_s)
             f0, se0 = ring_fresh_fraction(K, config.c_m), 0.0

@@ -66,7 +66,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -75,34 +74,19 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..curves import bootstrap_peak, significant_maxima
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
-from ..sweep import Engine, map_jobs
-from ..training import (
-    TrainSpec,
-    TrainSummary,
-    checkpoint_path,
-    data_payload,
-    in_process,
-    run_training,
-    settings_key,
-    summarize,
-)
+from ..sweep import Engine
+from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
 from . import experiment_run
-from .entropy_rates import bootstrap_peak
 
 __all__ = [
     "Config",
     "PRESETS",
     "run",
     "check",
-    "CondNet",
-    "CondJob",
-    "make_cond_job",
-    "train_cond_job",
-    "load_cond",
     "four_classes",
-    "significant_maxima",
     "TwoPointOffset",
     "network_online",
 ]
@@ -226,103 +210,7 @@ PRESETS: dict[str, Config] = {
 
 
 # ---------------------------------------------------------------------------------------
-# class-conditional training jobs (shared with the guidance experiment)
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CondNet:
-    """A class-conditional :class:`~physdiff.nn.ScoreMLP` or :class:`~physdiff.nn.ScoreUNet`
-    behind an EDM-preconditioned :class:`~physdiff.nn.Denoiser`."""
-
-    kind: str
-    dim: int
-    n_classes: int
-    hidden: int = 128
-    depth: int = 3
-    embed_dim: int = 64
-    base_channels: int = 32
-    image_shape: tuple[int, int, int] = (1, 8, 8)
-    sigma_data: float = 1.0
-
-    def build(self, seed: int):
-        from physdiff.nn import Denoiser, ScoreMLP, ScoreUNet
-
-        if self.kind == "mlp":
-            net = ScoreMLP(
-                self.dim,
-                hidden=self.hidden,
-                depth=self.depth,
-                n_classes=self.n_classes,
-                embed_dim=self.embed_dim,
-                seed=seed,
-            )
-        elif self.kind == "unet":
-            net = ScoreUNet(
-                self.image_shape,
-                base_channels=self.base_channels,
-                n_classes=self.n_classes,
-                seed=seed,
-            )
-        else:
-            raise InputError(f"network kind must be 'mlp' or 'unet'; got {self.kind!r}")
-        return Denoiser(net, parametrisation="edm", sigma_data=self.sigma_data)
-
-
-@dataclass(frozen=True, eq=False)
-class CondJob:
-    """One class-conditional training (picklable; ``data`` an ensemble with
-    ``sample_with_labels`` or an array with ``labels``)."""
-
-    name: str
-    net: CondNet
-    train: TrainSpec
-    data: Any
-    labels: Any
-    seed: int
-    device: str
-    checkpoint_dir: str
-    threads: int = 1
-    progress: bool = False
-
-
-def make_cond_job(
-    name: str,
-    net: CondNet,
-    train: TrainSpec,
-    data: Any,
-    labels: Any,
-    *,
-    seed: int,
-    device: str,
-    root: str | Path,
-    threads: int = 1,
-    progress: bool = False,
-) -> CondJob:
-    """A job checkpointed in ``root/<name>-<hash>``, the hash over everything that decides
-    the weights (network, training settings, seed, data and labels)."""
-    lab = None if labels is None else np.asarray(labels, dtype=np.int64).tobytes()
-    key = settings_key(net, train, seed, (data_payload(data), lab))
-    ckpt = checkpoint_path(root, name, key)
-    return CondJob(name, net, train, data, labels, int(seed), device, ckpt, threads, progress)
-
-
-def _train_cond(job: CondJob, progress: bool):
-    return run_training(job, job.net.build(job.seed), progress, labels=job.labels)
-
-
-def train_cond_job(job: CondJob) -> TrainSummary:
-    """Train (or resume, or find finished) a class-conditional job; the sweep's function."""
-    return summarize(job, _train_cond(job, job.progress))
-
-
-def load_cond(job: CondJob, device: str):
-    """The trained network of a finished job as a :class:`physdiff.nn.NetworkScoreModel`."""
-    from physdiff.nn import NetworkScoreModel
-
-    return NetworkScoreModel(_train_cond(job, False).denoiser, device=device)
-
-
-# ---------------------------------------------------------------------------------------
-# the mixture, the offset of a binary decision, peaks
+# the mixture, the offset of a binary decision
 # ---------------------------------------------------------------------------------------
 def four_classes(config: Config) -> GaussianMixture:
     """Classes 0..3 at ``(-A, -B-), (-A, +B-), (+A, -B+), (+A, +B+)`` in the first two
@@ -350,28 +238,6 @@ class TwoPointOffset:
             xs, _ = I.local_maxima(np.log(dl), I.entropy_rate_quadrature(two, dl) * dl)
             cls._value = float(xs[np.argmax(np.interp(xs, np.log(dl), dl))])
         return cls._value
-
-
-def significant_maxima(x, y, rel_height: float, rel_prominence: float = 0.05) -> list[int]:
-    """Indices of the local maxima of ``y`` higher than ``rel_height`` of the largest and
-    standing ``rel_prominence`` of it above the lowest point between them and the next
-    higher maximum (or the ends): noise-free maxima of a Monte Carlo curve."""
-    y = np.asarray(y, dtype=float)
-    top = float(np.max(y))
-    cand = [i for i in range(1, y.size - 1) if y[i] >= y[i - 1] and y[i] > y[i + 1]]
-    out = []
-    for i in cand:
-        if y[i] < rel_height * top:
-            continue
-        left = y[: i + 1]
-        higher_l = np.flatnonzero(left > y[i])
-        lo_l = left[higher_l[-1] :].min() if higher_l.size else left.min()
-        right = y[i:]
-        higher_r = np.flatnonzero(right > y[i])
-        lo_r = right[: higher_r[0] + 1].min() if higher_r.size else right.min()
-        if y[i] - max(lo_l, lo_r) >= rel_prominence * top:
-            out.append(i)
-    return out
 
 
 def _levels(proc: DDPM, stride: int) -> np.ndarray:
@@ -538,14 +404,13 @@ def check(config: Config) -> None:
 def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
     mix = four_classes(config)
     train = TrainSpec.of(config)
-    net = CondNet("mlp", config.dim, 4, config.hidden, config.depth, config.embed_dim)
+    net = NetSpec.of(config, config.dim, n_classes=4)
     jobs = [
-        make_cond_job(
+        make_job(
             "mixture",
             net,
             train,
             mix,
-            None,
             seed=seed * 1000,
             device=device,
             root=out_dir / "train",
@@ -558,28 +423,28 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
         from physdiff.data import load_digits
 
         digits = load_digits()
-        dnet = CondNet(
-            config.digits_net,
+        dnet = NetSpec(
             digits.dim,
-            10,
             config.digits_hidden,
             config.digits_depth,
             config.embed_dim,
-            config.digits_channels,
+            kind=config.digits_net,
+            n_classes=10,
+            base_channels=config.digits_channels,
         )
         dtrain = TrainSpec.of(config, steps=config.digits_steps, batch_size=config.digits_batch)
         jobs.append(
-            make_cond_job(
+            make_job(
                 "digits",
                 dnet,
                 dtrain,
                 np.asarray(digits.train),
-                np.asarray(digits.train_labels),
                 seed=seed * 1000 + 1,
                 device=device,
                 root=out_dir / "train",
                 threads=config.threads,
                 progress=serial,
+                labels=np.asarray(digits.train_labels),
             )
         )
     return mix, digits, jobs
@@ -673,7 +538,7 @@ def run(
     n_jobs = 2 if config.digits else 1
     serial = in_process(engine, n_jobs)
     mix, digits, jobs = _jobs(config, device, out_dir, seed, serial)
-    summaries = map_jobs(train_cond_job, jobs, engine, desc=f"{NAME}: training")
+    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
     proc = DDPM()
     boot = np.random.default_rng([seed, 5])
     rows: list = []
@@ -684,7 +549,7 @@ def run(
     }
 
     # --- the mixture ------------------------------------------------------------------
-    net = load_cond(jobs[0], device)
+    net = load_network(jobs[0], device)
     steps = _levels(proc, config.level_stride)
     exact = _exact_curves(mix, proc, steps, config, seed)
     comps = mix.components
@@ -783,7 +648,7 @@ def run(
 def _digits(config, digits, job, device, seed, proc, boot, train_info, plots) -> list:
     from physdiff import symmetry as S
 
-    net = load_cond(job, device)
+    net = load_network(job, device)
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
     K = 10
     w = np.bincount(y, minlength=K) / y.size

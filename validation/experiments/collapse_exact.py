@@ -67,7 +67,6 @@ __all__ = [
     "run",
     "check",
     "surprisal_samples",
-    "crossing",
     "collapse_index",
 ]
 
@@ -174,24 +173,6 @@ def surprisal_samples(
     :func:`physdiff.memorization.excess_entropy_samples`: ``h`` is the surprisal
     ``-log w_nu(y)`` less its self term, ``h >= 0``, mean ``d f^e`` (module docstring)."""
     return M.excess_entropy_samples(emp, delta, m, rng)
-
-
-def crossing(
-    x: np.ndarray, y: np.ndarray, se: np.ndarray, level: float
-) -> tuple[float, float] | None:
-    """Last up-crossing of ``level`` by ``y(x)`` (``x`` ascending), by linear
-    interpolation, with the standard error propagated from the two bracketing values;
-    ``None`` when there is none."""
-    up = np.flatnonzero((y[:-1] < level) & (y[1:] >= level))
-    if up.size == 0:
-        return None
-    k = up[-1]
-    dy = y[k + 1] - y[k]
-    xc = x[k] + (level - y[k]) * (x[k + 1] - x[k]) / dy
-    a = (x[k + 1] - x[k]) / dy
-    g0 = -a * (y[k + 1] - level) / dy
-    g1 = -a * (level - y[k]) / dy
-    return float(xc), float(math.hypot(g0 * se[k], g1 * se[k + 1]))
 
 
 def collapse_index(ok: np.ndarray) -> int:

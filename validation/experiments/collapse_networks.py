@@ -54,10 +54,13 @@ from pathlib import Path
 import numpy as np
 
 from physdiff import memorization as M
+from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
+from ..curves import last_up_crossing
 from ..result import Result, Rule, judge, new_result, save_figure
+from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
 from ..sweep import Engine
 from ..training import (
@@ -69,8 +72,6 @@ from ..training import (
     train_jobs,
 )
 from . import experiment_run
-from .collapse_exact import crossing
-from .memorization_sanity import fraction_on_points, nn_spacing
 
 __all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
 
@@ -177,14 +178,8 @@ def denoising_ratio(
 
 
 def _collapse(deltas: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple[float, float]:
-    hit = crossing(np.log(deltas), r, se, 0.5)
+    hit = last_up_crossing(np.log(deltas), r, se, 0.5)
     return (math.nan, math.inf) if hit is None else hit
-
-
-def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    from physdiff import sampling
-
-    return sampling.heun(model, n, rng, process="edm", n_steps=steps, final_denoise=True).samples
 
 
 def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> None:
@@ -318,12 +313,12 @@ def run(
         )
         c_net = _collapse(deltas, *rr["net"])
         c_emp = _collapse(deltas, *rr["emp"])
-        h = nn_spacing(x)
+        h = nearest_neighbour_spacing(x)
         rad = config.radius * h
-        x_net = _sample(
+        x_net = heun_samples(
             net, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 32, i])
         )
-        x_emp = _sample(
+        x_emp = heun_samples(
             emp, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 32, i])
         )
         fresh = gauss.sample(config.n_samples, np.random.default_rng([seed, 33, i]))

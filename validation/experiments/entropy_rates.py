@@ -69,6 +69,8 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..curves import bootstrap_peak, fit_peak
+from ..models import line_mixture
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine
 from . import experiment_run
@@ -78,10 +80,7 @@ __all__ = [
     "PRESETS",
     "run",
     "check",
-    "mixture",
     "partition",
-    "fit_peak",
-    "bootstrap_peak",
     "quadrature_peaks",
     "online_entropies",
     "ESTIMATORS",
@@ -161,14 +160,6 @@ PRESETS: dict[str, Config] = {
 # ---------------------------------------------------------------------------------------
 # the model and its decisions
 # ---------------------------------------------------------------------------------------
-def mixture(config: Config) -> GaussianMixture:
-    """Equal-weight 1-D mixture of ``config.means`` with variance ``config.variance``."""
-    K = len(config.means)
-    return GaussianMixture.isotropic(
-        [1.0 / K] * K, [[float(m)] for m in config.means], [float(config.variance)] * K
-    )
-
-
 def partition(name: str, means: tuple[float, ...]) -> I.Partition | None:
     """The decision called ``name``: ``four-way`` (all classes, ``None``), ``coarse``
     (negative vs positive means), ``a-vs-b`` (pairwise, by mean value or class index) or
@@ -207,44 +198,6 @@ def check(config: Config) -> None:
             raise InputError(f"decision {name!r}: {err}") from err
     if min(config.n_batches, config.n_traj_batches) < 2:
         raise InputError("n_batches and n_traj_batches must be >= 2 (bootstrap errors)")
-
-
-# ---------------------------------------------------------------------------------------
-# peaks
-# ---------------------------------------------------------------------------------------
-def fit_peak(x, y) -> tuple[float, float]:
-    """Vertex ``(x, y)`` of the least-squares parabola through the points (``nan`` when it
-    opens upward or there are fewer than three points)."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.size < 3:
-        return math.nan, math.nan
-    x0, sx = float(x.mean()), float(x.std()) or 1.0
-    u = (x - x0) / sx
-    a, b, c = np.polyfit(u, y, 2)
-    if not a < 0:
-        return math.nan, math.nan
-    uv = -b / (2 * a)
-    return float(x0 + sx * uv), float(c - b * b / (4 * a))
-
-
-def bootstrap_peak(
-    x, curves, rng: np.random.Generator, n_boot: int
-) -> tuple[float, float, float, float]:
-    """``(x_peak, y_peak, se_x, se_y)``: the parabola vertex of the mean of ``curves``
-    ``(B, L)`` (one row per independent batch), standard errors by resampling the rows."""
-    curves = np.asarray(curves, dtype=float)
-    xp, yp = fit_peak(x, curves.mean(axis=0))
-    B = curves.shape[0]
-    reps = []
-    for _ in range(n_boot):
-        xb, yb = fit_peak(x, curves[rng.integers(0, B, B)].mean(axis=0))
-        if math.isfinite(xb):
-            reps.append((xb, yb))
-    if len(reps) < max(10, n_boot // 2):
-        return xp, yp, math.inf, math.inf
-    r = np.array(reps)
-    return xp, yp, float(r[:, 0].std(ddof=1)), float(r[:, 1].std(ddof=1))
 
 
 def half_steps(proc: DDPM) -> np.ndarray:
@@ -354,7 +307,7 @@ def run(
     t0 = time.perf_counter()
     check(config)
     out_dir = Path(out_dir)
-    model = mixture(config)
+    model = line_mixture(config.means, config.variance)
     proc = DDPM()
     parts = {name: partition(name, config.means) for name in config.decisions}
     rule = Rule(k=config.k, tolerance=config.tolerance_step)

@@ -57,15 +57,14 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..models import line_mixture
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine, map_jobs
-from ..training import TrainSpec, in_process
+from ..sweep import Engine
+from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
 from . import experiment_run
-from .class_decisions import CondNet, load_cond, make_cond_job, train_cond_job
-from .entropy_rates import mixture
 
-__all__ = ["Config", "PRESETS", "run", "check", "mixture", "fit_classifier"]
+__all__ = ["Config", "PRESETS", "run", "check", "fit_classifier"]
 
 NAME = "guidance"
 
@@ -282,7 +281,7 @@ def run(
     plots: dict = {}
 
     # --- the mixture, exact scores --------------------------------------------------------
-    mix = mixture(config)
+    mix = line_mixture(config.means, config.variance)
     cond = G.MixtureClasses(mix)
     c = config.removed
     kept = cond.kept_model(c)
@@ -426,17 +425,16 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
     engine = engine or Engine("local", workers=config.workers)
     serial = in_process(engine, 1)
-    net_spec = CondNet(
-        config.digits_net, digits.dim, 10, config.hidden, config.depth, config.embed_dim,
-        config.channels,
-    )  # fmt: skip
+    net_spec = NetSpec.of(
+        config, digits.dim, kind=config.digits_net, n_classes=10, base_channels=config.channels
+    )
     train = TrainSpec.of(config)
-    job = make_cond_job(
-        "digits", net_spec, train, X, y, seed=seed * 1000 + 1, device=device,
-        root=out_dir / "train", threads=config.threads, progress=serial,
+    job = make_job(
+        "digits", net_spec, train, X, seed=seed * 1000 + 1, device=device,
+        root=out_dir / "train", threads=config.threads, progress=serial, labels=y,
     )  # fmt: skip
-    (summary,) = map_jobs(train_cond_job, [job], engine, desc=f"{NAME}: training")
-    net = load_cond(job, device)
+    (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
+    net = load_network(job, device)
     predict, acc, n_held = fit_classifier(X, y, digits.held_out, digits.held_out_labels)
     c = config.removed_digit
     target = np.bincount(y, minlength=10) / y.size

@@ -51,8 +51,8 @@ from physdiff.processes import DDPM
 from physdiff.symmetry import late_start, late_start_delta
 
 from ..result import Result, Rule, judge, new_result, save_figure
-from ..sweep import Engine, map_jobs
-from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_job
+from ..sweep import Engine
+from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
 from . import experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
@@ -281,7 +281,7 @@ def run(
         threads=config.threads,
         progress=in_process(engine, 1),
     )
-    (summary,) = map_jobs(train_job, [job], engine, desc=f"{NAME}: training")
+    (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
 
     net = load_network(job, device)
     ddpm = DDPM()

@@ -62,7 +62,7 @@ from physdiff.errors import DomainError, InputError
 
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
-from ..sweep import Engine, map_jobs
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
@@ -70,7 +70,7 @@ from ..training import (
     load_network,
     load_trained,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
 
@@ -592,7 +592,7 @@ def run(
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)
     serial = in_process(engine, max(1, n_jobs))
     jobs = _jobs(config, device, out_dir, seed, serial, subsets)
-    done = map_jobs(train_job, list(jobs.values()), engine, desc=f"{NAME}: training")
+    done = train_jobs(list(jobs.values()), engine, desc=f"{NAME}: training")
     summaries = dict(zip(jobs, done, strict=True))
 
     from physdiff.nn import NetworkScoreModel

@@ -33,23 +33,25 @@ from pathlib import Path
 
 import numpy as np
 
+from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
 from ..result import Result, Rule, judge, new_result, save_figure
+from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine, map_jobs
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
     in_process,
     load_network,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
 
-__all__ = ["Config", "PRESETS", "run", "check", "fraction_on_points", "nn_spacing"]
+__all__ = ["Config", "PRESETS", "run", "check"]
 
 NAME = "memorization_sanity"
 
@@ -112,33 +114,6 @@ PRESETS: dict[str, Config] = {
         workers=5,
     ),
 }
-
-
-def nn_spacing(points: np.ndarray) -> float:
-    """Median distance from each training point to its nearest other training point."""
-    _, dist = _nearest_other(points)
-    return float(np.median(dist))
-
-
-def _nearest_other(points: np.ndarray):
-    pts = np.asarray(points, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", pts, pts)
-    d2 = np.maximum(sq[:, None] - 2 * pts @ pts.T + sq[None], 0.0)
-    np.fill_diagonal(d2, np.inf)
-    k = np.argmin(d2, axis=1)
-    return k, np.sqrt(d2[np.arange(pts.shape[0]), k])
-
-
-def fraction_on_points(samples: np.ndarray, train: Empirical, r: float) -> tuple[int, int]:
-    """``(k, m)``: how many of ``m`` samples lie within ``r`` of a training point."""
-    _, dist = train.nearest(samples)
-    return int(np.sum(dist <= r)), int(dist.shape[0])
-
-
-def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    from physdiff import sampling
-
-    return sampling.heun(model, n, rng, process="edm", n_steps=steps, final_denoise=True).samples
 
 
 def check(config: Config) -> None:
@@ -268,19 +243,19 @@ def run(
         )
         for i, s in enumerate(sets)
     ]
-    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
     rule = Rule(k=config.k, tolerance=config.tolerance)
     rows, panels = [], []
     handful_pts = many_pts = (None, None, None)
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):
         emp = Empirical(s["train"].copy())  # Empirical marks its array read-only
-        r = config.radius * nn_spacing(s["train"])
+        r = config.radius * nearest_neighbour_spacing(s["train"])
         net = load_network(job, device)
-        x_net = _sample(
+        x_net = heun_samples(
             net, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 20, i])
         )
-        x_emp = _sample(
+        x_emp = heun_samples(
             emp, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 20, i])
         )
         f_net = binomial_fraction(*fraction_on_points(x_net, emp, r))

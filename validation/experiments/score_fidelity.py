@@ -31,21 +31,21 @@ import numpy as np
 
 from physdiff.errors import InputError
 
+from ..models import symmetric_pair
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import ratio_of_means
-from ..sweep import Engine, map_jobs
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
     in_process,
     load_network,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
-from .symmetry_dynamics import mixture
 
-__all__ = ["Config", "PRESETS", "run", "check", "mixture", "relative_error"]
+__all__ = ["Config", "PRESETS", "run", "check", "relative_error"]
 
 NAME = "score_fidelity"
 
@@ -169,7 +169,7 @@ def run(
     engine = engine or Engine("local", workers=config.workers)
     serial = in_process(engine, len(config.dims))
     train = TrainSpec.of(config)
-    ens = {d: mixture(config.separation, config.component_variance, d) for d in config.dims}
+    ens = {d: symmetric_pair(config.separation, config.component_variance, d) for d in config.dims}
     jobs = [
         make_job(
             f"d{d}",
@@ -184,7 +184,7 @@ def run(
         )
         for i, d in enumerate(config.dims)
     ]
-    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
     rule = Rule(k=config.k, tolerance=config.tolerance)
     curves: dict[int, np.ndarray] = {}

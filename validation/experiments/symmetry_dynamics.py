@@ -68,7 +68,6 @@ from pathlib import Path
 
 import numpy as np
 
-from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import get_process
 from physdiff.symmetry import (
@@ -78,7 +77,9 @@ from physdiff.symmetry import (
     measure_cloning,
 )
 
-from ..result import Result, Rule, jsonable, judge, new_result, save_figure
+from ..curves import monotone_crossing
+from ..models import symmetric_pair
+from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
 from ..sweep import Engine
 from . import experiment_run
 
@@ -87,12 +88,8 @@ __all__ = [
     "PRESETS",
     "run",
     "check",
-    "mixture",
     "decided_fraction",
     "commitment_probability",
-    "isotonic_increasing",
-    "crossing",
-    "nan_to_none",
 ]
 
 NAME = "symmetry_dynamics"
@@ -158,12 +155,6 @@ PRESETS: dict[str, Config] = {
 # ---------------------------------------------------------------------------------------
 # the model and the closed forms
 # ---------------------------------------------------------------------------------------
-def mixture(m: float, s2: float, d: int) -> GaussianMixture:
-    """``1/2 N(+m e, s^2 I) + 1/2 N(-m e, s^2 I)``, ``e = (1, ..., 1)/sqrt(d)``."""
-    mu = np.full(int(d), float(m) / math.sqrt(d))
-    return GaussianMixture.isotropic([0.5, 0.5], np.stack([mu, -mu]), [s2, s2])
-
-
 def check(config: Config) -> None:
     """Reject models and grids that would give NaN instead of curves: ``|m| > 0``,
     ``s^2 >= 0``, ``d >= 1`` and a start level ``|m|^2 / q_start - s^2`` above ``delta_end``
@@ -207,54 +198,9 @@ def commitment_probability(delta, m_norm: float, s2: float = 0.0):
     return float(c) if np.ndim(c) == 0 else c
 
 
-def nan_to_none(obj):
-    """``obj`` (made JSON-ready by :func:`validation.result.jsonable`) with every float NaN
-    replaced by ``None``: NaN never equals itself, so it would break the round trip of a
-    result through ``result.json``."""
-    obj = jsonable(obj)
-    if isinstance(obj, dict):
-        return {k: nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [nan_to_none(v) for v in obj]
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
 # ---------------------------------------------------------------------------------------
 # curve statistics
 # ---------------------------------------------------------------------------------------
-def isotonic_increasing(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """The weighted least-squares non-decreasing fit of ``y`` (pool-adjacent-violators)."""
-    y = np.asarray(y, dtype=float)
-    w = np.ones_like(y) if w is None else np.asarray(w, dtype=float)
-    vals: list[float] = []
-    wts: list[float] = []
-    sizes: list[int] = []
-    for yi, wi in zip(y, w, strict=True):
-        vals.append(float(yi))
-        wts.append(float(wi))
-        sizes.append(1)
-        while len(vals) > 1 and vals[-2] > vals[-1]:
-            wsum = wts[-2] + wts[-1]
-            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wsum
-            sz = sizes[-2] + sizes[-1]
-            del vals[-1], wts[-1], sizes[-1]
-            vals[-1], wts[-1], sizes[-1] = v, wsum, sz
-    return np.repeat(vals, sizes)
-
-
-def crossing(x: np.ndarray, y: np.ndarray, level: float, w: np.ndarray | None = None) -> float:
-    """Where the monotone fit of ``y`` (non-decreasing along the given order of ``x``) first
-    reaches ``level``, linearly interpolated in ``x``; NaN if it never crosses."""
-    f = isotonic_increasing(y, w)
-    above = np.flatnonzero(f >= level)
-    if above.size == 0 or above[0] == 0:
-        return math.nan
-    j = int(above[0])
-    return float(x[j - 1] + (level - f[j - 1]) / (f[j] - f[j - 1]) * (x[j] - x[j - 1]))
-
-
 def _gompertz(u, a, b, c):
     """``1/2 + 1/2 (1 - exp(-exp(a + b u)))^c``: the generalised Gompertz sigmoid in
     ``u = log delta``; it has the exact small-``q`` (``2 phi - 1 ~ q``) and large-``q``
@@ -382,7 +328,7 @@ def _criteria(ens, proc) -> dict[str, float | None]:
 
 def _measure_model(model_spec, config: Config, proc, rng) -> dict:
     m, s2, d = float(model_spec[0]), float(model_spec[1]), int(model_spec[2])
-    ens = mixture(m, s2, d)
+    ens = symmetric_pair(m, s2, d)
     axis = np.full(d, 1.0 / math.sqrt(d))
     crit = _criteria(ens, proc)
     boot = np.random.default_rng(rng.integers(2**63))
@@ -395,7 +341,7 @@ def _measure_model(model_spec, config: Config, proc, rng) -> dict:
     se_boot = np.sqrt(np.maximum(phi_boot * (1 - phi_boot), 1.0 / n) / n)
 
     def mid(p, se):
-        return crossing(logc, p, 0.75, 1.0 / np.maximum(se, 1e-3) ** 2)
+        return monotone_crossing(logc, p, 0.75, 1.0 / np.maximum(se, 1e-3) ** 2)
 
     meas: dict[str, tuple[float, float, float]] = {}
     reps = [mid(phi_boot[b], se_boot[b]) for b in range(config.n_boot)]
@@ -416,8 +362,8 @@ def _measure_model(model_spec, config: Config, proc, rng) -> dict:
     counts = boot.multinomial(n_t, np.full(n_t, 1.0 / n_t), size=config.n_boot).astype(np.float32)
     commit_boot = counts @ agree.T.astype(np.float32) / n_t  # (B, K)
     meas["commit_mid"] = (
-        crossing(logd, commit, 0.75),
-        *_stats([crossing(logd, cb, 0.75) for cb in commit_boot]),
+        monotone_crossing(logd, commit, 0.75),
+        *_stats([monotone_crossing(logd, cb, 0.75) for cb in commit_boot]),
     )
     # D = 1/2: the median of the last wrong-side noise level (log delta, on the grid)
     lw_logd = np.where(last_wrong >= 0, logd[np.clip(last_wrong, 0, None)], logd[0] + 1.0)
@@ -431,8 +377,8 @@ def _measure_model(model_spec, config: Config, proc, rng) -> dict:
     c_th = commitment_probability(fine, m, s2)
     t_f = np.asarray(proc.time_of_delta(fine), dtype=float)
     theory = {
-        "phi_mid": crossing(np.log(fine), phi_th, 0.75),
-        "commit_mid": crossing(np.log(fine), c_th, 0.75),
+        "phi_mid": monotone_crossing(np.log(fine), phi_th, 0.75),
+        "commit_mid": monotone_crossing(np.log(fine), c_th, 0.75),
         "decided_half": None,  # no closed form
         "steepest_t": math.log(float(proc.delta(t_f[np.argmax(-np.gradient(phi_th, t_f))]))),
         "steepest_logdelta": float(np.log(fine)[np.argmax(-np.gradient(phi_th, np.log(fine)))]),

@@ -51,18 +51,19 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
 
-from ..result import Result, Rule, judge, new_result, save_figure
-from ..sweep import Engine, map_jobs
+from ..curves import monotone_crossing
+from ..models import symmetric_pair
+from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
+from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
     in_process,
     load_network,
     make_job,
-    train_job,
+    train_jobs,
 )
 from . import experiment_run
-from .symmetry_dynamics import crossing, mixture, nan_to_none
 
 __all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
 
@@ -187,7 +188,7 @@ def top_eigenvalue_curve(model, centre: np.ndarray, deltas: np.ndarray) -> dict[
 def _cross(deltas: np.ndarray, lam: np.ndarray) -> float:
     """``log delta`` where the monotone fit of ``lambda_top`` (increasing as delta falls)
     reaches zero."""
-    return crossing(np.log(deltas), lam * deltas, 0.0)
+    return monotone_crossing(np.log(deltas), lam * deltas, 0.0)
 
 
 def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) -> None:
@@ -260,7 +261,7 @@ def run(
     engine = engine or Engine("local", workers=config.workers)
     train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance
-    ens = {d: mixture(m, s2, d) for d in config.dims}
+    ens = {d: symmetric_pair(m, s2, d) for d in config.dims}
     specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]
     serial = in_process(engine, len(specs))
     jobs = [
@@ -277,7 +278,7 @@ def run(
         )
         for i, d, j in specs
     ]
-    summaries = map_jobs(train_job, jobs, engine, desc=f"{NAME}: training")
+    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
     d_a = critical_point(ens[config.dims[0]], "log-density").delta
     log_a = math.log(d_a)
