@@ -19,6 +19,7 @@ import pytest
 from physdiff.errors import InputError
 from validation import experiments
 from validation.cli import main
+from validation.config import with_verdict
 from validation.report import write_report
 from validation.result import AGREE, DISAGREE, Result, Rule, atomic_write_text, judge
 from validation.stats import binomial_fraction, ratio_of_means
@@ -183,7 +184,7 @@ def test_wrong_prediction_disagrees_and_trainings_are_reused(smoke, name, tmp_pa
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("checkpoint.pt")}
     trains = name not in NO_TRAINING
     assert bool(stamps) == trains  # experiments on exact scores train nothing
-    wrong = dataclasses.replace(module.PRESETS["smoke"], prediction_shift=5.0)
+    wrong = with_verdict(module.PRESETS["smoke"], prediction_shift=5.0)
     res = module.run(wrong, device="cpu", out_dir=out / name / "smoke", seed=0, engine=SERIAL)
     assert res.rows and all(r.verdict == DISAGREE for r in res.rows)
     assert res.verdict == DISAGREE

@@ -20,6 +20,7 @@ from physdiff.errors import InputError
 from physdiff.processes import DDPM, get_process
 from validation import experiments
 from validation.experiments import class_decisions, entropy_rates, guidance
+from validation.models import line_mixture
 from validation.runner import run_experiment
 from validation.sweep import Engine
 
@@ -54,17 +55,6 @@ def test_entropy_rates_reports_every_quadrature_maximum(smoke):
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-def test_parabola_vertex_and_bootstrap():
-    x = np.linspace(-3, 5, 17)
-    y = 2.0 - 0.5 * (x - 1.25) ** 2
-    assert entropy_rates.fit_peak(x, y) == pytest.approx((1.25, 2.0), abs=1e-12)
-    assert all(math.isnan(v) for v in entropy_rates.fit_peak(x, -y))  # opens upward
-    rng = np.random.default_rng(0)
-    curves = y + 0.05 * rng.standard_normal((40, x.size))
-    xp, yp, sx, sy = entropy_rates.bootstrap_peak(x, curves, rng, 200)
-    assert abs(xp - 1.25) < 4 * sx and abs(yp - 2.0) < 4 * sy and 0 < sx < 0.2
-
-
 def test_decisions_and_checks():
     means = (-8.0, -4.0, 6.0, 8.0)
     assert entropy_rates.partition("four-way", means) is None
@@ -84,20 +74,16 @@ def test_decisions_and_checks():
         guidance.check(dataclasses.replace(guidance.PRESETS["smoke"], removed=4))
 
 
-def test_two_point_offset_and_significant_maxima():
+def test_two_point_offset():
     # two point masses at +-m: dH/dlog(delta) peaks at 0.663 m^2 (criterion (a): m^2)
     assert math.exp(class_decisions.TwoPointOffset.value()) == pytest.approx(0.663, abs=1e-3)
-    x = np.linspace(0, 10, 401)
-    y = np.exp(-((x - 3) ** 2)) + 0.5 * np.exp(-((x - 7) ** 2)) + 0.002 * np.sin(40 * x)
-    idx = class_decisions.significant_maxima(x, y, 0.05)
-    np.testing.assert_allclose(x[idx], [3.0, 7.0], atol=0.05)
 
 
 def test_online_entropies_condition_on_the_decisions_classes():
     """The pairwise profile weights trajectories by p(U | x_0): it equals the quadrature of
     the decision conditioned on its two classes."""
     cfg = entropy_rates.PRESETS["smoke"]
-    model = entropy_rates.mixture(cfg)
+    model = line_mixture(cfg.means, cfg.variance)
     proc = DDPM()
     parts = {"6-vs-8": I.pairwise(2, 3, 4), "four-way": None}
     out = entropy_rates.online_entropies(

@@ -91,37 +91,10 @@ def test_surprisal_samples_are_the_library_estimator():
         assert g.std(ddof=1) / d / math.sqrt(g.size) == pytest.approx(lib.stderr[0], rel=1e-9)
 
 
-def test_crossing_and_collapse_index():
-    x = np.linspace(0.0, 1.0, 11)
-    y = 2 * x
-    xc, se = CE.crossing(x, y, np.zeros_like(x), 0.5)
-    assert xc == pytest.approx(0.25) and se == 0.0
-    _, se = CE.crossing(x, y, np.full_like(x, 0.1), 0.5)
-    assert se == pytest.approx(0.05 * math.hypot(0.5, 0.5))  # dx/dy = 1/2 per end point
-    assert CE.crossing(x, y, np.zeros_like(x), 5.0) is None
-    # the last of several up-crossings
-    assert CE.crossing(x, np.array([0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1.0]), np.zeros(11), 0.5)[
-        0
-    ] == pytest.approx(0.35)
+def test_collapse_index():
     assert CE.collapse_index(np.array([False, True, False, True, True])) == 3
     assert CE.collapse_index(np.array([True, True])) == 0
     assert CE.collapse_index(np.array([True, False])) == -1
-
-
-def test_crossing_standard_error_matches_finite_differences():
-    """The propagated error of the crossing against its brute-force twin: the numerical
-    derivatives of the crossing in the two bracketing values (an asymmetric bracket)."""
-    x = np.array([0.0, 0.3, 1.0, 1.4])
-    y = np.array([0.0, 0.2, 0.9, 1.0])
-    se = np.array([0.0, 0.03, 0.07, 0.0])
-    xc, got = CE.crossing(x, y, se, 0.6)
-    h = 1e-7
-    grads = []
-    for k in (1, 2):
-        yp = y.copy()
-        yp[k] += h
-        grads.append((CE.crossing(x, yp, se, 0.6)[0] - xc) / h)
-    assert got == pytest.approx(math.hypot(grads[0] * se[1], grads[1] * se[2]), rel=1e-5)
 
 
 def test_denoising_ratio_is_one_for_the_linear_denoiser_and_zero_when_collapsed():

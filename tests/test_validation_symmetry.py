@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from validation.experiments import late_init, symmetry_dynamics, symmetry_networks
+from validation.models import symmetric_pair
 from validation.sweep import Engine
 
 pytest.importorskip("torch")
@@ -59,23 +60,13 @@ def test_commitment_probability_is_phi_of_sqrt_q():
 def test_commitment_probability_by_monte_carlo():
     """Draw (class, y) from the noised mixture: P(sign(m.y) = class) = Phi(sqrt(q))."""
     rng = np.random.default_rng(3)
-    ens = symmetry_dynamics.mixture(2.0, 0.25, 3)
+    ens = symmetric_pair(2.0, 0.25, 3)
     axis = np.full(3, 1 / math.sqrt(3))
     x0, labels = ens.sample_with_labels(40000, rng)
     y = x0 + math.sqrt(3.75) * rng.standard_normal(x0.shape)
     frac = np.mean(((y @ axis) > 0) == (labels == 0))
     c = symmetry_dynamics.commitment_probability(3.75, 2.0, 0.25)
     assert abs(frac - c) < 4 * math.sqrt(c * (1 - c) / 40000)
-
-
-def test_isotonic_fit_and_crossing():
-    iso = symmetry_dynamics.isotonic_increasing
-    np.testing.assert_allclose(iso([1.0, 3.0, 2.0, 4.0]), [1.0, 2.5, 2.5, 4.0])
-    np.testing.assert_allclose(iso([3.0, 2.0, 1.0], [1.0, 1.0, 2.0]), [1.75, 1.75, 1.75])
-    x = np.linspace(0.0, 1.0, 11)
-    assert symmetry_dynamics.crossing(x, x, 0.35) == pytest.approx(0.35)
-    assert math.isnan(symmetry_dynamics.crossing(x, x, 2.0))
-    assert math.isnan(symmetry_dynamics.crossing(x, x, -1.0))
 
 
 def test_steepest_point_of_the_exact_cloning_curve():
@@ -99,7 +90,7 @@ def test_jacobian_scan_on_the_exact_mixture_crosses_at_criterion_a():
     """The networks' estimator, run on the exact ensemble, finds delta_a = |m|^2 - s^2."""
     from physdiff.symmetry import critical_point
 
-    ens = symmetry_dynamics.mixture(2.0, 0.25, 4)
+    ens = symmetric_pair(2.0, 0.25, 4)
     d_a = critical_point(ens, "log-density").delta
     assert d_a == pytest.approx(3.75, rel=1e-8)
     grid = np.geomspace(4 * d_a, d_a / 4, 41)

@@ -483,10 +483,12 @@ def blas_threads(n: int) -> Iterator[None]:
 
 @contextmanager
 def limited_threads(config: Any) -> Iterator[None]:
-    """Run an experiment under its config's ``threads`` (torch) and ``blas_threads`` (numpy's
-    BLAS) limits; a config without one of the fields leaves that pool alone."""
+    """Run an experiment under its config's ``training.threads`` (or ``threads``: torch)
+    and ``blas_threads`` (numpy's BLAS) limits; a config without one of the fields leaves
+    that pool alone."""
+    threads = getattr(getattr(config, "training", config), "threads", 0)
     with (
-        torch_threads(getattr(config, "threads", 0)),
+        torch_threads(threads),
         blas_threads(getattr(config, "blas_threads", 0)),
     ):
         yield

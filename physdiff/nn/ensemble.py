@@ -68,6 +68,7 @@ from .training import (
     _atomic_save,
     _Batches,
     _Draws,
+    _to_device,
     _Trainer,
 )
 
@@ -315,8 +316,8 @@ class _Ensemble:
             list(self.ema.values()),
             self._decay,
             self._clip,
-            scalars.to(self.device),
-            torch.tensor((1 - b2**step) ** 0.5, dtype=torch.float32).to(self.device),
+            _to_device(scalars, self.device),
+            _to_device(torch.tensor((1 - b2**step) ** 0.5, dtype=torch.float32), self.device),
         )
 
     def all_losses(self) -> np.ndarray:

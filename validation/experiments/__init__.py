@@ -39,6 +39,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "entropy_rates",
     "class_decisions",
     "guidance",
+    "network_memorization",
 )
 """Every experiment, in the order ``run-all`` and the report use."""
 
