@@ -358,11 +358,13 @@ def test_resume_from_a_checkpoint_with_per_tensor_adamw(tmp_path):
 
 def test_per_step_copies_to_cuda_go_through_pinned_memory():
     """The CUDA route cannot run here: check that it pins and copies without blocking, and
-    that on the CPU the tensor itself comes back (no copy)."""
+    that on the CPU the tensor itself comes back (no copy), as does a draw already made on
+    the device (pinning a CUDA tensor would raise)."""
 
     class _Recorder:
-        def __init__(self):
+        def __init__(self, device="cpu"):
             self.calls = []
+            self.device = torch.device(device)
 
         def pin_memory(self):
             self.calls.append("pin_memory")
@@ -375,6 +377,10 @@ def test_per_step_copies_to_cuda_go_through_pinned_memory():
     rec = _Recorder()
     assert _to_device(rec, torch.device("cuda")) is rec
     assert rec.calls == ["pin_memory", ("to", "cuda", True)]
+    on_gpu = _Recorder("cuda:0")
+    assert _to_device(on_gpu, torch.device("cuda")) is on_gpu
+    assert _to_device(on_gpu, torch.device("cuda:0")) is on_gpu
+    assert on_gpu.calls == []
     t = torch.arange(3)
     assert _to_device(t, torch.device("cpu")) is t
 

@@ -113,7 +113,7 @@ def test_shared_training_helpers():
     from validation.training import NetSpec, TrainSummary, in_process
 
     cfg = experiments.load("score_fidelity").PRESETS["smoke"]
-    assert NetSpec.of(cfg, 5) == NetSpec(5, cfg.hidden, cfg.depth, cfg.embed_dim)
+    assert NetSpec.of(cfg, 5) == NetSpec(5, cfg.net.hidden, cfg.net.depth, cfg.net.embed_dim)
     assert NetSpec.of(cfg, 5, sigma_data=0.5).sigma_data == 0.5
     s = TrainSummary("a", "/c", 10, 1.234, 56.78, 0.5)
     assert list(s.brief().items()) == [("steps", 10), ("seconds", 1.23), ("final_loss", 0.5)]

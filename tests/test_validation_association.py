@@ -113,7 +113,10 @@ def test_check_refuses_bad_configs():
 
 def test_presets_scale_up():
     s, c, g = (E.PRESETS[p] for p in ("smoke", "cpu", "gpu"))
-    assert s.steps <= c.steps <= g.steps and s.n_samples <= c.n_samples <= g.n_samples
+    assert (
+        s.training.steps <= c.training.steps <= g.training.steps
+        and s.n_samples <= c.n_samples <= g.n_samples
+    )
     for cfg in (s, c, g):
         assert cfg.digits_K[0] == 2 and cfg.circle_K[0] == 2
     assert c.digits_K[-1] == g.digits_K[-1] == 1438  # the full training split

@@ -79,8 +79,7 @@ class TrainConfig:
     autocast, on CUDA only (matrix products then run in bfloat16 with float32
     accumulation, so TF32 has nothing left to speed up; the loss agrees with float32 to
     bfloat16's 3 significant digits, tested on the CPU). ``compile``: run the loss (forward
-    and backward) through :func:`torch.compile` (:func:`train_ensemble` also its optimiser
-    step); it costs a one-off compilation (about 25 s for a small MLP on this project's
+    and backward) through :func:`torch.compile`; it costs a one-off compilation (about 25 s for a small MLP on this project's
     CPU) and pays on long runs (benchmarks/results/training_ensemble.md); the trajectory
     is the same up to floating-point rounding, so it is not a trajectory setting.
     The EMA decay at step k is ``min(ema_decay, (1 + k)/(10 + k))``
@@ -242,7 +241,9 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     block until the copy has completed, so the temporary may be dropped at once. Standard
     torch usage; not measured on a GPU in this project (docs/nn.md).
     """
-    if device.type == "cuda":
+    if t.device.type == device.type and device.index in (None, t.device.index):
+        return t  # already there (a draw made on the device)
+    if device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 

@@ -76,6 +76,7 @@ from physdiff import association as A
 from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
@@ -109,6 +110,27 @@ EDM_SIGMA_MIN = 0.002  # physdiff.processes.EDM() default: the sampler's final n
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2  # the EDM training distribution of log sigma
 
 
+TRAINING = TrainingConfig(
+    steps=1500,
+    batch_size=256,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process=None,
+    threads=1,  # torch CPU threads, here and in each training job
+    workers=0,  # local worker processes for the trainings (0: one per core)
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    k: float = 3.0
+    tolerance: float = 0.1
+    tolerance_log_basin: float = 0.25
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -120,26 +142,15 @@ class Config:
     sampler_steps: int = 32
     c_m: float = 0.25
     c_s: float = 0.25
-    circle_hidden: int = 64
-    circle_depth: int = 2
-    digits_hidden: int = 128
-    digits_depth: int = 2
-    embed_dim: int = 32
-    steps: int = 1500
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
+    circle_net: NetConfig = NetConfig(hidden=64, depth=2, embed_dim=32)
+    digits_net: NetConfig = NetConfig(hidden=128, depth=2, embed_dim=32)
+    training: TrainingConfig = TRAINING
     basin_levels: int = 13  # noise levels s^2 * geomspace(1e-3, 10, basin_levels)
     basin_trials: int = 32
     basin_steps: int = 24
     basin_points: int = 2  # training points (and spurious states) per K
-    k: float = 3.0
-    tolerance: float = 0.1
+    verdict: Verdict = Verdict()
     exact_tolerance: float = 0.005
-    tolerance_log_basin: float = 0.25
-    threads: int = 1  # torch CPU threads, here and in each training job
-    workers: int = 0  # local worker processes for the trainings (0: one per core)
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 PRESETS: dict[str, Config] = {
@@ -149,22 +160,14 @@ PRESETS: dict[str, Config] = {
         digits_K=(2, 256),
         n_samples=200,
         sampler_steps=16,
-        circle_hidden=32,
-        circle_depth=1,
-        digits_hidden=128,
-        digits_depth=1,
-        embed_dim=16,
-        steps=400,
-        batch_size=128,
-        lr=1e-2,
-        ema_decay=0.9,
+        circle_net=NetConfig(hidden=32, depth=1, embed_dim=16),
+        digits_net=NetConfig(hidden=128, depth=1, embed_dim=16),
         basin_levels=7,
         basin_trials=12,
         basin_steps=12,
         basin_points=1,
-        tolerance=0.2,
-        tolerance_log_basin=0.5,
-        workers=1,
+        training=TRAINING.replace(steps=400, batch_size=128, lr=1e-2, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance=0.2, tolerance_log_basin=0.5),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -173,19 +176,14 @@ PRESETS: dict[str, Config] = {
         digits_K=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1438),
         n_samples=4000,
         sampler_steps=40,
-        circle_hidden=128,
-        circle_depth=3,
-        digits_hidden=256,
-        digits_depth=4,
-        embed_dim=64,
-        steps=6000,
-        batch_size=512,
+        circle_net=NetConfig(hidden=128, depth=3, embed_dim=64),
+        digits_net=NetConfig(hidden=256, depth=4, embed_dim=64),
         basin_levels=15,
         basin_trials=64,
         basin_steps=32,
         basin_points=2,
-        tolerance=0.05,
-        workers=8,
+        training=TRAINING.replace(steps=6000, batch_size=512, workers=8),
+        verdict=Verdict(tolerance=0.05),
     ),
 }
 
@@ -373,18 +371,13 @@ def run(
     for K in config.digits_K:
         sets.append({"data": "digits", "K": K, "train": digits_points(K, seed, digits)})
 
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = []
     for i, s in enumerate(sets):
         circ = s["data"] == "circle"
-        net = NetSpec(
-            dim=s["train"].shape[1],
-            hidden=config.circle_hidden if circ else config.digits_hidden,
-            depth=config.circle_depth if circ else config.digits_depth,
-            embed_dim=config.embed_dim,
-        )
+        net = NetSpec.of(config.circle_net if circ else config.digits_net, s["train"].shape[1])
         jobs.append(
             make_job(
                 f"{s['data']}-K{s['K']}",
@@ -394,7 +387,7 @@ def run(
                 seed=seed * 1000 + i,
                 device=device,
                 root=out_dir / "train",
-                threads=config.threads,
+                threads=config.training.threads,
                 progress=serial,
             )
         )
@@ -519,10 +512,10 @@ def _summary(s: dict) -> dict:
 
 
 def _rows(data: str, sel: list[dict], config: Config, analysis: dict) -> list:
-    rule = Rule(k=config.k, tolerance=config.tolerance)
-    exact_rule = Rule(k=config.k, tolerance=config.exact_tolerance)
-    basin_rule = Rule(k=config.k, tolerance=config.tolerance_log_basin)
-    shift = config.prediction_shift
+    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
+    exact_rule = Rule(k=config.verdict.k, tolerance=config.exact_tolerance)
+    basin_rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_basin)
+    shift = config.verdict.prediction_shift
     N = config.n_samples
     Ks = [s["K"] for s in sel]
     tr = transition(Ks, [s["m"][0] for s in sel])

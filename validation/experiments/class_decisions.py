@@ -74,6 +74,7 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import bootstrap_peak, significant_maxima
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
@@ -94,6 +95,30 @@ __all__ = [
 NAME = "class_decisions"
 
 
+NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=4000,
+    batch_size=512,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process="ddpm",  # noise levels drawn uniformly over DDPM steps
+    threads=1,
+    workers=0,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_step: float = 20.0
+    tolerance_rel: float = 0.15
+    tolerance_log_delta: float = 0.25
+    tolerance_log_delta_digits: float = 0.5
+    k: float = 3.0
+    prediction_shift: float = 0.0  # steps + 1000 shift, heights (1 + shift), log delta + shift
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -105,14 +130,8 @@ class Config:
     members: tuple[float, float] = (1.5, 3.0)  # B-, B+: the members at +-B e2 on each side
     variance: float = 0.25
     # networks
-    hidden: int = 128
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 4000
-    batch_size: int = 512
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    train_process: str = "ddpm"  # noise levels drawn uniformly over DDPM steps
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
     digits: bool = True
     digits_net: str = "mlp"  # "mlp" or "unet"
     digits_hidden: int = 256
@@ -138,28 +157,15 @@ class Config:
     min_peak: float = 0.05  # maxima below this fraction of the largest are not judged
     min_prominence: float = 0.05  # ... or standing less than this fraction above the dips
     n_boot: int = 200
-    tolerance_step: float = 20.0
-    tolerance_rel: float = 0.15
-    tolerance_log_delta: float = 0.25
+    verdict: Verdict = Verdict()
     critical_decisions: tuple[str, ...] = ("coarse", "0-vs-1", "2-vs-3")
-    tolerance_log_delta_digits: float = 0.5
     window_log_delta_digits: float = 1.6  # the 10-way rate is a broad hump in log delta
-    k: float = 3.0
-    threads: int = 1
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
-    workers: int = 0
-    prediction_shift: float = 0.0  # steps + 1000 shift, heights (1 + shift), log delta + shift
 
 
 PRESETS: dict[str, Config] = {
     "smoke": Config(
         preset="smoke",
-        hidden=64,
-        depth=2,
-        embed_dim=32,
-        steps=300,
-        batch_size=256,
-        ema_decay=0.9,
         digits=False,
         n_traj=300,
         n_traj_batches=6,
@@ -175,19 +181,14 @@ PRESETS: dict[str, Config] = {
         min_peak=0.3,
         min_prominence=0.3,
         n_boot=60,
-        tolerance_step=150.0,
-        tolerance_rel=1.0,
-        tolerance_log_delta=1.5,
         critical_decisions=("coarse",),
-        workers=1,
+        net=NET.replace(hidden=64, depth=2, embed_dim=32),
+        training=TRAINING.replace(steps=300, batch_size=256, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance_step=150.0, tolerance_rel=1.0, tolerance_log_delta=1.5),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
         preset="gpu",
-        hidden=512,
-        depth=4,
-        steps=8000,
-        batch_size=2048,
         digits_net="unet",
         digits_channels=64,
         digits_steps=8000,
@@ -202,9 +203,9 @@ PRESETS: dict[str, Config] = {
         n_gap_batches=8,
         level_stride=20,
         n_boot=300,
-        tolerance_step=10.0,
-        tolerance_rel=0.08,
-        workers=2,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=8000, batch_size=2048, workers=2),
+        verdict=Verdict(tolerance_step=10.0, tolerance_rel=0.08),
     ),
 }
 
@@ -414,7 +415,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
             seed=seed * 1000,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
     ]
@@ -427,7 +428,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
             digits.dim,
             config.digits_hidden,
             config.digits_depth,
-            config.embed_dim,
+            config.net.embed_dim,
             kind=config.digits_net,
             n_classes=10,
             base_channels=config.digits_channels,
@@ -442,7 +443,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
                 seed=seed * 1000 + 1,
                 device=device,
                 root=out_dir / "train",
-                threads=config.threads,
+                threads=config.training.threads,
                 progress=serial,
                 labels=np.asarray(digits.train_labels),
             )
@@ -495,7 +496,7 @@ def _peak_rows(
     rows = []
     mean = exact.mean(axis=0)
     idx = significant_maxima(xs_exact, mean, config.min_peak, config.min_prominence)
-    shift = config.prediction_shift
+    shift = config.verdict.prediction_shift
     for i in idx:
         c = float(xs_exact[i])
         lo, hi = c - config.window, c + config.window
@@ -519,7 +520,7 @@ def _peak_rows(
                 pa * (1.0 + shift),
                 ma,
                 difference(psa, msa),
-                Rule(k=config.k, tolerance=tol_rel * abs(pa)),
+                Rule(k=config.verdict.k, tolerance=tol_rel * abs(pa)),
                 condition=cond,
                 **extra,
             )
@@ -534,7 +535,7 @@ def run(
     """Train the conditional networks (a sweep), measure, judge, plot."""
     t0 = time.perf_counter()
     check(config)
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     n_jobs = 2 if config.digits else 1
     serial = in_process(engine, n_jobs)
     mix, digits, jobs = _jobs(config, device, out_dir, seed, serial)
@@ -562,7 +563,7 @@ def run(
     )
     prof = _online_profiles(post, config, config.n_traj_batches)
     j = config.online_half_span
-    rule_step = Rule(k=config.k, tolerance=config.tolerance_step)
+    rule_step = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_step)
     online = {}
     for what in ("one-vs-rest", "restricted"):
         online[what] = [_rates(grid, prof[what][k], j) for k in range(4)]
@@ -583,7 +584,7 @@ def run(
                 cur_n,
                 config,
                 rule_step,
-                config.tolerance_rel,
+                config.verdict.tolerance_rel,
                 boot,
                 {**extra_mix, "class": k, "definition": key},
             )
@@ -600,7 +601,7 @@ def run(
         "2-vs-3": (I.pairwise(2, 3, 4), GaussianMixture.from_components([0.5, 0.5], comps[2:])),
     }
     decisions = {d: all_decisions[d] for d in config.critical_decisions}
-    rule_ld = Rule(k=config.k, tolerance=config.tolerance_log_delta)
+    rule_ld = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
     log_steps = np.log(np.asarray(proc.delta(grid)))
     for di, (dname, (part, sub)) in enumerate(decisions.items()):
         # the stability of the groups' centre of mass, held fixed (track=False): with
@@ -624,7 +625,7 @@ def run(
             crit_rows.append(
                 judge(
                     "log delta of the decision's dH/dlog(delta) peak vs log(0.663 delta_c)",
-                    pred + config.prediction_shift,
+                    pred + config.verdict.prediction_shift,
                     m,
                     se,
                     rule_ld,
@@ -710,10 +711,10 @@ def _digits(config, digits, job, device, seed, proc, boot, train_info, plots) ->
     rows = [
         judge(
             "log delta of the 10-way dH/dlog(delta) peak vs log(0.663 delta_c)",
-            pred + config.prediction_shift,
+            pred + config.verdict.prediction_shift,
             mx,
             msx,
-            Rule(k=config.k, tolerance=config.tolerance_log_delta_digits),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta_digits),
             condition=(
                 f"digits, network online classifier, delta_c = "
                 f"{crit['log-density']['delta']:.3g} (criterion a, top eigenvalue of the "

@@ -57,6 +57,7 @@ from physdiff.ensembles import Empirical
 from physdiff.errors import DomainError, InputError
 from physdiff.processes import DDPM, OU
 
+from ..config import VerdictConfig
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine
 from . import experiment_run
@@ -71,6 +72,16 @@ __all__ = [
 ]
 
 NAME = "collapse_exact"
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_log: float = 0.4  # on log delta
+    tolerance_f: float = 0.3  # f^e(delta_C) within tolerance_f / sqrt(d)
+    k: float = 3.0
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)
@@ -103,11 +114,8 @@ class Config:
     horizon_factor: float = 30.0  # OU horizon where delta = horizon_factor * delta_C
     pr_level: float = 2.0
     frozen_level: float = 0.5
-    tolerance_log: float = 0.4  # on log delta
-    tolerance_f: float = 0.3  # f^e(delta_C) within tolerance_f / sqrt(d)
-    k: float = 3.0
+    verdict: Verdict = Verdict()
     threads: int = 1
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 PRESETS: dict[str, Config] = {
@@ -120,7 +128,7 @@ PRESETS: dict[str, Config] = {
         traj_batches=2,
         traj_per_batch=20,
         traj_steps=60,
-        tolerance_log=0.6,
+        verdict=Verdict(tolerance_log=0.6),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -346,7 +354,7 @@ def _plot(cases: list[dict], config: Config, path: Path) -> None:
             ax1.errorbar(xs, ys, yerr=es, fmt=mk, ms=3, capsize=2, label=label)
         ax1.axhline(0.0, color="0.3", lw=0.8)
         for sgn in (-1, 1):
-            ax1.axhline(sgn * config.tolerance_log, color="0.6", ls="--", lw=0.8)
+            ax1.axhline(sgn * config.verdict.tolerance_log, color="0.6", ls="--", lw=0.8)
         ax1.set_xscale("log")
         ax1.set_xlabel("d")
         ax1.set_ylabel(r"$\log(\Delta_{measured} / \Delta_C)$")
@@ -359,11 +367,11 @@ def _plot(cases: list[dict], config: Config, path: Path) -> None:
         dg = np.geomspace(dd.min() * 0.8, dd.max() * 1.25, 50)
         ax2.plot(
             dg,
-            config.tolerance_f / np.sqrt(dg),
+            config.verdict.tolerance_f / np.sqrt(dg),
             color="0.4",
             ls="--",
             lw=0.8,
-            label=f"tolerance {config.tolerance_f:g}/sqrt(d)",
+            label=f"tolerance {config.verdict.tolerance_f:g}/sqrt(d)",
         )
         ax2.axhline(0.0, color="0.3", lw=0.8)
         ax2.set_xscale("log")
@@ -407,12 +415,12 @@ def run(
     """Measure every case (no training; ``device`` and ``engine`` are not used)."""
     t0 = time.perf_counter()
     check(config)
-    rule_log = Rule(k=config.k, tolerance=config.tolerance_log)
+    rule_log = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log)
     rows, cases = [], []
     for i, (d, n) in enumerate(config.cases):
         c = _case(d, n, i, config, seed)
         cases.append(c)
-        pred = math.log(c["delta_C"]) + config.prediction_shift
+        pred = math.log(c["delta_C"]) + config.verdict.prediction_shift
         common = {"alpha_n": c["alpha_n"], "delta_C": c["delta_C"]}
         for key, what in (
             ("fe", "from f^e (d f^e = log 2)"),
@@ -438,10 +446,10 @@ def run(
         rows.append(
             judge(
                 "f^e at delta_C (excess_entropy_empirical; large-d limit 0)",
-                0.0 + config.prediction_shift,
+                0.0 + config.verdict.prediction_shift,
                 f,
                 fse,
-                Rule(k=config.k, tolerance=config.tolerance_f / math.sqrt(d)),
+                Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_f / math.sqrt(d)),
                 condition=f"d={d}, n={n} (alpha_n={c['alpha_n']:.3f})",
                 sqrt_d_times_f=f * math.sqrt(d),
                 **common,

@@ -58,6 +58,7 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import last_up_crossing
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..samples import fraction_on_points, heun_samples
@@ -78,6 +79,28 @@ __all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
 NAME = "collapse_networks"
 
 
+NET = NetConfig(hidden=256, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=4000,
+    batch_size=256,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process=None,
+    threads=1,
+    workers=0,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_log: float = 0.5
+    tolerance_fraction: float = 0.1
+    k: float = 3.0
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -91,19 +114,9 @@ class Config:
     radius: float = 0.25  # memorised: nearest training point within radius * h
     n_samples: int = 1000
     sampler_steps: int = 40
-    hidden: int = 256
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 4000
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    tolerance_log: float = 0.5
-    tolerance_fraction: float = 0.1
-    k: float = 3.0
-    threads: int = 1
-    workers: int = 0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: Verdict = Verdict()
 
 
 PRESETS: dict[str, Config] = {
@@ -115,15 +128,9 @@ PRESETS: dict[str, Config] = {
         n_probe=300,
         n_samples=200,
         sampler_steps=20,
-        hidden=64,
-        depth=2,
-        embed_dim=16,
-        steps=600,
-        batch_size=64,
-        ema_decay=0.9,
-        tolerance_log=1.5,
-        tolerance_fraction=0.3,
-        workers=1,
+        net=NET.replace(hidden=64, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=600, batch_size=64, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance_log=1.5, tolerance_fraction=0.3),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -133,11 +140,8 @@ PRESETS: dict[str, Config] = {
         n_probe=4000,
         n_samples=4000,
         sampler_steps=64,
-        hidden=512,
-        depth=4,
-        steps=12000,
-        batch_size=1024,
-        workers=7,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=12000, batch_size=1024, workers=7),
     ),
 }
 
@@ -275,7 +279,7 @@ def run(
     d, s2 = config.d, config.variance
     gauss = Gaussian.isotropic(np.zeros(d), s2)
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     spec = TrainSpec.of(config)
     net_spec = NetSpec.of(config, d, sigma_data=math.sqrt(s2))
@@ -288,7 +292,7 @@ def run(
             seed=seed * 1000 + i,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
         for i, (n, x) in enumerate(zip(config.ns, sets, strict=True))
@@ -297,8 +301,8 @@ def run(
 
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
-    rule_log = Rule(k=config.k, tolerance=config.tolerance_log)
-    rule_frac = Rule(k=config.k, tolerance=config.tolerance_fraction)
+    rule_log = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log)
+    rule_frac = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_fraction)
     rows, res = [], []
     for i, (n, x, job) in enumerate(zip(config.ns, sets, jobs, strict=True)):
         emp = Empirical(x.copy())
@@ -357,7 +361,7 @@ def run(
             },
             "training": summ.brief(),
         }
-        pred = math.log(dc) + config.prediction_shift
+        pred = math.log(dc) + config.verdict.prediction_shift
         rows.append(
             judge(
                 "exact empirical score: collapse log(delta) (r = 1/2)",
@@ -383,7 +387,7 @@ def run(
         rows.append(
             judge(
                 "network memorised fraction (vs exact empirical score)",
-                f_emp[0] + config.prediction_shift,
+                f_emp[0] + config.verdict.prediction_shift,
                 f_net[0],
                 difference(f_net[1], f_emp[1]),
                 rule_frac,

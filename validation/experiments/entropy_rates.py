@@ -69,6 +69,7 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..config import VerdictConfig
 from ..curves import bootstrap_peak, fit_peak
 from ..models import line_mixture
 from ..result import Result, Rule, judge, new_result, save_figure
@@ -100,6 +101,16 @@ ALL_DECISIONS = (
 
 
 @dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_step: float = 2.0
+    tolerance_rel: float = 0.02
+    k: float = 3.0
+    prediction_shift: float = 0.0  # steps + 1000 * shift, heights * (1 + shift)
+
+
+@dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
 
@@ -120,11 +131,8 @@ class Config:
     quad_order: int = 200
     min_peak: float = 1e-3  # maxima below this fraction of the largest are not judged
     n_boot: int = 300
-    tolerance_step: float = 2.0
-    tolerance_rel: float = 0.02
-    k: float = 3.0
+    verdict: Verdict = Verdict()
     blas_threads: int = 1  # numpy BLAS threads (threadpoolctl); 0 leaves them alone
-    prediction_shift: float = 0.0  # steps + 1000 * shift, heights * (1 + shift)
 
 
 PRESETS: dict[str, Config] = {
@@ -142,8 +150,7 @@ PRESETS: dict[str, Config] = {
         profile_stride=100,
         quad_order=120,
         n_boot=100,
-        tolerance_step=4.0,
-        tolerance_rel=0.05,
+        verdict=Verdict(tolerance_step=4.0, tolerance_rel=0.05),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -310,8 +317,8 @@ def run(
     model = line_mixture(config.means, config.variance)
     proc = DDPM()
     parts = {name: partition(name, config.means) for name in config.decisions}
-    rule = Rule(k=config.k, tolerance=config.tolerance_step)
-    shift = config.prediction_shift
+    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_step)
+    shift = config.verdict.prediction_shift
 
     # the online classifier: one set of runs serves every decision
     runs = [
@@ -377,7 +384,7 @@ def run(
                         qy * (1.0 + shift),
                         yp,
                         sy,
-                        Rule(k=config.k, tolerance=config.tolerance_rel * qy),
+                        Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_rel * qy),
                         condition=cond,
                         **common,
                     )

@@ -57,6 +57,7 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..models import line_mixture
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import binomial_fraction, difference
@@ -67,6 +68,34 @@ from . import experiment_run
 __all__ = ["Config", "PRESETS", "run", "check", "fit_classifier"]
 
 NAME = "guidance"
+
+
+NET = NetConfig(hidden=256, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=4000,
+    batch_size=256,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process="ddpm",
+    threads=1,
+    workers=0,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_share: float = 0.005
+    tolerance_tracked: float = 0.015
+    tolerance_kept: float = 0.01
+    tolerance_w2: float = 0.05
+    tolerance_share_digits: float = 0.03
+    tolerance_unguided_digits: float = 0.05
+    tolerance_kl_digits: float = 0.1
+    tolerance_w2_digits: float = 0.3
+    k: float = 3.0
+    prediction_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,15 +117,9 @@ class Config:
     digits: bool = True
     removed_digit: int = 3
     digits_net: str = "mlp"
-    hidden: int = 256
-    depth: int = 3
-    embed_dim: int = 64
+    net: NetConfig = NET
     channels: int = 32
-    steps: int = 4000
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    train_process: str = "ddpm"
+    training: TrainingConfig = TRAINING
     digits_n: int = 600
     digits_stride: int = 5
     digits_np_scales: tuple[float, ...] = (0.5, 1.0, 4.0)
@@ -107,19 +130,8 @@ class Config:
     n_projections: int = 64
     n_bootstrap: int = 20
     # verdicts
-    tolerance_share: float = 0.005
-    tolerance_tracked: float = 0.015
-    tolerance_kept: float = 0.01
-    tolerance_w2: float = 0.05
-    tolerance_share_digits: float = 0.03
-    tolerance_unguided_digits: float = 0.05
-    tolerance_kl_digits: float = 0.1
-    tolerance_w2_digits: float = 0.3
-    k: float = 3.0
-    threads: int = 1
+    verdict: Verdict = Verdict()
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
-    workers: int = 0
-    prediction_shift: float = 0.0
 
 
 PRESETS: dict[str, Config] = {
@@ -131,27 +143,24 @@ PRESETS: dict[str, Config] = {
         np_scales=(0.5,),
         dng_scales=(1.0,),
         tracked_scales=(1.0,),
-        hidden=64,
-        depth=2,
-        embed_dim=32,
-        steps=300,
-        batch_size=128,
-        ema_decay=0.9,
         digits_n=150,
         digits_stride=40,
         digits_np_scales=(1.0,),
         digits_dng_scales=(4.0,),
         min_accuracy=0.5,
         n_bootstrap=6,
-        tolerance_share=0.03,
-        tolerance_tracked=0.05,
-        tolerance_kept=0.06,
-        tolerance_w2=0.3,
-        tolerance_share_digits=0.5,
-        tolerance_unguided_digits=0.5,
-        tolerance_kl_digits=1.0,
-        tolerance_w2_digits=1.0,
-        workers=1,
+        net=NET.replace(hidden=64, depth=2, embed_dim=32),
+        training=TRAINING.replace(steps=300, batch_size=128, ema_decay=0.9, workers=1),
+        verdict=Verdict(
+            tolerance_share=0.03,
+            tolerance_tracked=0.05,
+            tolerance_kept=0.06,
+            tolerance_w2=0.3,
+            tolerance_share_digits=0.5,
+            tolerance_unguided_digits=0.5,
+            tolerance_kl_digits=1.0,
+            tolerance_w2_digits=1.0,
+        ),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -166,14 +175,13 @@ PRESETS: dict[str, Config] = {
         digits_dng_scales=(1.0, 2.0, 4.0, 8.0),
         digits_net="unet",
         channels=64,
-        steps=8000,
-        batch_size=512,
         digits_n=3000,
         digits_stride=1,
         n_bootstrap=40,
-        tolerance_share_digits=0.02,
-        tolerance_kl_digits=0.05,
-        tolerance_w2_digits=0.2,
+        training=TRAINING.replace(steps=8000, batch_size=512),
+        verdict=Verdict(
+            tolerance_share_digits=0.02, tolerance_kl_digits=0.05, tolerance_w2_digits=0.2
+        ),
     ),
 }
 
@@ -276,7 +284,7 @@ def run(
 
     t0 = time.perf_counter()
     check(config)
-    shift = config.prediction_shift
+    shift = config.verdict.prediction_shift
     rows: list = []
     plots: dict = {}
 
@@ -340,7 +348,7 @@ def run(
         "tracked_exact_settings_lambda_1": _summary(mb),
         "exact_samples": {"w2": base_w2[0], "w2_se": base_w2[1], "removed_share": base_share[0]},
     }
-    r_kept = Rule(k=config.k, tolerance=config.tolerance_kept)
+    r_kept = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_kept)
     for who, m, lab, pred, pse, tol, vs in (
         (
             "DNG, exact posterior",
@@ -348,7 +356,7 @@ def run(
             lab_e,
             base_share[0],
             base_share[1],
-            config.tolerance_share,
+            config.verdict.tolerance_share,
             "exact samples of p(x | not c)",
         ),
         (
@@ -357,7 +365,7 @@ def run(
             lab_b,
             me.removed_share,
             me.removed_share_se,
-            config.tolerance_tracked,
+            config.verdict.tolerance_tracked,
             "DNG with the exact posterior",
         ),
     ):
@@ -367,7 +375,7 @@ def run(
                 pred + shift,
                 m.removed_share,
                 difference(m.removed_share_se, pse),
-                Rule(k=config.k, tolerance=tol),
+                Rule(k=config.verdict.k, tolerance=tol),
                 condition=f"mixture, {who}, lambda = 1 (class {c} at {config.means[c]:g})",
                 **extra,
             )
@@ -393,7 +401,7 @@ def run(
             base_w2[0] + shift,
             me.quality,
             difference(me.quality_se, base_w2[1]),
-            Rule(k=config.k, tolerance=config.tolerance_w2),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_w2),
             condition="mixture, DNG, exact posterior, lambda = 1",
         )
     )
@@ -423,7 +431,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
 
     digits = load_digits()
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, 1)
     net_spec = NetSpec.of(
         config, digits.dim, kind=config.digits_net, n_classes=10, base_channels=config.channels
@@ -431,7 +439,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
     train = TrainSpec.of(config)
     job = make_job(
         "digits", net_spec, train, X, seed=seed * 1000 + 1, device=device,
-        root=out_dir / "train", threads=config.threads, progress=serial, labels=y,
+        root=out_dir / "train", threads=config.training.threads, progress=serial, labels=y,
     )  # fmt: skip
     (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
     net = load_network(job, device)
@@ -493,7 +501,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
             float(target[c]) + shift,
             m0.removed_share,
             m0.removed_share_se,
-            Rule(k=config.k, tolerance=config.tolerance_unguided_digits),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_unguided_digits),
             condition=f"digits, unguided network, digit {c}",
         ),
         judge(
@@ -501,7 +509,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
             0.0 + shift,
             md.removed_share,
             md.removed_share_se,
-            Rule(k=config.k, tolerance=config.tolerance_share_digits),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_share_digits),
             condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
         ),
         judge(
@@ -509,7 +517,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
             m0.balance.kl + shift,
             md.balance.kl,
             difference(_kl_se(lab0, target, c, rng), _kl_se(lab_d, target, c, rng)),
-            Rule(k=config.k, tolerance=config.tolerance_kl_digits),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_kl_digits),
             condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
         ),
         judge(
@@ -517,7 +525,7 @@ def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -
             m0.quality + shift,
             md.quality,
             difference(m0.quality_se, md.quality_se),
-            Rule(k=config.k, tolerance=config.tolerance_w2_digits),
+            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_w2_digits),
             condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
         ),
     ]

@@ -50,6 +50,7 @@ from physdiff.errors import InputError
 from physdiff.processes import DDPM
 from physdiff.symmetry import late_start, late_start_delta
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..sweep import Engine
 from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
@@ -59,6 +60,27 @@ __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_st
 
 NAME = "late_init"
 SAMPLERS = ("ddim", "ddpm")
+
+
+NET = NetConfig(hidden=192, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=5000,
+    batch_size=256,
+    lr=1e-3,
+    ema_decay=0.999,
+    train_process="ddpm",
+    threads=1,  # torch CPU threads, here and in the training job
+    workers=1,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    k: float = 2.0
+    tolerance: float = 0.0  # in SW units (standardised pixels)
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)
@@ -88,20 +110,10 @@ class Config:
     ref_steps: int = 200  # DDPM ancestral reference from T (0: none)
     criterion: str = "log-density"
     margin: float = 2.0
-    hidden: int = 192
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 5000
-    batch_size: int = 256
-    lr: float = 1e-3
-    ema_decay: float = 0.999
-    train_process: str = "ddpm"
-    k: float = 2.0
-    tolerance: float = 0.0  # in SW units (standardised pixels)
-    threads: int = 1  # torch CPU threads, here and in the training job
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: Verdict = Verdict()
     blas_threads: int = 1
-    workers: int = 1
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 PRESETS: dict[str, Config] = {
@@ -113,13 +125,9 @@ PRESETS: dict[str, Config] = {
         reps=2,
         n_proj=32,
         ref_steps=0,
-        hidden=32,
-        depth=2,
-        embed_dim=16,
-        steps=200,
-        batch_size=128,
-        ema_decay=0.9,
-        tolerance=1.0,
+        net=NET.replace(hidden=32, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=200, batch_size=128, ema_decay=0.9),
+        verdict=Verdict(tolerance=1.0),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -129,10 +137,8 @@ PRESETS: dict[str, Config] = {
         reps=10,
         n_proj=512,
         ref_steps=1000,
-        hidden=512,
-        depth=4,
-        steps=20000,
-        batch_size=512,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=20000, batch_size=512),
     ),
 }
 
@@ -268,7 +274,7 @@ def run(
     ds = load_digits()
     train_x, held = np.asarray(ds.train), np.asarray(ds.held_out)
     d = train_x.shape[1]
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     spec = TrainSpec.of(config)
     job = make_job(
         "digits",
@@ -278,7 +284,7 @@ def run(
         seed=seed * 1000,
         device=device,
         root=out_dir / "train",
-        threads=config.threads,
+        threads=config.training.threads,
         progress=in_process(engine, 1),
     )
     (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
@@ -345,7 +351,7 @@ def run(
     refs = {"floor": mean_se(floor)}
     if ref:
         refs["ref"] = mean_se(ref)
-    rule = Rule(k=config.k, tolerance=config.tolerance)
+    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
     rows = []
     for meth in SAMPLERS:
         means = {k0: table[(meth, "gauss", k0)][0] for k0 in steps}
@@ -356,7 +362,7 @@ def run(
         for k0 in steps:
             dk = np.asarray(sw[(meth, "gauss", k0)]) - np.asarray(sw[(meth, "gauss", best)])
             sek = float(dk.std(ddof=1) / math.sqrt(dk.size)) if dk.size > 1 else 0.0
-            if dk.mean() <= config.k * sek + config.tolerance:
+            if dk.mean() <= config.verdict.k * sek + config.verdict.tolerance:
                 near.append(k0)
         curve = {
             "steps": steps,
@@ -367,7 +373,7 @@ def run(
             judge(
                 f"sliced W2 to held-out digits at the theory's start step vs the best start "
                 f"step ({meth.upper()}, Gaussian late start)",
-                means[best] + config.prediction_shift,
+                means[best] + config.verdict.prediction_shift,
                 means[k_theory],
                 se,
                 rule,

@@ -60,6 +60,7 @@ from physdiff import geometry as G
 from physdiff.ensembles import Empirical, LinearManifold
 from physdiff.errors import DomainError, InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import difference
 from ..sweep import Engine
@@ -80,6 +81,29 @@ NAME = "lost_dimensions"
 
 KINDS = ("gaussian", "normalized")
 CRITERIA = ("retained", "jacobian")
+
+
+NET = NetConfig(hidden=256, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=3000,
+    batch_size=256,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process=None,
+    threads=1,
+    workers=0,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance_log: float = 0.35
+    tolerance_peak: float = 0.1  # on the peak of V/delta of a never-resolved group
+    tolerance_dim: float = 2.0
+    k: float = 3.0
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)
@@ -105,22 +129,11 @@ class Config:
     digits_deltas: tuple[float, ...] = (0.1, 0.3, 1.0)
     digits_probe: int = 100
     # networks
-    hidden: int = 256
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
     digits_hidden: int = 256
     digits_steps: int = 3000
-    tolerance_log: float = 0.35
-    tolerance_peak: float = 0.1  # on the peak of V/delta of a never-resolved group
-    tolerance_dim: float = 2.0
-    k: float = 3.0
-    threads: int = 1
-    workers: int = 0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+    verdict: Verdict = Verdict()
 
 
 PRESETS: dict[str, Config] = {
@@ -140,17 +153,11 @@ PRESETS: dict[str, Config] = {
         digits_subsets=(16,),
         digits_deltas=(20.0,),
         digits_probe=20,
-        hidden=32,
-        depth=2,
-        embed_dim=16,
-        steps=150,
-        batch_size=64,
-        ema_decay=0.9,
         digits_hidden=32,
         digits_steps=150,
-        tolerance_log=0.6,
-        tolerance_dim=1.0,
-        workers=1,
+        net=NET.replace(hidden=32, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=150, batch_size=64, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance_log=0.6, tolerance_dim=1.0),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -166,13 +173,10 @@ PRESETS: dict[str, Config] = {
         digits_subsets=(16, 64, 256, 1024, 1438),
         digits_deltas=(0.1, 0.3, 1.0, 3.0),
         digits_probe=400,
-        hidden=512,
-        depth=4,
-        steps=12000,
-        batch_size=1024,
         digits_hidden=512,
         digits_steps=12000,
-        workers=7,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=12000, batch_size=1024, workers=7),
     ),
 }
 
@@ -310,9 +314,9 @@ def _manifold_rows(config: Config, meas: dict, a: dict, b: dict, b_peak) -> list
     """Rows for one (source, kind, n, criterion): each group vs model (b) (its level, or,
     where (b) says the group is never resolved, its peak ``V/delta``), the high group and
     the ordering vs model (a)."""
-    rule_log = Rule(k=config.k, tolerance=config.tolerance_log)
-    rule_peak = Rule(k=config.k, tolerance=config.tolerance_peak)
-    sh = config.prediction_shift
+    rule_log = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log)
+    rule_peak = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_peak)
+    sh = config.verdict.prediction_shift
     g, src, cond = meas["groups"], meas["source"], meas["condition"]
     order, order_se = _order(g)
     extra = {
@@ -560,11 +564,11 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
                 seed=seed * 1000 + 10 * i + j,
                 device=device,
                 root=out_dir / "train",
-                threads=config.threads,
+                threads=config.training.threads,
                 progress=serial,
             )
     dspec = TrainSpec.of(config, steps=config.digits_steps)
-    dnet = NetSpec(64, config.digits_hidden, config.depth, config.embed_dim, sigma_data=1.0)
+    dnet = NetSpec(64, config.digits_hidden, config.net.depth, config.net.embed_dim, sigma_data=1.0)
     for j, (n, sub) in enumerate(subsets.items()):
         jobs[("digits", n)] = make_job(
             f"digits-n{n}",
@@ -574,7 +578,7 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
             seed=seed * 1000 + 100 + j,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
     return jobs
@@ -588,7 +592,7 @@ def run(
     t0 = time.perf_counter()
     check(config)
     full, subsets = _digits(config) if config.digits_subsets else (None, {})
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)
     serial = in_process(engine, max(1, n_jobs))
     jobs = _jobs(config, device, out_dir, seed, serial, subsets)
@@ -666,7 +670,7 @@ def run(
     digits: dict = {"spectra": {}, "ld": {}, "pca": {}}
     if subsets:
         lam = np.linalg.eigvalsh(np.cov(full.T))
-        rule_dim = Rule(k=config.k, tolerance=config.tolerance_dim)
+        rule_dim = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_dim)
         dl_plot = config.digits_deltas[len(config.digits_deltas) // 2]
         digits["spectrum_delta"] = dl_plot
         for dl in config.digits_deltas:
@@ -694,7 +698,7 @@ def run(
                 rows.append(
                     judge(
                         "digits: network local dimension (rule 'half') vs exact empirical score",
-                        ld_emp.mean + config.prediction_shift,
+                        ld_emp.mean + config.verdict.prediction_shift,
                         ld_net.mean,
                         difference(ld_net.stderr, ld_emp.stderr),
                         rule_dim,

@@ -37,6 +37,7 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
@@ -56,6 +57,27 @@ __all__ = ["Config", "PRESETS", "run", "check"]
 NAME = "memorization_sanity"
 
 
+NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=2000,
+    batch_size=256,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process=None,
+    threads=1,  # torch CPU threads, here and in each training job (training.torch_threads)
+    workers=0,
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance: float = 0.1
+    k: float = 3.0
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -69,18 +91,9 @@ class Config:
     radius: float = 0.25  # r = radius * median nearest-neighbour distance
     n_samples: int = 2000
     sampler_steps: int = 40
-    hidden: int = 128
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    tolerance: float = 0.1
-    k: float = 3.0
-    threads: int = 1  # torch CPU threads, here and in each training job (training.torch_threads)
-    workers: int = 0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: Verdict = Verdict()
 
 
 PRESETS: dict[str, Config] = {
@@ -90,28 +103,20 @@ PRESETS: dict[str, Config] = {
         many_n=256,
         n_samples=100,
         sampler_steps=16,
-        hidden=64,
-        depth=2,
-        embed_dim=16,
-        steps=300,
-        batch_size=64,
-        ema_decay=0.9,
-        tolerance=0.2,
-        workers=1,
+        net=NET.replace(hidden=64, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=300, batch_size=64, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance=0.2),
     ),
-    "cpu": Config(preset="cpu", tolerance=0.05),
+    "cpu": Config(preset="cpu", verdict=Verdict(tolerance=0.05)),
     "gpu": Config(
         preset="gpu",
         handful=((4, 2), (8, 2), (8, 8), (8, 32)),
         many_n=8192,
         n_samples=2000,
         sampler_steps=64,
-        hidden=256,
-        depth=4,
-        steps=10000,
-        batch_size=1024,
-        tolerance=0.05,
-        workers=5,
+        net=NET.replace(hidden=256, depth=4),
+        training=TRAINING.replace(steps=10000, batch_size=1024, workers=5),
+        verdict=Verdict(tolerance=0.05),
     ),
 }
 
@@ -226,7 +231,7 @@ def run(
             }
         )
 
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = [
@@ -238,14 +243,14 @@ def run(
             seed=seed * 1000 + i,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
         for i, s in enumerate(sets)
     ]
     summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
-    rule = Rule(k=config.k, tolerance=config.tolerance)
+    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
     rows, panels = [], []
     handful_pts = many_pts = (None, None, None)
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):
@@ -272,7 +277,7 @@ def run(
             rows.append(
                 judge(
                     "fraction of samples on a training point (vs exact Empirical score)",
-                    f_emp[0] + config.prediction_shift,
+                    f_emp[0] + config.verdict.prediction_shift,
                     f_net[0],
                     difference(f_net[1], f_emp[1]),
                     rule,
@@ -288,7 +293,7 @@ def run(
             rows.append(
                 judge(
                     "fraction of samples on a training point (vs fresh data)",
-                    f_fresh[0] + config.prediction_shift,
+                    f_fresh[0] + config.verdict.prediction_shift,
                     f_net[0],
                     difference(f_net[1], f_fresh[1]),
                     rule,

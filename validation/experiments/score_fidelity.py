@@ -31,6 +31,7 @@ import numpy as np
 
 from physdiff.errors import InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, new_result, save_figure
 from ..stats import ratio_of_means
@@ -50,6 +51,27 @@ __all__ = ["Config", "PRESETS", "run", "check", "relative_error"]
 NAME = "score_fidelity"
 
 
+NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=3000,
+    batch_size=512,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process=None,
+    threads=1,  # torch CPU threads, here and in each training job (training.torch_threads)
+    workers=0,  # local worker processes for the trainings (0: one per core)
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    tolerance: float = 0.02  # the claimed accuracy of R at delta_verdict
+    k: float = 3.0
+    prediction_shift: float = 0.0  # added to the prediction; non-zero only to test verdicts
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -61,18 +83,9 @@ class Config:
     deltas: tuple[float, ...] = tuple(float(x) for x in np.logspace(-2, 2, 9))
     delta_verdict: float = 1.0
     n_eval: int = 4000  # Monte Carlo points per delta
-    hidden: int = 128
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 3000
-    batch_size: int = 512
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    tolerance: float = 0.02  # the claimed accuracy of R at delta_verdict
-    k: float = 3.0
-    threads: int = 1  # torch CPU threads, here and in each training job (training.torch_threads)
-    workers: int = 0  # local worker processes for the trainings (0: one per core)
-    prediction_shift: float = 0.0  # added to the prediction; non-zero only to test verdicts
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: Verdict = Verdict()
 
 
 PRESETS: dict[str, Config] = {
@@ -81,26 +94,18 @@ PRESETS: dict[str, Config] = {
         dims=(2,),
         deltas=(0.1, 1.0, 10.0),
         n_eval=500,
-        hidden=32,
-        depth=2,
-        embed_dim=16,
-        steps=150,
-        batch_size=128,
-        ema_decay=0.9,
-        tolerance=0.5,
-        workers=1,
+        net=NET.replace(hidden=32, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=150, batch_size=128, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance=0.5),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
         preset="gpu",
         dims=(2, 16, 64, 256),
         n_eval=20000,
-        hidden=512,
-        depth=4,
-        steps=12000,
-        batch_size=2048,
-        tolerance=0.02,
-        workers=4,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=12000, batch_size=2048, workers=4),
+        verdict=Verdict(tolerance=0.02),
     ),
 }
 
@@ -147,7 +152,11 @@ def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
                 deltas, np.maximum(r, 1e-6), yerr=se, marker="o", ms=3, capsize=2, label=f"d = {d}"
             )
         ax.axhline(
-            config.tolerance, color="0.4", ls="--", lw=1, label=f"tolerance {config.tolerance:g}"
+            config.verdict.tolerance,
+            color="0.4",
+            ls="--",
+            lw=1,
+            label=f"tolerance {config.verdict.tolerance:g}",
         )
         ax.axvline(config.delta_verdict, color="0.7", ls=":", lw=1)
         ax.set_xscale("log")
@@ -166,7 +175,7 @@ def run(
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
     t0 = time.perf_counter()
     check(config)
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(config.dims))
     train = TrainSpec.of(config)
     ens = {d: symmetric_pair(config.separation, config.component_variance, d) for d in config.dims}
@@ -179,14 +188,14 @@ def run(
             seed=seed * 1000 + i,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
         for i, d in enumerate(config.dims)
     ]
     summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
-    rule = Rule(k=config.k, tolerance=config.tolerance)
+    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
     curves: dict[int, np.ndarray] = {}
     rows = []
     for i, (d, job) in enumerate(zip(config.dims, jobs, strict=True)):
@@ -200,7 +209,7 @@ def run(
         rows.append(
             judge(
                 "relative score error E|s_net - s|^2 / E|s|^2",
-                0.0 + config.prediction_shift,
+                0.0 + config.verdict.prediction_shift,
                 r,
                 se,
                 rule,

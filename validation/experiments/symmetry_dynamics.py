@@ -77,6 +77,7 @@ from physdiff.symmetry import (
     measure_cloning,
 )
 
+from ..config import VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
@@ -95,6 +96,16 @@ __all__ = [
 NAME = "symmetry_dynamics"
 
 PHI_Q1 = float(cloning_probability(1.0, 1.0))  # phi at q = 1 (delta = m^2 - s^2): 0.7752
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    k: float = 3.0
+    tolerance_phi: float = 0.02  # discretisation bias allowed on phi and c
+    tolerance_log_delta: float = 0.25  # a measurable "is predicted" within 25% in delta
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)
@@ -118,12 +129,9 @@ class Config:
     clone_points: int = 20  # cloning noise levels (plus the three critical ones)
     clone_steps: int = 200  # Euler-Maruyama steps of each cloning run (uniform in time)
     n_boot: int = 300  # bootstrap resamples for the standard errors
-    k: float = 3.0
-    tolerance_phi: float = 0.02  # discretisation bias allowed on phi and c
-    tolerance_log_delta: float = 0.25  # a measurable "is predicted" within 25% in delta
+    verdict: Verdict = Verdict()
     blas_threads: int = 1  # numpy BLAS threads (threadpoolctl); 0 leaves them alone. More
     # threads do not help these small products, and oversubscribed ones stall them
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 PRESETS: dict[str, Config] = {
@@ -136,7 +144,7 @@ PRESETS: dict[str, Config] = {
         clone_points=7,
         clone_steps=60,
         n_boot=60,
-        tolerance_phi=0.05,
+        verdict=Verdict(tolerance_phi=0.05),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -531,7 +539,9 @@ def _plot(results: list[dict], config: Config, proc, path: Path) -> None:
             col = colors[ck]
             ax.errorbar(xs, ys, yerr=es, fmt=mark, ms=4, capsize=2, color=col, label=lbl)
             ax.plot(xs, ts, mark, ms=7, mfc="none", mec=col, mew=0.8)
-        ax.axhspan(-config.tolerance_log_delta, config.tolerance_log_delta, color="0.92")
+        ax.axhspan(
+            -config.verdict.tolerance_log_delta, config.verdict.tolerance_log_delta, color="0.92"
+        )
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel(r"$\Lambda = |m|^2 + s^2$")
@@ -559,9 +569,9 @@ def run(
     t0 = time.perf_counter()
     check(config)
     proc = get_process(config.process)
-    rule_p = Rule(k=config.k, tolerance=config.tolerance_phi)
-    rule_d = Rule(k=config.k, tolerance=config.tolerance_log_delta)
-    shift = config.prediction_shift
+    rule_p = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_phi)
+    rule_d = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
+    shift = config.verdict.prediction_shift
     results, rows = [], []
     for i, spec in enumerate(config.models):
         res = _measure_model(spec, config, proc, np.random.default_rng([seed, 30, i]))

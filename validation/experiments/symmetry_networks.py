@@ -51,6 +51,7 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
@@ -70,6 +71,28 @@ __all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
 NAME = "symmetry_networks"
 
 
+NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+TRAINING = TrainingConfig(
+    steps=3000,
+    batch_size=512,
+    lr=2e-3,
+    ema_decay=0.999,
+    train_process="ve",  # training noise levels: log-uniform sigma in [0.01, 50]
+    threads=1,  # torch CPU threads, here and in each training job
+    workers=0,  # local worker processes for the trainings (0: one per core)
+)
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictConfig):
+    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+
+    k: float = 3.0
+    tolerance_log_delta: float = 0.1  # a trained network's critical delta within 10%
+    tolerance_phi: float = 0.04
+    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one preset (every field is written into the result)."""
@@ -85,21 +108,10 @@ class Config:
     n_pairs: int = 3000
     clone_steps: int = 150
     delta_end: float = 1e-3
-    hidden: int = 128
-    depth: int = 3
-    embed_dim: int = 64
-    steps: int = 3000
-    batch_size: int = 512
-    lr: float = 2e-3
-    ema_decay: float = 0.999
-    train_process: str = "ve"  # training noise levels: log-uniform sigma in [0.01, 50]
-    k: float = 3.0
-    tolerance_log_delta: float = 0.1  # a trained network's critical delta within 10%
-    tolerance_phi: float = 0.04
-    threads: int = 1  # torch CPU threads, here and in each training job
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: Verdict = Verdict()
     blas_threads: int = 1  # numpy BLAS threads while measuring (0: leave them)
-    workers: int = 0  # local worker processes for the trainings (0: one per core)
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 PRESETS: dict[str, Config] = {
@@ -111,15 +123,9 @@ PRESETS: dict[str, Config] = {
         clone_q=(1.0,),
         n_pairs=300,
         clone_steps=40,
-        hidden=32,
-        depth=2,
-        embed_dim=16,
-        steps=300,
-        batch_size=128,
-        ema_decay=0.9,
-        tolerance_log_delta=0.5,
-        tolerance_phi=0.1,
-        workers=1,
+        net=NET.replace(hidden=32, depth=2, embed_dim=16),
+        training=TRAINING.replace(steps=300, batch_size=128, ema_decay=0.9, workers=1),
+        verdict=Verdict(tolerance_log_delta=0.5, tolerance_phi=0.1),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -130,11 +136,8 @@ PRESETS: dict[str, Config] = {
         clone_q=(0.5, 1.0, 2.0, 4.0),
         n_pairs=10000,
         clone_steps=200,
-        hidden=512,
-        depth=4,
-        steps=8000,
-        batch_size=2048,
-        workers=6,
+        net=NET.replace(hidden=512, depth=4),
+        training=TRAINING.replace(steps=8000, batch_size=2048, workers=6),
     ),
 }
 
@@ -258,7 +261,7 @@ def run(
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
     t0 = time.perf_counter()
     check(config)
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance
     ens = {d: symmetric_pair(m, s2, d) for d in config.dims}
@@ -273,7 +276,7 @@ def run(
             seed=seed * 1000 + 100 * i + j,
             device=device,
             root=out_dir / "train",
-            threads=config.threads,
+            threads=config.training.threads,
             progress=serial,
         )
         for i, d, j in specs
@@ -285,9 +288,9 @@ def run(
     r = config.scan_range
     grid = np.geomspace(r * d_a, d_a / r, config.scan_points)
     resolution = (math.log(grid[0]) - math.log(grid[1])) / math.sqrt(12.0)
-    rule_d = Rule(k=config.k, tolerance=config.tolerance_log_delta)
-    rule_p = Rule(k=config.k, tolerance=config.tolerance_phi)
-    shift = config.prediction_shift
+    rule_d = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
+    rule_p = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_phi)
+    shift = config.verdict.prediction_shift
     curves: dict = {"deltas": grid}
     clones: dict = {}
     rows = []
