@@ -403,7 +403,11 @@ def ensemble_jobs(jobs: Any, max_members: int = MAX_MEMBERS) -> list[EnsembleJob
                 EnsembleJob(
                     members=chunk,
                     checkpoint_dir=str(root / f"ensemble-{key}"),
-                    threads=chunk[0].threads,
+                    # a lone network keeps its job's thread count (small MLPs run fastest
+                    # on one thread); a batched step has products worth every core the
+                    # process may use (torch's default: all of them, or the share a
+                    # worker process was given, see validation.sweep)
+                    threads=chunk[0].threads if len(chunk) == 1 else 0,
                     progress=any(j.progress for j in chunk),
                 )
             )

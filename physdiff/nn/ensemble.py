@@ -49,7 +49,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +69,7 @@ from .training import (
     _Draws,
     _to_device,
     _Trainer,
+    drive,
 )
 
 __all__ = ["train_ensemble", "MEMBER_FIELDS", "SHARED_FIELDS", "ENSEMBLE_CHECKPOINT"]
@@ -513,41 +513,7 @@ def train_ensemble(
         if ck_path.exists():
             ens.restore(_read(ck_path, ens.device), repr(str(ck_path)))
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=ens.steps,
-        initial=ens.step,
-        disable=not progress,
-        desc=f"train {ens.k} members",
-        unit="step",
-        dynamic_ncols=True,
-        leave=False,
-    )
-    refresh = max(1, min(50, ens.steps // 100 or 1))
-    try:
-        t_mark = time.perf_counter()
-        while ens.step < ens.steps:
-            loss = ens.one_step()
-            if ens.step % refresh == 0 or ens.step == ens.steps:
-                values = loss.double().cpu().numpy()  # the one host read every `refresh` steps
-                bar.update(ens.step - bar.n)
-                if not np.all(np.isfinite(values)):
-                    ens.all_losses()  # raises, naming the member and the step
-                if progress:
-                    bar.set_postfix(loss=f"{values.mean():.4g}", refresh=False)
-            if ck_path is not None and (
-                ens.step % ens.checkpoint_every == 0 or ens.step == ens.steps
-            ):
-                now = time.perf_counter()
-                ens.seconds += now - t_mark
-                t_mark = now
-                _atomic_save(ens.state(), ck_path)
-        if ens.device.type == "cuda":
-            torch.cuda.synchronize(ens.device)
-        ens.seconds += time.perf_counter() - t_mark
-    finally:
-        bar.close()
+    drive(ens, configs[0], ck_path, progress=progress, desc=f"train {ens.k} members")
     losses = ens.all_losses()
     if ck_path is not None and not ck_path.exists():  # steps == 0
         _atomic_save(ens.state(), ck_path)

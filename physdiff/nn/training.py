@@ -79,8 +79,8 @@ class TrainConfig:
     autocast, on CUDA only (matrix products then run in bfloat16 with float32
     accumulation, so TF32 has nothing left to speed up; the loss agrees with float32 to
     bfloat16's 3 significant digits, tested on the CPU). ``compile``: run the loss (forward
-    and backward) through :func:`torch.compile`; it costs a one-off compilation (about 25 s for a small MLP on this project's
-    CPU) and pays on long runs (benchmarks/results/training_ensemble.md); the trajectory
+    and backward) through :func:`torch.compile`; it costs a one-off compilation (about
+    25 s for a small MLP on this project's CPU) and pays on long runs (benchmarks/results/training_ensemble.md); the trajectory
     is the same up to floating-point rounding, so it is not a trajectory setting.
     The EMA decay at step k is ``min(ema_decay, (1 + k)/(10 + k))``
     (warmed up so that short runs are not dominated by the initial weights).
@@ -636,6 +636,65 @@ class _Trainer:
         self.seconds = float(ck["seconds"])
 
 
+def drive(
+    tr: Any,
+    config: TrainConfig,
+    ck_path: Path | None,
+    *,
+    progress: bool,
+    desc: str,
+    callback: Callable[[int, float], None] | None = None,
+) -> None:
+    """Run ``tr.one_step()`` until ``tr.step == config.steps``: the loop shared by
+    :func:`train` and :func:`physdiff.nn.train_ensemble` (``tr`` a trainer or an ensemble:
+    ``step``, ``seconds``, ``device``, ``one_step()`` returning the loss on the device, a
+    scalar or one per member, ``all_losses()`` raising on a non-finite loss, ``state()``).
+
+    One tqdm bar; the loss is read from the device (a GPU sync) once every
+    ``max(1, min(50, steps // 100))`` steps, for the bar and the non-finite check, unless
+    ``callback(step, loss)`` wants it every step; a checkpoint ``ck_path`` written
+    atomically every ``config.checkpoint_every`` steps and at the end; the wall time
+    accumulated in ``tr.seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=config.steps,
+        initial=tr.step,
+        disable=not progress,
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    refresh = max(1, min(50, config.steps // 100 or 1))
+    try:
+        t_mark = time.perf_counter()
+        while tr.step < config.steps:
+            loss = tr.one_step()
+            if callback is not None:
+                callback(tr.step, float(loss))
+            if tr.step % refresh == 0 or tr.step == config.steps:
+                values = loss.double().cpu().numpy()  # the one host read every `refresh` steps
+                bar.update(tr.step - bar.n)
+                if not np.all(np.isfinite(values)):
+                    tr.all_losses()  # raises, naming the step (and the member)
+                if progress:
+                    bar.set_postfix(loss=f"{float(values.mean()):.4g}", refresh=False)
+            if ck_path is not None and (
+                tr.step % config.checkpoint_every == 0 or tr.step == config.steps
+            ):
+                now = time.perf_counter()
+                tr.seconds += now - t_mark
+                t_mark = now
+                _atomic_save(tr.state(), ck_path)
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize(tr.device)
+        tr.seconds += time.perf_counter() - t_mark
+    finally:
+        bar.close()
+
+
 def train(
     denoiser: Denoiser,
     data: np.ndarray | Ensemble,
@@ -675,45 +734,7 @@ def train(
         if ck_path.exists():
             tr.restore(_read_checkpoint(ck_path, tr.device), repr(str(ck_path)))
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=config.steps,
-        initial=tr.step,
-        disable=not progress,
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-        leave=False,
-    )
-    refresh = max(1, min(50, config.steps // 100 or 1))
-    try:
-        t0 = time.perf_counter()
-        t_mark = t0
-        while tr.step < config.steps:
-            loss = tr.one_step()
-            if callback is not None:
-                callback(tr.step, float(loss))
-            if tr.step % refresh == 0 or tr.step == config.steps:
-                # the one host read of the loss (a GPU sync) every `refresh` steps, not per step
-                value = float(loss)
-                bar.update(tr.step - bar.n)
-                if not math.isfinite(value):
-                    tr.all_losses()  # raises, naming the step
-                if progress:
-                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            if ck_path is not None and (
-                tr.step % config.checkpoint_every == 0 or tr.step == config.steps
-            ):
-                now = time.perf_counter()
-                tr.seconds += now - t_mark
-                t_mark = now
-                _atomic_save(tr.state(), ck_path)
-        if tr.device.type == "cuda":
-            torch.cuda.synchronize(tr.device)
-        tr.seconds += time.perf_counter() - t_mark
-    finally:
-        bar.close()
+    drive(tr, config, ck_path, progress=progress, desc="train", callback=callback)
     losses = tr.all_losses()
     if ck_path is not None and not ck_path.exists():  # steps == 0
         _atomic_save(tr.state(), ck_path)
