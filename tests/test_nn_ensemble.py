@@ -68,7 +68,7 @@ def test_members_retrace_their_own_train_runs():
         TrainConfig(steps=40, batch_size=32, seed=7, lr=1e-3, weight_decay=0.1, ema_decay=0.9),
         TrainConfig(steps=40, batch_size=32, seed=3, lr=3e-3, process="ddpm", grad_clip=0.05),
     ]
-    solo = [train(_mlp(i), x, c, progress=False) for i, (x, c) in enumerate(zip(data, cfgs))]
+    solo = [train(_mlp(i), data[i], cfgs[i], progress=False) for i in range(3)]
     ens = train_ensemble([_mlp(i) for i in range(3)], data, cfgs, progress=False)
     for a, b in zip(solo, ens, strict=True):
         assert b.steps == 40 and b.losses.shape == (40,)
@@ -147,9 +147,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(E._Ensemble, "one_step", real)
     ck = torch.load(tmp_path / E.ENSEMBLE_CHECKPOINT, weights_only=True)
     assert ck["step"] == 10
-    resumed = train_ensemble(
-        [_mlp(0), _mlp(1)], data, cfg, checkpoint_dir=tmp_path, progress=False
-    )
+    resumed = train_ensemble([_mlp(0), _mlp(1)], data, cfg, checkpoint_dir=tmp_path, progress=False)
     for a, b in zip(full, resumed, strict=True):
         np.testing.assert_array_equal(a.losses, b.losses)
         _equal_states(a.raw, b.raw)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -120,6 +121,36 @@ def test_shared_training_helpers():
     assert list(s.brief(rate=True)) == ["steps", "seconds", "samples_per_second", "final_loss"]
     assert in_process(SERIAL, 5) and in_process(Engine("local", workers=1), 5)
     assert not in_process(Engine("local", workers=2), 5)
+
+
+def test_nested_configs():
+    """The shared settings nest (``net``, ``training``, ``verdict``), serialise as nested
+    objects, feed ``NetSpec.of``/``TrainSpec.of`` and reject bad values."""
+    from validation.config import NetConfig, TrainingConfig, VerdictConfig
+    from validation.result import jsonable
+    from validation.training import NetSpec, TrainSpec
+
+    cfg = experiments.load("class_decisions").PRESETS["smoke"]
+    d = jsonable(cfg)
+    assert d["net"] == {"hidden": 64, "depth": 2, "embed_dim": 32}
+    assert d["training"]["train_process"] == "ddpm" and d["verdict"]["k"] == 3.0
+    assert json.loads(json.dumps(d)) == d
+    shifted = with_verdict(cfg, prediction_shift=2.0)
+    assert shifted.verdict.prediction_shift == 2.0
+    assert shifted.verdict.tolerance_step == cfg.verdict.tolerance_step == 150.0
+    spec = TrainSpec.of(cfg)
+    assert (spec.steps, spec.batch_size, spec.ema_decay, spec.process) == (300, 256, 0.9, "ddpm")
+    assert TrainSpec.of(experiments.load("score_fidelity").PRESETS["smoke"]).process == "edm"
+    assert NetSpec.of(NetConfig(hidden=8, depth=1, embed_dim=4), 3) == NetSpec(3, 8, 1, 4)
+    for bad in (
+        lambda: TrainingConfig(steps=0),
+        lambda: TrainingConfig(ema_decay=1.0),
+        lambda: NetConfig(hidden=0),
+        lambda: VerdictConfig(k=-1.0),
+        lambda: VerdictConfig(prediction_shift=math.inf),
+    ):
+        with pytest.raises(InputError):
+            bad()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,9 @@
 #
 #   GPU_BUDGET=480 validation/gpu.sh /tmp/vr score_fidelity,symmetry_networks late_init
 #
+# GPU_BENCH=1 first runs the ensemble-training benchmark (`python -m benchmarks.bench_training
+# --ensemble`, its CUDA rows written to benchmarks/results/training_ensemble_cuda.md; log
+# OUT/logs/bench_training.log), counted in the budget, so that one lease brings back both.
 # GPU_PRESET and GPU_DEVICE (defaults gpu, cuda) exist to try the script on a CPU machine with
 # the smoke preset. Stops at once, writing nothing, when the device is cuda and no CUDA device
 # is present. Rerunning reuses finished
@@ -32,6 +35,14 @@ fi
 start=$SECONDS
 deadline=$((start + ${GPU_BUDGET:-100000000}))
 mkdir -p "$out/logs"
+if [ "${GPU_BENCH:-0}" = 1 ]; then
+    rc=0
+    bench_args=(--ensemble)
+    [ "$device" = cpu ] && bench_args+=(--quick)  # the CPU try-out: a short run, no file
+    timeout $((deadline - SECONDS)) "$py" -m benchmarks.bench_training "${bench_args[@]}" \
+        >"$out/logs/bench_training.log" 2>&1 || rc=$?
+    echo "bench_training --ensemble: exit $rc after $((SECONDS - start)) s"
+fi
 
 lane() {  # run the experiments of one lane in order, each within what is left of the budget
     local name left rc

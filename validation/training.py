@@ -1,15 +1,17 @@
 """Training jobs: one score network per job, checkpointed under the run's output folder.
 
 A :class:`TrainJob` is plain, picklable data (network and training settings, the training
-data as an array or an exact ensemble sampled fresh every batch, the seed and the
-checkpoint folder), so the same job runs in this process, in a local worker process or on
-a SLURM node (:mod:`validation.sweep`). :func:`train_job` trains it with
-:func:`physdiff.nn.train`, which writes its checkpoint atomically and resumes from it;
-:func:`load_trained` calls the same function again, which finds the finished checkpoint
-and returns at once, so a rerun of an experiment reuses every finished training.
+data as an array or an exact ensemble sampled fresh every batch, the class labels of a
+class-conditional network, the seed and the checkpoint folder), so the same job runs in
+this process, in a local worker process or on a SLURM node (:mod:`validation.sweep`).
+:func:`train_job` trains it with :func:`physdiff.nn.train`, which writes its checkpoint
+atomically and resumes from it; :func:`load_trained` calls the same function again, which
+finds the finished checkpoint and returns at once, so a rerun of an experiment reuses every
+finished training.
 
 The checkpoint folder's name ends with a hash of everything that determines the training
-(network, settings, seed, data), so a changed config never resumes a stale checkpoint.
+(network, settings, seed, data and a conditional network's labels), so a changed config
+never resumes a stale checkpoint.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class NetSpec:
     def of(cls, config: Any, dim: int, **overrides: Any) -> NetSpec:
         """The network an experiment's ``config`` asks for on ``dim``-dimensional data: its
         ``net.hidden``, ``net.depth`` and ``net.embed_dim`` (a nested
-        :class:`validation.config.NetConfig`, or the same fields on ``config`` itself);
-        ``overrides`` replace any field."""
+        :class:`validation.config.NetConfig`; ``config`` may also be a ``NetConfig`` itself,
+        or a flat config with the same fields); ``overrides`` replace any field."""
         c = getattr(config, "net", config)
         kw = {"hidden": c.hidden, "depth": c.depth, "embed_dim": c.embed_dim}
         return cls(dim=dim, **{**kw, **overrides})

@@ -110,25 +110,15 @@ EDM_SIGMA_MIN = 0.002  # physdiff.processes.EDM() default: the sampler's final n
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2  # the EDM training distribution of log sigma
 
 
-TRAINING = TrainingConfig(
-    steps=1500,
-    batch_size=256,
-    lr=2e-3,
-    ema_decay=0.999,
-    train_process=None,
-    threads=1,  # torch CPU threads, here and in each training job
-    workers=0,  # local worker processes for the trainings (0: one per core)
-)
+TRAINING = TrainingConfig(steps=1500)
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
-    k: float = 3.0
     tolerance: float = 0.1
     tolerance_log_basin: float = 0.25
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

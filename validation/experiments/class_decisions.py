@@ -95,28 +95,24 @@ __all__ = [
 NAME = "class_decisions"
 
 
-NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+NET = NetConfig()
 TRAINING = TrainingConfig(
     steps=4000,
     batch_size=512,
-    lr=2e-3,
-    ema_decay=0.999,
     train_process="ddpm",  # noise levels drawn uniformly over DDPM steps
-    threads=1,
-    workers=0,
 )
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances;
+    ``prediction_shift`` moves the predictions: steps + 1000 shift, heights (1 + shift),
+    log delta + shift."""
 
     tolerance_step: float = 20.0
     tolerance_rel: float = 0.15
     tolerance_log_delta: float = 0.25
     tolerance_log_delta_digits: float = 0.5
-    k: float = 3.0
-    prediction_shift: float = 0.0  # steps + 1000 shift, heights (1 + shift), log delta + shift
 
 
 @dataclass(frozen=True)

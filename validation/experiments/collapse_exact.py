@@ -76,12 +76,10 @@ NAME = "collapse_exact"
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     tolerance_log: float = 0.4  # on log delta
     tolerance_f: float = 0.3  # f^e(delta_C) within tolerance_f / sqrt(d)
-    k: float = 3.0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

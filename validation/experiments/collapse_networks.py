@@ -79,26 +79,16 @@ __all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
 NAME = "collapse_networks"
 
 
-NET = NetConfig(hidden=256, depth=3, embed_dim=64)
-TRAINING = TrainingConfig(
-    steps=4000,
-    batch_size=256,
-    lr=2e-3,
-    ema_decay=0.999,
-    train_process=None,
-    threads=1,
-    workers=0,
-)
+NET = NetConfig(hidden=256)
+TRAINING = TrainingConfig(steps=4000)
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     tolerance_log: float = 0.5
     tolerance_fraction: float = 0.1
-    k: float = 3.0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

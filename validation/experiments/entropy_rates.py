@@ -102,12 +102,11 @@ ALL_DECISIONS = (
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances;
+    ``prediction_shift`` moves the predictions: steps + 1000 * shift, heights * (1 + shift)."""
 
     tolerance_step: float = 2.0
     tolerance_rel: float = 0.02
-    k: float = 3.0
-    prediction_shift: float = 0.0  # steps + 1000 * shift, heights * (1 + shift)
 
 
 @dataclass(frozen=True)

@@ -70,21 +70,13 @@ __all__ = ["Config", "PRESETS", "run", "check", "fit_classifier"]
 NAME = "guidance"
 
 
-NET = NetConfig(hidden=256, depth=3, embed_dim=64)
-TRAINING = TrainingConfig(
-    steps=4000,
-    batch_size=256,
-    lr=2e-3,
-    ema_decay=0.999,
-    train_process="ddpm",
-    threads=1,
-    workers=0,
-)
+NET = NetConfig(hidden=256)
+TRAINING = TrainingConfig(steps=4000, train_process="ddpm")
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     tolerance_share: float = 0.005
     tolerance_tracked: float = 0.015
@@ -94,8 +86,6 @@ class Verdict(VerdictConfig):
     tolerance_unguided_digits: float = 0.05
     tolerance_kl_digits: float = 0.1
     tolerance_w2_digits: float = 0.3
-    k: float = 3.0
-    prediction_shift: float = 0.0
 
 
 @dataclass(frozen=True)

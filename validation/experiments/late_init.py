@@ -62,25 +62,16 @@ NAME = "late_init"
 SAMPLERS = ("ddim", "ddpm")
 
 
-NET = NetConfig(hidden=192, depth=3, embed_dim=64)
-TRAINING = TrainingConfig(
-    steps=5000,
-    batch_size=256,
-    lr=1e-3,
-    ema_decay=0.999,
-    train_process="ddpm",
-    threads=1,  # torch CPU threads, here and in the training job
-    workers=1,
-)
+NET = NetConfig(hidden=192)
+TRAINING = TrainingConfig(steps=5000, lr=1e-3, train_process="ddpm", workers=1)
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     k: float = 2.0
     tolerance: float = 0.0  # in SW units (standardised pixels)
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

@@ -57,25 +57,15 @@ __all__ = ["Config", "PRESETS", "run", "check"]
 NAME = "memorization_sanity"
 
 
-NET = NetConfig(hidden=128, depth=3, embed_dim=64)
-TRAINING = TrainingConfig(
-    steps=2000,
-    batch_size=256,
-    lr=2e-3,
-    ema_decay=0.999,
-    train_process=None,
-    threads=1,  # torch CPU threads, here and in each training job (training.torch_threads)
-    workers=0,
-)
+NET = NetConfig()
+TRAINING = TrainingConfig()
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     tolerance: float = 0.1
-    k: float = 3.0
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

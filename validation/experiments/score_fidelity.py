@@ -51,25 +51,15 @@ __all__ = ["Config", "PRESETS", "run", "check", "relative_error"]
 NAME = "score_fidelity"
 
 
-NET = NetConfig(hidden=128, depth=3, embed_dim=64)
-TRAINING = TrainingConfig(
-    steps=3000,
-    batch_size=512,
-    lr=2e-3,
-    ema_decay=0.999,
-    train_process=None,
-    threads=1,  # torch CPU threads, here and in each training job (training.torch_threads)
-    workers=0,  # local worker processes for the trainings (0: one per core)
-)
+NET = NetConfig()
+TRAINING = TrainingConfig(steps=3000, batch_size=512)
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     tolerance: float = 0.02  # the claimed accuracy of R at delta_verdict
-    k: float = 3.0
-    prediction_shift: float = 0.0  # added to the prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

@@ -100,12 +100,10 @@ PHI_Q1 = float(cloning_probability(1.0, 1.0))  # phi at q = 1 (delta = m^2 - s^2
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
-    k: float = 3.0
     tolerance_phi: float = 0.02  # discretisation bias allowed on phi and c
     tolerance_log_delta: float = 0.25  # a measurable "is predicted" within 25% in delta
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)

@@ -71,26 +71,20 @@ __all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
 NAME = "symmetry_networks"
 
 
-NET = NetConfig(hidden=128, depth=3, embed_dim=64)
+NET = NetConfig()
 TRAINING = TrainingConfig(
     steps=3000,
     batch_size=512,
-    lr=2e-3,
-    ema_decay=0.999,
     train_process="ve",  # training noise levels: log-uniform sigma in [0.01, 50]
-    threads=1,  # torch CPU threads, here and in each training job
-    workers=0,  # local worker processes for the trainings (0: one per core)
 )
 
 
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
-    """The rules' settings: ``k``, ``prediction_shift`` and the tolerances."""
+    """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
-    k: float = 3.0
     tolerance_log_delta: float = 0.1  # a trained network's critical delta within 10%
     tolerance_phi: float = 0.04
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
 
 
 @dataclass(frozen=True)
