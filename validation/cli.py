@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--data", default=None, help=".npz data set (experiments that take one)")
     ra = sub.add_parser("run-all", help="run every experiment, then write the report")
     run_options(ra)
+    pl = sub.add_parser("plan", help="what a preset trains: networks, ensembles, FLOPs")
+    pl.add_argument("names", nargs="*", help="experiments (default: all)")
+    pl.add_argument("--preset", default="gpu", help="smoke, cpu or gpu (default gpu)")
     rep = sub.add_parser("report", help="collect the results into REPORT.md and FIGURES.md")
     rep.add_argument("--out", default=str(DEFAULT_OUT), help="results folder")
     return p
@@ -140,6 +143,31 @@ def _run(args: argparse.Namespace, names: Sequence[str]) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import plan_rows
+
+    names = args.names or list(experiments.EXPERIMENTS)
+    for n in names:
+        mod = experiments.load(n)  # unknown names: InputError
+        if args.preset not in mod.PRESETS:
+            raise _Usage(f"unknown preset {args.preset!r} for {n}")
+    print(f"| experiment ({args.preset}) | networks | ensembles | parameters | samples | TFLOP |")
+    print("|---|---:|---:|---:|---:|---:|")
+    total = 0.0
+    for r in plan_rows(names, args.preset):
+        if not r["networks"]:
+            print(f"| {r['experiment']} | 0 | 0 | - | - | - |")
+            continue
+        lo, hi = r["parameters"]
+        total += r["flops"]
+        print(
+            f"| {r['experiment']} | {r['networks']} | {r['ensembles']} | "
+            f"{lo:,} - {hi:,} | {r['samples']:,} | {r['flops'] / 1e12:,.2f} |"
+        )
+    print(f"| total | | | | | {total / 1e12:,.2f} |")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     try:
@@ -148,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list()
         if args.command == "run":
             return _run(args, [args.name])
+        if args.command == "plan":
+            return _plan(args)
         if args.command == "run-all":
             status = _run(args, experiments.EXPERIMENTS)
             report, _ = write_report(Path(args.out))

@@ -46,6 +46,9 @@ __all__ = [
     "checkpoint_path",
     "run_training",
     "train_jobs",
+    "PlannedTrainings",
+    "stop_before_training",
+    "ensemble_jobs",
     "summarize",
     "torch_threads",
     "blas_threads",
@@ -386,13 +389,16 @@ def _finished(job: Any) -> bool:
     return int(ck.get("step", -1)) >= job.train.steps
 
 
-def ensemble_jobs(jobs: Any, max_members: int = MAX_MEMBERS) -> list[EnsembleJob]:
+def ensemble_jobs(
+    jobs: Any, max_members: int = MAX_MEMBERS, *, check_finished: bool = True
+) -> list[EnsembleJob]:
     """The unfinished ``jobs`` grouped into ensembles (:func:`_shared_key`), at most
-    ``max_members`` each, in the order the groups first appear; each ensemble's checkpoint
+    ``max_members`` each, in the order the groups first appear (``check_finished=False``:
+    every job, finished or not); each ensemble's checkpoint
     folder sits beside its first member's and is named by a hash of its members' folders."""
     groups: dict[tuple, list] = {}
     for job in jobs:
-        if not _finished(job):
+        if not (check_finished and _finished(job)):
             groups.setdefault(_shared_key(job), []).append(job)
     out = []
     for members in groups.values():
@@ -435,6 +441,29 @@ def train_ensemble_job(ens: EnsembleJob) -> int:
     return len(jobs)
 
 
+class PlannedTrainings(Exception):
+    """Raised by :func:`train_jobs` inside :func:`stop_before_training`, holding the jobs."""
+
+    def __init__(self, jobs: list):
+        super().__init__(f"{len(jobs)} trainings planned")
+        self.jobs = jobs
+
+
+_PLANNING = False
+
+
+@contextmanager
+def stop_before_training() -> Iterator[None]:
+    """Within this block :func:`train_jobs` trains nothing: it raises
+    :class:`PlannedTrainings` with its jobs (:mod:`validation.plan`)."""
+    global _PLANNING
+    old, _PLANNING = _PLANNING, True
+    try:
+        yield
+    finally:
+        _PLANNING = old
+
+
 def train_jobs(
     jobs: Any,
     engine: Any = None,
@@ -451,6 +480,8 @@ def train_jobs(
     from .sweep import map_jobs
 
     jobs = list(jobs)
+    if _PLANNING:
+        raise PlannedTrainings(jobs)
     groups = ensemble_jobs(jobs, max_members)
     map_jobs(train_ensemble_job, groups, engine, desc=desc, progress=len(groups) > 1)
     return [summarize(j, load_trained(j)) for j in jobs]
