@@ -1,6 +1,6 @@
 """The ``network_memorization`` experiment: its smoke rows and its own estimators (the
 boundary crossing with its censored bounds and error, the capacity exponent fit, the
-nearest-neighbour spacing, the parameter count). The checks every experiment gets (smoke
+parameter count). The checks every experiment gets (smoke
 agrees, a shifted prediction disagrees in every row, trainings are reused) are in
 tests/test_validation.py; the smoke run is the session fixture ``smoke`` (conftest.py).
 """
@@ -63,7 +63,7 @@ def test_smoke_rows(smoke):
         e = r.extra
         assert r.predicted == pytest.approx(math.log(e["parameters"] / cfg.dims[0]))
         assert e["parameters"] == NM.parameter_count(
-            NetSpec(cfg.dims[0], e["hidden"], cfg.depth, cfg.embed_dim)
+            NetSpec(cfg.dims[0], e["hidden"], cfg.net.depth, cfg.net.embed_dim)
         )
         assert e["censored"] in ("", ">", "<") and math.isfinite(r.measured)
         assert e["ratio_P_over_nd"] == pytest.approx(e["parameters"] / (e["n_star"] * cfg.dims[0]))
@@ -87,10 +87,13 @@ def test_boundary_interpolates_in_log_n():
     assert bd.se == 0.0 and bd.step == pytest.approx(math.log(10))
 
 
-def test_boundary_takes_the_first_down_crossing():
+def test_boundary_takes_the_last_down_crossing():
     ns = [2, 4, 8, 16, 32]
     bd = NM.boundary(ns, [0.9, 0.4, 0.8, 0.1, 0.0], [0.01] * 5)
-    assert math.log(2) < bd.log_n < math.log(4)
+    # between n = 8 and 16: log 8 + (0.5 - 0.8)/(0.1 - 0.8) log 2
+    assert bd.log_n == pytest.approx(math.log(8) + 3 / 7 * math.log(2))
+    # a dip below the level at the smallest n only: still located, not "< n_min"
+    assert NM.boundary(ns, [0.3, 0.9, 0.9, 0.2, 0.0], [0.01] * 5).located
 
 
 def test_boundary_censored_bounds_are_finite():
@@ -102,8 +105,10 @@ def test_boundary_censored_bounds_are_finite():
     down = NM.boundary(ns, [0.4, 0.1, 0.0], [0.02] * 3)
     assert down.censored == "<" and down.log_n == pytest.approx(math.log(4))
     assert "n* < 4" in down.text
-    # exactly at the level counts as still memorising
-    assert NM.boundary(ns, [1.0, 0.5, 0.5], [0.0] * 3).censored == ">"
+    # exactly at the level counts as no longer memorising: the crossing is that grid point
+    at = NM.boundary(ns, [1.0, 0.5, 0.5], [0.0] * 3)
+    assert at.located and at.log_n == pytest.approx(math.log(16))
+    assert NM.boundary(ns, [0.5, 0.2, 0.0], [0.0] * 3).censored == "<"
 
 
 def test_boundary_error_matches_finite_differences():
@@ -202,17 +207,8 @@ def test_power_fit_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------------------
-# spacing and parameter count
+# the parameter count
 # ---------------------------------------------------------------------------------------
-def test_median_spacing_matches_brute_force():
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((301, 5)) + 1e4  # far from the origin: no cancellation
-    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    assert NM.median_spacing(x, block=64) == pytest.approx(np.median(d.min(1)), rel=1e-9)
-    assert NM.median_spacing(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
-
-
 def test_parameter_count_of_the_mlp():
     # input (d+1) w, noise conditioning e w + w + w^2 + w, blocks 3 (w^2 + w) + 2 w
     # (three linear maps and a layer norm) each, output layer norm 2 w, output (w + 1) d

@@ -29,12 +29,15 @@ over training points condenses below ``delta_C(n)`` (isotropic data:
 mean, so the REM theory predicts that the exact score memorises (fraction 1) at every grid
 point with ``delta_C(n) > delta_end`` (every point here: ``delta_C`` is above 0.1).
 
-Nothing in that theory bounds a network. The network's boundary ``n*`` (per width) is the
-first ``n`` of the grid at which its memorised fraction falls below 1/2, interpolated
-linearly in ``log n`` between the bracketing grid points, with the standard error
-propagated from their two binomial errors (:func:`boundary`). A width whose fraction stays
-at or above 1/2 up to ``n_max`` has the censored bound ``n* > n_max``; one below 1/2 already
-at ``n_min`` has ``n* < n_min`` (recorded as the bound, never NaN).
+Nothing in that theory bounds a network. The network's boundary ``n*`` (per width) is
+where its memorised fraction falls to 1/2 or below for good: after the last grid ``n`` at
+which it is still above 1/2, interpolated linearly in ``log n`` between that point and the
+next, with the standard error propagated from their two binomial errors
+(:func:`boundary`). The *last* crossing, not the first: at a handful of points the median
+spacing ``h`` of one draw can be small (three of the first four digits are sixes), lowering the
+fraction at the smallest ``n`` without the network failing to memorise. A width whose
+fraction is still above 1/2 at ``n_max`` has the censored bound ``n* > n_max``; one at or
+below 1/2 at every ``n`` has ``n* < n_min`` (recorded as the bound, never NaN).
 
 The hypothesis tested is the *capacity line*: a network stops memorising once the training
 set holds more numbers than it has parameters, ``n* d = P``. Its scaling form ``n* d ∝ P^b``
@@ -63,16 +66,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from physdiff import memorization as M
+from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
+from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..curves import last_up_crossing
 from ..result import Result, Row, Rule, judge, new_result, save_figure
+from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction
 from ..sweep import Engine
 from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
@@ -87,12 +95,14 @@ __all__ = [
     "boundary",
     "PowerFit",
     "power_fit",
-    "median_spacing",
     "parameter_count",
 ]
 
 NAME = "network_memorization"
 DIGITS_IMAGES = 1797
+
+NET = NetConfig(depth=2, embed_dim=16)  # net.hidden is not read: ``widths`` gives each width
+TRAINING = TrainingConfig(steps=3000, workers=2)
 
 
 @dataclass(frozen=True)
@@ -105,22 +115,15 @@ class Config:
     digits: bool = True
     digits_ns: tuple[int, ...] = (4, 16, 64, 256, 1024)
     variance: float = 1.0
-    widths: tuple[int, ...] = (8, 16, 32, 64)
-    depth: int = 2
-    embed_dim: int = 16
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
-    ema_decay: float = 0.999
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # the MLP's hidden widths (net.hidden unused)
     radius: float = 0.25  # memorised: nearest training point within radius * h
     n_samples: int = 400
     sampler_steps: int = 32
     level: float = 0.5  # the boundary: memorised fraction crosses this level
-    k: float = 3.0
-    threads: int = 1
     blas_threads: int = 1
-    workers: int = 2
-    prediction_shift: float = 0.0  # added to every prediction; non-zero only to test verdicts
+    net: NetConfig = NET
+    training: TrainingConfig = TRAINING
+    verdict: VerdictConfig = VerdictConfig()  # k; tolerances come from the grid (docstring)
 
 
 PRESETS: dict[str, Config] = {
@@ -131,14 +134,10 @@ PRESETS: dict[str, Config] = {
         digits=False,
         digits_ns=(),
         widths=(8, 16),
-        depth=1,
-        embed_dim=8,
-        steps=300,
-        batch_size=64,
-        ema_decay=0.9,
         n_samples=200,
         sampler_steps=16,
-        workers=1,
+        net=NET.replace(depth=1, embed_dim=8),
+        training=TRAINING.replace(steps=300, batch_size=64, ema_decay=0.9, workers=1),
     ),
     "cpu": Config(preset="cpu"),
     "gpu": Config(
@@ -146,14 +145,11 @@ PRESETS: dict[str, Config] = {
         ns=(4, 16, 64, 256, 1024, 4096, 16384),
         digits_ns=(4, 16, 64, 256, 1024, 1797),
         widths=(16, 32, 64, 128, 256, 512),
-        depth=3,
-        embed_dim=64,
-        steps=20000,
-        batch_size=1024,
         n_samples=2000,
         sampler_steps=64,
         blas_threads=0,
-        workers=1,
+        net=NET.replace(depth=3, embed_dim=64),
+        training=TRAINING.replace(steps=20000, batch_size=1024, workers=1),
     ),
 }
 
@@ -187,9 +183,9 @@ def check(config: Config) -> None:
 class Boundary:
     """Where a decreasing memorised fraction crosses the level, in ``log n``.
 
-    ``censored`` is ``""`` for a located crossing, ``">"`` when the fraction never drops
-    below the level on the grid (``log_n`` is then ``log n_max``, a lower bound) and ``"<"``
-    when it is below already at ``n_min`` (``log_n = log n_min``, an upper bound). ``step``
+    ``censored`` is ``""`` for a located crossing, ``">"`` when the fraction is still above
+    the level at ``n_max`` (``log_n`` is then ``log n_max``, a lower bound) and ``"<"`` when
+    it is at or below the level at every ``n`` (``log_n = log n_min``, an upper bound). ``step``
     is the ``log n`` width of the bracketing grid step (for a bound, of the step next to it).
     """
 
@@ -215,13 +211,11 @@ class Boundary:
 
 
 def boundary(ns, fraction, se, level: float = 0.5) -> Boundary:
-    """The first down-crossing of ``level`` by ``fraction(n)`` on the grid ``ns``.
-
-    With ``i`` the first index where ``f_i < level`` (``f_{i-1} >= level``), in
-    ``x = log n``: ``x* = x_{i-1} + (level - f_{i-1}) (x_i - x_{i-1}) / (f_i - f_{i-1})``, and
-    ``se(x*)^2 = (x_i - x_{i-1})^2 / (f_i - f_{i-1})^4 *
-    [(level - f_i)^2 se_{i-1}^2 + (level - f_{i-1})^2 se_i^2]`` (the two partial derivatives
-    of ``x*``, independent errors). Censored bounds are described in :class:`Boundary`.
+    """The last down-crossing of ``level`` by ``fraction(n)`` on the grid ``ns``: in
+    ``x = log n``, between the last grid point where ``f > level`` and the next one
+    (``f <= level``), by linear interpolation with the standard error propagated from the
+    two bracketing binomial errors (:func:`validation.curves.last_up_crossing` on ``-f``).
+    Censored bounds are described in :class:`Boundary`.
     """
     x = np.log(np.asarray(ns, dtype=np.float64))
     f = np.asarray(fraction, dtype=np.float64)
@@ -233,16 +227,14 @@ def boundary(ns, fraction, se, level: float = 0.5) -> Boundary:
         )
     if np.any(np.diff(x) <= 0) or not (np.all(np.isfinite(f)) and np.all(s >= 0)):
         raise ValueError("ns must increase, fractions be finite and errors >= 0")
-    below = np.flatnonzero(f < level)
-    if below.size == 0:
+    if f[-1] > level:
         return Boundary(float(x[-1]), 0.0, ">", float(x[-1] - x[-2]))
-    i = int(below[0])
-    if i == 0:
+    if not np.any(f > level):
         return Boundary(float(x[0]), 0.0, "<", float(x[1] - x[0]))
-    dx, df = x[i] - x[i - 1], f[i] - f[i - 1]
-    xc = x[i - 1] + (level - f[i - 1]) * dx / df
-    err = abs(dx) / df**2 * math.hypot((level - f[i]) * s[i - 1], (level - f[i - 1]) * s[i])
-    return Boundary(float(xc), float(err), "", float(dx))
+    xc, err = last_up_crossing(x, -f, s, -level)  # some f > level, f[-1] <= level: a hit
+    k = int(np.searchsorted(x, xc, side="left"))
+    step = float(x[max(k, 1)] - x[max(k, 1) - 1])
+    return Boundary(float(xc), float(err), "", step)
 
 
 @dataclass(frozen=True)
@@ -299,26 +291,6 @@ def power_fit(x, y, se) -> PowerFit:
 # ---------------------------------------------------------------------------------------
 # data, networks, measurements
 # ---------------------------------------------------------------------------------------
-def median_spacing(points: np.ndarray, block: int = 2048) -> float:
-    """Median over the points of the distance to their nearest *other* point, computed in
-    blocks of rows (memory ``block * n``), candidates from centred norm expansions and the
-    distance recomputed directly."""
-    pts = np.asarray(points, dtype=np.float64)
-    n = pts.shape[0]
-    if pts.ndim != 2 or n < 2:
-        raise ValueError(f"points must be (n >= 2, d); got {pts.shape}")
-    c = pts - pts.mean(axis=0)
-    sq = np.einsum("ij,ij->i", c, c)
-    near = np.empty(n)
-    for s in range(0, n, block):
-        rows = np.arange(s, min(n, s + block))
-        d2 = sq[rows, None] - 2.0 * c[rows] @ c.T + sq[None]
-        d2[np.arange(rows.size), rows] = np.inf
-        k = np.argmin(d2, axis=1)
-        near[rows] = np.linalg.norm(pts[rows] - pts[k], axis=1)
-    return float(np.median(near))
-
-
 def parameter_count(net: NetSpec) -> int:
     """Trainable parameters of the built network (all of them: input, residual blocks,
     noise conditioning, output)."""
@@ -333,7 +305,7 @@ class _DataSet:
     points: np.ndarray  # the largest training set; the first n rows are the set of size n
     ns: tuple[int, ...]
     spectrum: np.ndarray  # population covariance eigenvalues (the collapse theory's input)
-    fresh: object  # callable (n, rng) -> fresh points or None
+    fresh: Callable[[int, np.random.Generator], np.ndarray | None]  # None: no unused data
 
 
 def _data_sets(config: Config, seed: int) -> list[_DataSet]:
@@ -373,18 +345,9 @@ def _delta_c(ds: _DataSet, n: int, variance: float) -> float:
     return float(M.collapse_delta(n, ds.spectrum))
 
 
-def _sample(model, n: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    from physdiff import sampling
-
-    return sampling.heun(model, n, rng, process="edm", n_steps=steps, final_denoise=True).samples
-
-
 def _on_points(samples: np.ndarray | None, emp: Empirical, radius: float):
     """``(fraction, se)`` of samples within ``radius`` of a training point; None for none."""
-    if samples is None:
-        return None
-    _, dist = emp.nearest(samples)
-    return binomial_fraction(int(np.sum(dist <= radius)), int(dist.shape[0]))
+    return None if samples is None else binomial_fraction(*fraction_on_points(samples, emp, radius))
 
 
 def _jobs(config: Config, sets: list[_DataSet], device, out_dir, seed, serial):
@@ -392,7 +355,7 @@ def _jobs(config: Config, sets: list[_DataSet], device, out_dir, seed, serial):
     jobs, params = {}, {}
     for a, ds in enumerate(sets):
         for b, w in enumerate(config.widths):
-            net = NetSpec(ds.dim, w, config.depth, config.embed_dim, sigma_data=1.0)
+            net = NetSpec(ds.dim, w, config.net.depth, config.net.embed_dim, sigma_data=1.0)
             params[ds.dim, w] = params.get((ds.dim, w)) or parameter_count(net)
             for i, n in enumerate(ds.ns):
                 jobs[ds.key, w, n] = make_job(
@@ -403,7 +366,7 @@ def _jobs(config: Config, sets: list[_DataSet], device, out_dir, seed, serial):
                     seed=seed * 100_000 + a * 10_000 + b * 100 + i,
                     device=device,
                     root=out_dir / "train",
-                    threads=config.threads,
+                    threads=config.training.threads,
                     progress=serial,
                 )
     return jobs, params
@@ -430,7 +393,7 @@ def _fit_text(fit: PowerFit | None) -> str:
 def _capacity_row(ds, w, P, bd: Boundary, fit, curve, config: Config) -> Row:
     pred = math.log(P / ds.dim)
     half = 0.5 * bd.step
-    rule = Rule(k=config.k, tolerance=half)
+    rule = Rule(k=config.verdict.k, tolerance=half)
     ratio = P / (bd.n * ds.dim)
     rel = {"": "=", ">": "<", "<": ">"}[bd.censored]
     cond = (
@@ -439,7 +402,7 @@ def _capacity_row(ds, w, P, bd: Boundary, fit, curve, config: Config) -> Row:
     )
     return judge(
         "network boundary log n* (fraction 1/2) vs capacity line n* d = P",
-        pred + config.prediction_shift,
+        pred + config.verdict.prediction_shift,
         bd.log_n,
         bd.se,
         rule,
@@ -463,10 +426,10 @@ def _exponent_row(ds, fit: PowerFit, located: int, config: Config) -> Row:
     )
     return judge(
         "boundary exponent b in n* d ∝ P^b (capacity line: b = 1)",
-        1.0 + config.prediction_shift,
+        1.0 + config.verdict.prediction_shift,
         fit.exponent,
         fit.exponent_se,
-        Rule(k=config.k, tolerance=0.0),
+        Rule(k=config.verdict.k, tolerance=0.0),
         condition=cond,
         data=ds.key,
         fit=fit.__dict__,
@@ -482,7 +445,7 @@ def run(
     t0 = time.perf_counter()
     check(config)
     sets = _data_sets(config, seed)
-    engine = engine or Engine("local", workers=config.workers)
+    engine = engine or Engine("local", workers=config.training.workers)
     n_groups = len({(ds.dim, w) for ds in sets for w in config.widths})
     jobs, params = _jobs(config, sets, device, out_dir, seed, in_process(engine, n_groups))
     trained = train_jobs(list(jobs.values()), engine, desc=f"{NAME}: training")
@@ -491,7 +454,7 @@ def run(
     from physdiff.processes import EDM
 
     delta_end = EDM().sigma_min ** 2
-    rule_exact = Rule(k=config.k, tolerance=0.0)
+    rule_exact = Rule(k=config.verdict.k, tolerance=0.0)
     rows: list[Row] = []
     figure = []
     for a, ds in enumerate(sets):
@@ -499,17 +462,19 @@ def run(
         for i, n in enumerate(ds.ns):
             x = ds.points[:n]
             emp = Empirical(x.copy())
-            rad = config.radius * median_spacing(x)
+            rad = config.radius * nearest_neighbour_spacing(x)
             start = [seed, 71, a, i]  # one start noise for every model of this training set
             exact[n] = _on_points(
-                _sample(emp, config.n_samples, config.sampler_steps, np.random.default_rng(start)),
+                heun_samples(
+                    emp, config.n_samples, config.sampler_steps, np.random.default_rng(start)
+                ),
                 emp,
                 rad,
             )
             fresh[n] = _on_points(ds.fresh(n, np.random.default_rng([seed, 72, a, i])), emp, rad)
             for w in config.widths:
                 net = load_network(jobs[ds.key, w, n], device)
-                xs = _sample(
+                xs = heun_samples(
                     net, config.n_samples, config.sampler_steps, np.random.default_rng(start)
                 )
                 nets[w, n] = _on_points(xs, emp, rad)
@@ -518,7 +483,7 @@ def run(
                 rows.append(
                     judge(
                         "exact empirical score: memorised fraction (REM collapse predicted)",
-                        1.0 + config.prediction_shift,
+                        1.0 + config.verdict.prediction_shift,
                         exact[n][0],
                         exact[n][1],
                         rule_exact,
@@ -634,7 +599,7 @@ def _plot(panels: list, config: Config, path: Path) -> None:
             ax.set_title(f"{ds.label}\nexact score (collapse predicted): f >= {ef:.3f}", fontsize=8)
             ax.set_xlabel("training points n")
             ax.set_ylabel("parameters P")
-            ax.legend(fontsize=6, frameon=False, loc="lower right")
+            ax.legend(fontsize=6, frameon=True, framealpha=0.85, loc="upper right")
         fig.colorbar(
             mesh, ax=list(axes[: len(panels)]), label="network memorised fraction", shrink=0.8
         )
@@ -648,7 +613,8 @@ def _plot(panels: list, config: Config, path: Path) -> None:
                     ax.errorbar(pw[w], y, yerr=y * bd.se, fmt="o", color=col, ms=4, capsize=2)
                 else:
                     ax.plot(pw[w], y, "^" if bd.censored == ">" else "v", color=col, ms=6)
-            ax.plot([], [], "o", color=col, label=f"{ds.label}: {_fit_text(fit)[11:]}")
+            fitted = "" if fit is None else f": b = {fit.exponent:.2f} ± {fit.exponent_se:.2f}"
+            ax.plot([], [], "o", color=col, label=ds.label + fitted)
             if fit is not None:
                 pg = np.geomspace(min(pw.values()), max(pw.values()), 50)
                 ax.plot(pg, np.exp(fit.log_prefactor) * pg**fit.exponent, color=col, lw=1)
@@ -663,7 +629,7 @@ def _plot(panels: list, config: Config, path: Path) -> None:
         ax.legend(fontsize=6, frameon=False)
         fig.suptitle(
             f"Network memorisation boundary over (n, P) ({config.preset}; "
-            f"memorised: within {config.radius:g} h; {config.steps} steps)",
+            f"memorised: within {config.radius:g} h; {config.training.steps} steps)",
             fontsize=9,
         )
         save_figure(fig, path)
