@@ -21,3 +21,14 @@ def smoke(tmp_path_factory):
         for name in experiments.EXPERIMENTS
     }
     return out, results
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (tiny matrices: one thread is fastest, and immune to
+    OpenMP oversubscription), restoring the thread count afterwards."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -32,14 +32,7 @@ from physdiff.nn import (  # noqa: E402
 )
 from physdiff.processes import DDPM  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is fastest, and immune to OpenMP oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- an exact ensemble as a network ------------------------------------------------------------

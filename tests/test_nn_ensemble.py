@@ -22,13 +22,7 @@ from physdiff.nn import (  # noqa: E402
 )
 from physdiff.nn import ensemble as E  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(seed, dim=4, hidden=24, n_classes=None):

@@ -24,14 +24,7 @@ from physdiff.nn import (  # noqa: E402
 )
 from physdiff.nn.training import _to_device, _Trainer  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is fastest, and immune to OpenMP oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _two_gaussians() -> GaussianMixture:

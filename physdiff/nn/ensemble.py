@@ -67,6 +67,7 @@ from .training import (
     _atomic_save,
     _Batches,
     _Draws,
+    _read_checkpoint,
     _to_device,
     _Trainer,
     drive,
@@ -443,16 +444,6 @@ class _Ensemble:
         self.seconds = float(ck["seconds"])
 
 
-def _read(path: Path, device: torch.device) -> dict:
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise InputError(f"checkpoint {str(path)!r} could not be read: {exc}") from None
-    if not isinstance(ck, dict) or ck.get("format") != _FORMAT:
-        raise InputError(f"{str(path)!r} is not a physdiff.nn ensemble checkpoint")
-    return ck
-
-
 def _folder(path, what: str) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
@@ -511,7 +502,10 @@ def train_ensemble(
     if checkpoint_dir is not None:
         ck_path = _folder(checkpoint_dir, "checkpoint_dir") / ENSEMBLE_CHECKPOINT
         if ck_path.exists():
-            ens.restore(_read(ck_path, ens.device), repr(str(ck_path)))
+            ck = _read_checkpoint(
+                ck_path, ens.device, fmt=_FORMAT, what="physdiff.nn ensemble checkpoint"
+            )
+            ens.restore(ck, repr(str(ck_path)))
 
     drive(ens, configs[0], ck_path, progress=progress, desc=f"train {ens.k} members")
     losses = ens.all_losses()

@@ -447,7 +447,15 @@ def _atomic_save(obj: dict, path: Path) -> None:
             tmp.unlink()
 
 
-def _read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+def _read_checkpoint(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    *,
+    fmt: str = _FORMAT,
+    what: str = "physdiff.nn checkpoint",
+) -> dict:
+    """The checkpoint at ``path`` (a file, or a folder holding ``checkpoint.pt``) mapped to
+    ``device``; a missing, unreadable or foreign file raises :class:`InputError`."""
     p = Path(path)
     if p.is_dir():
         p = p / CHECKPOINT_NAME
@@ -457,8 +465,8 @@ def _read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"
         ck = torch.load(p, map_location=device, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise InputError(f"checkpoint {str(p)!r} could not be read: {exc}") from None
-    if not isinstance(ck, dict) or ck.get("format") != _FORMAT:
-        raise InputError(f"{str(p)!r} is not a physdiff.nn checkpoint")
+    if not isinstance(ck, dict) or ck.get("format") != fmt:
+        raise InputError(f"{str(p)!r} is not a {what}")
     return ck
 
 
