@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.ensemble:
         return ensemble_main(args)
+    if args.quick or args.json:
+        ap.error("--quick and --json apply to --ensemble only")
 
     default_threads = torch.get_num_threads()
     setups = [("cpu", default_threads)]

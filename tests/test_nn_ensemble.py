@@ -215,6 +215,8 @@ def test_bad_input_names_the_member(tmp_path):
         train_ensemble([_mlp(0), _mlp(1)], x, changed, checkpoint_dir=tmp_path)
     with pytest.raises(InputError, match="2 members; 3 were given"):
         train_ensemble([_mlp(i) for i in range(3)], x + x[:1], cfg, checkpoint_dir=tmp_path)
+    with pytest.raises(InputError, match=r"member_dirs\[1\] and member_dirs\[0\] are the same"):
+        train_ensemble([_mlp(0), _mlp(1)], x, cfg, member_dirs=[tmp_path / "m", tmp_path / "m"])
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="not a folder"):

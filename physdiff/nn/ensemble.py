@@ -71,6 +71,8 @@ from .training import (
     _to_device,
     _Trainer,
     drive,
+    ema_decay_at,
+    trajectory_mismatch,
 )
 
 __all__ = ["train_ensemble", "MEMBER_FIELDS", "SHARED_FIELDS", "ENSEMBLE_CHECKPOINT"]
@@ -221,7 +223,7 @@ def _update(params, exp_avg, exp_avg_sq, ema, decay, clip, scalars, bc2_sqrt) ->
     coef = torch.where(clip > 0, torch.clamp(clip / (total + 1e-6), max=1.0), 1.0)
     for p, g, m, v, e, dec in zip(params, grads, exp_avg, exp_avg_sq, ema, decay, strict=True):
         shape = (n_members,) + (1,) * (p.ndim - 1)
-        g = g * coef.to(g.dtype).reshape(shape)
+        g.mul_(coef.to(g.dtype).reshape(shape))
         p.mul_(dec)
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -254,7 +256,6 @@ class _Ensemble:
             self.draws.append(_Draws(batches, cfg, self.n_classes, self.device))
         self.template = _LossOf(copy.deepcopy(self.denoisers[0])).to("meta")
         params, buffers = torch.func.stack_module_state([_LossOf(d) for d in self.denoisers])
-        self.names = list(params)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.ema = {k: v.detach().clone() for k, v in self.params.items()}
@@ -264,8 +265,11 @@ class _Ensemble:
         self.losses: list[torch.Tensor] = []  # (K,) device tensors, synced lazily
         self.past_losses = np.zeros((self.k, 0))
         self.seconds = 0.0
-        plist = list(self.params.values())
-        self._lr = [_column([c.lr for c in configs], p) for p in plist]
+        # the same tensors as the dicts' values (restore copies into them in place)
+        self._lists = tuple(
+            list(d.values()) for d in (self.params, self.exp_avg, self.exp_avg_sq, self.ema)
+        )
+        plist = self._lists[0]
         self._decay = [_column([1.0 - c.lr * c.weight_decay for c in configs], p) for p in plist]
         self._clip = torch.tensor([c.grad_clip for c in configs], device=self.device)
         self._ema_decay = [c.ema_decay for c in configs]
@@ -307,14 +311,11 @@ class _Ensemble:
         b1, b2 = _BETAS
         step = self.step + 1
         k = self.step  # the EMA decay is warmed up by the step count before this update
-        w = [1.0 - min(d, (1.0 + k) / (10.0 + k)) for d in self._ema_decay]
+        w = [1.0 - ema_decay_at(d, k) for d in self._ema_decay]
         lr = [-c.lr / (1 - b1**step) for c in self.configs]
         scalars = torch.tensor([lr, w], dtype=torch.float64).to(torch.float32)
         self._update(
-            list(self.params.values()),
-            list(self.exp_avg.values()),
-            list(self.exp_avg_sq.values()),
-            list(self.ema.values()),
+            *self._lists,
             self._decay,
             self._clip,
             _to_device(scalars, self.device),
@@ -410,15 +411,8 @@ class _Ensemble:
                 f"({ck['network']}, {ck['parametrisation']!r}); use a fresh checkpoint_dir"
             )
         for i, (m, c) in enumerate(zip(ck["members"], self.configs, strict=True)):
-            diff = {
-                f: (m["trajectory"].get(f), v)
-                for f, v in c.trajectory_key().items()
-                if m["trajectory"].get(f) != v
-            }
-            if diff:
-                text = ", ".join(
-                    f"{f}: checkpoint {a!r} vs config {b!r}" for f, (a, b) in diff.items()
-                )
+            text = trajectory_mismatch(m["trajectory"], c)
+            if text:
                 raise InputError(
                     f"checkpoint {where}: member {i} was trained with other settings ({text}); "
                     "use a fresh checkpoint_dir or the same configs"
@@ -497,6 +491,14 @@ def train_ensemble(
                 f"member_dirs must be a list of {len(denoisers)} folders, one per member"
             )
         member_dirs = [_folder(p, f"member_dirs[{i}]") for i, p in enumerate(member_dirs)]
+        seen: dict[Path, int] = {}
+        for i, folder in enumerate(member_dirs):
+            j = seen.setdefault(folder.resolve(), i)
+            if j != i:
+                raise InputError(
+                    f"member_dirs[{i}] and member_dirs[{j}] are the same folder "
+                    f"{str(folder)!r}; each member needs its own"
+                )
     ens = _Ensemble(denoisers, data, configs, labels)
     ck_path = None
     if checkpoint_dir is not None:

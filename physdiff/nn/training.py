@@ -432,6 +432,24 @@ class _Draws:
         self.rng.bit_generator.state = ck["numpy_rng"]
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The EMA decay used in the update after ``step`` optimiser steps,
+    ``min(decay, (1 + step) / (10 + step))``: warmed up so that short runs are not dominated
+    by the initial weights (the ``num_updates`` rule of TensorFlow's
+    ``tf.train.ExponentialMovingAverage``)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def trajectory_mismatch(saved: dict, config: TrainConfig) -> str:
+    """The trajectory settings on which a checkpoint's ``saved`` key and ``config`` differ,
+    as ``"lr: checkpoint 0.001 vs config 0.002, ..."`` (empty when they agree)."""
+    return ", ".join(
+        f"{f}: checkpoint {saved.get(f)!r} vs config {v!r}"
+        for f, v in config.trajectory_key().items()
+        if saved.get(f) != v
+    )
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 def _atomic_save(obj: dict, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
@@ -573,13 +591,10 @@ class _Trainer:
 
     @torch.no_grad()
     def _ema_update(self) -> None:
-        # decay warmed up as min(decay, (1 + k)/(10 + k)) so that short runs are not
-        # dominated by the initial weights (the TensorFlow ExponentialMovingAverage rule).
         # One multi-tensor lerp, not a Python loop of ``lerp_``: on the CPU it runs the same
         # per-tensor kernel with the same scalar weight (bit-identical; a test compares the
         # two), on CUDA a few kernel launches instead of one per tensor.
-        k = self.step
-        decay = min(self.config.ema_decay, (1.0 + k) / (10.0 + k))
+        decay = ema_decay_at(self.config.ema_decay, self.step)
         if self._ema_params:
             torch._foreach_lerp_(self._ema_params, self._model_params, 1.0 - decay)
         for be, b in self._buffer_pairs:
@@ -618,12 +633,8 @@ class _Trainer:
 
     def restore(self, ck: dict, where: str) -> None:
         _check_denoiser_matches(ck, self.model, where)
-        mine = self.config.trajectory_key()
-        diff = {
-            k: (ck["trajectory"].get(k), v) for k, v in mine.items() if ck["trajectory"].get(k) != v
-        }
-        if diff:
-            text = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
+        text = trajectory_mismatch(ck["trajectory"], self.config)
+        if text:
             raise InputError(
                 f"checkpoint {where} was written by a run with other settings "
                 f"({text}); use a fresh checkpoint_dir or the same config"
