@@ -26,7 +26,7 @@ kernel recomputes exactly), and a memory check with n = 10^6 points at d = 784.
 
 Results: ``benchmarks/results/empirical.md`` (and ``.json``), written atomically, and the
 table on stdout. Queries are noisy training points ``y = a_mu + sqrt(delta) z`` at
-``delta = 1`` with standard normal data (THEORY.md section 1, empirical score).
+``delta = 1`` with standard normal data (docs/theory.md section 1, empirical score).
 """
 
 from __future__ import annotations
@@ -364,7 +364,8 @@ def compile_times() -> dict:
         import numpy as np
         t0 = time.perf_counter()
         from physdiff import _kernels as K
-        K._jit()
+        from physdiff._kernels import _compiled
+        _compiled._jit()
         out = {"jit_setup": time.perf_counter() - t0}
         rng = np.random.default_rng(0)
         for d, path in ((3, "direct"), (40, "gemm")):

@@ -1,6 +1,6 @@
 """The empirical-score kernel (physdiff._kernels) against its numpy twin and closed forms.
 
-THEORY.md section 1, empirical score: l = -|y - a_mu|^2 / (2 delta), w = softmax(l),
+docs/theory.md section 1, empirical score: l = -|y - a_mu|^2 / (2 delta), w = softmax(l),
 denoised = sum w a, lse = logsumexp(l), pr = 1 / sum w^2.
 
 Error measures: ``denoised`` is a convex combination of the training points, so its
@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from physdiff import _kernels as K
+from physdiff._kernels import _compiled as C
+from physdiff._kernels import _paths as P
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 DELTAS = np.array([1e-8, 1e-4, 1.0, 1e8])
@@ -153,8 +155,8 @@ def test_float32_dgemm_fallback_and_exact_recomputation(monkeypatch, fallback):
     # moderate delta: many points matter and sgemm's inner products are too coarse; the
     # kernel either redoes the queries in dgemm (as soon as their candidates overflow a
     # buffer made small here) or, with the fallback off, recomputes every candidate exactly
-    monkeypatch.setattr(K, "_FALLBACK", fallback)
-    monkeypatch.setattr(K, "_CANDIDATES", 16)
+    monkeypatch.setattr(P, "_FALLBACK", fallback)
+    monkeypatch.setattr(P, "_CANDIDATES", 16)
     rng = np.random.default_rng(3)
     points = rng.standard_normal((4500, 300)).astype(np.float32)
     y = _queries(rng, points, 37, "random").astype(np.float32)
@@ -181,7 +183,7 @@ def test_sq_norms_argument_and_scalar_delta():
 def test_concurrent_calls_and_fork(monkeypatch):
     # the kernels share one thread pool: concurrent callers and forked children still work
     # (problems this small run serially unless told otherwise)
-    monkeypatch.setattr(K, "_GEMM_PAR_MIN_PAIRS", 0)
+    monkeypatch.setattr(P, "_GEMM_PAR_MIN_PAIRS", 0)
     rng = np.random.default_rng(6)
     points = rng.standard_normal((3000, 30))
     ys = [rng.standard_normal((300, 30)) for _ in range(4)]
@@ -330,15 +332,15 @@ def test_two_symmetric_points_give_tanh(d, mu, y1, log_delta):
 
 
 def test_polynomial_exp_is_accurate_and_flushes_to_zero():
-    K._jit()
+    C._jit()
     x = np.concatenate([-np.geomspace(1e-12, 800.0, 20001), [0.0, -349.99, -350.01]])
     out = np.empty_like(x)
-    K._exp_into(x, x.size, 0.0, K._FLOOR64, out, False)
-    keep = x >= K._FLOOR64
+    C._exp_into(x, x.size, 0.0, C._FLOOR64, out, False)
+    keep = x >= C._FLOOR64
     np.testing.assert_allclose(out[keep], np.exp(x[keep]), rtol=1e-15)
     assert np.all(out[~keep] == 0.0)
     assert np.all((out == 0.0) | (out >= np.finfo(np.float64).tiny))  # no subnormal weights
-    K._exp_into(x + 5.0, x.size, 5.0, K._FLOOR32, out, True)  # the shift is subtracted
+    C._exp_into(x + 5.0, x.size, 5.0, C._FLOOR32, out, True)  # the shift is subtracted
     assert np.all(out[x < -87.0] == 0.0)
     assert np.all(out[x >= -87.0] >= np.finfo(np.float32).tiny)
     keep = x >= -87.0
@@ -364,22 +366,22 @@ def test_serial_and_pooled_gemm_paths_agree(monkeypatch, dtype):
     delta = DELTAS[rng.integers(0, 4, 300)]
     ref = K.empirical_stats_numpy(y, points, delta)
     blocks: list[int] = []
-    task = K._gemm_task
+    task = P._gemm_task
 
     def spy(p, yb, *args):
         blocks.append(yb.shape[0])
         task(p, yb, *args)
 
-    monkeypatch.setattr(K, "_gemm_task", spy)
-    pooled = K._NUM_THREADS > 1 and K._BLAS.controllable()
+    monkeypatch.setattr(P, "_gemm_task", spy)
+    pooled = P._NUM_THREADS > 1 and K._BLAS.controllable()
     for min_pairs, min_points, serial in (
         (1 << 60, 1 << 60, True),
         (0, 1 << 60, not pooled),
         (1 << 60, 0, not pooled),
     ):
-        monkeypatch.setattr(K, "_GEMM_PAR_MIN_PAIRS", min_pairs)
-        monkeypatch.setattr(K, "_GEMM_PAR_MIN_POINTS", min_points)
+        monkeypatch.setattr(P, "_GEMM_PAR_MIN_PAIRS", min_pairs)
+        monkeypatch.setattr(P, "_GEMM_PAR_MIN_POINTS", min_points)
         blocks.clear()
         errs = _errors(K.empirical_stats(y, points, delta), ref, points)
         assert max(errs) < TOL[dtype], (min_pairs, min_points, errs)
-        assert blocks == [300] if serial else max(blocks) <= K._GEMM_QB, blocks
+        assert blocks == [300] if serial else max(blocks) <= P._GEMM_QB, blocks
