@@ -2,7 +2,7 @@
 
 Every process is ``x_t = alpha(t) x0 + sigma(t) z`` with ``z ~ N(0, I)``. physdiff works in
 the variance-exploding (VE) frame ``y = x_t / alpha(t) = x0 + sqrt(delta(t)) z``, with the
-noise-to-signal variance ``delta = sigma^2 / alpha^2 = 1 / SNR`` (THEORY.md section 0). A
+noise-to-signal variance ``delta = sigma^2 / alpha^2 = 1 / SNR`` (docs/theory.md section 0). A
 critical point of any model is first a critical ``delta``; ``process.time_of_delta(delta)``
 turns it into that process's time and :meth:`DDPM.step_of_delta` into a DDPM step.
 
@@ -17,6 +17,7 @@ the inverse ``time_of_delta``; everything else lives in :class:`Process`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import _ddpm_tables as T
 from ._validate import finite_array, integer
 from .errors import DomainError, InputError
 
@@ -39,6 +41,8 @@ __all__ = [
     "PRESETS",
     "get_process",
     "times_of_delta",
+    "Conversion",
+    "convert",
 ]
 
 Rounding = Literal["nearest", "floor", "ceil"]
@@ -102,9 +106,12 @@ class Process(ABC):
         return float(self._delta(np.asarray(self.t_max, dtype=float)))
 
     def check_delta(self, delta, name: str = "delta") -> np.ndarray:
-        """``delta`` as a float64 array inside the range this process reaches."""
-        arr = finite_array(delta, name)
+        """``delta`` as a float64 array inside the range this process reaches (``inf`` only
+        where the process reaches it: a zero-terminal-SNR :class:`DDPM`)."""
         lo, hi = self.delta_min, self.delta_max
+        arr = np.asarray(delta, dtype=np.float64)
+        if not (hi == math.inf and np.all(np.isfinite(arr) | (arr == math.inf))):
+            arr = finite_array(delta, name)
         if np.any(arr < lo * (1 - 1e-12)) or np.any(arr > hi * (1 + 1e-12)):
             raise DomainError(
                 f"{name} must lie in [{lo:.6g}, {hi:.6g}], the range {self!r} reaches "
@@ -184,7 +191,7 @@ class OU(Process):
     """Ornstein-Uhlenbeck / variance-preserving process in Biroli et al.'s time.
 
     ``alpha = e^{-t}``, ``sigma^2 = 1 - e^{-2t}``, ``delta = e^{2t} - 1``,
-    ``t = log(1 + delta) / 2`` (THEORY.md section 0; Biroli et al. 2024, Eq. 1).
+    ``t = log(1 + delta) / 2`` (docs/theory.md section 0; Biroli et al. 2024, Eq. 1).
     ``horizon`` is where sampling starts by default.
     """
 
@@ -224,7 +231,7 @@ class VPLinear(Process):
     """Continuous variance-preserving SDE with linear ``beta(s) = b0 + s (b1 - b0)``, s in [0, 1].
 
     ``log alpha(s) = -s^2 (b1 - b0)/4 - s b0/2`` and ``delta = expm1(s^2 (b1 - b0)/2 + s b0)``
-    (Song et al. 2021, Eq. 11 and Appendix C; THEORY.md section 0). Inverting the
+    (Song et al. 2021, Eq. 11 and Appendix C; docs/theory.md section 0). Inverting the
     quadratic: ``s = 2 L / (b0 + sqrt(b0^2 + 2 (b1 - b0) L))`` with ``L = log(1 + delta)``.
     The generative time of Raya & Ambrogioni is ``1 - s``.
     """
@@ -336,7 +343,7 @@ class VPCosine(Process):
 class VE(Process):
     """Variance-exploding process with geometric noise ``sigma(t) = s_min (s_max / s_min)^t``.
 
-    ``alpha = 1``, ``delta = sigma^2``, t in [0, 1] (Song et al. 2021, Eq. 9; THEORY.md
+    ``alpha = 1``, ``delta = sigma^2``, t in [0, 1] (Song et al. 2021, Eq. 9; docs/theory.md
     section 0 for Achilli et al.'s synthetic runs).
     ``t = log(sqrt(delta)/s_min) / log(s_max/s_min)``.
     """
@@ -438,57 +445,203 @@ class EDM(Process):
         return grid
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False, init=False)
 class DDPM(Process):
-    """Discrete DDPM of Ho et al. 2020: ``beta_k`` linear from ``beta_1`` to ``beta_T``, k = 0..T-1.
+    """Discrete DDPM (Ho et al. 2020) on any table of ``T`` steps, k = 0..T-1.
 
     ``abar_k = prod_{i<=k} (1 - beta_i)``, ``alpha_k = sqrt(abar_k)``, ``delta_k = 1/abar_k - 1``
-    and the OU time of step k is ``t_k = -log(abar_k)/2`` (THEORY.md section 0).
+    (computed as ``expm1(-log abar_k)``) and the OU time of step k is ``t_k = -log(abar_k)/2``
+    (docs/theory.md section 0). The table comes from
+
+    * ``DDPM(beta_start, beta_end, n_steps)``: Ho et al.'s linear ``beta_k`` (the default,
+      1e-4 to 0.02 over 1000 steps); ``schedule="scaled-linear"``: ``beta_k`` linear in
+      ``sqrt(beta)`` (Rombach et al. 2022, Stable Diffusion: 0.00085 to 0.012);
+      ``schedule="cosine"``: Nichol & Dhariwal 2021, Eq. 17, ``beta`` capped at 0.999
+      (diffusers' ``squaredcos_cap_v2``; ``beta_start``/``beta_end`` unused);
+    * ``DDPM(betas=table)``: any ``beta_k`` in (0, 1] (1 only at the last step);
+    * :meth:`from_alphas_cumprod`: any ``abar_k``, strictly decreasing in (0, 1) (0 allowed at
+      the last step), taken exactly as given (a float32 table of diffusers keeps its values:
+      every ``delta_k`` is that of the table, not of a float64 recomputation);
+    * ``zero_terminal_snr=True``: the table rescaled to ``abar_{T-1} = 0`` (Lin et al. 2024,
+      Algorithm 1), so ``delta_{T-1} = inf``.
 
     The process time is the step index, continued to real ``t in [0, T-1]`` by linear
     interpolation of ``log abar`` between steps (monotone, hence invertible): integer
-    times give the discrete schedule exactly. :meth:`step_of_delta` and
-    :meth:`step_of_ou_time` return integer steps with an explicit rounding rule.
+    times give the discrete schedule exactly. On a table whose last ``abar`` is 0 the last
+    interval interpolates ``abar`` itself linearly (``log abar`` would be ``-inf``
+    throughout), so ``delta`` grows continuously to ``inf`` at ``T-1``; ``sigma`` and the
+    diffusion coefficient stay finite there (``sigma_{T-1} = 1``). A VE-frame model cannot
+    be queried at ``delta = inf``: the default sampling grid of such a table starts at
+    step ``T-2``. :meth:`step_of_delta` and :meth:`step_of_ou_time` return integer steps
+    with an explicit rounding rule.
     """
 
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    n_steps: int = 1000
+    beta_start: float
+    beta_end: float
+    n_steps: int
+    schedule: str
+    zero_terminal_snr: bool
     name = "ddpm"
 
-    def __post_init__(self):
-        if not (0 < self.beta_start <= self.beta_end < 1):
+    def __init__(
+        self,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        n_steps: int = 1000,
+        *,
+        schedule: str = "linear",
+        betas=None,
+        zero_terminal_snr: bool = False,
+        name: str | None = None,
+    ):
+        if not isinstance(zero_terminal_snr, bool):
+            raise InputError(f"zero_terminal_snr must be True or False; got {zero_terminal_snr!r}")
+        if betas is not None:
+            if schedule not in ("linear", "betas") or (beta_start, beta_end, n_steps) != (
+                1e-4,
+                0.02,
+                1000,
+            ):
+                raise InputError(
+                    "betas is a whole table: give it alone (no schedule, beta_start, beta_end "
+                    "or n_steps)"
+                )
+            log_abar, schedule = self._log_abar_of_betas(betas), "betas"
+            n_steps = log_abar.shape[0]
+        elif schedule == "alphas_cumprod":
+            raise InputError("schedule='alphas_cumprod' is built by DDPM.from_alphas_cumprod")
+        else:
+            schedule = T.DIFFUSERS_SCHEDULES.get(schedule, schedule)
+            n_steps = integer(n_steps, "n_steps", 2, 10**7)
+            if schedule == "cosine":
+                b = T.cosine_betas(n_steps)
+            elif schedule in ("linear", "scaled-linear"):
+                if not (0 < beta_start <= beta_end < 1):
+                    raise DomainError(
+                        f"need 0 < beta_start <= beta_end < 1; got {beta_start!r}, {beta_end!r}"
+                    )
+                if schedule == "linear":
+                    b = np.linspace(beta_start, beta_end, n_steps)
+                else:
+                    b = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), n_steps) ** 2
+            else:
+                raise InputError(
+                    f"schedule must be one of 'linear', 'scaled-linear', 'cosine' (or diffusers' "
+                    f"{', '.join(map(repr, T.DIFFUSERS_SCHEDULES))}); got {schedule!r}"
+                )
+            log_abar = np.cumsum(np.log1p(-b))
+        if zero_terminal_snr:
+            if not np.isfinite(log_abar[-1]):
+                raise InputError("zero_terminal_snr: the table already ends at abar = 0")
+            log_abar = T.rescale_zero_snr(log_abar)
+        self._init(float(beta_start), float(beta_end), schedule, zero_terminal_snr, log_abar, name)
+
+    def _init(self, b0, b1, schedule, zsnr, log_abar, name, abar=None) -> None:
+        log_abar = np.array(log_abar, dtype=np.float64)
+        log_abar.setflags(write=False)
+        if abar is None:
+            abar = np.exp(log_abar)
+        abar = np.array(abar, dtype=np.float64)
+        abar.setflags(write=False)
+        for k, v in (("beta_start", b0), ("beta_end", b1), ("n_steps", int(log_abar.shape[0])),
+                     ("schedule", schedule), ("zero_terminal_snr", zsnr),
+                     ("log_alpha_bars", log_abar), ("alpha_bars", abar)):  # fmt: skip
+            object.__setattr__(self, k, v)
+        if name is None:
+            name = "ddpm" + ("" if schedule == "linear" else f"-{schedule}")
+            name += "-zero-snr" if zsnr else ""
+        object.__setattr__(self, "name", str(name))
+
+    @staticmethod
+    def _log_abar_of_betas(betas) -> np.ndarray:
+        b = finite_array(betas, "betas").reshape(-1) if np.ndim(betas) <= 1 else None
+        if b is None or b.shape[0] < 2:
+            raise InputError(f"betas must be a 1-D table of at least 2 steps; got {betas!r}")
+        if np.any(b <= 0) or np.any(b[:-1] >= 1) or b[-1] > 1:
             raise DomainError(
-                f"need 0 < beta_start <= beta_end < 1; got {self.beta_start!r}, {self.beta_end!r}"
+                "betas must lie in (0, 1) (1 is allowed at the last step only: zero terminal "
+                f"SNR); got values in [{b.min():.6g}, {b.max():.6g}]"
             )
-        integer(self.n_steps, "n_steps", 2, 10**7)
+        with np.errstate(divide="ignore"):
+            return np.cumsum(np.log1p(-b))
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod, *, name: str | None = None) -> DDPM:
+        """The DDPM process of a table ``abar_k`` (k = 0..T-1), taken as it is.
+
+        ``alphas_cumprod``: any array-like (a torch tensor, float32 or float64) strictly
+        decreasing in (0, 1); the last entry may be 0 (zero terminal SNR, ``delta = inf``).
+        Its float32 values are widened to float64 exactly, so ``delta_of_step(k)`` is
+        ``1/abar_k - 1`` of the table itself (to float64 rounding).
+        """
+        a = T.as_table(alphas_cumprod, "alphas_cumprod")
+        if a.shape[0] < 2:
+            raise InputError(f"alphas_cumprod must hold at least 2 steps; got {a.shape[0]}")
+        if np.any(a[:-1] <= 0) or a[-1] < 0 or np.any(a >= 1) or np.any(np.diff(a) >= 0):
+            raise DomainError(
+                "alphas_cumprod must be strictly decreasing in (0, 1) (0 is allowed at the last "
+                f"step only); got values in [{a.min():.6g}, {a.max():.6g}]"
+            )
+        self = object.__new__(cls)
+        with np.errstate(divide="ignore"):
+            log_abar = np.log(a)
+        self._init(math.nan, math.nan, "alphas_cumprod", False, log_abar, name, abar=a)
+        return self
+
+    @classmethod
+    def from_diffusers(cls, scheduler) -> DDPM:
+        """The discrete process of a diffusers scheduler: its own ``alphas_cumprod`` table
+        (:meth:`from_alphas_cumprod`), whatever its ``beta_schedule``."""
+        abar = getattr(scheduler, "alphas_cumprod", None)
+        if abar is None:
+            raise InputError(
+                f"scheduler must have .alphas_cumprod (a diffusers DDPM-family scheduler); got "
+                f"{type(scheduler).__name__}"
+            )
+        return cls.from_alphas_cumprod(abar)
+
+    # -- equality, hashing, repr (tables compare by value) -----------------------------
+    def _key(self) -> bytes:  # the table decides the process; its name does not
+        return self.log_alpha_bars.tobytes()
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        if self.schedule in ("betas", "alphas_cumprod"):
+            digest = hashlib.sha256(self.log_alpha_bars.tobytes()).hexdigest()[:12]
+            return f"DDPM({self.schedule}=<{self.n_steps} steps, sha256 {digest}>)"
+        if self.schedule == "cosine":
+            args = f"n_steps={self.n_steps}, schedule='cosine'"
+        else:
+            args = f"beta_start={self.beta_start!r}, beta_end={self.beta_end!r}, "
+            args += f"n_steps={self.n_steps}"
+            if self.schedule != "linear":
+                args += f", schedule={self.schedule!r}"
+        return f"DDPM({args}{', zero_terminal_snr=True' if self.zero_terminal_snr else ''})"
 
     # -- the discrete schedule ----------------------------------------------------------
     @cached_property
     def betas(self) -> np.ndarray:
-        """``beta_k``, k = 0..T-1."""
-        b = np.linspace(self.beta_start, self.beta_end, self.n_steps)
+        """``beta_k = 1 - abar_k / abar_{k-1}`` (``abar_{-1} = 1``), k = 0..T-1."""
+        la = np.concatenate([[0.0], self.log_alpha_bars])
+        b = -np.expm1(np.diff(la))
         b.setflags(write=False)
         return b
 
     @cached_property
-    def log_alpha_bars(self) -> np.ndarray:
-        """``log abar_k = sum_{i<=k} log(1 - beta_i)``."""
-        la = np.cumsum(np.log1p(-self.betas))
-        la.setflags(write=False)
-        return la
-
-    @cached_property
-    def alpha_bars(self) -> np.ndarray:
-        """``abar_k``."""
-        a = np.exp(self.log_alpha_bars)
-        a.setflags(write=False)
-        return a
-
-    @cached_property
     def deltas(self) -> np.ndarray:
-        """``delta_k = 1/abar_k - 1`` (computed as ``expm1(-log abar_k)``)."""
-        d = np.expm1(-self.log_alpha_bars)
+        """``delta_k = 1/abar_k - 1``: ``(1 - abar_k)/abar_k`` of a given ``abar`` table (2 ulps),
+        else ``expm1(-log abar_k)``."""
+        if self.schedule == "alphas_cumprod":
+            a = self.alpha_bars
+            with np.errstate(divide="ignore"):
+                d = (1.0 - a) / a
+        else:
+            d = np.expm1(-self.log_alpha_bars)
         d.setflags(write=False)
         return d
 
@@ -498,6 +651,21 @@ class DDPM(Process):
         t = -0.5 * self.log_alpha_bars
         t.setflags(write=False)
         return t
+
+    @property
+    def delta_min(self) -> float:
+        """``delta_0`` of the table."""
+        return float(self.deltas[0])
+
+    @property
+    def delta_max(self) -> float:
+        """``delta_{T-1}`` of the table (``inf`` at zero terminal SNR)."""
+        return float(self.deltas[-1])
+
+    @property
+    def last_finite_step(self) -> int:
+        """The last step with a finite ``delta`` (``T-2`` on a zero-terminal-SNR table)."""
+        return self.n_steps - 1 if np.isfinite(self.log_alpha_bars[-1]) else self.n_steps - 2
 
     def beta_tilde(self, k):
         """Posterior variance ``beta~_k = (1 - abar_{k-1}) beta_k / (1 - abar_k)``
@@ -515,27 +683,35 @@ class DDPM(Process):
     def t_max(self) -> float:
         return float(self.n_steps - 1)
 
-    def _interp(self, t, table):
-        return np.interp(t, np.arange(self.n_steps, dtype=float), table)
+    def _la(self, t):
+        return T.log_abar_at(self.log_alpha_bars, t)
+
+    def _dla(self, t):
+        return T.dlog_abar_at(self.log_alpha_bars, t)
 
     def _log_alpha(self, t):
-        return 0.5 * self._interp(t, self.log_alpha_bars)
+        return 0.5 * self._la(t)
 
     def _dlog_alpha(self, t):
-        k = np.clip(np.floor(t).astype(int), 0, self.n_steps - 2)
-        return 0.5 * (self.log_alpha_bars[k + 1] - self.log_alpha_bars[k])
+        return 0.5 * self._dla(t)
 
     def _delta(self, t):
-        return np.expm1(-self._interp(t, self.log_alpha_bars))
+        return np.expm1(-self._la(t))
 
     def _ddelta(self, t):
-        return -2 * self._dlog_alpha(t) * np.exp(-self._interp(t, self.log_alpha_bars))
+        with np.errstate(over="ignore"):
+            return -self._dla(t) * np.exp(-self._la(t))
 
     def _time_of_delta(self, delta):
-        # log abar is strictly decreasing in k; interpolate its negation
-        return np.interp(
-            -np.log1p(delta), self.log_alpha_bars[::-1], np.arange(self.n_steps, dtype=float)[::-1]
-        )
+        return T.step_of_log_abar(self.log_alpha_bars, -np.log1p(delta))
+
+    def sigma(self, t):
+        """Noise scale ``sigma(t) = sqrt(1 - abar(t))`` (finite at ``abar = 0``)."""
+        return _out(np.sqrt(-np.expm1(self._la(self.check_time(t)))))
+
+    def diffusion(self, t):
+        """``g(t) = sqrt(-d log abar / dt)`` (``= alpha^2 d delta/dt``, finite at ``abar = 0``)."""
+        return _out(np.sqrt(-self._dla(self.check_time(t))))
 
     # -- integer steps ------------------------------------------------------------------
     def _check_step(self, k, name: str):
@@ -588,6 +764,8 @@ class DDPM(Process):
     def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
         """Decreasing integer-step grid (``np.linspace`` rounded, duplicates removed), e.g.
         the strided DDIM schedule. ``n_steps = T - 1`` gives every step."""
+        if t_start is None and self.last_finite_step < self.t_max:
+            t_start = float(self.last_finite_step)  # delta = inf at T-1: no model there
         grid = super().time_grid(n_steps, t_start, t_end)
         steps = np.unique(np.rint(grid).astype(int))[::-1]
         return steps.astype(float)
@@ -600,8 +778,18 @@ PRESETS: dict[str, Process] = {
     "ve": VE(),
     "edm": EDM(),
     "ddpm": DDPM(),
+    "ddpm-scaled-linear": DDPM(0.00085, 0.012, 1000, schedule="scaled-linear"),
+    "ddpm-cosine": DDPM(n_steps=1000, schedule="cosine"),
+    "ddpm-zero-snr": DDPM(
+        0.00085, 0.012, 1000, schedule="scaled-linear", zero_terminal_snr=True, name="ddpm-zero-snr"
+    ),
 }
-"""The named processes with their default parameters (the CLI's ``--process`` names)."""
+"""The named processes with their default parameters: the one registry of process names
+(``physdiff convert``, every ``--process`` of the CLI). The DDPM tables: ``ddpm`` (Ho et
+al. 2020, linear 1e-4..0.02), ``ddpm-scaled-linear`` (Stable Diffusion's 0.00085..0.012,
+linear in ``sqrt(beta)``), ``ddpm-cosine`` (Nichol & Dhariwal 2021, diffusers'
+``squaredcos_cap_v2``) and ``ddpm-zero-snr`` (the scaled-linear table rescaled to zero
+terminal SNR, Lin et al. 2024; ``delta = inf`` at its last step), 1000 steps each."""
 
 
 def get_process(process: str | Process) -> Process:
@@ -651,3 +839,149 @@ def times_of_delta(delta: float, processes=None) -> dict[str, ProcessTime]:
         step = proc.step_of_delta(d, "nearest") if isinstance(proc, DDPM) else None
         out[name] = ProcessTime(name, float(t), step, ou_time=float(0.5 * math.log1p(d)))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# one point of the schedule in every process (``physdiff convert``)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Conversion:
+    """A noise level ``delta`` and where it falls in each target process.
+
+    ``source`` says how it was given (``{"delta": d}``, ``{"t": t, "from": name}`` or
+    ``{"step": k, "from": "ddpm"}``); ``targets`` maps each process name to a JSON-ready
+    dict: its ``spec``, ``t_range``, ``delta_range`` and, where its range reaches
+    ``delta``, ``time``, ``delta``, ``alpha``, ``sigma``, ``log_snr`` (and for DDPM the
+    OU time and the floor, nearest and ceil integer steps); otherwise ``None`` with a
+    ``note``. ``log_snr = -log delta`` is ``None`` (with a ``note``) at ``delta = 0``."""
+
+    source: dict
+    delta: float
+    targets: dict
+    note: str = ""
+
+    @property
+    def log_snr(self) -> float | None:
+        return -math.log(self.delta) + 0.0 if self.delta > 0 else None
+
+    @property
+    def ou_time(self) -> float:
+        """``t = log(1 + delta)/2``."""
+        return 0.5 * math.log1p(self.delta)
+
+    def to_dict(self) -> dict:
+        out = {
+            "source": dict(self.source),
+            "delta": self.delta,
+            "log_snr": self.log_snr,
+            "ou_time": self.ou_time,
+            "targets": {k: dict(v) for k, v in self.targets.items()},
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def convert(
+    *,
+    delta: float | None = None,
+    t: float | None = None,
+    from_: str | None = None,
+    step: float | None = None,
+    to=("all",),
+) -> Conversion:
+    """One point of the noise schedule, ``delta = sigma^2/alpha^2 = 1/SNR``, in every
+    process of ``to`` (names of :data:`PRESETS`, or ``"all"``).
+
+    Exactly one source: ``delta`` (> 0); a time ``t`` of the process ``from_``; or an
+    integer DDPM ``step``. A target whose range does not reach ``delta`` gets
+    ``time = None`` and a note. Raises :class:`~physdiff.errors.InputError` naming the
+    argument on bad input.
+    """
+    if sum(v is not None for v in (delta, t, step)) != 1:
+        raise InputError("delta: give exactly one of delta, t (with from_) or step")
+    if t is None and from_ is not None:
+        raise InputError("from_: goes with t (it names the process t belongs to)")
+    if delta is not None:
+        d = float(delta)
+        if not (math.isfinite(d) and d > 0):
+            raise DomainError(f"delta: must lie in (0, inf); got {delta!r}")
+        source: dict = {"delta": d}
+    elif step is not None:
+        ddpm = PRESETS["ddpm"]
+        assert isinstance(ddpm, DDPM)
+        k = float(step)
+        if not k.is_integer():
+            raise InputError(
+                f"step: must be an integer DDPM step; got {step!r} (an interpolated step is "
+                "the time t of from_ ddpm)"
+            )
+        if not 0 <= k <= ddpm.n_steps - 1:
+            raise DomainError(f"step: must lie in [0, {ddpm.n_steps - 1}]; got {int(k)}")
+        d = float(ddpm.delta_of_step(int(k)))
+        source = {"step": int(k), "from": "ddpm"}
+    else:
+        if from_ is None:
+            raise InputError("t: needs from_, the process the time belongs to")
+        if from_ not in PRESETS:
+            raise InputError(f"from_: unknown process {from_!r}; choose from {', '.join(PRESETS)}")
+        proc = PRESETS[from_]
+        try:
+            d = float(proc.delta(t))
+        except DomainError:
+            raise DomainError(
+                f"t: must lie in [{proc.t_min:g}, {proc.t_max:g}] for {from_}; got {t!r}"
+            ) from None
+        source = {"t": float(t), "from": from_}
+    names = list(PRESETS) if "all" in to else list(dict.fromkeys(to))
+    for n in names:
+        if n not in PRESETS:
+            raise InputError(f"to: unknown process {n!r}; choose from all, {', '.join(PRESETS)}")
+    note = "delta = 0 (the data end): log-SNR is +inf, given as null" if d == 0 else ""
+    return Conversion(source, d, {n: _conversion_target(n, PRESETS[n], d) for n in names}, note)
+
+
+def _conversion_target(name: str, proc: Process, d: float) -> dict:
+    """Where ``d`` falls in ``proc`` (a :class:`Conversion` target)."""
+    entry: dict = {
+        "process": name,
+        "spec": repr(proc),
+        "t_range": [proc.t_min, proc.t_max],
+        "delta_range": [proc.delta_min, proc.delta_max],
+    }
+    try:
+        # time_of_delta can land a rounding error outside [t_min, t_max] (VPCosine at
+        # delta = 0 gives -2e-15); clip so that the schedule functions accept it
+        t = min(max(float(proc.time_of_delta(d)), proc.t_min), proc.t_max)
+    except DomainError:
+        entry.update(
+            dict.fromkeys(("time", "delta", "alpha", "sigma", "log_snr")),
+            note=f"delta = {d:.6g} is outside the range [{proc.delta_min:.6g}, "
+            f"{proc.delta_max:.6g}] that {name} reaches for t in [{proc.t_min:g}, {proc.t_max:g}]",
+        )
+        if isinstance(proc, DDPM):
+            entry["steps"] = None
+        return entry
+    ls = float(proc.log_snr(t)) + 0.0  # + 0.0: no "-0.0"
+    entry.update(
+        time=t,
+        delta=float(proc.delta(t)),
+        alpha=float(proc.alpha(t)),
+        sigma=float(proc.sigma(t)),
+        log_snr=ls if math.isfinite(ls) else None,
+    )
+    if not math.isfinite(ls):
+        entry["note"] = "log-SNR is +inf at delta = 0 (given as null)"
+    if isinstance(proc, DDPM):
+        entry["ou_time"] = 0.5 * math.log1p(d)
+        steps = {}
+        for rounding in ("nearest", "floor", "ceil"):
+            k = int(proc.step_of_delta(d, rounding))
+            steps[rounding] = {
+                "step": k,
+                "delta": float(proc.deltas[k]),
+                "ou_time": float(proc.ou_times[k]),
+                "alpha_bar": float(proc.alpha_bars[k]),
+            }
+        entry["steps"] = steps
+    return entry

@@ -98,7 +98,7 @@ def test_ddpm_tables_match_ho_et_al():
     np.testing.assert_allclose(p.alpha(np.arange(1000.0)), np.sqrt(abar), rtol=1e-12)
     np.testing.assert_allclose(p.delta(np.arange(1000.0)), 1 / abar - 1, rtol=1e-10)
     np.testing.assert_allclose(p.ou_times, -0.5 * np.log(abar), rtol=1e-12)
-    assert p.ou_times[-1] == pytest.approx(5.06, abs=0.01)  # THEORY.md section 0
+    assert p.ou_times[-1] == pytest.approx(5.06, abs=0.01)  # docs/theory.md section 0
     k = np.arange(1, 1000)
     bt = (1 - abar[k - 1]) / (1 - abar[k]) * beta[k]
     np.testing.assert_allclose(p.beta_tilde(k), bt, rtol=1e-12)
@@ -150,8 +150,9 @@ def test_errors_name_the_argument(proc):
         proc.sigma(float("nan"))
     with pytest.raises(DomainError, match="delta must lie in"):
         proc.time_of_delta(-1.0)
-    with pytest.raises(DomainError, match="delta must lie in"):
-        proc.time_of_delta(proc.delta_max * 2)
+    if math.isfinite(proc.delta_max):  # a zero-terminal-SNR table reaches every delta
+        with pytest.raises(DomainError, match="delta must lie in"):
+            proc.time_of_delta(proc.delta_max * 2)
 
 
 def test_bad_parameters():
