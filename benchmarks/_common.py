@@ -1,7 +1,7 @@
 """What the benchmark scripts share: timing, the environment block of a results file
 (library versions, machine, load averages) and the atomic write of the results.
 
-The scripts run from the repository root as ``python -m benchmarks.NAME`` (DESIGN.md:
+The scripts run from the repository root as ``python -m benchmarks.NAME`` (docs/design.md:
 results are written atomically, timings are medians reported with the machine's load).
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
+
+from physdiff.atomic import atomic_write_text
 
 __all__ = [
     "timeit",
@@ -94,22 +94,6 @@ def environment_lines(
     return lines
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, synced and
-    renamed over ``path``: a reader sees the old file or the new one, never a part. The
-    file gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+write_atomic = atomic_write_text
+"""Write ``text`` to ``path`` atomically (:func:`physdiff.atomic.atomic_write_text`: a synced
+temporary file in the same folder renamed over ``path``; the folder is created if missing)."""

@@ -1,4 +1,4 @@
-"""Diffusion models as associative memories (THEORY.md section 5; Pham, Raya, Negri, Zaki,
+"""Diffusion models as associative memories (docs/theory.md section 5; Pham, Raya, Negri, Zaki,
 Ambrogioni & Krotov 2025, arXiv 2505.21777).
 
 **Energy.** In the VE frame at noise ``sigma^2 = delta`` the empirical density of patterns
@@ -75,7 +75,7 @@ __all__ = [
 # energies
 # ---------------------------------------------------------------------------------------
 def dam_energy(y, patterns, beta) -> np.ndarray:
-    """``E(y) = -(1/beta) log sum_mu exp(-beta |y - xi_mu|^2)`` (streaming kernel); THEORY.md
+    """``E(y) = -(1/beta) log sum_mu exp(-beta |y - xi_mu|^2)`` (streaming kernel); docs/theory.md
     section 5, Pham et al. 2025 (arXiv 2505.21777), the dense associative memory energy."""
     b = float(positive(beta, "beta"))
     emp = patterns if isinstance(patterns, Empirical) else Empirical(patterns)
@@ -117,21 +117,21 @@ def energy_line_integral(
 
 def merge_threshold(distance) -> float:
     """The ``beta`` at which two equal memories at ``distance`` merge: ``beta D^2 = 2``
-    (THEORY.md section 5; derived in ``theory/association.py``)."""
+    (docs/theory.md section 5; derived in ``theory/association.py``)."""
     D = float(positive(distance, "distance"))
     return 2.0 / (D * D)
 
 
 def two_memory_curvature(beta, distance) -> float:
     """``E''`` at the midpoint of two equal memories: ``2 - beta D^2`` (positive: merged;
-    THEORY.md section 5, derived in ``theory/association.py``)."""
+    docs/theory.md section 5, derived in ``theory/association.py``)."""
     return 2.0 - float(positive(beta, "beta")) * float(positive(distance, "distance")) ** 2
 
 
 def circle_energy(R, beta) -> np.ndarray:
     """Continuum energy of patterns uniform on the unit circle at radius ``R``:
     ``R^2 + 1 - (1/beta) log I0(2 beta R)`` (``log I0`` via the scaled Bessel function;
-    THEORY.md section 5, Pham et al. 2025)."""
+    docs/theory.md section 5, Pham et al. 2025)."""
     from scipy.special import i0e
 
     b = float(positive(beta, "beta"))
@@ -230,7 +230,7 @@ def _knn(pts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Candidates come from the norm expansion ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product
     per block) on coordinates centred at the mean, and their distances are then recomputed
     from the direct differences ``a_i - a_j``: the expansion alone cancels
-    catastrophically for a set far from the origin (DESIGN.md, performance notes), while
+    catastrophically for a set far from the origin (docs/design.md, performance notes), while
     a wrong candidate can only be chosen when its distance ties the true one to rounding.
     """
     K, d = pts.shape

@@ -3,23 +3,22 @@
 :func:`build_atlas` imports every module of :mod:`physdiff.figures` (so a new phenomenon
 adds figures by adding a module there), renders each figure on a pyplot-free Agg
 ``Figure`` inside the house style (:func:`physdiff.plot.style`), and writes each file
-atomically: to a temporary file in the output folder, then ``os.replace``. A figure that
-raises is reported and skipped; the others are still built, and the result says which
-failed (the CLI then exits non-zero).
+atomically (:func:`physdiff.atomic.atomic_write`: a synced temporary file in the output
+folder, then ``os.replace``). A figure that raises is reported and skipped; the others are
+still built, and the result says which failed (the CLI then exits non-zero).
 """
 
 from __future__ import annotations
 
 import html
-import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_write  # re-exported: physdiff.atlas.atomic_write is public
 from .errors import InputError
 
 __all__ = ["FORMATS", "FigureResult", "AtlasResult", "build_atlas", "atomic_write"]
@@ -61,24 +60,6 @@ class AtlasResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.import_errors
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over
-    ``path`` (``os.replace``): readers never see a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _save(fig, path: Path, fmt: str, dpi: int) -> None:

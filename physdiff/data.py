@@ -1,6 +1,6 @@
 """Image data sets as flat ``(n, d)`` float64 arrays: the 8x8 digits and a user's ``.npz``.
 
-Images are flattened at the boundary (DESIGN.md "Conventions"): an image of shape
+Images are flattened at the boundary (docs/design.md "Conventions"): an image of shape
 ``(C, H, W)`` becomes a row of length ``d = C * H * W`` in C order, and
 :meth:`ImageData.to_images` undoes it. Every data set is split once into a training and
 a held-out part and standardised with statistics of the **training part only**:

@@ -7,7 +7,15 @@ that code written against plain numpy conventions keeps working.
 
 from __future__ import annotations
 
-__all__ = ["PhysdiffError", "InputError", "DomainError", "ShapeError", "NotSupportedError"]
+__all__ = [
+    "PhysdiffError",
+    "InputError",
+    "DomainError",
+    "ShapeError",
+    "NotSupportedError",
+    "NoSymmetryBreaking",
+    "DuplicateFigureError",
+]
 
 
 class PhysdiffError(Exception):
@@ -28,3 +36,16 @@ class ShapeError(InputError):
 
 class NotSupportedError(PhysdiffError, NotImplementedError):
     """The model has no exact form of the requested quantity (said, never approximated silently)."""
+
+
+class NoSymmetryBreaking(PhysdiffError, ValueError):
+    """The model has no symmetry to break under the criterion (e.g. log-concave data).
+
+    Raised by :func:`physdiff.symmetry.critical_point` (also importable from there)."""
+
+
+class DuplicateFigureError(InputError):
+    """Two different functions registered under one figure name.
+
+    Raised by :meth:`physdiff.figures.Registry.register` (also importable from
+    :mod:`physdiff.figures`)."""

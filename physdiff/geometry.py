@@ -1,4 +1,4 @@
-"""Geometric memorisation: tangent directions lost one by one (THEORY.md section 4).
+"""Geometric memorisation: tangent directions lost one by one (docs/theory.md section 4).
 
 Source: Achilli, Ventura, Silvestri, Pham, Raya, Krotov, Lucibello, Ambrogioni, "Losing
 dimensions: geometric memorization in generative diffusion" (arXiv 2410.08727). Data lie on
@@ -8,7 +8,7 @@ them is probed at ``y = x0 + sqrt(delta) z`` (VE frame, ``delta = sigma^2``).
 
 What is measured
 ----------------
-The score Jacobian is ``J = -I/delta + Cov(x0 | y)/delta^2`` (Tweedie, THEORY.md
+The score Jacobian is ``J = -I/delta + Cov(x0 | y)/delta^2`` (Tweedie, docs/theory.md
 section 1). Along a unit vector ``b`` its quadratic form is
 
     b^T J b = -1/delta + q_b / delta,      q_b = b^T Cov(x0 | y) b / delta,
@@ -32,7 +32,7 @@ The same rule counts the local dimension from the spectrum (:func:`local_dimensi
 
 Models of the per-direction threshold
 -------------------------------------
-(a) ``"gated-rem"``, the authors' Gaussian-energy REM (rebuilt from their code; THEORY.md
+(a) ``"gated-rem"``, the authors' Gaussian-energy REM (rebuilt from their code; docs/theory.md
 section 4), in the VE noise variance ``t = delta``: per direction
 
     t_{c,i}(t) = sqrt((g S4/2 + t s_i^2) / (2 ln n)),    S4 = sum_j s_j^4,
@@ -169,7 +169,7 @@ def _gate(normalized: bool) -> float:
 def gated_rem_direction_noise(t, stds, n, *, normalized: bool = False):
     """``t_{c,i}(t) = sqrt((g S4/2 + t s_i^2) / (2 ln n))``, shape ``t.shape + (m,)``.
 
-    Achilli et al. 2024 (code; THEORY.md section 4), VE noise variance ``t = delta``,
+    Achilli et al. 2024 (code; docs/theory.md section 4), VE noise variance ``t = delta``,
     ``S4 = sum_j s_j^4``, gate ``g = 0`` if ``normalized`` else 1. Direction i is condensed
     at noise ``t`` when ``t < t_{c,i}(t)``.
     """
@@ -223,7 +223,7 @@ def gaussian_jacobian_eigenvalue(variance, delta):
 
 def mutual_information_manifold(delta, stds) -> np.ndarray | float:
     """``I(x0; y) = sum_j 1/2 log(1 + s_j^2/delta)`` for Gaussian data on a linear manifold
-    (normal directions carry no information), vectorised over ``delta``: THEORY.md
+    (normal directions carry no information), vectorised over ``delta``: docs/theory.md
     section 3, :func:`physdiff.memorization.mutual_information_gaussian` with the
     tangent spectrum ``s_j^2``."""
     return mutual_information_gaussian(delta, _stds(stds) ** 2)
@@ -473,7 +473,7 @@ def ess_thresholds(
             if target <= 0:
                 out[:] = np.inf
             else:
-                # I(delta) = target is the collapse equation of memorization (THEORY.md
+                # I(delta) = target is the collapse equation of memorization (docs/theory.md
                 # section 3) with log n -> target: its safeguarded Newton solver in log delta
                 u, _ = _solve_log_collapse(2 * np.log(s), np.array([target]), 1e-13)
                 out[:] = math.exp(float(u[0]))
@@ -713,7 +713,7 @@ def retained_variance(
     """Measure the per-direction posterior variance of ``model`` at each noise level.
 
     Probes ``y = x0[j] + sqrt(delta) z`` with ``j`` uniform over the rows of ``x0`` (the
-    training set gives ``y ~ P^e``, THEORY.md section 4; generated samples give the
+    training set gives ``y ~ P^e``, docs/theory.md section 4; generated samples give the
     probe of the spectrum at generated points). The variance along ``b_i`` comes from
     :func:`directional_posterior_variance`; its mean over probes carries a standard error.
     The reference (the population posterior variance) is, in order of precedence:
@@ -800,7 +800,7 @@ def measured_thresholds(
 # ---------------------------------------------------------------------------------------
 def probe_points(x0, delta, n_probe: int, rng: np.random.Generator) -> np.ndarray:
     """``n_probe`` probes ``x0[j] + sqrt(delta) z`` with ``j`` uniform over the rows of
-    ``x0`` (THEORY.md section 4: the spectrum of J at ``x0 + sigma * probe``)."""
+    ``x0`` (docs/theory.md section 4: the spectrum of J at ``x0 + sigma * probe``)."""
     if not isinstance(rng, np.random.Generator):
         raise InputError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
     x0 = finite_array(x0, "x0")
@@ -857,7 +857,7 @@ def jacobian_spectrum(
     * ``"singular"``: singular values of J (>= 0, decreasing; normal ones near ``1/delta``).
 
     :class:`Empirical` (``"auto"``/``"symmetric"``): closed form through the kernel,
-    ``J = -I/delta + Cov_w/delta^2`` (THEORY.md section 1), with the nonzero eigenvalues of
+    ``J = -I/delta + Cov_w/delta^2`` (docs/theory.md section 1), with the nonzero eigenvalues of
     ``Cov_w`` from the ``k x k`` weighted Gram matrix of the ``k`` active points (weights
     above ``rel_floor`` times the largest) when ``k < d``, never a d x d matrix per point
     then. Other models use their ``score_jacobian`` (autograd for networks).

@@ -1,5 +1,5 @@
 """Guidance as score transforms: classifier-free guidance, negative prompting and dynamic
-negative guidance (THEORY.md section 7), with the metrics of class removal.
+negative guidance (docs/theory.md section 7), with the metrics of class removal.
 
 Every guided model here is a :class:`physdiff.ensembles.ScoreModel` (``dim``,
 ``score(y, delta)``, ``denoise(y, delta) = y + delta * score``, VE frame), so it runs under
@@ -16,7 +16,7 @@ conditional networks alike. Writing ``s = score(y)`` (unconditional) and
       s_np = s - lambda (s_c - s);
 
 * the exact score of ``p(y | not c) = (p(y) - w_c p(y | c)) / (1 - w_c)`` (Koulischer et
-  al. 2025, Eq. 5; THEORY.md section 7; proved in ``theory/guidance.py``)::
+  al. 2025, Eq. 5; docs/theory.md section 7; proved in ``theory/guidance.py``)::
 
       s_notc = s - p(c | y) / (1 - p(c | y)) (s_c - s);
 
@@ -216,7 +216,7 @@ class MixtureClasses(ClassConditional):
     mixture of the components ``k`` with ``labels[k] == c`` (default: one class per
     component), with weights renormalised inside the class.
 
-    Everything is exact: ``p(c | y) = sum_{k in c} p(k | y)`` (THEORY.md section 1), the
+    Everything is exact: ``p(c | y) = sum_{k in c} p(k | y)`` (docs/theory.md section 1), the
     class scores, and the score of the mixture without a class (:meth:`kept_model`), which
     makes the negative-conditional score exact without cancellation.
     """
@@ -482,7 +482,7 @@ def negative_conditional_score(s, s_c, p) -> np.ndarray:
     ``s`` the unconditional score, ``s_c`` the score of class ``c`` (both ``(n, d)``), ``p``
     the posterior ``p(c | y)`` ``(n,)`` in ``[0, 1)``. Exact: ``p(y | not c) ∝ p(y) - w_c
     p(y | c)`` and ``w_c p(y | c) = p(c | y) p(y)`` (Koulischer et al. 2025, Eq. 5;
-    THEORY.md section 7; ``theory.guidance.negative_score_identity``). The form cancels
+    docs/theory.md section 7; ``theory.guidance.negative_score_identity``). The form cancels
     when ``p -> 1``; :class:`DynamicNegativeGuidance` on a mixture avoids that.
     """
     s = finite_array(s, "s")
@@ -504,7 +504,7 @@ class _Guided:
     """Base of the guided score models: a :class:`ClassConditional`, a class and a scale.
 
     ``score(y, delta)`` is the transform; ``denoise(y, delta) = y + delta * score(y, delta)``
-    (Tweedie, THEORY.md section 1), so the guided model is a ScoreModel.
+    (Tweedie, docs/theory.md section 1), so the guided model is a ScoreModel.
     """
 
     def __init__(self, model: Any, label: int, scale: float):
@@ -713,7 +713,7 @@ def reverse_kernel(
 class TrackedDNG:
     """Dynamic negative guidance with the class posterior tracked along the chain: a sampler
     method (:class:`physdiff.sampling.Method`) for trained networks (Koulischer et al. 2025,
-    Sec. 4 and their code; THEORY.md section 7).
+    Sec. 4 and their code; docs/theory.md section 7).
 
     At every step ``t -> s`` of a posterior (DDPM-ancestral) chain, with ``x0 = D(y_t)``,
     ``x0_c = D(y_t | c)`` and the current ``p^`` of each particle::
@@ -729,7 +729,7 @@ class TrackedDNG:
     the posterior variance ``alpha_s^2 eta^2 delta_s (1 - delta_s / delta_t)``. With
     ``tau = 1``, ``offset = 0`` and no clipping the update is the Bayes rule
     ``p(c | x_s) = p(c | x_t) q(x_s | x_t, c) / q(x_s | x_t)`` for Gaussian kernels
-    (THEORY.md section 6), exact for any pair of states when the kernels are. A step whose
+    (docs/theory.md section 6), exact for any pair of states when the kernels are. A step whose
     kernel variance is zero (the last step of a VP process ending at ``delta = 0``, or
     ``eta = 0``) leaves ``p^`` unchanged. ``offset`` is the authors' ``delta`` (renamed: delta
     is the noise variance here).
@@ -1079,7 +1079,7 @@ def guidance_metrics(
     n_projections: int = 64,
     n_bootstrap: int = 20,
 ) -> GuidanceMetrics:
-    """The three metrics of a class removal (Koulischer et al. 2025, Sec. 5; THEORY.md
+    """The three metrics of a class removal (Koulischer et al. 2025, Sec. 5; docs/theory.md
     section 7) on data-space ``samples`` ``(n, d)``:
 
     * safety: :func:`removed_share` of the samples that ``classify`` puts in ``removed``;

@@ -1,4 +1,4 @@
-"""Information dynamics of class decisions (THEORY.md section 6).
+"""Information dynamics of class decisions (docs/theory.md section 6).
 
 The conditional entropy of the class given the noisy state, ``H(C | y)`` (VE frame
 ``y = x0 + sqrt(delta) z``), falls from ``H(C)`` at high noise to 0 on clean data; its
@@ -274,7 +274,7 @@ def conditional_entropy_quadrature(
 def _score_gap_sq(model, y, delta, partition):
     """``|score(y | G) - score(y)|^2`` for each point, G the group (class) of the point's
     source, averaged over that group's posterior: returns E_{G|y}|s_G - s|^2 ``(n,)``
-    (the integrand of the score-gap identity, THEORY.md section 6)."""
+    (the integrand of the score-gap identity, docs/theory.md section 6)."""
     dcol = np.reshape(delta, (-1, 1)) * np.ones((y.shape[0], 1))
     lj, vals = model._log_joint_rows(y, dcol, "score")  # (K, n), K x (n, d): one pass
     lj, scores = lj.T, np.stack(vals, axis=1)  # (n, K), (n, K, d)
@@ -300,7 +300,7 @@ def entropy_rate_quadrature(
     model: GaussianMixture, deltas, partition=None, *, order: int = 200
 ) -> np.ndarray:
     """``dH(C | y)/d delta = 1/2 E |score(y | c) - score(y)|^2`` (the score-gap identity,
-    THEORY.md section 6) of a 1-D mixture, the expectation by Gauss-Hermite quadrature
+    docs/theory.md section 6) of a 1-D mixture, the expectation by Gauss-Hermite quadrature
     (the reference for the other estimators)."""
     model = _check_1d_mixture(model)
     partition = _check_partition(model, partition)

@@ -1,4 +1,4 @@
-"""Memorisation as a random-energy-model collapse (THEORY.md section 3).
+"""Memorisation as a random-energy-model collapse (docs/theory.md section 3).
 
 With ``n = e^{alpha_n d}`` training points, the exact empirical score reproduces them: at
 low noise the posterior over training points condenses on one point. Biroli et al. 2024
@@ -85,7 +85,7 @@ def _n_points(n, name: str = "n") -> np.ndarray:
 
 
 def alpha_n(n, d):
-    """``alpha_n = log(n)/d`` (REM notation, THEORY.md section 0)."""
+    """``alpha_n = log(n)/d`` (REM notation, docs/theory.md section 0)."""
     n = _n_points(n)
     d = positive(d, "d")
     out = np.log(n) / d

@@ -8,7 +8,7 @@ made without pyplot) and returns the artist it made. None touches the global
 Any 2-D score model works with :func:`score_field` (it needs ``score(y, delta)``) and
 :func:`density_contours` (it needs ``log_density(y, delta)``): exact ensembles,
 ``Empirical`` training sets and trained networks alike. Coordinates are the VE frame
-``y = x0 + sqrt(delta) z`` (DESIGN.md, "One convention for noise").
+``y = x0 + sqrt(delta) z`` (docs/design.md, "One convention for noise").
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def ddpm_step_map(
     annotate: bool = True,
     **kwargs,
 ):
-    """DDPM step ``k`` against its OU time ``t_k = -log(abar_k)/2`` (THEORY.md section 0).
+    """DDPM step ``k`` against its OU time ``t_k = -log(abar_k)/2`` (docs/theory.md section 0).
 
     Each landmark noise-to-signal variance ``delta`` is marked at its nearest step, with
     guide lines to both axes. Returns the ``Line2D`` of the map.

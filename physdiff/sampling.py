@@ -5,7 +5,7 @@ trained network: anything with ``dim``, ``score(y, delta)`` and ``denoise(y, del
 the VE frame, :class:`physdiff.ensembles.ScoreModel`) under any process
 (:class:`physdiff.processes.Process`) on any decreasing grid of that process's times.
 The particles ``x`` live in the process's own frame, ``x_t = alpha(t) y`` with
-``y = x0 + sqrt(delta(t)) z`` (DESIGN.md "One convention for noise"), so that
+``y = x0 + sqrt(delta(t)) z`` (docs/design.md "One convention for noise"), so that
 
     score_t(x) = score(x / alpha, delta) / alpha,     E[x0 | x_t] = denoise(x / alpha, delta).
 
@@ -339,7 +339,7 @@ class GaussianStart:
     """Draws ``x_t ~ N(alpha mu0, alpha^2 C0 + sigma^2 I)`` at time ``t`` of ``process``.
 
     The exact noised statistics of data with mean ``mu0`` and covariance ``C0`` (Raya &
-    Ambrogioni 2023, Gaussian late initialisation; THEORY.md section 2). Call it as
+    Ambrogioni 2023, Gaussian late initialisation; docs/theory.md section 2). Call it as
     ``start(n, rng)``; ``mean`` and ``covariance`` are those of ``x_t``. Passed to
     :func:`sample` as ``x_start``, its ``t`` is the default start time.
     """
@@ -382,7 +382,7 @@ def gaussian_start(
     (symmetric positive semi-definite), or an :class:`~physdiff.ensembles.Ensemble` (then
     ``cov`` is ``None`` and its ``.mean`` and ``.covariance`` are used). For Gaussian data
     this is the exact marginal at ``t``, so a sampler started from it at any ``t`` samples
-    the data exactly up to its discretisation error (THEORY.md section 2).
+    the data exactly up to its discretisation error (docs/theory.md section 2).
     """
     if isinstance(mean, Ensemble):
         if cov is not None:
@@ -686,10 +686,12 @@ def ddim(
 ) -> SampleResult:
     """DDIM (Song, Meng & Ermon 2021, Eq. 12 with Eq. 16's ``sigma(eta)``) on any grid:
 
-        x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c alpha_s z,
+        x_s = alpha_s x0_hat + alpha_s sqrt(delta_s - c^2) eps_hat + c alpha_s z,
         eps_hat = (x_t - alpha_t x0_hat) / sigma_t,
         c^2 = eta^2 delta_s (delta_t - delta_s) / delta_t,
 
+    (``c`` is the noise scale in the VE frame ``y = x / alpha``, so the process-frame noise is
+    ``alpha_s c`` and ``alpha_s sqrt(delta_s - c^2) = sqrt(sigma_s^2 - alpha_s^2 c^2)``);
     ``eta = 0`` deterministic, ``eta = 1`` DDPM ancestral. ``options`` are those of
     :func:`sample`.
     """

@@ -1,4 +1,4 @@
-"""Symmetry breaking, speciation and cloning (THEORY.md section 2).
+"""Symmetry breaking, speciation and cloning (docs/theory.md section 2).
 
 At high noise the generative dynamics have one stable fixed point near the data mean; at
 a critical noise level it loses stability and the trajectories commit to one part of the
@@ -47,7 +47,7 @@ import numpy as np
 
 from ._validate import as_points, covariance_spectrum, finite_array, integer, positive
 from .ensembles.base import Ensemble, ScoreModel
-from .errors import DomainError, InputError, PhysdiffError
+from .errors import DomainError, InputError, NoSymmetryBreaking
 from .processes import DDPM, OU, PRESETS, Process, get_process
 
 __all__ = [
@@ -80,15 +80,12 @@ CRITERIA = ("log-density", "sde-drift", "speciation")
 """The criteria: (a) log-density, (b) the raw SDE drift of a process, Biroli's speciation."""
 
 _SOURCES = {
-    "log-density": "criterion (a): log-density / denoiser (Raya & Ambrogioni 2023; THEORY.md s.2)",
+    "log-density": "criterion (a): log-density / denoiser (Raya & Ambrogioni 2023; "
+    "docs/theory.md section 2)",
     "sde-drift": "criterion (b): raw SDE drift potential (Raya & Ambrogioni 2023, Eq. 7; "
-    "THEORY.md s.2)",
+    "docs/theory.md section 2)",
     "speciation": "speciation Lambda e^{-2 t_S} = 1 (Biroli et al. 2024, Eq. 9)",
 }
-
-
-class NoSymmetryBreaking(PhysdiffError, ValueError):
-    """The model has no symmetry to break under the criterion (e.g. log-concave data)."""
 
 
 def _criterion(criterion: str) -> str:
@@ -510,7 +507,7 @@ def _critical_numeric_constant_lambda(lam: float, proc: Process) -> CriticalPoin
 
 
 def critical_point(
-    model: Ensemble,
+    model: Ensemble | ScoreModel,
     criterion: str = "log-density",
     process: Process | str | None = None,
     *,
@@ -728,7 +725,7 @@ def data_statistics(data, rank: int | None = None) -> DataStatistics:
 class LowRankStart:
     """Draws ``x_t ~ N(alpha mu, alpha^2 (U diag(lam) U^T + diag(resid)) + sigma^2 I)`` at time
     ``t`` of ``process`` in ``O(n d rank)``: Raya & Ambrogioni 2023's Gaussian late
-    initialisation with the noised data statistics (THEORY.md section 2). Pass it to any
+    initialisation with the noised data statistics (docs/theory.md section 2). Pass it to any
     sampler of :mod:`physdiff.sampling` as ``x_start``; its ``t`` is the default start time."""
 
     process: Process

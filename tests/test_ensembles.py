@@ -72,7 +72,7 @@ def test_jacobian_is_derivative_of_score(name, y, delta):
     fd = _fd_grad(lambda z: m.score(z, delta), y, h)
     J = m.score_jacobian(y, delta)
     np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(J).max()))
-    # J = -I/delta + Cov(x0 | y)/delta^2 (THEORY.md section 1)
+    # J = -I/delta + Cov(x0 | y)/delta^2 (docs/theory.md section 1)
     cov = m.posterior_covariance(y, delta)
     np.testing.assert_allclose(J, -np.eye(3) / delta + cov / delta**2, rtol=1e-8, atol=1e-8 / delta)
     np.testing.assert_allclose(J, np.swapaxes(J, 1, 2), atol=1e-10 / delta)
@@ -117,7 +117,7 @@ def _one_d(m):
 
 
 def test_two_deltas_tanh_formula():
-    """score(y) = (m tanh(m y / delta) - y) / delta (THEORY.md section 2)."""
+    """score(y) = (m tanh(m y / delta) - y) / delta (docs/theory.md section 2)."""
     m = 1.7
     model = GaussianMixture.two_deltas(m)
     y = np.linspace(-5, 5, 41)[:, None]

@@ -1,4 +1,4 @@
-"""`import physdiff` stays light: no torch, sympy, matplotlib (DESIGN.md), numba lazily."""
+"""`import physdiff` stays light: no torch, sympy, matplotlib (docs/design.md), numba lazily."""
 
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ def test_local_maxima_ignores_noise_far_below_the_peaks():
 # the update's fast path (closed-form kernels, (K, n) layout) against the formula
 # ---------------------------------------------------------------------------------------
 def _straightforward_posteriors(models, proc, start, xs, exact):
-    """The Bayes update as THEORY.md writes it, one class at a time: the kernel
+    """The Bayes update as docs/theory.md writes it, one class at a time: the kernel
     ``N(m_c + r (y_t - m_c), v I + (1 - r)^2 Cov(x0 | y_t, c))`` by a Cholesky factor and
     a triangular solve per class and step, the posterior by log-sum-exp over (n, K)."""
     lp = np.log(start)

@@ -1,4 +1,4 @@
-"""Validation experiments of class information and guidance (THEORY.md sections 6-7): what
+"""Validation experiments of class information and guidance (docs/theory.md sections 6-7): what
 the smoke runs of ``entropy_rates``, ``class_decisions`` and ``guidance`` hold (fixture
 ``smoke``, tests/conftest.py; verdicts both ways for every experiment are in
 tests/test_validation.py), the helpers they are built from, and the cached online

@@ -1,4 +1,4 @@
-"""Validation experiments of symmetry breaking (THEORY.md section 2): what the smoke runs of
+"""Validation experiments of symmetry breaking (docs/theory.md section 2): what the smoke runs of
 ``symmetry_dynamics``, ``symmetry_networks`` and ``late_init`` hold (fixture ``smoke``,
 tests/conftest.py; verdicts both ways for every experiment are in tests/test_validation.py),
 and the estimators they are built from, checked on cases with known answers."""

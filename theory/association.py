@@ -1,4 +1,4 @@
-"""Dense associative memory view of diffusion (THEORY.md section 5), derived symbolically.
+"""Dense associative memory view of diffusion (docs/theory.md section 5), derived symbolically.
 
 * ``-2 sigma^2 log p_t(x)`` of the empirical density equals the DAM energy
   ``-(1/beta) log sum_mu exp(-beta |x - xi_mu|^2)`` with ``beta = 1/(2 sigma^2)``, up to

@@ -1,5 +1,5 @@
 """Exact ensembles in 1-D: the noised Gaussian-mixture density, its score, Tweedie's
-formula and the score Jacobian (THEORY.md section 1), derived symbolically.
+formula and the score Jacobian (docs/theory.md section 1), derived symbolically.
 
 ``p_delta(y) = sum_k w_k N(y; m_k, s_k^2 + delta)``; the score is ``d log p/dy``; Tweedie
 states ``E[x0 | y] = y + delta * score``; the Jacobian is ``-1/delta + Var(x0|y)/delta^2``.

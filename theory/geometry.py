@@ -1,4 +1,4 @@
-"""Geometric memorisation (THEORY.md section 4), derived symbolically.
+"""Geometric memorisation (docs/theory.md section 4), derived symbolically.
 
 * Gated REM (Achilli et al. 2024, arXiv 2410.08727, code): ``t_{c,i}(t) = sqrt((g S4/2 +
   t s_i^2)/(2 L))`` with ``L = ln n``. Direction i is condensed at ``t < t_{c,i}(t)``;

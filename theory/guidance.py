@@ -1,4 +1,4 @@
-"""Guidance (THEORY.md section 7), derived symbolically.
+"""Guidance (docs/theory.md section 7), derived symbolically.
 
 1. The exact negative-conditional score. For a mixture ``p(x) = w_c p(x | c) + r(x)``
    (``r`` the other classes, weighted), ``p(x | not c) ∝ p(x) - w_c p(x | c)`` and

@@ -1,4 +1,4 @@
-"""Class information along the noising (THEORY.md section 6), derived symbolically.
+"""Class information along the noising (docs/theory.md section 6), derived symbolically.
 
 * Two point masses at +-m with equal weights (the binary channel): given ``y``, the
   posterior is ``p(+ | y) = sigma(2 m y / Delta)``, and the conditional entropy is

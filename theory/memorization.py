@@ -1,4 +1,4 @@
-"""REM collapse of the empirical score (THEORY.md section 3), derived symbolically.
+"""REM collapse of the empirical score (docs/theory.md section 3), derived symbolically.
 
 * Gaussian mutual information: for ``x0 ~ N(0, s^2)`` and ``y = x0 + sqrt(Delta) z``,
   ``I = h(y) - h(y | x0) = 1/2 log((s^2 + Delta)/Delta)`` per dimension.

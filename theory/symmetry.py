@@ -1,4 +1,4 @@
-"""Symmetry breaking of the two-delta model (THEORY.md section 2), derived symbolically.
+"""Symmetry breaking of the two-delta model (docs/theory.md section 2), derived symbolically.
 
 Data: two point masses at +-m in 1-D. In OU time (alpha = theta = e^-t,
 sigma^2 = 1 - theta^2) the noised density is ``p_t(x) = (N(x; theta m, sigma^2) +

@@ -12,7 +12,7 @@ written, as text, into every row, so that a reader sees the rule the verdict was
 
 Results are plain JSON (``result.json``) written atomically: the text goes to a temporary
 file in the same folder, is flushed and fsynced, and replaces the target with
-``os.replace`` (atomic on POSIX), so a reader never sees half a file.
+``os.replace`` (atomic on POSIX), so a reader never sees half a file (:mod:`physdiff.atomic`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from physdiff.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "AGREE",
@@ -285,37 +286,6 @@ def new_result(
         figures=tuple(figures),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync,
-    ``os.replace``); the folder must exist."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100) -> Path:

@@ -19,7 +19,7 @@ from .experiments import PRESET_NAMES, load
 from .result import Result
 from .sweep import Engine
 
-__all__ = ["DEFAULT_OUT", "Plan", "prepare", "run_experiment", "resolve_device"]
+__all__ = ["DEFAULT_OUT", "Plan", "prepare", "execute", "run_experiment", "resolve_device"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 """``validation/results`` of this checkout: the committed reports."""
@@ -89,7 +89,12 @@ def execute(plan: Plan) -> Result:
     """Run a prepared plan and write ``result.json`` atomically."""
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     result = plan.module.run(
-        plan.config, device=plan.device, out_dir=plan.out_dir, seed=plan.seed, engine=plan.engine
+        plan.config,
+        device=plan.device,
+        out_dir=plan.out_dir,
+        seed=plan.seed,
+        engine=plan.engine,
+        checked=True,  # prepare checked it
     )
     result.write(plan.out_dir)
     return result

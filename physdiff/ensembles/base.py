@@ -1,9 +1,9 @@
 """The score-model interface and the base class of the exact ensembles.
 
-Every model works in the variance-exploding frame ``y = x0 + sqrt(delta) z`` (THEORY.md
+Every model works in the variance-exploding frame ``y = x0 + sqrt(delta) z`` (docs/theory.md
 section 0): ``denoise(y, delta) = E[x0 | y]``, ``score(y, delta) = grad_y log p_delta(y)``,
 related by Tweedie's formula ``E[x0 | y] = y + delta * score(y)``, and the score Jacobian
-``J(y) = -I/delta + Cov(x0 | y)/delta^2`` (THEORY.md section 1). Arrays are ``(n, d)``;
+``J(y) = -I/delta + Cov(x0 | y)/delta^2`` (docs/theory.md section 1). Arrays are ``(n, d)``;
 ``delta`` is a positive scalar or one value per point, shape ``(n,)``.
 
 A trained network (``physdiff.nn``) offers the same methods, so every sampler and
@@ -139,7 +139,7 @@ class Ensemble(ABC):
 class FrameView:
     """A score model seen in a process's frame at one time.
 
-    With ``x = alpha y`` (THEORY.md section 0, DESIGN.md "One convention for noise"):
+    With ``x = alpha y`` (docs/theory.md section 0, docs/design.md "One convention for noise"):
     ``score_t(x) = score(x/alpha, delta)/alpha``, ``E[x0 | x_t] = denoise(x/alpha, delta)``,
     ``eps(x) = -sigma score_t(x)`` (the noise a network in the eps parametrisation
     predicts), ``log p_t(x) = log p_delta(x/alpha) - d log alpha`` and the score Jacobian

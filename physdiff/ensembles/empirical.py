@@ -1,7 +1,7 @@
 """The empirical measure of a training set: the score a network would reach at the optimum
 of denoising score matching on finitely many points, which only memorises.
 
-With training points ``a_mu`` (mu = 1..n) and ``y = x0 + sqrt(delta) z`` (THEORY.md
+With training points ``a_mu`` (mu = 1..n) and ``y = x0 + sqrt(delta) z`` (docs/theory.md
 section 1; Biroli et al. 2024, Eq. 3):
 
     w_mu(y)   = softmax_mu(-|y - a_mu|^2 / (2 delta))
@@ -146,7 +146,7 @@ class Empirical(Ensemble):
         # queries (one (c, n, d) block of centred points per chunk, one batched product).
         # Weights below _W_FLOOR = e^-350 are set to zero, as in the kernel behind the
         # denoiser: they would be subnormal (or give subnormal products) and slow the
-        # product 10-30x (DESIGN.md, performance notes). The dropped mass is below
+        # product 10-30x (docs/design.md, performance notes). The dropped mass is below
         # n e^-350 ~ n 1e-152, so each entry changes by less than
         # n e^-350 max_mu |a_mu - m|^2: zero to double rounding for any realistic n.
         from .._kernels import empirical_weights

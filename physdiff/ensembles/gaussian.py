@@ -1,6 +1,6 @@
 """Gaussian data, possibly degenerate (supported on a subspace).
 
-``N(mu, C)`` noised in the VE frame is ``N(mu, C + delta I)`` (THEORY.md section 1). The
+``N(mu, C)`` noised in the VE frame is ``N(mu, C + delta I)`` (docs/theory.md section 1). The
 covariance is stored by its eigen-decomposition restricted to the positive eigenvalues,
 ``C = U diag(lam) U^T`` with ``U`` of shape ``(d, r)``; the complement of ``span(U)`` has
 zero variance. That one representation covers full-rank Gaussians, point masses

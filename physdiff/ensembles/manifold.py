@@ -1,4 +1,4 @@
-"""Data on an m-dimensional linear subspace of R^d (Achilli et al. 2024; THEORY.md section 1).
+"""Data on an m-dimensional linear subspace of R^d (Achilli et al. 2024; docs/theory.md section 1).
 
 ``x0 = mu + B (s * u)`` with ``B`` ``(d, m)`` orthonormal, stds ``s_1..s_m`` and either
 

@@ -1,7 +1,7 @@
 """Gaussian mixtures, point masses included (the two-delta model is a mixture).
 
 Responsibilities ``p(k | y) = softmax_k(log w_k + log N(y; mu_k, C_k + delta I))``
-(THEORY.md section 1), computed with log-sum-exp so that far-away points keep finite,
+(docs/theory.md section 1), computed with log-sum-exp so that far-away points keep finite,
 exact posteriors. With per-component posterior means ``m_k`` and covariances ``S_k``:
 
     E[x0 | y]   = sum_k p_k m_k
@@ -107,7 +107,7 @@ class GaussianMixture(Ensemble):
     @classmethod
     def two_deltas(cls, m: float = 1.0, d: int = 1) -> GaussianMixture:
         """Equal point masses at ``+-m e_1`` in R^d; in 1-D
-        ``score(y) = (m tanh(m y/delta) - y)/delta`` (THEORY.md section 2)."""
+        ``score(y) = (m tanh(m y/delta) - y)/delta`` (docs/theory.md section 2)."""
         m = float(finite_array(m, "m"))
         e = np.zeros((2, int(d)))
         e[0, 0], e[1, 0] = m, -m

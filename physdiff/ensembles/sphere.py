@@ -2,7 +2,7 @@
 
 ``x0 = mu + R B u`` with ``B`` ``(d, m)`` orthonormal columns and ``u`` uniform on the unit
 sphere ``S^{m-1}`` of ``R^m``: the ``normalized=True`` :class:`LinearManifold` with equal
-stds (Achilli et al. 2024, arXiv 2410.08727; THEORY.md sections 1 and 4).
+stds (Achilli et al. 2024, arXiv 2410.08727; docs/theory.md sections 1 and 4).
 
 The noised marginal (VE frame, ``y = x0 + sqrt(delta) z``)
 ---------------------------------------------------------------

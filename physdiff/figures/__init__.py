@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from ..errors import DuplicateFigureError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -43,10 +43,6 @@ __all__ = [
 
 DEFAULT_FIGSIZE: tuple[float, float] = (7.0, 4.5)
 """Size in inches of the ``Figure`` handed to a figure function that takes one."""
-
-
-class DuplicateFigureError(InputError):
-    """Two different functions registered under one figure name."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Figures: diffusion as an associative memory (THEORY.md section 5; :mod:`physdiff.association`).
+"""Figures: diffusion as an associative memory (docs/theory.md section 5;
+:mod:`physdiff.association`).
 
 Every curve comes from the exact empirical score of a set of patterns
 (:class:`physdiff.ensembles.Empirical`): its energy is the dense-associative-memory energy

@@ -1,4 +1,4 @@
-"""Figures: exact score fields of the ensembles (THEORY.md section 1).
+"""Figures: exact score fields of the ensembles (docs/theory.md section 1).
 
 Each 2-D figure shows one model at three noise-to-signal variances: grey filled contours
 of ``log p_delta(y)`` (relative to its maximum, in nats) and the direction of the exact
@@ -179,7 +179,7 @@ TWO_DELTA_DELTAS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 @register(
     "two-delta-score-1d",
     "Score and potential of the 1-D two-delta model across Delta",
-    "Point masses at +-m, m = 1 (THEORY.md section 1). (a) Exact score "
+    "Point masses at +-m, m = 1 (docs/theory.md section 1). (a) Exact score "
     "(m tanh(m y/Delta) - y)/Delta, computed by GaussianMixture.two_deltas(1.0) and equal to "
     "the closed form; (b) Delta times the score, E[x0 | y] - y = m tanh(m y/Delta) - y; "
     "(c) the potential -log p_Delta(y) (shifted to 0 at y = 0). The slope of the score at "

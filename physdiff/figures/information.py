@@ -1,5 +1,5 @@
 """Figures: information dynamics of class decisions and dynamic negative guidance
-(THEORY.md sections 6-7; :mod:`physdiff.information`, :mod:`physdiff.guidance`).
+(docs/theory.md sections 6-7; :mod:`physdiff.information`, :mod:`physdiff.guidance`).
 
 Every number drawn comes from the exact models: the Gauss-Hermite quadratures of
 :mod:`physdiff.information`, the exact online classifier along trajectories generated
@@ -213,7 +213,7 @@ def entropy_profiles(fig):
     "information-per-class",
     "Per-class entropy profiles under the two definitions",
     "Equal point masses at -8, -4, 6, 8, DDPM linear schedule, quadrature. Two per-class "
-    "definitions (THEORY.md section 6): (a, b) the one-vs-rest decision entropy "
+    "definitions (docs/theory.md section 6): (a, b) the one-vs-rest decision entropy "
     "H(1[C = k] | x_k) (is it class k or not, over all samples) and its rate per step; (c, "
     "d) the class-restricted entropy E[H(C | x_k) | C = k] (the four-way uncertainty left "
     "on samples of class k; physdiff.information.class_restricted_entropy_quadrature) and "

@@ -1,5 +1,5 @@
 """Figures: memorisation as a random-energy-model collapse, and dimensions lost one by one
-(THEORY.md sections 3-4; :mod:`physdiff.memorization`).
+(docs/theory.md sections 3-4; :mod:`physdiff.memorization`).
 
 Closed forms come from :mod:`physdiff.memorization`; measurements run the exact empirical
 score of a training set (:class:`physdiff.ensembles.Empirical`, the foundation's streaming
@@ -396,14 +396,14 @@ def memorization_excess_entropy(fig):
 # ---------------------------------------------------------------------------------------
 def posterior_covariances(train: Empirical, y: np.ndarray, delta: float) -> np.ndarray:
     """``Cov(x0 | y)`` ``(k, d, d)`` of the empirical measure at each query; the score
-    Jacobian is ``J = -I/delta + Cov/delta^2`` (THEORY.md section 1).
+    Jacobian is ``J = -I/delta + Cov/delta^2`` (docs/theory.md section 1).
 
     One matrix product for a batch: with the points centred at their mean, ``W (a a^T)``
     (``k x n`` times ``n x d^2``) minus ``m m^T``, ``m = W a`` the posterior means (memory
     ``n d^2``: meant for the small d of these figures). The cancellation costs an absolute
     error of about ``1e-16 max|a|^2`` in ``Cov``, i.e. ``1e-16 max|a|^2/delta`` in the
     eigenvalues of ``delta J``. Weights below 1e-200 are set to 0 (dropped mass below
-    ``n e-200``): subnormal weights slow a matrix product 10-30x (DESIGN.md)."""
+    ``n e-200``): subnormal weights slow a matrix product 10-30x (docs/design.md)."""
     w = train.posterior(y, delta)
     w[w < 1e-200] = 0.0
     a = train.points.astype(np.float64)
@@ -453,7 +453,7 @@ def _manifold_set(n: int, seed: int) -> Empirical:
     "subspace of R^8 (physdiff.ensembles.LinearManifold, two variance groups: s^2 = 4 on two "
     "directions, s^2 = 1 on two). At each of 40 noise levels, 128 probes y ~ P^e_Delta (a "
     "training point plus noise, what the exact score generates); eigenvalues of Delta J, J = "
-    "-I/Delta + Cov(x0|y)/Delta^2 (THEORY.md section 1), sorted; line: median over probes of "
+    "-I/Delta + Cov(x0|y)/Delta^2 (docs/theory.md section 1), sorted; line: median over probes of "
     "each ranked eigenvalue, band: 10-90 % quantiles. Ranks 1-2 vermillion, 3-4 blue "
     "(tangent), 5-8 grey (normal: exactly -1, the bulk). Dashed: the population (n -> "
     "infinity) values -Delta/(s^2 + Delta) of the two groups. Dotted: the collapse "

@@ -1,4 +1,4 @@
-"""Figures: the noise schedules of the named processes, side by side (THEORY.md section 0)."""
+"""Figures: the noise schedules of the named processes, side by side (docs/theory.md section 0)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Figures: symmetry breaking, speciation, cloning and Gaussian late initialisation
-(THEORY.md section 2; :mod:`physdiff.symmetry`).
+(docs/theory.md section 2; :mod:`physdiff.symmetry`).
 
 Every number drawn comes from :mod:`physdiff.symmetry` (closed forms, the fixed-point
 analysis, the cloning probability) or from the exact score of an ensemble run through

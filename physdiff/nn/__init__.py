@@ -1,5 +1,5 @@
 """Torch score networks, denoising score-matching training and the adapter to physdiff's
-score-model interface (DESIGN.md "nn/"). Importing this package imports torch;
+score-model interface (docs/design.md "nn/"). Importing this package imports torch;
 ``import physdiff`` alone does not.
 
 * :class:`ScoreMLP`, :class:`ScoreUNet`: raw networks ``F(x_in, c_noise, labels)``, flat

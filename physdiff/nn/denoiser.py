@@ -1,7 +1,7 @@
 """Preconditioned denoisers: a raw network turned into ``D(y, delta) ~ E[x0 | y]``.
 
 Everything is in physdiff's variance-exploding frame ``y = x0 + sigma z`` with
-``sigma = sqrt(delta)`` (THEORY.md section 0). A network ``F`` in any of four
+``sigma = sqrt(delta)`` (docs/theory.md section 0). A network ``F`` in any of four
 parametrisations becomes a denoiser of one form (Karras et al. 2022, "Elucidating the
 design space of diffusion-based generative models", Eq. 7 and Table 1):
 

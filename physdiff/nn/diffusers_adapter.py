@@ -5,7 +5,7 @@ query ``(y, delta)`` is served by the step ``t`` with ``delta(t) = 1/abar(t) - 1
 ``log abar`` is interpolated linearly between integer steps (the same continuation as
 :class:`physdiff.processes.DDPM`), so integer steps are exact and ``t`` is fractional in
 between; diffusers' sinusoidal time embedding accepts real timesteps. Then
-(THEORY.md section 0, DESIGN.md "One convention for noise"):
+(docs/theory.md section 0, docs/design.md "One convention for noise"):
 
     alpha = 1/sqrt(1 + delta),  sigma_t = alpha sqrt(delta),  x_t = alpha y,
     eps   = unet(x_t as an image, t).sample,

@@ -4,7 +4,7 @@ Both are the raw network ``F(x_in, c_noise, labels)`` of EDM's preconditioning (
 al. 2022, Eq. 7): :class:`physdiff.nn.Denoiser` feeds them ``x_in = c_in y`` and
 ``c_noise = log(sigma) / 4`` and turns their output into ``E[x0 | y]``. Arrays are flat,
 ``(B, d)``; the U-Net reshapes to ``(B, C, H, W)`` inside, so nothing outside it is tied to
-image rank (DESIGN.md "Conventions").
+image rank (docs/design.md "Conventions").
 
 Conditioning on the noise level goes through fixed sinusoidal features of ``c_noise``
 (:class:`NoiseEmbedding`, the positional/Fourier embedding of Vaswani et al. 2017 and

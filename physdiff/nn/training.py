@@ -6,7 +6,7 @@ One step (Karras et al. 2022, Algorithm/Section 5; Ho et al. 2020, Algorithm 1):
    ensemble), and labels with probability ``p_uncond`` replaced by the null label
    (classifier-free guidance training, Ho & Salimans 2022);
 2. noise levels ``delta`` drawn per :func:`sample_delta` from ``config.process``, noise
-   ``z ~ N(0, I)``, ``y = x0 + sqrt(delta) z`` (VE frame, THEORY.md section 0);
+   ``z ~ N(0, I)``, ``y = x0 + sqrt(delta) z`` (VE frame, docs/theory.md section 0);
 3. the weighted loss of :meth:`physdiff.nn.Denoiser.loss`, AdamW (Loshchilov & Hutter 2019),
    gradient-norm clipping, then the EMA update of the weights.
 
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .._validate import finite_array, integer
+from ..atomic import atomic_write
 from ..ensembles.base import Ensemble
 from ..errors import InputError, PhysdiffError, ShapeError
 from ..processes import DDPM, EDM, Process, get_process
@@ -452,17 +453,9 @@ def trajectory_mismatch(saved: dict, config: TrainConfig) -> str:
 
 # -- checkpoints ------------------------------------------------------------------------------
 def _atomic_save(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` through :func:`physdiff.atomic.atomic_write` (a synced temporary file in
+    the same folder, then ``os.replace``)."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def _read_checkpoint(

@@ -1,6 +1,6 @@
 """Associative memory: networks memorise few patterns and generalise many; exact scores memorise.
 
-Pham, Raya, Negri, Zaki, Ambrogioni & Krotov 2025 (arXiv 2505.21777; THEORY.md section 5):
+Pham, Raya, Negri, Zaki, Ambrogioni & Krotov 2025 (arXiv 2505.21777; docs/theory.md section 5):
 a diffusion model trained on K patterns is an associative memory. Few patterns: one basin
 per training point (memorisation); many: a continuum of new samples (generalisation); at
 the boundary, spurious attractors (stable end points that are not training points).
@@ -350,7 +350,6 @@ def run(
 ) -> Result:
     """Train one network per (data set, K), sample, classify, measure basins, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     from physdiff.data import load_digits
 
     digits = load_digits()

@@ -11,7 +11,7 @@ preconditioning, a null label for the unconditional model) are trained on
   nothing is exact.
 
 Time is the DDPM step ``k`` (linear schedule, 1000 steps; rates per step at half-integer
-steps as in ``entropy_rates``). From each network (THEORY.md section 6;
+steps as in ``entropy_rates``). From each network (docs/theory.md section 6;
 :mod:`physdiff.information`):
 
 * **online classifier**: the network's unconditional model generates trajectories (DDPM
@@ -530,7 +530,6 @@ def run(
 ) -> Result:
     """Train the conditional networks (a sweep), measure, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     engine = engine or Engine("local", workers=config.training.workers)
     n_jobs = 2 if config.digits else 1
     serial = in_process(engine, n_jobs)

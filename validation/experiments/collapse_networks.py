@@ -5,7 +5,7 @@ thousands. For each ``n`` an MLP (:class:`physdiff.nn.ScoreMLP` behind an EDM
 :class:`physdiff.nn.Denoiser`) is trained by denoising score matching on the training set,
 whose optimum is the exact empirical score (:class:`physdiff.ensembles.Empirical`).
 
-The REM theory (Biroli et al. 2024, Eq. 15; THEORY.md section 3) is a statement about the
+The REM theory (Biroli et al. 2024, Eq. 15; docs/theory.md section 3) is a statement about the
 exact empirical score: its posterior over training points condenses below
 ``delta_C = s^2/(n^{2/d} - 1)``. It says nothing about a network's capacity or training
 budget, so the comparison for networks is made on the same diagnostic for both models:
@@ -265,7 +265,6 @@ def run(
 ) -> Result:
     """Train one network per ``n`` (a sweep), measure ``r(delta)`` and samples, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     d, s2 = config.d, config.variance
     gauss = Gaussian.isotropic(np.zeros(d), s2)
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]

@@ -3,7 +3,7 @@
 The issue's 1-D four-class mixture: equal point masses at -8, -4, 6, 8 (``variance = 0``;
 a positive variance gives Gaussian components) under the DDPM linear schedule (Ho et al.
 2020: 1000 steps, beta from 1e-4 to 0.02; :class:`physdiff.processes.DDPM`). For each
-decision problem (THEORY.md section 6; :mod:`physdiff.information`):
+decision problem (docs/theory.md section 6; :mod:`physdiff.information`):
 
 * the four-way decision ``H(C | x_k)``;
 * the coarse decision {-8, -4} vs {6, 8} (posteriors summed within each group);
@@ -311,7 +311,6 @@ def run(
 ) -> Result:
     """Quadrature, three estimators, peaks, verdicts, figure (no training)."""
     t0 = time.perf_counter()
-    check(config)
     out_dir = Path(out_dir)
     model = line_mixture(config.means, config.variance)
     proc = DDPM()

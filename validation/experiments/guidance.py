@@ -1,7 +1,7 @@
 """Removing a class: dynamic negative guidance keeps the rest, negative prompting does not.
 
 Dynamic negative guidance (DNG; Koulischer, Deleu, Raya, Demeester, Ambrogioni, ICLR 2025;
-THEORY.md section 7; :mod:`physdiff.guidance`) replaces the constant push of negative
+docs/theory.md section 7; :mod:`physdiff.guidance`) replaces the constant push of negative
 prompting (NP), ``s - lambda (s_c - s)``, by ``s - lambda p/(1 - p) (s_c - s)`` with
 ``p = p(c | x_t)``: with ``lambda = 1`` and the exact posterior this is the score of
 ``p(x | not c)``.
@@ -273,7 +273,6 @@ def run(
     from physdiff import sampling
 
     t0 = time.perf_counter()
-    check(config)
     shift = config.verdict.prediction_shift
     rows: list = []
     plots: dict = {}

@@ -3,7 +3,7 @@
 Raya & Ambrogioni (2023) start the reverse process at an intermediate time from the
 Gaussian with the exact noised data statistics, ``N(alpha mu0, alpha^2 C0 + sigma^2 I)``
 (DDPM: ``alpha^2 = abar``), instead of ``N(0, I)`` at ``T``, and choose the start before the
-symmetry breaks (THEORY.md section 2). :func:`physdiff.symmetry.late_start_delta` makes
+symmetry breaks (docs/theory.md section 2). :func:`physdiff.symmetry.late_start_delta` makes
 that choice from the data alone: ``margin * delta_c``, ``delta_c`` the critical noise level
 of criterion (a) for the top eigenvalue of the data covariance (by default ``margin = 2``).
 
@@ -261,7 +261,6 @@ def run(
     from physdiff.data import load_digits
 
     t0 = time.perf_counter()
-    check(config)
     ds = load_digits()
     train_x, held = np.asarray(ds.train), np.asarray(ds.held_out)
     d = train_x.shape[1]

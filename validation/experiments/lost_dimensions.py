@@ -1,6 +1,6 @@
 """Lost dimensions: which variance group of a manifold is lost first, exact score and networks.
 
-**Linear manifolds** (Achilli et al. 2024, arXiv 2410.08727; THEORY.md section 4). Data on a
+**Linear manifolds** (Achilli et al. 2024, arXiv 2410.08727; docs/theory.md section 4). Data on a
 random m-dimensional subspace of R^d with two variance groups (stds ``s_hi`` and ``s_lo``),
 Gaussian or norm-normalised (:class:`physdiff.ensembles.LinearManifold`), ``n`` training
 points. For each tangent direction ``b_i`` the posterior variance ``V_i(delta) =
@@ -580,7 +580,6 @@ def run(
 ) -> Result:
     """Train the manifold and digits networks (one sweep), measure, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     full, subsets = _digits(config) if config.digits_subsets else (None, {})
     engine = engine or Engine("local", workers=config.training.workers)
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)

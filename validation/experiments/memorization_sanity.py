@@ -1,7 +1,7 @@
 """Memorisation sanity: on a handful of points a network's samples sit on them; on many, not.
 
 The denoising score-matching optimum for a finite training set ``{a_mu}`` is the
-empirical score (THEORY.md section 1; Biroli et al. 2024, Eq. 3), whose reverse dynamics
+empirical score (docs/theory.md section 1; Biroli et al. 2024, Eq. 3), whose reverse dynamics
 end on the training points: it only memorises (:class:`physdiff.ensembles.Empirical`). A
 network trained on a handful of points reaches it; trained on many points from a
 continuous distribution, a small network cannot resolve the empirical score's fine
@@ -9,7 +9,7 @@ structure and generalises (Biroli et al. 2024, section 4; Kadkhodaie et al. 2024
 
 Measured quantity: the fraction of generated samples whose nearest training point lies
 within ``r = radius * h``, with ``h`` the median nearest-neighbour distance of the training
-set (THEORY.md section 5: thresholds scale with the spacing, never absolute). Every
+set (docs/theory.md section 5: thresholds scale with the spacing, never absolute). Every
 sampler run is the same deterministic Heun probability-flow ODE on the EDM schedule
 (Karras et al. 2022, Algorithm 1; :func:`physdiff.sampling.heun`) ending with the
 denoiser at ``sigma_min``.
@@ -193,7 +193,6 @@ def run(
 ) -> Result:
     """Train on each handful set and on the large set (a sweep), sample, count, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     # training sets: handful ones from N(0, I_d), the large one from N(0, I) or --data
     sets: list[dict] = []
     for i, (n, d) in enumerate(config.handful):

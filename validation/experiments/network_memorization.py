@@ -21,7 +21,7 @@ Empirical`, the optimum of the training loss), and fresh data give the generalis
 baseline (new Gaussian draws; for the digits the images not in the training subset, none
 at ``n = 1797``).
 
-Theory (THEORY.md section 3; Biroli et al. 2024): the exact empirical score's posterior
+Theory (docs/theory.md section 3; Biroli et al. 2024): the exact empirical score's posterior
 over training points condenses below ``delta_C(n)`` (isotropic data:
 :func:`physdiff.memorization.collapse_delta_isotropic`; the digits' covariance spectrum:
 :func:`physdiff.memorization.collapse_delta`). The sampler's last noise level is
@@ -443,7 +443,6 @@ def run(
     """Train the (n, width) grid per data set (one ensemble per width), sample every network
     and exact score, locate the boundaries, fit the capacity exponent, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     sets = _data_sets(config, seed)
     engine = engine or Engine("local", workers=config.training.workers)
     n_groups = len({(ds.dim, w) for ds in sets for w in config.widths})

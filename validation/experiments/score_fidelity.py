@@ -2,7 +2,7 @@
 
 The data are ``p0 = 1/2 N(+mu, s^2 I) + 1/2 N(-mu, s^2 I)`` in R^d with
 ``mu = m (1, ..., 1) / sqrt(d)`` (``|mu| = m``), whose score is exact at every noise level
-(THEORY.md section 1; :class:`physdiff.ensembles.GaussianMixture`). A
+(docs/theory.md section 1; :class:`physdiff.ensembles.GaussianMixture`). A
 :class:`physdiff.nn.ScoreMLP` behind an EDM-preconditioned :class:`physdiff.nn.Denoiser`
 (Karras et al. 2022, Table 1) is trained by denoising score matching on fresh samples of
 ``p0`` every batch, so the optimum of its loss is the exact denoiser (Vincent 2011): with
@@ -164,7 +164,6 @@ def run(
 ) -> Result:
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
     t0 = time.perf_counter()
-    check(config)
     engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(config.dims))
     train = TrainSpec.of(config)

@@ -8,7 +8,7 @@ with the exact score (:class:`physdiff.ensembles.GaussianMixture`) on a stochast
 **One variable carries everything.** In the VE frame ``y = x0 + sqrt(delta) z`` the class
 posterior is ``p(+ | y) = (1 + tanh h)/2`` with ``h = m.y / (s^2 + delta)``, and under the
 noised data, given the class, ``h ~ N(q, q)`` with the signal-to-noise ratio
-``q = |m|^2 / (s^2 + delta)`` (THEORY.md section 2). The exact reverse dynamics started at
+``q = |m|^2 / (s^2 + delta)`` (docs/theory.md section 2). The exact reverse dynamics started at
 ``y`` end in a class drawn from ``p(. | y)``, so every commitment statistic is a function of
 ``q`` alone, for every ``m``, ``s``, ``d`` and every variance-preserving schedule:
 
@@ -565,7 +565,6 @@ def run(
 ) -> Result:
     """Measure every model's commitment curves, judge the criteria, plot (no training)."""
     t0 = time.perf_counter()
-    check(config)
     proc = get_process(config.process)
     rule_p = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_phi)
     rule_d = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)

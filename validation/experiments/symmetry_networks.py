@@ -11,7 +11,7 @@ fresh samples (``n_seeds`` independent trainings per dimension; trainings are jo
 EDM-trained networks landed at ``log delta`` 1.7-2.4 instead of 1.32 (three VE-trained
 ones: 1.11-1.22). Two measurements per dimension:
 
-(i) **Jacobian sign change** (criterion (a), THEORY.md section 2). At each noise level of a
+(i) **Jacobian sign change** (criterion (a), docs/theory.md section 2). At each noise level of a
     log grid around the critical one, the top eigenvalue ``lambda_top`` of the symmetric
     part of the network's score Jacobian at the data mean (the centre of the symmetry;
     :meth:`physdiff.nn.NetworkScoreModel.score_jacobian`, by autograd). For the exact
@@ -254,7 +254,6 @@ def run(
 ) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
     t0 = time.perf_counter()
-    check(config)
     engine = engine or Engine("local", workers=config.training.workers)
     train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance

@@ -1,0 +1,79 @@
+"""Package-level facts: one version, the public names where users look for them, one
+check per experiment run."""
+
+from __future__ import annotations
+
+import sys
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import physdiff
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version_is_declared_once():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "physdiff.__version__"}
+    assert metadata.version("physdiff") == physdiff.__version__
+
+
+def test_uniform_sphere_is_exported_lazily():
+    from physdiff import ensembles
+    from physdiff.ensembles import sphere
+
+    assert "UniformSphere" in ensembles.__all__
+    assert ensembles.UniformSphere is sphere.UniformSphere
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        ensembles.Nope  # noqa: B018
+
+
+def test_errors_live_in_errors_and_stay_importable():
+    from physdiff import errors, figures, symmetry
+
+    assert symmetry.NoSymmetryBreaking is errors.NoSymmetryBreaking
+    assert figures.DuplicateFigureError is errors.DuplicateFigureError
+    assert issubclass(errors.NoSymmetryBreaking, (errors.PhysdiffError, ValueError))
+    assert issubclass(errors.DuplicateFigureError, errors.InputError)
+    for name in errors.__all__:
+        assert getattr(errors, name).__module__ == "physdiff.errors"
+
+
+def test_runner_exports_execute():
+    from validation import runner
+
+    assert "execute" in runner.__all__ and callable(runner.execute)
+
+
+def test_experiment_run_checks_the_config_once(tmp_path):
+    from validation.experiments import experiment_run
+
+    calls = []
+    mod = types.ModuleType("fake_experiment_for_check")
+    mod.check = lambda config: calls.append(("check", config))
+    sys.modules[mod.__name__] = mod
+    try:
+
+        def body(config, *, device, out_dir, seed, engine):
+            calls.append(("body", config))
+            return out_dir
+
+        body.__module__ = mod.__name__
+        run = experiment_run(body)
+        assert run("cfg", device="cpu", out_dir=str(tmp_path), seed=0) == tmp_path
+        assert calls == [("check", "cfg"), ("body", "cfg")]
+        calls.clear()
+        run("cfg", device="cpu", out_dir=tmp_path, seed=0, checked=True)
+        assert calls == [("body", "cfg")]
+        mod.check = lambda config: (_ for _ in ()).throw(ValueError("bad config"))
+        with pytest.raises(ValueError, match="bad config"):
+            run("cfg", device="cpu", out_dir=tmp_path, seed=0)
+    finally:
+        del sys.modules[mod.__name__]
