@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_points, finite_array, integer, positive
+from ._validate import as_points, finite_array, integer, positive, positive_grid
 from .ensembles.base import ScoreModel
 from .ensembles.empirical import Empirical
 from .errors import DomainError, InputError
@@ -68,6 +68,8 @@ __all__ = [
     "chance_neighbours",
     "Basin",
     "basin_size",
+    "AttractorReport",
+    "attractor_report",
 ]
 
 
@@ -428,6 +430,10 @@ class Attractors:
         return int(np.sum(~self.converged))
 
 
+_END_ROUNDING = 1e-12
+"""Relative distance within which a ``delta_end`` counts as the process's end point."""
+
+
 def end_delta(
     process: Process | str, delta_end: float | None, default: float, who: str = "find_attractors"
 ) -> float:
@@ -439,6 +445,13 @@ def end_delta(
     lo, hi = float(proc.delta_min), float(proc.delta_max)
     if delta_end is not None:
         de = float(positive(delta_end, "delta_end"))
+        # the process's own end points come out of exp/log with a few ulps of rounding
+        # (VE's sigma_min = 0.01 gives delta_min = 1.0000000000000009e-4): a delta_end that
+        # names an end point up to that rounding is that end point, not out of range
+        if abs(de - lo) <= _END_ROUNDING * lo:
+            de = lo
+        elif abs(de - hi) <= _END_ROUNDING * hi:
+            de = hi
         if not lo <= de <= hi:
             raise InputError(
                 f"delta_end must lie in [{lo:.4g}, {hi:.4g}], the noise levels that {proc} "
@@ -692,7 +705,7 @@ def basin_size(
     proc = get_process(process)
     d = int(model.dim)
     a = finite_array(point, "point").reshape(d)
-    dls = np.sort(positive(np.atleast_1d(deltas), "deltas").reshape(-1))
+    dls = np.sort(positive_grid(deltas, "deltas"))
     n_trials = integer(n_trials, "n_trials", 1, 10**7)
     level = float(positive(level, "level"))
     if level > 1:
@@ -736,3 +749,146 @@ def basin_size(
         k += 1
     db = float(dls[k - 1]) if k > 0 else 0.0
     return Basin(dls, prob, se, db, math.sqrt(d * db), level, unconverged)
+
+
+# ---------------------------------------------------------------------------------------
+# the attractors of one model, classified (``physdiff attractors``)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttractorReport:
+    """What :func:`attractor_report` found: the search's settings and counts, the
+    classification of the end points (``None`` without a training set) and one
+    JSON-ready row per attractor, most visited first (``count``, ``stable``, the score
+    Jacobian's ``top_eigenvalue``, ``point`` and, with a training set, its ``class``,
+    ``nearest_training_point`` and ``distance``)."""
+
+    dim: int
+    n: int
+    process: str
+    steps: int
+    delta_end: float
+    scale: float
+    dedup_radius: float
+    n_stable: int
+    max_iter: int
+    n_unconverged: int
+    classification: dict | None
+    attractors: tuple
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in ("dim", "n", "process", "steps", "delta_end")}
+        out.update(scale=self.scale, dedup_radius=self.dedup_radius)
+        out.update(n_attractors=len(self.attractors), n_stable=self.n_stable)
+        out.update(max_iter=self.max_iter, n_unconverged=self.n_unconverged)
+        if self.classification is not None:
+            out["classification"] = dict(self.classification)
+        out["attractors"] = [dict(a) for a in self.attractors]
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def _finite_or_none(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def attractor_report(
+    model,
+    train=None,
+    *,
+    n: int = 512,
+    seed: int = 0,
+    process: str = "edm",
+    steps: int = 60,
+    delta_end: float | None = None,
+    dedup: float = 0.05,
+    c_m: float = 0.25,
+    c_s: float = 0.25,
+    min_neighbours: int | None = None,
+    max_iter: int = 1000,
+    refine_tol: float = 1e-8,
+) -> AttractorReport:
+    """The attractors of deterministic generation (:func:`find_attractors` with the
+    training set's nearest-neighbour spacing ``s`` as scale; 1 without one) and the
+    classification of the refined end points against ``train``
+    (:func:`classify_samples`; docs/theory.md section 5). The sampler's generator is
+    ``numpy.random.default_rng([seed, 1])``. A warning of the search becomes the
+    report's ``note``."""
+    scale = nearest_neighbour_spacing(train) if train is not None else 1.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        att = find_attractors(
+            model,
+            n,
+            np.random.default_rng([seed, 1]),
+            process=process,
+            n_steps=steps,
+            delta_end=delta_end,
+            scale=scale,
+            dedup=dedup,
+            max_iter=max_iter,
+            refine_tol=refine_tol,
+        )
+    notes = []
+    if delta_end is None and att.delta > 1.001 * (0.05 * scale) ** 2:
+        notes.append(
+            f"delta_end = (0.05 s)^2 = {(0.05 * scale) ** 2:.3g} is below the smallest noise "
+            f"of {process}; the search stopped at {att.delta:.3g}, where memories closer "
+            f"than about {2 * math.sqrt(att.delta):.3g} merge"
+            + (" (process edm reaches 4e-06)" if process != "edm" else "")
+        )
+    else:  # any other warning of the search is passed on as a note
+        notes += [str(c.message) for c in caught if issubclass(c.category, UserWarning)]
+    if att.n_unconverged:
+        notes.append(
+            f"{att.n_unconverged} of {n} end points did not converge within max_iter = "
+            f"{max_iter} denoiser iterations (last update above {refine_tol:g} s); on a trained "
+            "network (float32) raise refine_tol to about 1e-5; the iteration can also "
+            "drift along the learned manifold: try a small max_iter, or 0"
+        )
+    cls = labels = nearest = dist = None
+    if train is not None:
+        cl = classify_samples(att.samples, train, c_m=c_m, c_s=c_s, min_neighbours=min_neighbours)
+        labels = cl.labels
+        cls = {
+            "fractions": cl.fractions,
+            "stderr": cl.stderr,
+            "spacing": cl.spacing,
+            "delta_m": cl.delta_m,
+            "delta_s": cl.delta_s,
+            "min_neighbours": cl.min_neighbours,
+            "intrinsic_dim": _finite_or_none(cl.intrinsic_dim),
+            "chance_neighbours": _finite_or_none(cl.chance_neighbours),
+        }
+        nearest, dist = Empirical(train).nearest(att.points)
+    rows = []
+    for i in np.argsort(-att.counts, kind="stable"):
+        row: dict = {
+            "count": int(att.counts[i]),
+            "stable": bool(att.stable[i]),
+            "top_eigenvalue": _finite_or_none(att.top_eigenvalue[i]),
+            "point": [float(v) for v in att.points[i]],
+        }
+        if labels is not None:
+            lab = np.bincount(labels[att.labels == i], minlength=3)
+            row["class"] = Classification.LABELS[int(np.argmax(lab))]
+            row["nearest_training_point"] = int(nearest[i])
+            row["distance"] = float(dist[i])
+        rows.append(row)
+    return AttractorReport(
+        int(model.dim),
+        int(n),
+        process,
+        int(steps),
+        att.delta,
+        scale,
+        dedup * scale,
+        int(np.sum(att.stable)),
+        int(max_iter),
+        att.n_unconverged,
+        cls,
+        tuple(rows),
+        "; ".join(notes),
+    )

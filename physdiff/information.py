@@ -34,17 +34,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_points, finite_array, integer, positive
+from ._validate import as_points, finite_array, integer, positive, positive_grid
+from .classes import ClassConditional, as_conditional
 from .ensembles.mixture import GaussianMixture, _logsumexp, _softmax
 from .errors import DomainError, InputError, ShapeError
 from .processes import Process, get_process
+from .sampling import StepRecord, StepRecorder
 
 __all__ = [
     "Partition",
     "coarse",
     "pairwise",
     "one_vs_rest",
-    "class_models",
+    "parse_partition",
     "class_posterior",
     "entropy",
     "conditional_entropy_quadrature",
@@ -147,20 +149,6 @@ def one_vs_rest(k: int, n_classes: int) -> Partition:
 # ---------------------------------------------------------------------------------------
 # posteriors and entropies
 # ---------------------------------------------------------------------------------------
-def class_models(model) -> list:
-    """The class-conditional models of ``model``: the components of a ``GaussianMixture``,
-    or ``model.conditional(k)`` for a conditional network (``n_classes`` of them)."""
-    if isinstance(model, GaussianMixture):
-        return list(model.components)
-    n = getattr(model, "n_classes", None)
-    if n is None or not hasattr(model, "conditional"):
-        raise InputError(
-            "model must be a GaussianMixture or a conditional score model "
-            "(with n_classes and conditional(k))"
-        )
-    return [model.conditional(k) for k in range(int(n))]
-
-
 def class_posterior(model: GaussianMixture, y, delta) -> np.ndarray:
     """Exact ``p(c | y)`` of a mixture's components, ``(n, K)``."""
     if not isinstance(model, GaussianMixture):
@@ -171,8 +159,27 @@ def class_posterior(model: GaussianMixture, y, delta) -> np.ndarray:
 
 
 def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Shannon entropy in nats, ``-sum p log p`` with ``0 log 0 = 0``."""
-    p = np.asarray(p, dtype=float)
+    """Shannon entropy in nats, ``-sum p log p`` with ``0 log 0 = 0``, of the distributions
+    along ``axis``.
+
+    ``p`` must be a probability vector (or a batch of them): finite, non-negative, and
+    summing to 1 along ``axis`` within ``1e-6`` (rounding of a float32 softmax); anything
+    else raises (an unnormalised vector has no entropy, and normalising it silently would
+    hide a bug upstream).
+    """
+    p = finite_array(p, "p")
+    if p.ndim == 0 or p.shape[axis] == 0:
+        raise ShapeError(f"p must hold at least one probability along axis {axis}; got {p.shape}")
+    if np.any(p < 0):
+        raise DomainError(
+            f"p must be non-negative (a distribution); its smallest entry is {p.min():g}"
+        )
+    total = p.sum(axis=axis)
+    if np.any(np.abs(total - 1.0) > 1e-6):
+        worst = float(np.max(np.abs(total - 1.0)))
+        raise DomainError(
+            f"p must sum to 1 along axis {axis} (a distribution); a sum is off by {worst:.3g}"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     return -np.sum(t, axis=axis)
@@ -265,7 +272,7 @@ def conditional_entropy_quadrature(
     quadrature of each component's noised marginal (all levels in one vectorised call)."""
     model = _check_1d_mixture(model)
     partition = _check_partition(model, partition)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     y, d_flat, wt = _quadrature_points(model, dl, order, partition)
     h = entropy(_group_post(model, y, d_flat, partition)).reshape(wt.shape)
     return np.sum(wt * h, axis=1)
@@ -304,7 +311,7 @@ def entropy_rate_quadrature(
     (the reference for the other estimators)."""
     model = _check_1d_mixture(model)
     partition = _check_partition(model, partition)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     y, d_flat, wt = _quadrature_points(model, dl, order, partition)
     gap = _score_gap_sq(model, y, d_flat, partition).reshape(wt.shape)
     return 0.5 * np.sum(wt * gap, axis=1)
@@ -330,7 +337,7 @@ def conditional_entropy_mc(
     """Monte Carlo ``H(C | y)`` at each noise level with its standard error (``y`` drawn
     from the noised data, conditioned on the partition's classes)."""
     partition = _check_partition(model, partition)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     n = integer(n, "n", 2, 10**9)
     h, se = np.empty(dl.size), np.empty(dl.size)
     for i, d in enumerate(dl):
@@ -346,7 +353,7 @@ def entropy_rate_score_gap(
     """Monte Carlo of the score-gap identity ``dH/d delta = 1/2 E|s(y|c) - s(y)|^2``,
     with standard errors."""
     partition = _check_partition(model, partition)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     n = integer(n, "n", 2, 10**9)
     r, se = np.empty(dl.size), np.empty(dl.size)
     for i, d in enumerate(dl):
@@ -368,7 +375,7 @@ def entropy_rate_finite_difference(
     """Central finite differences of the Monte Carlo ``H(C | y)`` in ``log delta`` on common
     random numbers (the same draws at ``delta (1 +- h)``), with standard errors."""
     partition = _check_partition(model, partition)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     h = float(positive(rel_step, "rel_step"))
     n = integer(n, "n", 2, 10**9)
     r, se = np.empty(dl.size), np.empty(dl.size)
@@ -452,7 +459,7 @@ def class_restricted_entropy_quadrature(
     model = _check_1d_mixture(model)
     if not 0 <= int(k) < model.n_components:
         raise InputError(f"k must lie in [0, {model.n_components - 1}]; got {k}")
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     x, w = _nodes(order)
     mk = model.means[int(k), 0]
     vk = float(model.components[int(k)].covariance[0, 0])
@@ -512,11 +519,22 @@ def decision_entropies(
 class OnlineClassifier:
     """Tracks ``p(c | x_t)`` along trajectories by the exact Bayes update (module docstring).
 
-    ``models`` are the class-conditional score models (:func:`class_models`); with
-    Gaussian ensembles as classes the kernel includes ``(1 - r)^2 Cov(x0 | y_t, c)`` and the
-    update is exact. Use :meth:`recorder` as the ``record`` of a sampler, or call
-    :meth:`update` yourself. Posteriors start from ``start`` (an ``(n, K)`` array, e.g. the
-    exact posterior at the start state) or from the ``prior``.
+    ``models``: a model with classes (a :class:`~physdiff.classes.ClassConditional`, or
+    anything :func:`~physdiff.classes.as_conditional` takes: a ``GaussianMixture``, a
+    class-conditional network), or a list of class-conditional score models. With Gaussian
+    ensembles as classes (the components of a mixture) the kernel includes ``(1 - r)^2
+    Cov(x0 | y_t, c)`` and the update is exact. Use :meth:`recorder` as the ``record`` of a
+    sampler, or call :meth:`update` yourself. Posteriors start from ``start`` (an ``(n, K)``
+    array, e.g. the exact posterior at the start state) or from the ``prior``.
+
+    The update at ``s`` needs the ``K`` class denoisers at the previous state ``(y_t,
+    delta_t)``, where the sampler evaluated its model for the step ``t -> s``. When the
+    sampled model is this classifier's :attr:`classes` (``sample(classes, ..., record=
+    clf.recorder())``), the recorder asks the sampler to evaluate every class with it (for
+    a mixture in the same pass: ``E[x0 | y] = sum_k p(k | y) E[x0 | y, k]``) and reads them
+    from the step's :class:`~physdiff.sampling.StepRecord`; otherwise it evaluates the class
+    models itself. :attr:`n_read` and :attr:`n_computed` count the two cases; the
+    posteriors are the same either way.
 
     The update from ``(t, y_t)`` to ``(s, y_s)`` adds to ``log p(c | .)``
 
@@ -553,7 +571,12 @@ class OnlineClassifier:
         exact_kernel: bool | None = None,
         keep_history: bool = True,
     ):
-        self.models = list(models)
+        if isinstance(models, Sequence):
+            self.classes: ClassConditional | None = None
+            self.models = list(models)
+        else:
+            self.classes = as_conditional(models)
+            self.models = self.classes.class_models()
         if len(self.models) < 2:
             raise InputError("an online classifier needs at least two class models")
         self.process = get_process(process)
@@ -597,6 +620,8 @@ class OnlineClassifier:
         self._work: tuple[np.ndarray, np.ndarray] | None = None
         self.history: list[np.ndarray] = []
         self.times: list[float] = []
+        self.n_read = 0  # updates whose class denoisers came from the sampler's evaluation
+        self.n_computed = 0  # updates that evaluated the class models here
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -636,17 +661,20 @@ class OnlineClassifier:
     # -- the update ------------------------------------------------------------------------
     def _schedule(self, t: float) -> tuple[float, float]:
         """``(delta(t), alpha(t))``, bitwise equal to ``process.delta(t)`` and
-        ``process.alpha(t)`` (the sampler's values: a :class:`physdiff._class_cache.ClassCache`
-        compares them) without their per-call validation (about 25 us each)."""
+        ``process.alpha(t)`` (the sampler's values: the recorder compares them with the
+        step's evaluation) without their per-call validation (about 25 us each)."""
         proc = self.process
         if not proc.t_min <= t <= proc.t_max:
             proc.check_time(t, "t")  # raises, naming the range
         tt = np.asarray(t, dtype=np.float64)
         return float(proc._delta(tt)), float(np.exp(proc._log_alpha(tt)))
 
-    def _scaled_means(self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float) -> None:
+    def _scaled_means(
+        self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float, given=None
+    ) -> None:
         """``out[k] = f m_k(y_t, d_t)`` (flat rows of ``(K, n d)``), ``m_k`` class k's
-        denoiser; ``y_t`` was validated when it was fed.
+        denoiser; ``y_t`` was validated when it was fed; ``given``: the ``(K, n, d)`` class
+        denoisers at that state, already evaluated (by the sampler).
 
         A Gaussian class ``N(mu, U diag(lam) U^T)`` in closed form, ``Gaussian._denoise``
         written into ``out`` without temporaries: ``m = mu + (y - mu) U diag(s) U^T``,
@@ -655,6 +683,11 @@ class OnlineClassifier:
         classes) and through the ``r`` eigendirections otherwise; in 1-D all classes at once
         (``m_k = mu_k + s_k (y - mu_k)``, ``s_k = 0`` for a point mass). Other models:
         their ``denoise``."""
+        if given is not None:
+            self.n_read += 1
+            np.multiply(given.reshape(out.shape), f, out=out)
+            return
+        self.n_computed += 1
         if self._line is not None:
             mu, lam, e2 = self._line
             s = e2 * lam / (lam + d_t)
@@ -691,9 +724,11 @@ class OnlineClassifier:
             w = self._work = (np.empty((K, n * d)), np.empty(n))
         return w
 
-    def update(self, t: float, x) -> np.ndarray | None:
+    def update(self, t: float, x, *, class_denoised=None) -> np.ndarray | None:
         """Feed the particles ``x`` (process frame) at the next grid time ``t``; returns the
-        posterior ``(n, K)`` (``None`` with ``keep_history=False``)."""
+        posterior ``(n, K)`` (``None`` with ``keep_history=False``). ``class_denoised``: the
+        ``K`` class denoisers ``(K, n, d)`` at the previous state, when they were evaluated
+        already (otherwise the class models are evaluated here)."""
         x = as_points(x, self.dim, "x", dtype=np.float64)
         n, d = x.shape
         if self._lp is None or self._lp.shape[1] != n:
@@ -721,7 +756,14 @@ class OnlineClassifier:
             # u_c / sqrt(2 v) = ((r - 1) m_c + y_s - r y_t) / sqrt(2 v), all classes in flat
             # (K, n d) rows (numpy broadcasts a short trailing axis ~10x slower)
             sc = math.sqrt(0.5 / v)
-            self._scaled_means(u, y_t, d_t, (r - 1) * sc)
+            if class_denoised is not None:
+                class_denoised = np.asarray(class_denoised, dtype=np.float64)
+                if class_denoised.shape != (K, n, d):
+                    raise ShapeError(
+                        f"class_denoised must have shape ({K}, {n}, {d}); got "
+                        f"{class_denoised.shape}"
+                    )
+            self._scaled_means(u, y_t, d_t, (r - 1) * sc, class_denoised)
             c = y_s - r * y_t
             c *= sc
             u += c.reshape(1, -1)
@@ -768,11 +810,28 @@ class OnlineClassifier:
         self.times.append(t)
         return post
 
-    def recorder(self):
-        """A ``record(t, x)`` for :func:`physdiff.sampling.sample` that updates and returns
-        the posterior at every grid time (``None`` with ``keep_history=False``)."""
+    def recorder(self) -> StepRecorder:
+        """A recorder for :func:`physdiff.sampling.sample` that updates and returns the
+        posterior at every grid time (``None`` with ``keep_history=False``), reading the
+        class denoisers from the step's evaluation when the sampled model is
+        :attr:`classes`."""
         self._lp = None
-        return lambda t, x: self.update(t, x)
+        return StepRecorder(self._observe, wants_classes=self.classes is not None)
+
+    def _observe(self, record: StepRecord) -> np.ndarray | None:
+        ev, prev = record.evaluation, self._prev
+        given = None
+        if (
+            ev is not None
+            and ev.classes is not None
+            and ev.model is self.classes
+            and prev is not None
+            and ev.t == prev[0]
+            and ev.delta == self._d_prev
+            and np.array_equal(ev.y, prev[1])
+        ):
+            given = ev.class_denoised
+        return self.update(record.t, record.x, class_denoised=given)
 
     def entropy_profile(self, partition: Partition | None = None):
         """``(times, mean entropy, standard error)`` of the tracked posteriors, an estimate
@@ -808,3 +867,45 @@ class OnlineClassifier:
         mean = hs @ w
         var = (np.square(hs - mean[:, None]) @ np.square(w)) * (n / max(n - 1, 1))
         return times, mean, np.sqrt(var)
+
+
+def parse_partition(spec: str, n_classes: int) -> Partition | None:
+    """The decision written as ``spec`` over ``n_classes`` classes, or ``None`` for ``all``
+    (the K-way decision): ``all``; ``pairwise:a,b``; ``one-vs-rest:k``; ``coarse:0,1/2,3``
+    (groups separated by ``/``, classes by ``,``; classes in no group are conditioned
+    away). Raises :class:`~physdiff.errors.InputError` naming ``partition`` on a malformed
+    spec, a class index out of range or groups that are not a partition."""
+    s = spec.strip().lower()
+    if s == "all":
+        return None
+    kind, sep, rest = s.partition(":")
+    usage = f"partition: unknown decision {spec!r}; use all, pairwise:a,b, one-vs-rest:k or "
+    if not sep or kind not in ("pairwise", "one-vs-rest", "coarse"):
+        raise InputError(usage + "coarse:0,1/2,3")
+
+    def ints(text: str) -> list[int]:
+        try:
+            vals = [int(v) for v in text.split(",") if v.strip() != ""]
+        except ValueError:
+            raise InputError(
+                f"partition: class indices must be integers; got {text!r} in {spec!r}"
+            ) from None
+        if not vals:
+            raise InputError(f"partition: an empty group of classes in {spec!r}")
+        return vals
+
+    try:
+        if kind == "pairwise":
+            ab = ints(rest)
+            if len(ab) != 2 or ab[0] == ab[1]:
+                raise InputError(f"pairwise needs two different classes a,b; got {spec!r}")
+            return pairwise(ab[0], ab[1], n_classes)
+        if kind == "one-vs-rest":
+            k = ints(rest)
+            if len(k) != 1:
+                raise InputError(f"one-vs-rest needs one class k; got {spec!r}")
+            return one_vs_rest(k[0], n_classes)
+        return coarse([ints(g) for g in rest.split("/")], n_classes)
+    except InputError as exc:
+        msg = str(exc)
+        raise InputError(msg if msg.startswith("partition: ") else f"partition: {msg}") from None

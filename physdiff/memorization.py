@@ -33,11 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import covariance_spectrum, finite_array, integer, positive
+from ._validate import covariance_spectrum, finite_array, integer, positive, positive_grid
 from .ensembles.base import Ensemble
 from .ensembles.empirical import Empirical
 from .errors import DomainError, InputError
 from .processes import Process, get_process
+from .spectra import SpectrumSummary, model_spectrum, spectrum_summary
 
 __all__ = [
     "alpha_n",
@@ -60,6 +61,11 @@ __all__ = [
     "collapse_along_trajectories",
     "PhaseDiagram",
     "phase_diagram",
+    "collapse_asymptotics",
+    "CollapseTable",
+    "collapse_table",
+    "PhaseDiagramData",
+    "phase_diagram_data",
 ]
 
 _LOG_2PI_E = math.log(2 * math.pi * math.e)
@@ -381,7 +387,7 @@ def excess_entropy_empirical(
     emp = train if isinstance(train, Empirical) else Empirical(train)
     if emp.n_points < 2:
         raise DomainError("the training set must hold n >= 2 points")
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     n_samples = integer(n_samples, "n_samples", 2, 10**9)
     n, d = emp.n_points, emp.dim
     f = np.empty(dl.size)
@@ -517,7 +523,7 @@ def phase_diagram(
 
     lam = _spectrum(spectrum)
     proc = get_process(process)
-    al = positive(np.atleast_1d(alphas), "alphas").reshape(-1)
+    al = positive_grid(alphas, "alphas")
     ts = proc.check_time(np.atleast_1d(times), "times").reshape(-1)
     d = lam.size if d is None else integer(d, "d", 1, 10**9)
     log_n = al * d
@@ -539,3 +545,349 @@ def phase_diagram(
         regime[np.broadcast_to(tt >= t_s, regime.shape)] = 2
     regime[tt < t_c[None, :]] = 0  # collapse wins where t_C > t_S
     return PhaseDiagram(al, ts, t_s, t_c, regime, proc.name, d)
+
+
+# ---------------------------------------------------------------------------------------
+# the collapse table and the phase-diagram data (``physdiff collapse``, ``phase-diagram``)
+# ---------------------------------------------------------------------------------------
+def _times_in(proc: Process, t, name: str) -> np.ndarray:
+    """``t`` as an array inside ``proc``'s range, or a DomainError naming ``name``."""
+    arr = np.atleast_1d(np.asarray(t, dtype=float))
+    bad = arr[(arr < proc.t_min) | (arr > proc.t_max) | ~np.isfinite(arr)]
+    if bad.size:
+        raise DomainError(
+            f"{name}: must lie in [{proc.t_min:g}, {proc.t_max:g}] for process {proc.name}; "
+            f"got {bad[0]:g}"
+        )
+    return arr
+
+
+def _collapse_times(proc: Process, delta: float) -> tuple[float | None, dict | None, str | None]:
+    """The time of ``delta`` in ``proc`` (None outside its range), the DDPM steps (None
+    outside DDPM's range) and a note."""
+    from .processes import DDPM, PRESETS
+
+    note = None
+    try:
+        t = float(proc.time_of_delta(delta))
+    except DomainError:
+        t = None
+        note = (
+            f"delta_C = {delta:.6g} is outside the range [{proc.delta_min:.6g}, "
+            f"{proc.delta_max:.6g}] that {proc.name} reaches"
+        )
+    ddpm = PRESETS["ddpm"]
+    assert isinstance(ddpm, DDPM)
+    steps = None
+    if ddpm.delta_min <= delta <= ddpm.delta_max:
+        steps = {r: int(ddpm.step_of_delta(delta, r)) for r in ("floor", "nearest", "ceil")}
+    return t, steps, note
+
+
+def collapse_asymptotics(log_n, spectrum) -> tuple[np.ndarray, np.ndarray]:
+    """The small- and large-alpha_n approximations of ``delta_C`` for any spectrum (they
+    reduce to :func:`collapse_delta_asymptotic` for an isotropic one):
+
+    * small alpha_n (large delta): expand ``1/2 log(1 + x) = x/2 - x^2/4``:
+      ``delta_C ~ S1/(2 log n) - S2/(2 S1)``, ``S1 = sum lambda``, ``S2 = sum lambda^2``;
+    * large alpha_n (small delta): ``1/2 log(lambda/delta)`` per direction:
+      ``delta_C ~ G exp(-2 log(n)/m)``, ``G`` the geometric mean of the m positive
+      eigenvalues.
+    """
+    pos = _spectrum(spectrum)
+    log_n = np.asarray(log_n, dtype=float)
+    s1 = float(pos.sum())
+    small = s1 / (2 * log_n) - 0.5 * float(np.sum(pos * (pos / s1)))  # S2/S1 without S2
+    large = float(np.exp(np.mean(np.log(pos)))) * np.exp(-2 * log_n / pos.size)
+    return small, large
+
+
+_COLLAPSE_FORMULAS = {
+    "criterion": "large-d REM collapse (Biroli et al. 2024, Eqs. 14-15): the excess "
+    "entropy f = alpha_n - I(x0; y)/d reaches 0, i.e. log n = I(delta_C)",
+    "asymptotic_formulas": {
+        "small_alpha": "delta_C ~ S1/(2 log n) - S2/(2 S1), S1 = trace, S2 = sum of "
+        "squares (isotropic: s^2/(2 alpha_n) - s^2/2)",
+        "large_alpha": "delta_C ~ G exp(-2 log(n)/m), G the geometric mean of the m "
+        "positive eigenvalues (isotropic: s^2 exp(-2 alpha_n))",
+    },
+}
+
+
+@dataclass(frozen=True)
+class CollapseTable:
+    """The collapse of the exact empirical score for each number of training points.
+
+    ``source`` describes the spectrum (:func:`model_spectrum`), ``spectrum`` summarises it,
+    ``rows`` holds one JSON-ready dict per n (see :func:`collapse_table`)."""
+
+    source: dict
+    process: str
+    spectrum: SpectrumSummary
+    rows: tuple
+
+    def to_dict(self) -> dict:
+        s = self.spectrum
+        return {
+            "source": dict(self.source),
+            "process": self.process,
+            "criterion": _COLLAPSE_FORMULAS["criterion"],
+            "spectrum": s.to_dict(),
+            "excess_entropy_formula": {
+                "f": "log(n)/d - I(delta)/d",
+                "I": "sum_i 1/2 log(1 + lambda_i/delta)  (nats; lambda_i = 0 drop out)",
+                "d": s.d,
+                "intrinsic_dim": s.intrinsic_dim,
+                "meaning": "d f = E[posterior entropy over training points] in the large-d "
+                "limit; collapse where it reaches 0",
+            },
+            "asymptotic_formulas": dict(_COLLAPSE_FORMULAS["asymptotic_formulas"]),
+            "results": [dict(r) for r in self.rows],
+        }
+
+
+def _log_points(n=None, log_n=None) -> tuple[np.ndarray, list]:
+    """``log n`` and the row labels ``n`` (None where n does not fit a float)."""
+    if (n is None) == (log_n is None):
+        raise InputError("n: give exactly one of n and log_n")
+    if n is not None:
+        ns = np.atleast_1d(np.asarray(n, dtype=float)).reshape(-1)
+        if ns.size == 0 or not np.all(np.isfinite(ns)):
+            raise InputError("n: give at least one finite number of training points")
+        if np.any(ns < 2):
+            raise DomainError(f"n: must be >= 2 (training points); got {ns.min():g}")
+        return np.log(ns), [int(v) if v.is_integer() and v < 2**53 else float(v) for v in ns]
+    log_ns = np.atleast_1d(np.asarray(log_n, dtype=float)).reshape(-1)
+    if log_ns.size == 0 or not np.all(np.isfinite(log_ns)):
+        raise InputError("log_n: give at least one finite log number of training points")
+    if np.any(log_ns < math.log(2)):
+        raise DomainError(
+            f"log_n: must be >= log 2 = {math.log(2):.6g} (n >= 2 training points); "
+            f"got {log_ns.min():g}"
+        )
+    with np.errstate(over="ignore"):
+        n_big = np.exp(log_ns)
+    return log_ns, [float(v) if np.isfinite(v) else None for v in n_big]
+
+
+def collapse_table(
+    *,
+    n=None,
+    log_n=None,
+    process: Process | str = "ou",
+    t=None,
+    **spectrum_args,
+) -> CollapseTable:
+    """The memorisation collapse (docs/theory.md section 3; Biroli et al. 2024) for each
+    number of training points.
+
+    The spectrum comes from ``spectrum_args`` (:func:`model_spectrum`: ``d``,
+    ``variance``, ``top_eigenvalue``, ``intrinsic_dim`` or ``spectrum``). Give ``n`` or its
+    natural log ``log_n`` (for n beyond a float, ``e^709.78``: everything works in
+    ``log n``). Each row has ``alpha_n = log(n)/d`` (and ``/m``, m the number of positive
+    eigenvalues), the collapse noise level ``delta_C`` solving ``log n = sum_i 1/2 log(1 +
+    lambda_i/delta)`` (:func:`log_collapse_delta`), its time in ``process`` (None outside
+    the range), OU time and DDPM steps, the asymptotics (:func:`collapse_asymptotics`),
+    for an isotropic spectrum the closed form ``s^2/(n^{2/m} - 1)`` (Eq. 15), and at each
+    time of ``t`` the large-d excess entropy ``f = alpha_n - I(delta)/d``.
+    """
+    proc = get_process(process)
+    spec, source = model_spectrum(**spectrum_args)
+    log_n, labels = _log_points(n, log_n)
+    summ = spectrum_summary(spec)
+    dim, m = summ.d, summ.intrinsic_dim
+    ts = deltas_t = info_t = None
+    if t is not None:
+        ts = _times_in(proc, t, "t")
+        deltas_t = np.atleast_1d(np.asarray(proc.delta(ts), dtype=float))
+        if np.any(deltas_t <= 0):
+            k = int(np.argmax(deltas_t <= 0))
+            raise DomainError(
+                f"t: delta(t) = 0 at t = {ts[k]:g} (the data end), where the excess "
+                f"entropy is -inf; give t > {proc.t_min:g}"
+            )
+        info_t = np.atleast_1d(mutual_information_gaussian(deltas_t, spec[spec > 0]))
+    # in log delta: delta_C underflows for large alpha_n (d = 1, n = 1e300: e^-1381)
+    log_dc = np.atleast_1d(log_collapse_delta(log_n, spec))
+    small, large = collapse_asymptotics(log_n, spec)
+    rows = []
+    for i, nv in enumerate(labels):
+        dl = math.exp(float(log_dc[i]))
+        time, steps, note = _collapse_times(proc, dl)
+        row: dict = {
+            "n": nv,
+            "log_n": float(log_n[i]),
+            "alpha_n": float(log_n[i] / dim),
+            "alpha_n_intrinsic": float(log_n[i] / m),
+            "delta": dl,
+            "log_delta": float(log_dc[i]),
+            "log_snr": -float(log_dc[i]) + 0.0,
+            "ou_time": 0.5 * math.log1p(dl),
+            "time": time,
+            "ddpm_step": steps,
+        }
+        if summ.isotropic:
+            iso = math.exp(log_collapse_delta_isotropic(log_n[i], m, summ.top_eigenvalue))
+            row["isotropic_closed_form"] = {"delta": iso, "ou_time": 0.5 * math.log1p(iso)}
+        asym = {}
+        for key, val in (("small_alpha", small[i]), ("large_alpha", large[i])):
+            val = float(val)
+            # val/delta_C - 1 in logs (both may underflow); None where it is not finite
+            rel = float(np.expm1(math.log(val) - log_dc[i])) if val > 0 else -1.0
+            asym[key] = {
+                "delta": val if val > 0 else None,
+                "ou_time": 0.5 * math.log1p(val) if val > 0 else None,
+                "rel_error": rel if math.isfinite(rel) else None,
+            }
+        row["asymptotic"] = asym
+        if ts is not None:
+            row["excess_entropy"] = [
+                {
+                    "t": float(tk),
+                    "delta": float(dk),
+                    "mutual_information": float(ik),
+                    "f": float((log_n[i] - ik) / dim),
+                    "f_intrinsic": float((log_n[i] - ik) / m),
+                    "collapsed": bool(ik >= log_n[i]),
+                }
+                for tk, dk, ik in zip(ts, deltas_t, info_t, strict=True)
+            ]
+        notes = [note] if note else []
+        if dl == 0.0:
+            notes.append(f"delta_C = e^({float(log_dc[i]):.6g}) underflows a float (log_delta)")
+        if steps is None:
+            notes.append(f"delta_C = {dl:.6g} is outside the DDPM range")
+        if notes:
+            row["note"] = "; ".join(notes)
+        rows.append(row)
+    return CollapseTable(source, proc.name, summ, tuple(rows))
+
+
+@dataclass(frozen=True)
+class PhaseDiagramData:
+    """The phase diagram (:class:`PhaseDiagram`) on its grids with what it was computed
+    from: ``source`` (:func:`model_spectrum`), the ``spectrum`` and its summary, the noise
+    levels ``deltas`` of the times, ``log_delta_collapse`` of the alphas and
+    ``delta_speciation`` (None without speciation)."""
+
+    diagram: PhaseDiagram
+    source: dict
+    spectrum: np.ndarray
+    summary: SpectrumSummary
+    deltas: np.ndarray
+    log_delta_collapse: np.ndarray
+    delta_speciation: float | None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the diagram, as written to an ``.npz`` file."""
+        p = self.diagram
+        ts = np.nan if p.t_speciation is None else p.t_speciation  # npz: NaN is "none"
+        return {
+            "alphas": p.alphas,
+            "log_n": p.log_n,
+            "times": p.times,
+            "deltas": self.deltas,
+            "t_collapse": np.asarray(p.t_collapse, dtype=float),
+            "delta_collapse": np.exp(self.log_delta_collapse),
+            "t_speciation": np.asarray(ts),
+            "regime": p.regime.astype(np.int8),
+            "spectrum": self.spectrum,
+        }
+
+    def to_dict(self) -> dict:
+        p, m = self.diagram, self.summary.intrinsic_dim
+        proc = get_process(p.process)
+        dcs = np.exp(self.log_delta_collapse)
+        return {
+            "source": dict(self.source),
+            "process": p.process,
+            "spectrum": self.summary.to_dict(),
+            "alpha_definition": f"alpha_n = log(n)/m, m = {m} positive eigenvalues (the "
+            "intrinsic dimension; normal directions drop out)",
+            "m": m,
+            "criterion": {
+                "collapse": "log n = sum_i 1/2 log(1 + lambda_i/delta_C) (Biroli et al. "
+                "2024, Eq. 15 and its spectrum sum rule)",
+                "speciation": "delta_S = Lambda - 1, Lambda the top eigenvalue (Biroli et "
+                "al. 2024, Eq. 9); none when Lambda <= 1",
+            },
+            "labels": {str(k): v for k, v in enumerate(p.LABELS)},
+            "regime_axes": ["times", "alphas"],
+            "t_speciation": p.t_speciation,
+            "delta_speciation": self.delta_speciation,
+            "regimes_present": [p.LABELS[k] for k in range(len(p.LABELS)) if np.any(p.regime == k)],
+            "alphas": p.alphas.tolist(),
+            "log_n": (p.alphas * m).tolist(),
+            "times": p.times.tolist(),
+            "deltas": self.deltas.tolist(),
+            "t_collapse": np.asarray(p.t_collapse, dtype=float).tolist(),
+            "delta_collapse": dcs.tolist(),
+            "log_delta_collapse": self.log_delta_collapse.tolist(),
+            "t_collapse_clipped": ((dcs < proc.delta_min) | (dcs > proc.delta_max)).tolist(),
+            "regime": p.regime.astype(int).tolist(),
+            "eigenvalues": self.spectrum.tolist(),
+        }
+
+
+def phase_diagram_data(
+    *,
+    process: Process | str = "ou",
+    alpha_min: float | None = None,
+    alpha_max: float | None = None,
+    n_alpha: int = 400,
+    log_alpha: bool = True,
+    t_min: float | None = None,
+    t_max: float | None = None,
+    n_t: int = 400,
+    **spectrum_args,
+) -> PhaseDiagramData:
+    """The (alpha_n, t) phase diagram (:func:`phase_diagram`) on default grids.
+
+    The spectrum comes from ``spectrum_args`` (:func:`model_spectrum`). ``alpha_n =
+    log(n)/m`` (m the number of positive eigenvalues) on ``n_alpha`` points from
+    ``alpha_min`` (default 0.01, at least ``log(2)/m``) to ``alpha_max`` (default 1),
+    geometric with ``log_alpha``; times of ``process`` on ``n_t`` points from ``t_min``
+    (default the process's start) to ``t_max`` (default: where ``delta = 4 max(delta_C
+    (alpha_min), delta_S)``, inside the range). Raises :class:`~physdiff.errors.InputError`
+    naming the argument.
+    """
+    proc = get_process(process)
+    spec, source = model_spectrum(**spectrum_args)
+    summ = spectrum_summary(spec)
+    m = summ.intrinsic_dim
+    n_alpha, n_t = integer(n_alpha, "n_alpha", 2, 20000), integer(n_t, "n_t", 2, 20000)
+    lo = math.log(2) / m
+    for name, v in (("alpha_min", alpha_min), ("alpha_max", alpha_max)):
+        if v is not None and not (math.isfinite(v) and lo <= v):
+            raise DomainError(
+                f"{name}: must be finite and >= log(2)/m = {lo:.6g} for m = {m} "
+                f"(n = e^(alpha_n m) >= 2); got {v!r}"
+            )
+    a_hi = 1.0 if alpha_max is None else float(alpha_max)
+    a_lo = max(lo * (1 + 1e-9), min(0.01, a_hi / 100)) if alpha_min is None else float(alpha_min)
+    if not a_lo < a_hi:
+        raise DomainError(f"alpha_min: must be < alpha_max = {a_hi:g}; got {a_lo:g}")
+    alphas = np.geomspace(a_lo, a_hi, n_alpha) if log_alpha else np.linspace(a_lo, a_hi, n_alpha)
+    pos = spec[spec > 0]
+    lam = float(pos.max())
+    delta_s = lam - 1.0 if lam > 1 else None
+    t0 = proc.t_min if t_min is None else float(_times_in(proc, t_min, "t_min")[0])
+    if t_max is None:
+        d_hi = 4.0 * max(math.exp(log_collapse_delta(a_lo * m, pos)), delta_s or 0.0)
+        t1 = float(proc.time_of_delta(min(max(d_hi, proc.delta_min), proc.delta_max)))
+        if t1 <= t0:
+            t1 = proc.t_max
+    else:
+        t1 = float(_times_in(proc, t_max, "t_max")[0])
+    if not t0 < t1:
+        raise DomainError(f"t_min: must be < t_max = {t1:g}; got {t0:g}")
+    times = np.linspace(t0, t1, n_t)
+    return PhaseDiagramData(
+        phase_diagram(pos, alphas, times, proc),
+        source,
+        spec,
+        summ,
+        np.asarray(proc.delta(times), dtype=float),
+        np.asarray(log_collapse_delta(alphas * m, pos), dtype=float),
+        delta_s,
+    )

@@ -45,9 +45,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_points, covariance_spectrum, finite_array, integer, positive
+from ._validate import (
+    as_points,
+    covariance_spectrum,
+    finite_array,
+    integer,
+    positive,
+    positive_grid,
+)
 from .ensembles.base import Ensemble, ScoreModel
-from .errors import DomainError, InputError, NoSymmetryBreaking
+from .errors import DomainError, InputError, NoSymmetryBreaking, PhysdiffError
+from .examples import symmetric_pair
 from .processes import DDPM, OU, PRESETS, Process, get_process
 
 __all__ = [
@@ -65,6 +73,8 @@ __all__ = [
     "critical_two_deltas",
     "critical_from_eigenvalue",
     "critical_point",
+    "CriticalTable",
+    "critical_table",
     "speciation_time",
     "cloning_probability",
     "measure_cloning",
@@ -278,9 +288,10 @@ def bifurcation_diagram(
     """
     from .ensembles.mixture import GaussianMixture
 
+    _require_model(model, "model", ("dim", "score"))
     if int(model.dim) != 1:
         raise InputError(f"bifurcation_diagram needs a 1-D model; got dim={model.dim}")
-    deltas = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    deltas = positive_grid(deltas, "deltas")
     cs = np.broadcast_to(finite_array(c, "c"), deltas.shape).astype(float)
     grid = integer(grid, "grid", 3, 10**7)
     lo, hi = (float(v) for v in (bounds if bounds is not None else _default_bounds(model)))
@@ -437,7 +448,17 @@ def critical_two_deltas(
     m = float(finite_array(m, "m"))
     if m == 0:
         raise NoSymmetryBreaking("two deltas at +-0 are one point: no symmetry to break")
+    if not _M_MIN <= abs(m) <= _M_MAX:
+        # lambda = m^2 must be a normal float64 (neither overflowing nor underflowing)
+        raise DomainError(
+            f"m must satisfy {_M_MIN:.3g} <= |m| <= {_M_MAX:.3g} (m^2 a finite, normal "
+            f"float64); got m = {m:g}"
+        )
     return critical_from_eigenvalue(m * m, criterion, process)
+
+
+_M_MAX = math.sqrt(np.finfo(np.float64).max)
+_M_MIN = math.sqrt(np.finfo(np.float64).tiny)
 
 
 def critical_from_eigenvalue(
@@ -545,8 +566,14 @@ def critical_point(
 
     crit = _criterion(criterion)
     if crit == "speciation":
+        _require_model(model, "model", ("covariance",))
         lam = np.linalg.eigvalsh(np.asarray(model.covariance))
         return critical_from_eigenvalue(lam, crit)
+    _require_model(
+        model, "model", ("dim", "score_jacobian") + (("mean",) if centre is None else ())
+    )
+    n_grid = integer(n_grid, "n_grid", 2, 10**7)
+    delta_range = _delta_window(delta_range)
     proc = None
     if crit == "sde-drift":
         proc = get_process(process if process is not None else OU())
@@ -584,10 +611,55 @@ def critical_point(
                 {"centre": top(x, y_prev)[1].tolist(), "method": "numeric"},
             )
         y_prev = y_k
+    scale = _top_covariance_eigenvalue(model)
+    if scale is not None and 0 < scale < delta_range[0]:
+        # the posterior covariance at the centre is at most the data covariance, so a
+        # crossing (delta_c <= lambda_max for log-density) can only lie below the window
+        raise InputError(
+            f"the central fixed point of {model!r} stays stable for delta in "
+            f"[{delta_range[0]:g}, {delta_range[1]:g}], but the data covariance's top "
+            f"eigenvalue {scale:g} lies below the window: widen delta_range downwards "
+            f"(e.g. delta_range=({scale / 100:g}, {delta_range[1]:g}))"
+        )
     raise NoSymmetryBreaking(
         f"the central fixed point of {model!r} stays stable for delta in "
         f"[{delta_range[0]:g}, {delta_range[1]:g}] under {crit}: no symmetry to break"
     )
+
+
+def _require_model(model, name: str, attrs: tuple[str, ...]) -> None:
+    """Refuse anything that is not a score model (a name, an array, ...) by name."""
+    missing = [a for a in attrs if not hasattr(model, a)]
+    if missing:
+        raise InputError(
+            f"{name} must be a score model (an ensemble such as GaussianMixture, or a network "
+            f"from physdiff.nn) with {', '.join(attrs)}; got {type(model).__name__} "
+            f"{model!r:.60} lacking {', '.join(missing)}"
+        )
+
+
+def _delta_window(delta_range) -> tuple[float, float]:
+    """``delta_range`` as ``(lo, hi)`` with ``0 < lo < hi < inf``."""
+    try:
+        lo, hi = (float(v) for v in delta_range)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"delta_range must be a pair (lo, hi) of numbers; got {delta_range!r}"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise DomainError(f"delta_range must satisfy 0 < lo < hi < inf; got ({lo:g}, {hi:g})")
+    return lo, hi
+
+
+def _top_covariance_eigenvalue(model) -> float | None:
+    """The top eigenvalue of ``model.covariance`` when the model has one, else ``None``."""
+    try:
+        cov = np.asarray(model.covariance, dtype=float)
+    except Exception:  # networks and score-only models have no covariance
+        return None
+    if cov.ndim != 2 or not np.all(np.isfinite(cov)):
+        return None
+    return float(np.linalg.eigvalsh(cov)[-1])
 
 
 def speciation_time(eigenvalues) -> float:
@@ -796,3 +868,121 @@ def late_start(
         else:
             t = float(proc.time_of_delta(dl))
     return LowRankStart(proc, float(proc.check_time(t, "t")), stats)
+
+
+# ---------------------------------------------------------------------------------------
+# every criterion's critical point for one data source (``physdiff critical``)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CriticalTable:
+    """The critical point of each criterion of :data:`CRITERIA` for one data source.
+
+    ``source`` names the data (``{"ensemble": "two-deltas", "m": 1.0}``,
+    ``{"top_eigenvalue": L}`` or ``{"spectrum_size": D}``); ``top_eigenvalue`` is the top
+    data-covariance eigenvalue ``Lambda`` (``None`` where it overflows a float, said in
+    ``note``); ``criteria`` maps each criterion to its :meth:`CriticalPoint.table` plus
+    ``time`` (in ``process``), ``theta = 1/sqrt(1 + delta)`` and ``method``, or, where it
+    does not apply, ``delta = None`` with a ``reason``."""
+
+    source: dict
+    process: str
+    top_eigenvalue: float | None
+    criteria: dict
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        out = {
+            "source": dict(self.source),
+            "process": self.process,
+            "top_eigenvalue": self.top_eigenvalue,
+            "criteria": {k: dict(v) for k, v in self.criteria.items()},
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def critical_table(
+    *,
+    ensemble: str | None = None,
+    m: float | None = None,
+    variance: float | None = None,
+    top_eigenvalue: float | None = None,
+    spectrum=None,
+    process: str = "ou",
+) -> CriticalTable:
+    """Every criterion's critical point (docs/theory.md section 2) for one data source.
+
+    Exactly one source: ``ensemble`` (``'two-deltas'``, point masses at ``+-m``, closed
+    forms; ``'mixture'``, ``N(+-m, variance)`` in 1-D, :func:`physdiff.examples.
+    symmetric_pair`, numerical continuation), a ``top_eigenvalue`` (criteria (a) and (b)
+    take it as the posterior covariance at the centre, held constant), or a ``spectrum``
+    (eigenvalues; its maximum is used). ``m`` defaults to 1. A criterion that does not
+    apply (no symmetry to break, no SDE drift in ``process``) gets its reason, not an
+    error. Raises :class:`~physdiff.errors.InputError` naming the argument on bad input.
+    """
+    if sum(v is not None for v in (ensemble, top_eigenvalue, spectrum)) != 1:
+        raise InputError("ensemble: give exactly one of ensemble, top_eigenvalue or spectrum")
+    if process not in PRESETS:
+        raise InputError(f"process: unknown process {process!r}; choose from {', '.join(PRESETS)}")
+    if ensemble is None and (m is not None or variance is not None):
+        raise InputError(f"{'m' if m is not None else 'variance'}: goes with ensemble")
+    for name, v in (("m", m), ("variance", variance), ("top_eigenvalue", top_eigenvalue)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise DomainError(f"{name}: must lie in [0, inf); got {v!r}")
+    if ensemble is not None:
+        if ensemble not in ("two-deltas", "mixture"):
+            raise InputError(
+                f"ensemble: unknown ensemble {ensemble!r}; choose from two-deltas, mixture"
+            )
+        m = 1.0 if m is None else float(m)
+        if ensemble == "two-deltas":
+            if variance is not None:
+                raise InputError("variance: goes with ensemble mixture (two deltas have none)")
+            source: dict = {"ensemble": ensemble, "m": m}
+            lam = m * m
+        else:
+            if variance is None:
+                raise InputError("variance: required with ensemble mixture (component variance)")
+            source = {"ensemble": ensemble, "m": m, "variance": float(variance)}
+            lam = m * m + variance
+    elif top_eigenvalue is not None:
+        source, lam = {"top_eigenvalue": float(top_eigenvalue)}, float(top_eigenvalue)
+    else:
+        spec = covariance_spectrum(spectrum, "spectrum")
+        source, lam = {"spectrum_size": int(spec.size)}, float(spec.max())
+    note = "" if math.isfinite(lam) else "Lambda = m^2 (+ variance) overflows a float64"
+    rows = {crit: _critical_row(crit, source, lam, process) for crit in CRITERIA}
+    return CriticalTable(source, process, lam if math.isfinite(lam) else None, rows, note)
+
+
+def _critical_row(crit: str, source: dict, lam: float, process: str) -> dict:
+    proc = process if crit == "sde-drift" else None
+    kind = source.get("ensemble")
+    try:
+        if kind == "two-deltas":
+            cp, method = critical_two_deltas(source["m"], crit, proc), "closed form"
+        elif kind == "mixture":
+            if source["m"] == 0:
+                raise NoSymmetryBreaking("a mixture with m = 0 has one class: no symmetry to break")
+            if not math.isfinite(lam):
+                raise DomainError(f"m: m^2 must be a finite float64; got m = {source['m']:g}")
+            cp = critical_point(symmetric_pair(source["m"], source["variance"]), crit, proc)
+            method = "closed form (data covariance)" if crit == "speciation" else "numeric"
+        else:
+            cp = critical_from_eigenvalue(lam, crit, proc)
+            held = "" if crit == "speciation" else " (top eigenvalue held constant)"
+            method = "closed form" + held
+    except (PhysdiffError, np.linalg.LinAlgError) as exc:
+        return {"criterion": crit, "delta": None, "time": None, "reason": str(exc)}
+    row = cp.table()
+    row["method"] = method
+    row["theta"] = 1.0 / math.sqrt(1.0 + cp.delta)  # alpha of every VP process
+    try:
+        row["time"] = float(cp.time(process))
+    except DomainError:
+        row["time"] = None
+        row["note"] = f"delta = {cp.delta:.6g} is outside the range {process} reaches"
+    if row.get("ddpm_step") is None:
+        row.setdefault("note", f"delta = {cp.delta:.6g} is outside the DDPM range")
+    return row

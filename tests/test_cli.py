@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from physdiff.cli import main
+from physdiff import __version__
+from physdiff.cli import COMMANDS, main
 from physdiff.processes import DDPM, PRESETS
 
 
@@ -32,7 +33,9 @@ def run_main(capsys, *argv):
 def convert_json(capsys, *argv):
     rc, out, err = run_main(capsys, "convert", *argv, "--json")
     assert rc == 0, err
-    return _strict_json(out)
+    env = _strict_json(out)
+    assert env["command"] == "convert"
+    return env["result"]
 
 
 # -- help and startup ----------------------------------------------------------------------
@@ -41,11 +44,22 @@ def convert_json(capsys, *argv):
 def test_help_via_main(capsys):
     rc, out, _ = run_main(capsys, "--help")
     assert rc == 0
-    for cmd in ("convert", "atlas", "list-figures"):
+    for cmd in COMMANDS:
         assert cmd in out
 
 
-@pytest.mark.parametrize("cmd", ["convert", "atlas", "list-figures"])
+def test_import_loads_no_command():
+    # the command table is lazy: importing the package imports no command module
+    code = (
+        "import sys, physdiff.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('physdiff.cli.')))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("cmd", list(COMMANDS))
 def test_subcommand_help(capsys, cmd):
     rc, out, _ = run_main(capsys, cmd, "--help")
     assert rc == 0 and "usage: physdiff " + cmd in out
@@ -127,7 +141,7 @@ def test_delta_one_to_all(capsys):
         assert e["alpha"] == pytest.approx(proc.alpha(t), rel=1e-14)
         assert e["sigma"] == pytest.approx(proc.sigma(t), rel=1e-14)
         assert e["log_snr"] == pytest.approx(0.0, abs=1e-12)
-        assert ("steps" in e) == (name == "ddpm")
+        assert ("steps" in e) == isinstance(proc, DDPM)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -250,3 +264,60 @@ def test_json_numbers_are_finite_over_a_sweep(capsys):
                 stack.extend(x)
             elif isinstance(x, float):
                 assert math.isfinite(x)
+
+
+# -- the envelope of every command's --json ------------------------------------------------
+
+ENVELOPE_CASES = {
+    "convert": ["--delta", "1"],
+    "list-figures": [],
+    "critical": ["--ensemble", "two-deltas", "--m", "1e300"],  # Lambda overflows: null
+    "collapse": ["--d", "64", "--variance", "1e300", "--n", "1e4"],  # S2 overflows: null
+    "phase-diagram": ["--d", "10", "--n-t", "5", "--n-alpha", "5", "--dpi", "20"],
+    "attractors": ["--ensemble", "circle", "--k", "4", "--n", "8", "--steps", "5"],
+    "entropy": ["--means=-1,1", "--levels", "20", "--order", "20"],
+    "guide": ["--method", "np", "--remove", "1", "--n", "20", "--steps", "5"],
+}
+
+
+def test_envelope_cases_cover_every_command():
+    assert set(ENVELOPE_CASES) == set(COMMANDS) - {"atlas"}  # atlas writes files, no JSON
+
+
+@pytest.mark.parametrize("cmd", sorted(ENVELOPE_CASES))
+def test_every_json_output_is_the_strict_envelope(capsys, tmp_path, cmd):
+    argv = [cmd, *ENVELOPE_CASES[cmd], "--json"]
+    if cmd == "phase-diagram":
+        argv += ["--out", str(tmp_path)]
+    rc, out, err = run_main(capsys, *argv)
+    assert rc == 0, err
+    env = _strict_json(out)  # NaN or Infinity would raise here
+    assert list(env) == ["command", "version", "input", "result"]
+    assert env["command"] == cmd and env["version"] == __version__
+    assert isinstance(env["input"], dict) and isinstance(env["result"], dict)
+    assert "json" not in env["input"] and "func" not in env["input"]
+
+
+def test_non_finite_values_are_null_with_the_reason(capsys):
+    rc, out, err = run_main(capsys, "collapse", *ENVELOPE_CASES["collapse"], "--json")
+    assert rc == 0, err
+    res = _strict_json(out)["result"]
+    assert res["spectrum"]["sum_of_squares"] is None
+    assert res["non_finite"] == {"result.spectrum.sum_of_squares": "inf"}
+    # the text mode answers too, with the same numbers
+    rc, text, err = run_main(capsys, "collapse", *ENVELOPE_CASES["collapse"])
+    assert rc == 0 and err == ""
+    assert f"{res['results'][0]['delta']:.6g}" in text
+    rc, out, err = run_main(capsys, "critical", *ENVELOPE_CASES["critical"], "--json")
+    assert rc == 0, err
+    res = _strict_json(out)["result"]
+    assert res["top_eigenvalue"] is None and "overflows" in res["note"]
+    assert all(r["delta"] is None and r["reason"] for r in res["criteria"].values())
+
+
+def test_library_errors_name_the_flag(capsys):
+    # the library names its argument (intrinsic_dim), the command the flag
+    rc, out, err = run_main(capsys, "collapse", "--d", "10", "--n", "20", "--intrinsic-dim", "11")
+    assert rc == 2 and out == ""
+    assert err.startswith("physdiff collapse: error: argument --intrinsic-dim: must be")
+    assert "[1, d = 10]" in err

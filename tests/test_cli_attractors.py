@@ -1,12 +1,7 @@
-"""``physdiff attractors``: named ensembles, a trained checkpoint, one-line errors (exit 2).
-
-The subcommand lives in :mod:`physdiff._attractors_cli` (``add_parser`` + ``run``); these
-tests build a parser around it the way :mod:`physdiff.cli` does.
-"""
+"""``physdiff attractors``: named ensembles, a trained checkpoint, one-line errors (exit 2)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -14,29 +9,22 @@ import sys
 import numpy as np
 import pytest
 
-from physdiff import _attractors_cli as AC
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit status 2 (as physdiff.cli's parser)."""
-
-    def error(self, message):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+from physdiff.cli import attractors as AC
+from physdiff.cli import build_parser, main
+from physdiff.examples import point_set
 
 
 def cli(argv, capsys):
-    """``(exit status, stdout, stderr)`` of ``physdiff attractors ARGV``."""
-    p = _Parser(prog="physdiff")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    AC.add_parser(sub)
-    try:
-        args = p.parse_args(["attractors", *argv])
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    else:
-        rc = args.func(args)
+    """``(exit status, stdout, stderr)`` of ``physdiff attractors ARGV``; with ``--json``
+    stdout is the envelope's result."""
+    rc = main(["attractors", *argv])
     out = capsys.readouterr()
-    return rc, out.out, out.err
+    text = out.out
+    if rc == 0 and "--json" in argv:
+        env = json.loads(text)
+        assert env["command"] == "attractors"
+        text = json.dumps(env["result"])
+    return rc, text, out.err
 
 
 def test_circle_table(capsys):
@@ -118,7 +106,7 @@ def test_dense_set_on_ve_is_noted_not_warned(capsys):
         (["--ensemble", "circle", "--k", "8", "--process", "nope"], "--process"),
         (["--k", "8"], "--k"),
         ([], "--ensemble"),
-        (["--checkpoint", "/no/such/place", "--arch", "mlp", "--dim", "2"], "--checkpoint"),
+        (["--checkpoint", "/no/such/place", "--arch", "mlp", "--d", "2"], "--checkpoint"),
         (["--ensemble", "circle", "--k", "8", "--arch", "mlp"], "--arch"),
     ],
 )
@@ -148,7 +136,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_checkpoint(capsys, checkpoint):
-    argv = ["--checkpoint", str(checkpoint / "ck"), "--arch", "mlp", "--dim", "2"]
+    argv = ["--checkpoint", str(checkpoint / "ck"), "--arch", "mlp", "--d", "2"]
     rc, out, err = cli(
         [*argv, "--train", str(checkpoint / "train.npy"), "--json", "--n", "64"], capsys
     )
@@ -165,11 +153,11 @@ def test_checkpoint(capsys, checkpoint):
 @pytest.mark.parametrize(
     ("extra", "names"),
     [
-        (["--dim", "3"], "--dim"),
-        (["--dim", "2", "--train", "TRAIN/bad.npy"], "--train"),
-        (["--dim", "2", "--train", "TRAIN/missing.npy"], "--train"),
-        (["--dim", "2", "--ensemble", "digits", "--k", "4"], "--ensemble"),
-        (["--dim", "2", "--parametrisation", "eps"], "--checkpoint"),
+        (["--d", "3"], "--d"),
+        (["--d", "2", "--train", "TRAIN/bad.npy"], "--train"),
+        (["--d", "2", "--train", "TRAIN/missing.npy"], "--train"),
+        (["--d", "2", "--ensemble", "digits", "--k", "4"], "--d"),
+        (["--d", "2", "--parametrisation", "eps"], "--checkpoint"),
     ],
 )
 def test_checkpoint_errors(capsys, checkpoint, extra, names):
@@ -189,19 +177,17 @@ def test_unet_checkpoint_architecture_from_the_weights(capsys, tmp_path):
         den = Denoiser(ScoreUNet((1, 8, 8), base_channels=8, attention=False, seed=0))
         cfg = TrainConfig(steps=2, batch_size=4, seed=0, device="cpu")
         res = train(den, pts, cfg, checkpoint_dir=tmp_path / "u", progress=False)
-        p = _Parser(prog="physdiff")
-        AC.add_parser(p.add_subparsers(dest="command", parser_class=_Parser))
         argv = ["--checkpoint", str(tmp_path / "u"), "--arch", "unet"]
-        net = AC._network(p.parse_args(["attractors", *argv, "--dim", "64"]))
+        net = AC.network(build_parser("attractors").parse_args(["attractors", *argv, "--d", "64"]))
         assert net.dim == 64 and net.denoiser.net.conv_in.out_channels == 8
         ref = NetworkScoreModel(res.denoiser, device="cpu")  # the EMA weights
         y = np.random.default_rng(1).standard_normal((3, 64))
         np.testing.assert_allclose(net.denoise(y, 0.5), ref.denoise(y, 0.5), atol=1e-6)
         # a wrong width or shape: one line, exit 2
         for extra, names in (
-            (["--dim", "64", "--base-channels", "16"], "--checkpoint"),
-            (["--dim", "63"], "--image-shape"),
-            (["--dim", "64", "--image-shape", "2,4,4"], "--image-shape"),
+            (["--d", "64", "--base-channels", "16"], "--checkpoint"),
+            (["--d", "63"], "--image-shape"),
+            (["--d", "64", "--image-shape", "2,4,4"], "--image-shape"),
         ):
             rc, out, err = cli([*argv, *extra], capsys)
             assert rc == 2 and out == "" and err.count("\n") == 1 and names in err, err
@@ -210,18 +196,18 @@ def test_unet_checkpoint_architecture_from_the_weights(capsys, tmp_path):
 
 
 def test_named_points():
-    c = AC.named_points("circle", 4)
+    c = point_set("circle", 4)
     np.testing.assert_allclose(c, [[1, 0], [0, 1], [-1, 0], [0, -1]], atol=1e-15)
-    g = AC.named_points("gaussian-points", 5, d=3, seed=7)
+    g = point_set("gaussian-points", 5, d=3, seed=7)
     np.testing.assert_array_equal(g, np.random.default_rng(7).standard_normal((5, 3)))
-    d10 = AC.named_points("digits", 10, seed=1)
-    d20 = AC.named_points("digits", 20, seed=1)
+    d10 = point_set("digits", 10, seed=1)
+    d20 = point_set("digits", 20, seed=1)
     assert d10.shape == (10, 64) and np.array_equal(d20[:10], d10)  # nested in K
 
 
 def test_import_is_light():
     code = (
-        "import sys, physdiff._attractors_cli; "
+        "import sys, physdiff.cli.attractors; "
         "print(any(m in sys.modules for m in ('torch', 'matplotlib', 'scipy.stats')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from physdiff import symmetry as S
-from physdiff.cli import critical, main
+from physdiff.cli import main
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM, OU, VPLinear
 
@@ -31,7 +31,9 @@ def run_json(capsys, *argv):
     rc, out, err = run(capsys, *argv, "--json")
     assert rc == 0, err
     assert err == ""
-    return _strict_json(out)
+    env = _strict_json(out)
+    assert env["command"] == "critical"
+    return env["result"]
 
 
 # -- the examples of the issue ----------------------------------------------------------------
@@ -39,7 +41,7 @@ def run_json(capsys, *argv):
 
 def test_two_deltas_ddpm_json_equals_the_library(capsys):
     res = run_json(capsys, "--ensemble", "two-deltas", "--m", "1", "--process", "ddpm")
-    assert res["process"] == "ddpm" and res["input"] == {"ensemble": "two-deltas", "m": 1.0}
+    assert res["process"] == "ddpm" and res["source"] == {"ensemble": "two-deltas", "m": 1.0}
     a, b, sp = (res["criteria"][c] for c in ("log-density", "sde-drift", "speciation"))
     ddpm = DDPM()
     # criterion (a): delta_c = m^2 = 1
@@ -83,7 +85,7 @@ def test_top_eigenvalue_table_and_json(capsys):
 
 def test_mixture_numeric_continuation(capsys):
     res = run_json(
-        capsys, "--ensemble", "mixture", "--m", "2", "--s2", "0.3", "--process", "vp-linear"
+        capsys, "--ensemble", "mixture", "--m", "2", "--variance", "0.3", "--process", "vp-linear"
     )
     m, s2 = 2.0, 0.3
     c = res["criteria"]
@@ -104,7 +106,7 @@ def test_spectrum_file(tmp_path, capsys):
     f = tmp_path / "spec.npy"
     np.save(f, spec)
     res = run_json(capsys, "--spectrum-file", str(f), "--process", "ddpm")
-    assert res["input"] == {"spectrum_size": 3072}
+    assert res["source"] == {"spectrum_size": 3072}
     assert res["criteria"]["log-density"]["delta"] == pytest.approx(7.66)
     txt = tmp_path / "spec.txt"
     np.savetxt(txt, spec[::-1])
@@ -120,7 +122,9 @@ def test_no_drift_and_no_symmetry_are_reported_per_criterion(capsys):
     rc, out, err = run(capsys, "--ensemble", "two-deltas", "--m", "1", "--process", "edm")
     assert rc == 0 and "sde-drift: not defined: " in out and "no SDE drift" in out
     # m^2 < s^2: the centre never loses stability under (a) or (b)
-    res = run_json(capsys, "--ensemble", "mixture", "--m", "0.5", "--s2", "1", "--process", "ou")
+    res = run_json(
+        capsys, "--ensemble", "mixture", "--m", "0.5", "--variance", "1", "--process", "ou"
+    )
     for crit in ("log-density", "sde-drift"):
         assert res["criteria"][crit]["delta"] is None
         assert "no symmetry to break" in res["criteria"][crit]["reason"]
@@ -135,8 +139,9 @@ def test_out_of_range_time_is_null_with_a_note(capsys):
     assert a["delta"] == 1e6 and a["time"] is None and a["ddpm_step"] is None and a["note"]
 
 
-def test_function_matches_command():
-    res = critical(top_eigenvalue=2.0, process="ou")
+def test_function_matches_command(capsys):
+    res = S.critical_table(top_eigenvalue=2.0, process="ou").to_dict()
+    assert res == run_json(capsys, "--top-eigenvalue", "2", "--process", "ou")
     assert res["criteria"]["sde-drift"]["ou_time"] == pytest.approx(
         S.critical_from_eigenvalue(2.0, "b", OU()).ou_time
     )
@@ -156,9 +161,9 @@ def test_function_matches_command():
         (["--ensemble", "three-deltas"], "--ensemble"),
         (["--ensemble", "two-deltas", "--m", "-1"], "--m"),
         (["--ensemble", "two-deltas", "--m", "inf"], "--m"),
-        (["--ensemble", "two-deltas", "--s2", "0.3"], "--s2"),
-        (["--ensemble", "mixture", "--m", "2"], "--s2"),
-        (["--ensemble", "mixture", "--m", "2", "--s2", "-0.1"], "--s2"),
+        (["--ensemble", "two-deltas", "--variance", "0.3"], "--variance"),
+        (["--ensemble", "mixture", "--m", "2"], "--variance"),
+        (["--ensemble", "mixture", "--m", "2", "--variance", "-0.1"], "--variance"),
         (["--top-eigenvalue", "2", "--m", "1"], "--m"),
         (["--top-eigenvalue", "2", "--process", "nope"], "--process"),
         (["--spectrum-file", "/nonexistent/spec.npy"], "--spectrum-file"),
@@ -201,8 +206,8 @@ def test_spectrum_file_rounding_negatives_count_as_zero(tmp_path, capsys):
     np.save(f, spec)
     rc, out, err = run(capsys, "--spectrum-file", str(f), "--json")
     assert rc == 0 and err == ""
-    res = json.loads(out)
-    assert res["input"]["spectrum_size"] == 12
+    res = json.loads(out)["result"]
+    assert res["source"]["spectrum_size"] == 12
     assert res["criteria"]["log-density"]["delta"] == pytest.approx(spec.max(), rel=1e-12)
 
 
@@ -217,3 +222,16 @@ def test_help(capsys):
     assert main(["critical", "--help"]) == 0
     out = capsys.readouterr().out
     assert "usage: physdiff critical" in out and "--top-eigenvalue" in out
+
+
+def test_criteria_come_from_the_library(capsys):
+    res = run_json(capsys, "--top-eigenvalue", "3")
+    assert tuple(res["criteria"]) == S.CRITERIA
+
+
+def test_overflowing_mixture_is_a_reason_not_a_crash(capsys):
+    res = run_json(capsys, "--ensemble", "mixture", "--m", "1e300", "--variance", "1")
+    assert res["top_eigenvalue"] is None and "overflows" in res["note"]
+    assert all(r["delta"] is None and "m^2" in r["reason"] for r in res["criteria"].values())
+    rc, out, err = run(capsys, "--ensemble", "mixture", "--m", "1e300", "--variance", "1")
+    assert rc == 0 and err == "" and "Lambda = inf" in out

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from physdiff import information as I
-from physdiff._information_cli import MIXTURES, named_mixture, parse_partition
 from physdiff.cli import main
 from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
+from physdiff.examples import MIXTURES
+from physdiff.examples import mixture as named_mixture
+from physdiff.information import parse_partition
 from physdiff.processes import get_process
 
 
@@ -27,7 +29,9 @@ def _run(capsys, *argv):
 def _json(capsys, *argv) -> dict:
     code, out, err = _run(capsys, *argv, "--json")
     assert code == 0, err
-    return json.loads(out)
+    env = json.loads(out)
+    assert env["command"] == argv[0]
+    return env["result"]
 
 
 def test_entropy_json_example_of_the_issue(capsys):
@@ -154,7 +158,7 @@ def test_entropy_is_fast_enough_to_run_in_tests(capsys):
 def test_named_mixtures():
     for name in MIXTURES:
         mix = named_mixture(name)
-        assert mix.n_components == len(MIXTURES[name]["means"])
+        assert mix.n_components == MIXTURES[name].n_classes == len(MIXTURES[name].means)
         assert np.isclose(mix.weights.sum(), 1.0)
     assert named_mixture("square-2d").dim == 2
     with pytest.raises(InputError, match="unknown mixture"):
@@ -191,7 +195,7 @@ def test_guide_np_at_large_scale_distorts_and_cfg_concentrates(capsys, tmp_path)
     x = np.load(out)
     assert x.shape == (1500, 1)
     lab = named_mixture("three-1d")
-    from physdiff.guidance import MixtureClasses
+    from physdiff.classes import MixtureClasses
 
     assert np.bincount(MixtureClasses(lab).classify(x), minlength=3).tolist() == cfg["class_counts"]
 

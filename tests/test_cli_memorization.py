@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 
 from physdiff import memorization as M
-from physdiff.cli import collapse, main, phase_diagram_data
+from physdiff.cli import main
 from physdiff.processes import DDPM
+
+
+def collapse(**kw) -> dict:
+    return M.collapse_table(**kw).to_dict()
+
+
+def phase_diagram_data(**kw):
+    res = M.phase_diagram_data(**kw)
+    return res.diagram, res.to_dict()
 
 
 def _strict_json(text: str):
@@ -33,7 +42,9 @@ def collapse_json(capsys, *argv):
     rc, out, err = run(capsys, "collapse", *argv, "--json")
     assert rc == 0, err
     assert err == ""
-    return _strict_json(out)
+    env = _strict_json(out)
+    assert env["command"] == "collapse"
+    return env["result"]
 
 
 # -- collapse ----------------------------------------------------------------------------------
@@ -77,7 +88,7 @@ def test_several_n_spectrum_file_and_times(tmp_path, capsys):
     res = collapse_json(
         capsys, "--spectrum-file", str(f), "--n", "1e3", "1e5", "--process", "ddpm", "--t", "300"
     )
-    assert res["input"] == {"spectrum_size": 100}
+    assert res["source"] == {"spectrum_size": 100}
     ns = [r["n"] for r in res["results"]]
     assert ns == [1000, 100000]
     dcs = M.collapse_delta(np.array([1e3, 1e5]), lam)
@@ -179,7 +190,7 @@ def test_phase_diagram_writes_matching_files(tmp_path, capsys):
     argv += ["--process", "ou", "--out", str(out), "--n-alpha", "60", "--n-t", "50"]
     rc, stdout, err = run(capsys, *argv, "--dpi", "40", "--json")
     assert rc == 0, err
-    summary = _strict_json(stdout)
+    summary = _strict_json(stdout)["result"]
     for ext in ("png", "pdf", "npz", "json"):
         f = out / f"phase-diagram.{ext}"
         assert f.is_file() and f.stat().st_size > 200

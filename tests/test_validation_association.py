@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from physdiff import association as A
-from physdiff._attractors_cli import named_points
 from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
+from physdiff.examples import point_set as named_points
 from validation.experiments import associative_memory as E
 
 

@@ -1,0 +1,413 @@
+"""``physdiff attractors``: the end points of deterministic generation
+(:func:`physdiff.association.attractor_report`).
+
+    physdiff attractors --ensemble circle --k 12
+    physdiff attractors --ensemble gaussian-points --k 20 --d 2 --seed 0 --json
+    physdiff attractors --ensemble digits --k 100 --n 1000
+    physdiff attractors --checkpoint runs/net --arch mlp --d 2 --train points.npy
+
+The model is the exact empirical score of a named training set
+(:func:`physdiff.examples.point_set`) or a trained network read from a checkpoint
+(:func:`network`, the architecture read from the weights).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..examples import POINT_SETS
+from ._args import UsageError, add_json, add_process, bounded, choice, emit, integer, number
+
+NAME = "attractors"
+HELP = "attractors of deterministic generation: count, stability, memorised fraction"
+ARCHES = ("mlp", "unet")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        NAME,
+        help=HELP,
+        description="Run n probability-flow (Heun) trajectories in one batch down to the "
+        "noise level --delta-end, refine their end points with the iterated denoiser, "
+        "deduplicate them into attractors, test each attractor's stability (score "
+        "Jacobian) and classify the end points against the training set: memorised "
+        "(a training point within c_m s), spurious (not memorised, but at least "
+        "min_neighbours other end points within c_s s) or generalised; s is the training "
+        "set's median nearest-neighbour spacing (docs/theory.md section 5). The model is "
+        "the exact empirical score of a named training set (--ensemble), which only "
+        "memorises, or a trained network (--checkpoint).",
+        epilog="Ensembles: circle (K equally spaced points on the unit circle, d = 2), "
+        "gaussian-points (K points drawn from N(0, I_d) with --seed), digits (K of the "
+        "1438 standardised 8x8 training digits, a permutation drawn with --seed). A "
+        "checkpoint of physdiff.nn.train needs --arch and --d; its training set, for the "
+        "classification, comes from --train FILE.npy or --ensemble. Examples: physdiff "
+        "attractors --ensemble circle --k 12; physdiff attractors --checkpoint runs/net "
+        "--arch mlp --d 2 --train points.npy --json.",
+    )
+    src = p.add_argument_group("model and training set")
+    src.add_argument(
+        "--ensemble",
+        type=choice(POINT_SETS, "ensemble"),
+        metavar="NAME",
+        help=f"a named training set ({', '.join(POINT_SETS)}); without --checkpoint its "
+        "exact empirical score is the model",
+    )
+    src.add_argument("--k", type=integer, metavar="K", help="number of training points (>= 2)")
+    src.add_argument(
+        "--d",
+        type=integer,
+        metavar="D",
+        help="data dimension: of gaussian-points (default 2), of the network (required "
+        "with --checkpoint)",
+    )
+    src.add_argument(
+        "--seed", type=integer, default=0, metavar="S", help="seed of the data and the sampler (0)"
+    )
+    src.add_argument(
+        "--checkpoint", metavar="PATH", help="a physdiff.nn checkpoint file or its folder"
+    )
+    src.add_argument("--arch", type=choice(ARCHES, "architecture"), help="mlp or unet")
+    src.add_argument(
+        "--image-shape", metavar="C,H,W", help="image shape of a unet (default 1,H,W, H*W = --d)"
+    )
+    src.add_argument(
+        "--base-channels",
+        type=integer,
+        metavar="C",
+        help="unet base channels (default: read from the checkpoint)",
+    )
+    src.add_argument(
+        "--parametrisation",
+        default="edm",
+        choices=["edm", "eps", "x0", "score"],
+        help="the network's denoiser parametrisation (edm)",
+    )
+    src.add_argument(
+        "--sigma-data", type=number, default=1.0, metavar="S", help="the network's sigma_data (1)"
+    )
+    src.add_argument(
+        "--train", metavar="FILE", help="training set of the network: .npy array (K, d)"
+    )
+    src.add_argument(
+        "--device", default="cpu", help="torch device of the network (cpu, cuda, auto; cpu)"
+    )
+    run_ = p.add_argument_group("search and classification")
+    run_.add_argument(
+        "--n", type=bounded(1, 10**6), default=512, metavar="N", help="trajectories (512)"
+    )
+    add_process(
+        run_,
+        "edm",
+        "the process of the sampler (edm: its smallest noise, sigma = 0.002, resolves the "
+        "closest memories)",
+    )
+    run_.add_argument(
+        "--steps", type=bounded(1, 10**5), default=60, metavar="S", help="Heun steps (60)"
+    )
+    run_.add_argument(
+        "--delta-end",
+        type=number,
+        metavar="D",
+        help="final noise level of the sampler and of the refinement (default: (0.05 s)^2, "
+        "at least the process's smallest)",
+    )
+    run_.add_argument(
+        "--max-iter",
+        type=bounded(0, 10**7),
+        default=1000,
+        metavar="M",
+        help="at most M denoiser iterations refine each end point; a point stops when its "
+        "last update is below --refine-tol times s, the others are reported as not "
+        "converged (1000; 0: no refinement, the sampler's end points)",
+    )
+    run_.add_argument(
+        "--refine-tol",
+        type=number,
+        default=1e-8,
+        metavar="T",
+        help="convergence tolerance of the refinement in units of s (1e-8; about 1e-5 for "
+        "a float32 network)",
+    )
+    run_.add_argument(
+        "--dedup",
+        type=number,
+        default=0.05,
+        metavar="C",
+        help="end points within C s share an attractor (0.05)",
+    )
+    run_.add_argument(
+        "--c-m", type=number, default=0.25, metavar="C", help="memorised within C s (0.25)"
+    )
+    run_.add_argument(
+        "--c-s", type=number, default=0.25, metavar="C", help="spurious cluster radius C s (0.25)"
+    )
+    run_.add_argument(
+        "--min-neighbours",
+        type=bounded(1, None),
+        metavar="M",
+        help="neighbours that make a cluster spurious (default: the count reached by chance "
+        "with probability below 1%%, from N, K and the training set's intrinsic dimension)",
+    )
+    run_.add_argument(
+        "--rows",
+        type=bounded(0, 10**6),
+        default=20,
+        metavar="R",
+        help="attractors listed in the table (20)",
+    )
+    add_json(p)
+
+
+# ---------------------------------------------------------------------------------------
+# the checks and the model
+# ---------------------------------------------------------------------------------------
+def _check(args) -> None:
+    for name, v in (
+        ("--c-m", args.c_m),
+        ("--c-s", args.c_s),
+        ("--dedup", args.dedup),
+        ("--refine-tol", args.refine_tol),
+        ("--sigma-data", args.sigma_data),
+    ):
+        if not v > 0:
+            raise UsageError(f"argument {name}: must be a positive number; got {v:g}")
+    if args.delta_end is not None and not args.delta_end > 0:
+        raise UsageError(f"argument --delta-end: must be a positive number; got {args.delta_end:g}")
+    if args.seed < 0:
+        raise UsageError(f"argument --seed: must be an integer >= 0; got {args.seed}")
+    if args.ensemble is None and args.checkpoint is None:
+        raise UsageError("argument --ensemble: give --ensemble NAME (with --k) or --checkpoint")
+    if args.ensemble is not None and args.k is None:
+        raise UsageError(f"argument --k: required with --ensemble {args.ensemble}")
+    if args.k is not None and args.ensemble is None:
+        raise UsageError("argument --k: goes with --ensemble")
+    if args.train is not None and args.checkpoint is None:
+        raise UsageError("argument --train: goes with --checkpoint (an ensemble is its own data)")
+    if args.train is not None and args.ensemble is not None:
+        raise UsageError("argument --train: give either --train or --ensemble as the training set")
+    if args.checkpoint is None:
+        for name in ("arch", "image_shape", "base_channels"):
+            if getattr(args, name) is not None:
+                raise UsageError(f"argument --{name.replace('_', '-')}: goes with --checkpoint")
+
+
+def _load_train(path: str, dim: int):
+    import numpy as np
+
+    from ._args import read_array
+
+    arr = read_array(path, "--train", text=False)
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 2:
+        raise UsageError(
+            f"argument --train: expected shape (K, {dim}) with K >= 2; got {arr.shape} in {path!r}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise UsageError(f"argument --train: {path!r} holds NaN or inf")
+    return arr
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _image_shape(args) -> tuple[int, int, int]:
+    if args.image_shape is None:
+        side = math.isqrt(args.d)
+        if side * side != args.d:
+            raise UsageError(
+                f"argument --image-shape: required when --d ({args.d}) is not a square"
+            )
+        return (1, side, side)
+    try:
+        shape = tuple(int(v) for v in args.image_shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or math.prod(shape) != args.d:
+        raise UsageError(
+            f"argument --image-shape: expected C,H,W with C*H*W = --d ({args.d}); "
+            f"got {args.image_shape!r}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def network(args):
+    """The checkpoint's denoiser as a ``NetworkScoreModel``; the architecture (hidden
+    width, depth, embedding, classes; a U-Net's channels and attention) is read from the
+    checkpoint's weights."""
+    from pathlib import Path
+
+    p = Path(args.checkpoint)
+    if not (p.is_file() or (p.is_dir() and (p / "checkpoint.pt").is_file())):
+        raise UsageError(f"argument --checkpoint: no checkpoint at {str(p)!r}")
+    if args.arch is None:
+        raise UsageError("argument --arch: required with --checkpoint (mlp or unet)")
+    if args.d is None or args.d < 1:
+        raise UsageError("argument --d: required with --checkpoint (the data dimension, >= 1)")
+    import torch
+
+    from ..errors import InputError
+    from ..nn import Denoiser, NetworkScoreModel, ScoreMLP, ScoreUNet, load_checkpoint
+
+    file = p if p.is_file() else p / "checkpoint.pt"
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)["ema"]
+    except Exception as exc:  # unreadable or not ours: load_checkpoint says which below
+        state, err = None, exc
+    if args.arch == "mlp":
+        if state is None:
+            raise UsageError(
+                f"argument --checkpoint: cannot read {str(file)!r}: {_first_line(err)}"
+            )
+        try:
+            hidden, dim = state["net.inp.weight"].shape
+            embed = state["net.cond.mlp.0.weight"].shape[1]
+            depth = len({k.split(".")[2] for k in state if k.startswith("net.blocks.")})
+            emb = state.get("net.cond.classes.weight")
+        except (KeyError, IndexError, AttributeError):
+            raise UsageError(
+                f"argument --arch: {str(file)!r} does not hold a ScoreMLP (try --arch unet)"
+            ) from None
+        if dim != args.d:
+            raise UsageError(f"argument --d: the checkpoint's network has d = {dim}; got {args.d}")
+        n_classes = None if emb is None else int(emb.shape[0]) - 1
+        net = ScoreMLP(
+            args.d, hidden=int(hidden), depth=depth, n_classes=n_classes, embed_dim=int(embed)
+        )
+    else:
+        shape = _image_shape(args)
+        try:
+            base = int(state["net.conv_in.weight"].shape[0]) if state is not None else None
+            embed = int(state["net.cond.mlp.0.weight"].shape[1]) if state is not None else None
+            attention = state is None or any(".qkv." in k for k in state)
+            emb = None if state is None else state.get("net.cond.classes.weight")
+        except (KeyError, IndexError, AttributeError):
+            raise UsageError(
+                f"argument --arch: {str(file)!r} does not hold a ScoreUNet (try --arch mlp)"
+            ) from None
+        if args.base_channels is not None:
+            base = args.base_channels
+        n_classes = None if emb is None else int(emb.shape[0]) - 1
+        net = ScoreUNet(
+            shape,
+            base_channels=base or 32,
+            n_classes=n_classes,
+            embed_dim=embed,
+            attention=attention,
+        )
+    try:
+        den = Denoiser(net, parametrisation=args.parametrisation, sigma_data=args.sigma_data)
+        load_checkpoint(file, den)
+        return NetworkScoreModel(den, device=args.device)
+    except InputError as exc:  # torch's mismatch report spans lines: keep the first
+        raise UsageError(f"argument --checkpoint: {_first_line(exc)}") from None
+    except RuntimeError as exc:  # e.g. an unavailable device
+        raise UsageError(f"argument --device: {_first_line(exc)}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------
+def run(args) -> int:
+    from ..association import attractor_report
+    from ..errors import InputError
+    from ..examples import point_set
+
+    _check(args)
+    train = None
+    if args.ensemble is not None:
+        train = point_set(args.ensemble, args.k, d=args.d, seed=args.seed)
+    if args.checkpoint is not None:
+        model = network(args)
+        if args.train is not None:
+            train = _load_train(args.train, model.dim)
+        source = {"checkpoint": str(args.checkpoint), "arch": args.arch}
+        if args.ensemble is not None:
+            source.update(ensemble=args.ensemble, k=args.k, seed=args.seed)
+    else:
+        from ..ensembles import Empirical
+
+        model = Empirical(train)
+        source = {"ensemble": args.ensemble, "k": args.k, "seed": args.seed, "model": "exact"}
+    if train is not None:
+        source["k"] = int(train.shape[0])
+    try:
+        rep = attractor_report(
+            model,
+            train,
+            n=args.n,
+            seed=args.seed,
+            process=args.process,
+            steps=args.steps,
+            delta_end=args.delta_end,
+            dedup=args.dedup,
+            c_m=args.c_m,
+            c_s=args.c_s,
+            min_neighbours=args.min_neighbours,
+            max_iter=args.max_iter,
+            refine_tol=args.refine_tol,
+        )
+    except InputError as exc:  # e.g. --delta-end outside the process's range
+        msg = _first_line(exc)
+        if "delta" in msg and args.delta_end is not None:
+            raise UsageError(f"argument --delta-end: {msg}") from None
+        raise
+    return emit(NAME, args, {"source": source, **rep.to_dict()}, lambda r: table(r, args.rows))
+
+
+def table(res: dict, max_rows: int) -> str:
+    src = res["source"]
+    if "checkpoint" in src:
+        head = f"network {src['checkpoint']} ({src['arch']}, d = {res['dim']})"
+        if "k" in src:
+            head += f", training set of K = {src['k']}"
+    else:
+        head = f"exact empirical score of {src['ensemble']}: K = {src['k']} in d = {res['dim']}"
+    lines = [
+        head,
+        f"{res['n']} Heun probability-flow trajectories on {res['process']} ({res['steps']} "
+        f"steps) to delta_end = {res['delta_end']:.4g}, refined by the iterated denoiser "
+        f"(at most {res['max_iter']} iterations; {res['n_unconverged']} not converged); "
+        f"dedup radius {res['dedup_radius']:.4g}",
+        f"attractors: {res['n_attractors']} ({res['n_stable']} stable)",
+    ]
+    cl = res.get("classification")
+    if cl is not None:
+        f, se = cl["fractions"], cl["stderr"]
+        lines.append(
+            "end points: "
+            + ", ".join(f"{k} {f[k]:.3f} +- {se[k]:.3f}" for k in f)
+            + f"  (s = {cl['spacing']:.4g}, delta_m = {cl['delta_m']:.4g}, delta_s = "
+            f"{cl['delta_s']:.4g}, min_neighbours = {cl['min_neighbours']}"
+            + (
+                f" from intrinsic dimension {cl['intrinsic_dim']:g}"
+                if cl.get("intrinsic_dim") is not None
+                else ""
+            )
+            + ")"
+        )
+    if res.get("note"):
+        lines.append(f"note: {res['note']}")
+    rows = res["attractors"][:max_rows]
+    if rows:
+        show_pt = res["dim"] <= 3
+        cols = f"{'#':>4} {'count':>6} {'stable':>6} {'top eig':>11}"
+        if cl is not None:
+            cols += f"  {'class':<11} {'nearest':>7} {'dist/s':>9}"
+        if show_pt:
+            cols += "  point"
+        lines += ["", cols]
+        for i, r in enumerate(rows):
+            eig = "-" if r["top_eigenvalue"] is None else f"{r['top_eigenvalue']:.4g}"
+            line = f"{i:>4} {r['count']:>6} {'yes' if r['stable'] else 'no':>6} {eig:>11}"
+            if cl is not None:
+                line += (
+                    f"  {r['class']:<11} {r['nearest_training_point']:>7} "
+                    f"{r['distance'] / cl['spacing']:>9.3g}"
+                )
+            if show_pt:
+                line += "  (" + ", ".join(f"{v:.4g}" for v in r["point"]) + ")"
+            lines.append(line)
+        if len(res["attractors"]) > max_rows:
+            lines.append(f"  ... {len(res['attractors']) - max_rows} more (--rows, --json)")
+    return "\n".join(lines)

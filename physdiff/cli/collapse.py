@@ -1,0 +1,170 @@
+"""``physdiff collapse``: the memorisation collapse time of n training points for a
+covariance spectrum (:func:`physdiff.memorization.collapse_table`).
+
+    physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json
+    physdiff collapse --spectrum-file eig.npy --n 1e4 1e5 1e6 --process ddpm
+    physdiff collapse --d 1 --log-n 1000
+
+Extending it: add flags in :func:`register`, pass them on in :func:`run`, and add what
+they produce to the text in :func:`table` (the JSON is the result's ``to_dict()``).
+"""
+
+from __future__ import annotations
+
+from ._args import add_json, add_process, add_spectrum, cell, emit, number, read_array
+
+NAME = "collapse"
+HELP = "memorisation collapse time t_C of n training points, for a covariance spectrum"
+FLAGS = {"spectrum": "--spectrum-file"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        NAME,
+        help=HELP,
+        description="The random-energy-model collapse of the exact empirical score "
+        "(docs/theory.md section 3; Biroli et al. 2024): with n = e^{alpha_n d} training "
+        "points the posterior over them condenses where the Gaussian mutual information "
+        "per dimension reaches alpha_n, i.e. where log n = sum_i 1/2 log(1 + "
+        "lambda_i/delta) (normal directions, lambda = 0, drop out). For each --n (or "
+        "--log-n, its natural log, for n beyond a float) it gives alpha_n, the collapse "
+        "noise-to-signal variance delta_C, t_C in --process, its OU time and DDPM steps "
+        "(floor, nearest, ceil) when in range, the small- and large-alpha_n asymptotics, "
+        "and the inputs of the excess-entropy formula f = alpha_n - I(delta)/d. Give the "
+        "spectrum as --d with --variance (isotropic), plus --top-eigenvalue (one spiked "
+        "direction) or --intrinsic-dim (a linear manifold), or as --spectrum-file.",
+        epilog="Examples: physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json; "
+        "physdiff collapse --d 784 --intrinsic-dim 12 --n 6e4 --process ddpm; physdiff "
+        "collapse --spectrum-file eig.npy --n 1e4 1e5 --t 0.5 1.0. The criterion is the "
+        "large-d limit of the excess entropy; at finite d the measured crossover is smooth "
+        "(see docs/memorization.md).",
+    )
+    add_spectrum(p)
+    n = p.add_mutually_exclusive_group(required=True)
+    n.add_argument(
+        "--n",
+        nargs="+",
+        type=number,
+        metavar="N",
+        help="number(s) of training points (>= 2; 2e4 is accepted)",
+    )
+    n.add_argument(
+        "--log-n",
+        nargs="+",
+        type=number,
+        metavar="LOG_N",
+        help="natural log of the number(s) of training points instead (>= log 2), for n "
+        "beyond a float (e^709.78): e.g. --log-n 1000",
+    )
+    add_process(p, "ou", "process for the time column")
+    p.add_argument(
+        "--t",
+        nargs="+",
+        type=number,
+        metavar="T",
+        help="also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
+    )
+    add_json(p)
+
+
+def spectrum_args(args) -> dict:
+    """The spectrum flags of :func:`physdiff.cli._args.add_spectrum` as the keyword
+    arguments of :func:`physdiff.memorization.model_spectrum` (the file read here)."""
+    spectrum = None
+    if args.spectrum_file is not None:
+        spectrum = read_array(args.spectrum_file, "--spectrum-file")
+    return {
+        "d": args.d,
+        "variance": args.variance,
+        "top_eigenvalue": args.top_eigenvalue,
+        "intrinsic_dim": args.intrinsic_dim,
+        "spectrum": spectrum,
+    }
+
+
+def run(args) -> int:
+    from ..memorization import collapse_table
+
+    res = collapse_table(
+        n=args.n, log_n=args.log_n, process=args.process, t=args.t, **spectrum_args(args)
+    )
+    return emit(NAME, args, res, table)
+
+
+def describe(source: dict, summ: dict) -> str:
+    """One line naming the spectrum (also the phase diagram's title)."""
+    if "spectrum_size" in source:
+        return (
+            f"spectrum of {summ['d']} eigenvalues ({summ['intrinsic_dim']} positive, "
+            f"top {summ['top_eigenvalue']:.6g}, trace {summ['trace']:.6g})"
+        )
+    parts = [f"d = {source['d']}"]
+    if "intrinsic_dim" in source:
+        parts.append(f"manifold of dimension m = {source['intrinsic_dim']}")
+    parts.append(f"variance {source['variance']:g}")
+    if "top_eigenvalue" in source:
+        parts.append(f"top eigenvalue {source['top_eigenvalue']:g}")
+    return ", ".join(parts)
+
+
+def _asymptotic(e: dict) -> str:
+    if e["delta"] is None:
+        return "-"
+    return f"{e['delta']:.6g}" + ("" if e["rel_error"] is None else f" ({e['rel_error']:+.1%})")
+
+
+def table(res: dict) -> str:
+    proc, summ = res["process"], res["spectrum"]
+    tcol = f"t_C in {proc}"
+    w = max(12, len(tcol) + 1)
+    cols = [("n", 12), ("alpha_n", 12), ("delta_C", 12), ("OU time", 12), (tcol, w)]
+    cols.append(("DDPM step", 11))
+    lines = [
+        f"{describe(res['source'], summ)}: collapse where log n = sum_i 1/2 log(1 + "
+        f"lambda_i/delta)",
+        "",
+        "".join(c.rjust(k) for c, k in cols),
+    ]
+    notes = []
+    for r in res["results"]:
+        steps = r["ddpm_step"]
+        # n beyond a float (given as --log-n) is written e^LOG_N
+        nlab = f"{r['n']:g}" if r["n"] is not None else f"e^{r['log_n']:.6g}"
+        vals = [
+            r["n"] if r["n"] is not None else nlab,
+            r["alpha_n"],
+            r["delta"],
+            r["ou_time"],
+            r["time"],
+            None if steps is None else int(steps["nearest"]),
+        ]
+        lines.append(
+            "".join(
+                " " + v.rjust(k - 1) if isinstance(v, str) else cell(v, k)
+                for v, (_, k) in zip(vals, cols, strict=True)
+            )
+        )
+        a = r["asymptotic"]
+        notes.append(
+            f"  n = {nlab}: asymptotic delta_C: small alpha {_asymptotic(a['small_alpha'])}, "
+            f"large alpha {_asymptotic(a['large_alpha'])}"
+        )
+        if steps is not None:
+            notes.append(
+                f"  n = {nlab}: DDPM steps floor / nearest / ceil: {steps['floor']} / "
+                f"{steps['nearest']} / {steps['ceil']}"
+            )
+        for e in r.get("excess_entropy", []):
+            notes.append(
+                f"  n = {nlab}: at t = {e['t']:g} (delta {e['delta']:.6g}): I/d = "
+                f"{e['mutual_information'] / summ['d']:.6g}, f = {e['f']:.6g}"
+                + (" (collapsed)" if e["collapsed"] else "")
+            )
+        if r.get("note"):
+            notes.append(f"  n = {nlab}: {r['note']}")
+    notes.append(
+        f"  alpha_n = log(n)/d with d = {summ['d']}; intrinsic dimension m = "
+        f"{summ['intrinsic_dim']} (alpha_n_intrinsic = log(n)/m in the JSON); large-d "
+        "criterion (Biroli et al. 2024), the finite-d crossover is smooth"
+    )
+    return "\n".join(lines + ["", "notes:"] + notes)

@@ -1,0 +1,98 @@
+"""``physdiff convert``: a noise level, a time or a DDPM step in every process
+(:func:`physdiff.processes.convert`).
+
+    physdiff convert --delta 1 --to ddpm --json
+    physdiff convert --t 0.5 --from vp-linear
+    physdiff convert --step 250
+"""
+
+from __future__ import annotations
+
+from ._args import UsageError, add_json, cell, emit, number, process_name, process_names
+
+NAME = "convert"
+HELP = "convert a noise-to-signal variance, a time or a DDPM step between processes"
+
+
+def _target(value: str) -> str:
+    return "all" if value.strip().lower() == "all" else process_name(value)
+
+
+def register(subparsers) -> None:
+    names = ", ".join(process_names())
+    p = subparsers.add_parser(
+        NAME,
+        help=HELP,
+        description="Convert one point of the noise schedule between processes. Give "
+        "exactly one of --delta, --t with --from, or --step. Every process "
+        "is compared through Delta = sigma^2/alpha^2 = 1/SNR.",
+        epilog=f"Processes: {names}. Example: physdiff convert --delta 1 --to ddpm --json",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--delta",
+        type=number,
+        metavar="D",
+        help="noise-to-signal variance Delta = sigma^2/alpha^2 (> 0)",
+    )
+    src.add_argument("--t", type=number, metavar="T", help="a time of the process named by --from")
+    src.add_argument(
+        "--step", type=number, metavar="K", help="an integer DDPM step (same as --t K --from ddpm)"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_",
+        type=process_name,
+        metavar="PROC",
+        help=f"the process --t belongs to ({names})",
+    )
+    p.add_argument(
+        "--to",
+        nargs="+",
+        type=_target,
+        default=["all"],
+        metavar="PROC",
+        help="target process(es), or 'all' (default)",
+    )
+    add_json(p)
+
+
+def run(args) -> int:
+    from ..processes import convert
+
+    if args.t is not None and args.from_ is None:
+        raise UsageError("argument --t: needs --from PROC (the process the time belongs to)")
+    if args.from_ is not None and args.t is None:
+        raise UsageError("argument --from: goes with --t (use --step K for a DDPM step)")
+    res = convert(delta=args.delta, t=args.t, from_=args.from_, step=args.step, to=args.to)
+    return emit(NAME, args, res, table)
+
+
+def table(res: dict) -> str:
+    src = res["source"]
+    if "delta" in src:
+        head = f"delta = {src['delta']:.6g}"
+    elif "step" in src:
+        head = f"DDPM step {src['step']}: delta = {res['delta']:.6g}"
+    else:
+        head = f"t = {src['t']:.6g} in {src['from']}: delta = {res['delta']:.6g}"
+    ls = res["log_snr"]
+    lines = [
+        f"{head}   log-SNR = {'+inf' if ls is None else f'{ls + 0.0:.6g}'}   "
+        f"OU time = {res['ou_time']:.6g}",
+        "",
+    ]
+    cols = ["process", "time", "delta", "alpha", "sigma", "log-SNR"]
+    lines.append(f"{cols[0]:<10}" + "".join(" " + c.rjust(11) for c in cols[1:]))
+    notes = []
+    for name, e in res["targets"].items():
+        lines.append(
+            f"{name:<10}"
+            + "".join(cell(e[k]) for k in ("time", "delta", "alpha", "sigma", "log_snr"))
+        )
+        if e.get("note"):
+            notes.append(f"  {name}: {e['note']}")
+        if e.get("steps"):
+            parts = [f"{r} {s['step']} (delta {s['delta']:.6g})" for r, s in e["steps"].items()]
+            notes.append(f"  {name} integer steps: " + ", ".join(parts))
+    return "\n".join(lines + ([""] + notes if notes else []))
