@@ -13,7 +13,10 @@ score-model interface (docs/design.md "nn/"). Importing this package imports tor
   (each member retracing its own :func:`train` run), whole-ensemble checkpoints;
 * :class:`NetworkScoreModel`: a trained denoiser as a :class:`physdiff.ensembles.ScoreModel`
   (numpy in, float64 out, score Jacobian by autograd, conditional scores, process frames);
-* :func:`load_diffusers`: a diffusers ``UNet2DModel`` + ``DDPMScheduler`` as the same.
+* :func:`load_diffusers`: a diffusers UNet with its scheduler, a pipeline or a saved folder
+  as a :class:`DiffusersModel` carrying the scheduler's own ``.process``;
+* :func:`from_k_diffusion` / :func:`to_k_diffusion`: k-diffusion denoisers ``D(x, sigma)``
+  both ways (``sigma = sqrt(delta)``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from __future__ import annotations
 from ._device import default_device
 from .adapter import NetworkScoreModel
 from .denoiser import PARAMETRISATIONS, Denoiser
-from .diffusers_adapter import DiffusersDenoiser, load_diffusers
+from .diffusers_adapter import DiffusersDenoiser, DiffusersModel, load_diffusers
 from .ensemble import train_ensemble
+from .k_diffusion import KDiffusionDenoiser, from_k_diffusion, to_k_diffusion
 from .networks import NoiseEmbedding, ScoreMLP, ScoreUNet
 from .training import TrainConfig, TrainResult, load_checkpoint, sample_delta, train
 
@@ -41,5 +45,9 @@ __all__ = [
     "load_checkpoint",
     "load_diffusers",
     "DiffusersDenoiser",
+    "DiffusersModel",
+    "from_k_diffusion",
+    "to_k_diffusion",
+    "KDiffusionDenoiser",
     "default_device",
 ]

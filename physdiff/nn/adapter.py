@@ -37,6 +37,8 @@ class NetworkScoreModel:
     mode). ``batch_size``: points per network call (memory bound; the score Jacobian uses
     ``batch_size`` network rows, i.e. ``batch_size // d`` points, per call). ``label``: the
     class every call conditions on (``None``: the unconditional, null-label model).
+    ``process``: the process the network was trained for, kept as ``.process`` (``None``
+    when unknown); samplers take it as ``process=model.process``.
 
         denoise(y, delta)        = D(y, delta) ~ E[x0 | y]
         score(y, delta)          = (D(y, delta) - y) / delta   (no cancellation: Denoiser.score)
@@ -50,6 +52,7 @@ class NetworkScoreModel:
         device: str | torch.device = "auto",
         batch_size: int = 4096,
         label: int | None = None,
+        process: Process | str | None = None,
     ):
         if not isinstance(denoiser, nn.Module):
             raise InputError(
@@ -67,6 +70,7 @@ class NetworkScoreModel:
         self._dim = dim
         self._n_classes: int | None = getattr(denoiser, "n_classes", None)
         self._label = self._check_label(label)
+        self.process: Process | None = None if process is None else get_process(process)
 
     def _check_label(self, label) -> int | None:
         if label is None:
@@ -94,7 +98,7 @@ class NetworkScoreModel:
     def conditional(self, label: int | None) -> NetworkScoreModel:
         """The same network conditioned on class ``label`` (``None``: unconditional); the
         weights are shared, not copied."""
-        other = object.__new__(NetworkScoreModel)
+        other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other._label = self._check_label(label)
         return other
