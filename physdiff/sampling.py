@@ -54,7 +54,7 @@ import numpy as np
 from ._validate import as_points, finite_array, integer
 from .ensembles.base import Ensemble, ScoreModel
 from .ensembles.gaussian import Gaussian
-from .errors import InputError, NotSupportedError, PhysdiffError, ShapeError
+from .errors import DomainError, InputError, NotSupportedError, PhysdiffError, ShapeError
 from .processes import Process, get_process
 
 __all__ = [
@@ -485,6 +485,11 @@ def _grid(process: Process, times, n_steps, t_start, t_end) -> np.ndarray:
             f"times[{i}]={grid[i]:g} followed by times[{i + 1}]={grid[i + 1]:g}"
         )
     process.check_time(grid, "times")
+    if not np.isfinite(process.delta(grid[0])):  # the last step of a zero-terminal-SNR table
+        raise DomainError(
+            f"times must start where delta is finite; delta(times[0]={grid[0]:g}) = inf for "
+            f"{process!r}, where a VE-frame model is undefined: start one step earlier"
+        )
     return grid
 
 
