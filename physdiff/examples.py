@@ -26,6 +26,7 @@ from .errors import InputError
 __all__ = [
     "MixtureSpec",
     "MIXTURES",
+    "FOUR_MEANS_1D",
     "GUIDE_MIXTURES",
     "mixture",
     "symmetric_pair",
@@ -34,6 +35,7 @@ __all__ = [
     "four_classes_1d",
     "POINT_SETS",
     "point_set",
+    "three_blobs_2d",
 ]
 
 
@@ -223,3 +225,12 @@ def mixture_1d(means, stds=(1.0,), weights=None) -> GaussianMixture:
                     f"{sd[i]:g}): their classes cannot be told apart"
                 )
     return GaussianMixture.isotropic(w.tolist(), pts.tolist(), (sd**2).tolist())
+
+
+def three_blobs_2d() -> GaussianMixture:
+    """2-D, three Gaussian classes of unequal weights (0.45, 0.35, 0.20) with anisotropic,
+    unequal covariances at (-1.3, -0.7), (1.3, -0.7) and (0, 1.4): the mixture of the
+    ensembles figures (a score field with three basins of different shapes)."""
+    means = [[-1.3, -0.7], [1.3, -0.7], [0.0, 1.4]]
+    covs = [0.12 * np.eye(2), [[0.25, 0.10], [0.10, 0.08]], [[0.05, 0.0], [0.0, 0.20]]]
+    return GaussianMixture([0.45, 0.35, 0.20], means, covs)

@@ -14,9 +14,10 @@ from physdiff import information as I
 from physdiff import sampling
 from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
+from physdiff.examples import four_classes_1d
 from theory import information as th
 
-FOUR = GaussianMixture.isotropic([0.25] * 4, [[-8.0], [-4.0], [6.0], [8.0]], [0.0] * 4)
+FOUR = four_classes_1d()  # point masses at -8, -4, 6, 8 (physdiff.examples)
 
 
 def _phi(u):

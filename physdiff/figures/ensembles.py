@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import plot
 from ..ensembles import Empirical, Gaussian, GaussianMixture, LinearManifold
+from ..examples import three_blobs_2d
 from . import register
 
 DELTAS = (0.01, 0.3, 3.0)
@@ -25,9 +26,7 @@ def _gaussian() -> Gaussian:
 
 
 def _mixture() -> GaussianMixture:
-    means = [[-1.3, -0.7], [1.3, -0.7], [0.0, 1.4]]
-    covs = [0.12 * np.eye(2), [[0.25, 0.10], [0.10, 0.08]], [[0.05, 0.0], [0.0, 0.20]]]
-    return GaussianMixture([0.45, 0.35, 0.20], means, covs)
+    return three_blobs_2d()
 
 
 def _empirical(seed: int = 7, n: int = 20) -> Empirical:

@@ -16,10 +16,11 @@ import numpy as np
 from .. import information as I
 from .. import plot
 from ..ensembles import GaussianMixture
+from ..examples import FOUR_MEANS_1D, four_classes_1d
 from ..processes import DDPM
 from . import register
 
-_MEANS = (-8.0, -4.0, 6.0, 8.0)
+_MEANS = FOUR_MEANS_1D
 _CLASS_COLORS = (
     plot.OKABE_ITO["blue"],
     plot.OKABE_ITO["sky"],
@@ -30,8 +31,8 @@ _GRID = {"linewidth": 0.4, "alpha": 0.4}
 
 
 def _four(variance: float = 0.0) -> GaussianMixture:
-    """The issue's four classes: equal weights at -8, -4, 6, 8 (point masses by default)."""
-    return GaussianMixture.isotropic([0.25] * 4, [[m] for m in _MEANS], [variance] * 4)
+    """The four classes: equal weights at -8, -4, 6, 8 (point masses by default)."""
+    return four_classes_1d(variance)
 
 
 def _half_steps(proc: DDPM, stride: int = 1) -> np.ndarray:

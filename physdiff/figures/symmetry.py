@@ -16,6 +16,7 @@ import numpy as np
 from .. import plot
 from .. import symmetry as S
 from ..ensembles import GaussianMixture
+from ..examples import mixture
 from ..processes import DDPM, OU
 from . import register
 
@@ -35,7 +36,7 @@ _GRID = {"linewidth": 0.4, "alpha": 0.4}
 
 def _four_masses() -> GaussianMixture:
     """Equal point masses at -3, -2, 2, 3: two scales, so two generations of bifurcations."""
-    return GaussianMixture([0.25] * 4, [[-3.0], [-2.0], [2.0], [3.0]])
+    return mixture("four-masses-1d")
 
 
 def _c(delta, criterion):
