@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -11,31 +10,18 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_usage_error, json_result, run_command, strict_json
 
 from physdiff import __version__
-from physdiff.cli import COMMANDS, main
+from physdiff.cli import COMMANDS
 from physdiff.processes import DDPM, PRESETS
 
-
-def _strict_json(text: str):
-    def bad(c):
-        raise ValueError(f"non-standard JSON constant {c}")
-
-    return json.loads(text, parse_constant=bad)
-
-
-def run_main(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+_strict_json = strict_json
+run_main = run_command
 
 
 def convert_json(capsys, *argv):
-    rc, out, err = run_main(capsys, "convert", *argv, "--json")
-    assert rc == 0, err
-    env = _strict_json(out)
-    assert env["command"] == "convert"
-    return env["result"]
+    return json_result(capsys, "convert", *argv)
 
 
 # -- help and startup ----------------------------------------------------------------------
@@ -230,13 +216,7 @@ def test_table_output(capsys):
     ],
 )
 def test_bad_input_exits_2_naming_the_argument(capsys, argv, arg):
-    rc, out, err = run_main(capsys, "convert", *argv)
-    assert rc == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert arg in lines[0] and "error" in lines[0]
-    assert "Traceback" not in err
+    assert_usage_error(*run_main(capsys, "convert", *argv), arg)
 
 
 def test_bad_input_via_subprocess_has_no_traceback():

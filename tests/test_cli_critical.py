@@ -7,33 +7,22 @@ import math
 
 import numpy as np
 import pytest
+from cli_helpers import assert_usage_error, json_result, run_command, strict_json
 
 from physdiff import symmetry as S
 from physdiff.cli import main
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM, OU, VPLinear
 
-
-def _strict_json(text: str):
-    def bad(c):
-        raise ValueError(f"non-standard JSON constant {c}")
-
-    return json.loads(text, parse_constant=bad)
+_strict_json = strict_json
 
 
 def run(capsys, *argv):
-    rc = main(["critical", *argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_command(capsys, "critical", *argv)
 
 
 def run_json(capsys, *argv):
-    rc, out, err = run(capsys, *argv, "--json")
-    assert rc == 0, err
-    assert err == ""
-    env = _strict_json(out)
-    assert env["command"] == "critical"
-    return env["result"]
+    return json_result(capsys, "critical", *argv)
 
 
 # -- the examples of the issue ----------------------------------------------------------------
@@ -170,13 +159,7 @@ def test_function_matches_command(capsys):
     ],
 )
 def test_bad_input_exits_2_naming_the_argument(capsys, argv, arg):
-    rc, out, err = run(capsys, *argv)
-    assert rc == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert arg in lines[0] and "error" in lines[0]
-    assert "Traceback" not in err
+    assert_usage_error(*run(capsys, *argv), arg)
 
 
 @pytest.mark.parametrize(

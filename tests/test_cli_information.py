@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from cli_helpers import assert_usage_error
 
 from physdiff import information as I
 from physdiff.cli import main
@@ -140,10 +141,7 @@ def test_entropy_plain_table(capsys):
 )
 def test_entropy_bad_input_exits_2_naming_the_argument(capsys, argv, named):
     code, out, err = _run(capsys, "entropy", *argv)
-    assert code == 2
-    assert out == ""
-    assert len(err.strip().splitlines()) == 1
-    assert named in err and "Traceback" not in err
+    assert_usage_error(code, out, err, named)
 
 
 def test_entropy_is_fast_enough_to_run_in_tests(capsys):
@@ -236,10 +234,7 @@ def test_guide_tracked_dng_2d_and_table(capsys):
 )
 def test_guide_bad_input_exits_2_naming_the_argument(capsys, argv, named):
     code, out, err = _run(capsys, "guide", *argv)
-    assert code == 2
-    assert out == ""
-    assert len(err.strip().splitlines()) == 1
-    assert named in err and "Traceback" not in err
+    assert_usage_error(code, out, err, named)
 
 
 @pytest.mark.parametrize("method", ["cfg", "np", "dng", "dng-exact"])

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import json_result, run_command, strict_json
 
 from physdiff import memorization as M
-from physdiff.cli import main
 from physdiff.processes import DDPM
 
 
@@ -25,26 +25,12 @@ def phase_diagram_data(**kw):
     return res.diagram, res.to_dict()
 
 
-def _strict_json(text: str):
-    def bad(c):
-        raise ValueError(f"non-standard JSON constant {c}")
-
-    return json.loads(text, parse_constant=bad)
-
-
-def run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+_strict_json = strict_json
+run = run_command
 
 
 def collapse_json(capsys, *argv):
-    rc, out, err = run(capsys, "collapse", *argv, "--json")
-    assert rc == 0, err
-    assert err == ""
-    env = _strict_json(out)
-    assert env["command"] == "collapse"
-    return env["result"]
+    return json_result(capsys, "collapse", *argv)
 
 
 # -- collapse ----------------------------------------------------------------------------------

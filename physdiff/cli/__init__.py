@@ -86,7 +86,7 @@ def _command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``physdiff`` console script; returns the exit status."""
-    from ..errors import InputError, NotSupportedError
+    from ..errors import PhysdiffError
     from ._args import UsageError, usage
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"physdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (InputError, NotSupportedError) as exc:  # the library's word on bad input
+    except PhysdiffError as exc:  # the library's word on bad input
         print(f"physdiff {args.command}: error: {usage(exc, args, flags)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `physdiff ... | head`: the reader left; stop quietly
