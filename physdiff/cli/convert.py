@@ -1,5 +1,5 @@
 """``physdiff convert``: a noise level, a time or a DDPM step in every process
-(:func:`physdiff.processes.convert`).
+(:func:`physdiff.conversion.convert`).
 
     physdiff convert --delta 1 --to ddpm --json
     physdiff convert --t 0.5 --from vp-linear
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..processes import convert
+    from ..conversion import convert
 
     if args.t is not None and args.from_ is None:
         raise UsageError("argument --t: needs --from PROC (the process the time belongs to)")
