@@ -194,6 +194,7 @@ def add_spectrum(parser) -> None:
 # the one error path
 # ---------------------------------------------------------------------------------------
 _LEADING_NAME = re.compile(r"([A-Za-z_]\w*)(?::\s*|\s+)(.*)", re.S)
+_NAME_WITH_UNDERSCORE = re.compile(r"\b[a-z]+_[a-z_]*\b")
 
 
 def usage(exc: Exception, args=None, flags: Mapping[str, str] | None = None) -> UsageError:
@@ -202,20 +203,31 @@ def usage(exc: Exception, args=None, flags: Mapping[str, str] | None = None) -> 
     A message starting with a flag (``--delta-min: ...``) gets argparse's ``argument``
     prefix; one starting with the name of a library argument that the command fills from
     a flag (a key of ``flags``, or an attribute of ``args``: ``variance`` is ``--variance``,
-    ``log_n`` is ``--log-n``) is reworded to name that flag. Only the first line of a
-    message is kept (one line on stderr)."""
+    ``log_n`` is ``--log-n``) is reworded to name that flag, and so are the other
+    argument names with an underscore in it (``t_max``). Only the first line of a message
+    is kept (one line on stderr)."""
     msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if msg.startswith("--"):
         return UsageError(f"argument {msg}")
+    known = dict(flags or {})
+
+    def flag_of(name: str) -> str | None:
+        if name in known:
+            return known[name]
+        if args is not None and name in vars(args):
+            return "--" + name.rstrip("_").replace("_", "-")
+        return None
+
+    def reword(text: str) -> str:  # t_max -> --t-max, from_ -> --from (names with "_" only)
+        return _NAME_WITH_UNDERSCORE.sub(lambda m: flag_of(m.group(0)) or m.group(0), text)
+
     m = _LEADING_NAME.match(msg)
     if m is not None:
         name, rest = m.groups()
-        flag = (flags or {}).get(name)
-        if flag is None and args is not None and name in vars(args):
-            flag = "--" + name.rstrip("_").replace("_", "-")
+        flag = flag_of(name)
         if flag is not None:
-            return UsageError(f"argument {flag}: {rest}")
-    return UsageError(msg)
+            return UsageError(f"argument {flag}: {reword(rest)}")
+    return UsageError(reword(msg))
 
 
 # ---------------------------------------------------------------------------------------
