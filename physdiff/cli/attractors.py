@@ -8,17 +8,17 @@
 
 The model is the exact empirical score of a named training set
 (:func:`physdiff.examples.point_set`) or a trained network read from a checkpoint
-(:func:`network`, the architecture read from the weights).
+(:func:`physdiff.nn.from_checkpoint.network_from_checkpoint`, the architecture read from
+the weights).
 """
 
 from __future__ import annotations
-
-import math
 
 from ..examples import POINT_SETS
 from ._args import UsageError, add_json, add_process, bounded, choice, emit, integer, number
 
 NAME = "attractors"
+FLAGS = {"dim": "--d"}
 HELP = "attractors of deterministic generation: count, stability, memorised fraction"
 ARCHES = ("mlp", "unet")
 
@@ -206,103 +206,33 @@ def _load_train(path: str, dim: int):
     return arr
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _image_shape(args) -> tuple[int, int, int]:
-    if args.image_shape is None:
-        side = math.isqrt(args.d)
-        if side * side != args.d:
-            raise UsageError(
-                f"argument --image-shape: required when --d ({args.d}) is not a square"
-            )
-        return (1, side, side)
-    try:
-        shape = tuple(int(v) for v in args.image_shape.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1 or math.prod(shape) != args.d:
-        raise UsageError(
-            f"argument --image-shape: expected C,H,W with C*H*W = --d ({args.d}); "
-            f"got {args.image_shape!r}"
-        )
-    return shape  # type: ignore[return-value]
-
-
 def network(args):
-    """The checkpoint's denoiser as a ``NetworkScoreModel``; the architecture (hidden
-    width, depth, embedding, classes; a U-Net's channels and attention) is read from the
-    checkpoint's weights."""
-    from pathlib import Path
-
-    p = Path(args.checkpoint)
-    if not (p.is_file() or (p.is_dir() and (p / "checkpoint.pt").is_file())):
-        raise UsageError(f"argument --checkpoint: no checkpoint at {str(p)!r}")
+    """The checkpoint's network as a score model
+    (:func:`physdiff.nn.from_checkpoint.network_from_checkpoint`)."""
     if args.arch is None:
         raise UsageError("argument --arch: required with --checkpoint (mlp or unet)")
-    if args.d is None or args.d < 1:
+    if args.d is None:
         raise UsageError("argument --d: required with --checkpoint (the data dimension, >= 1)")
-    import torch
-
-    from ..errors import InputError
-    from ..nn import Denoiser, NetworkScoreModel, ScoreMLP, ScoreUNet, load_checkpoint
-
-    file = p if p.is_file() else p / "checkpoint.pt"
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)["ema"]
-    except Exception as exc:  # unreadable or not ours: load_checkpoint says which below
-        state, err = None, exc
-    if args.arch == "mlp":
-        if state is None:
-            raise UsageError(
-                f"argument --checkpoint: cannot read {str(file)!r}: {_first_line(err)}"
-            )
+    shape = None
+    if args.image_shape is not None:
         try:
-            hidden, dim = state["net.inp.weight"].shape
-            embed = state["net.cond.mlp.0.weight"].shape[1]
-            depth = len({k.split(".")[2] for k in state if k.startswith("net.blocks.")})
-            emb = state.get("net.cond.classes.weight")
-        except (KeyError, IndexError, AttributeError):
+            shape = tuple(int(v) for v in args.image_shape.split(","))
+        except ValueError:
             raise UsageError(
-                f"argument --arch: {str(file)!r} does not hold a ScoreMLP (try --arch unet)"
+                f"argument --image-shape: expected C,H,W; got {args.image_shape!r}"
             ) from None
-        if dim != args.d:
-            raise UsageError(f"argument --d: the checkpoint's network has d = {dim}; got {args.d}")
-        n_classes = None if emb is None else int(emb.shape[0]) - 1
-        net = ScoreMLP(
-            args.d, hidden=int(hidden), depth=depth, n_classes=n_classes, embed_dim=int(embed)
-        )
-    else:
-        shape = _image_shape(args)
-        try:
-            base = int(state["net.conv_in.weight"].shape[0]) if state is not None else None
-            embed = int(state["net.cond.mlp.0.weight"].shape[1]) if state is not None else None
-            attention = state is None or any(".qkv." in k for k in state)
-            emb = None if state is None else state.get("net.cond.classes.weight")
-        except (KeyError, IndexError, AttributeError):
-            raise UsageError(
-                f"argument --arch: {str(file)!r} does not hold a ScoreUNet (try --arch mlp)"
-            ) from None
-        if args.base_channels is not None:
-            base = args.base_channels
-        n_classes = None if emb is None else int(emb.shape[0]) - 1
-        net = ScoreUNet(
-            shape,
-            base_channels=base or 32,
-            n_classes=n_classes,
-            embed_dim=embed,
-            attention=attention,
-        )
-    try:
-        den = Denoiser(net, parametrisation=args.parametrisation, sigma_data=args.sigma_data)
-        load_checkpoint(file, den)
-        return NetworkScoreModel(den, device=args.device)
-    except InputError as exc:  # torch's mismatch report spans lines: keep the first
-        raise UsageError(f"argument --checkpoint: {_first_line(exc)}") from None
-    except RuntimeError as exc:  # e.g. an unavailable device
-        raise UsageError(f"argument --device: {_first_line(exc)}") from None
+    from ..nn.from_checkpoint import network_from_checkpoint
+
+    return network_from_checkpoint(
+        args.checkpoint,
+        args.arch,
+        args.d,
+        image_shape=shape,
+        base_channels=args.base_channels,
+        parametrisation=args.parametrisation,
+        sigma_data=args.sigma_data,
+        device=args.device,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,7 +278,7 @@ def run(args) -> int:
             refine_tol=args.refine_tol,
         )
     except InputError as exc:  # e.g. --delta-end outside the process's range
-        msg = _first_line(exc)
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "delta" in msg and args.delta_end is not None:
             raise UsageError(f"argument --delta-end: {msg}") from None
         raise
