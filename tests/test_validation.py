@@ -72,20 +72,71 @@ def test_ratio_of_means_se_matches_the_spread_of_replicates():
         ratio_of_means(np.ones(3), -np.ones(3))
 
 
-def test_job_keys_are_stable():
-    """The checkpoint hashes did not move when the key code was shared: a changed hash
-    would retrain every finished job of a committed run."""
-    from validation.training import NetSpec, TrainSpec, job_key, make_job
+def test_job_keys_are_canonical(tmp_path):
+    """A job's key is the SHA-256 of the canonical JSON of its parameters: written out here
+    by hand, equal for numpy scalars and Python numbers, and a finished checkpoint under the
+    legacy (numpy-version dependent) key is still found."""
+    import hashlib
+    import json
+
+    from validation.training import NetSpec, TrainSpec, job_key, legacy_job_key, make_job
 
     x = np.arange(12.0).reshape(4, 3)
-    assert job_key(NetSpec(dim=3), TrainSpec(), 7, x) == "bd1bad6ca01b"
-    # the class-conditional networks keep the keys of the spec type they were before
-    net = NetSpec(dim=3, hidden=128, depth=3, n_classes=2)
+    net, train = NetSpec(dim=3), TrainSpec()
+    spec = {
+        "net": {"dim": 3, "hidden": 256, "depth": 4, "embed_dim": 64,
+                "parametrisation": "edm", "sigma_data": 1.0},
+        "train": {"steps": 2000, "batch_size": 256, "lr": 0.002, "ema_decay": 0.999,
+                  "process": "edm", "checkpoint_every": 500, "amp": True},
+        "seed": 7,
+        "data": {"data": {"array": hashlib.sha256(x.astype("<f8").tobytes()).hexdigest(),
+                          "dtype": "<f8", "shape": [4, 3]}},
+    }  # fmt: skip
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    assert '"lr":0.002' in text and '"sigma_data":1.0' in text  # floats by repr
+    assert job_key(net, train, 7, x) == hashlib.sha256(text.encode()).hexdigest()[:12]
+    numpy_typed = job_key(
+        NetSpec(dim=np.int64(3), sigma_data=np.float64(1.0)),
+        TrainSpec(lr=np.float64(0.002), ema_decay=np.float64(0.999)),
+        np.int64(7),
+        x.astype(np.float32).astype(np.float64),
+    )
+    assert numpy_typed == job_key(net, train, 7, x)
+    assert job_key(net, TrainSpec(lr=0.0021), 7, x) != job_key(net, train, 7, x)
+    assert job_key(net, train, 8, x) != job_key(net, train, 7, x)
+    # the legacy keys (repr + pickle) of the checkpoints written before, unchanged
+    assert legacy_job_key(net, train, 7, x) == "bd1bad6ca01b"
+    cnet = NetSpec(dim=3, hidden=128, depth=3, n_classes=2)
     for labels, key in ((np.array([0, 1, 0, 1]), "a6c8f277d335"), (None, "0ccdf7f98a77")):
-        job = make_job("c", net, TrainSpec(), x, seed=7, device="cpu", root="/r", labels=labels)
+        assert legacy_job_key(cnet, train, 7, x, labels) == key
+        job = make_job("c", cnet, train, x, seed=7, device="cpu", root=tmp_path, labels=labels)
+        assert job.checkpoint_dir.endswith(f"c-{job_key(cnet, train, 7, x, labels)}")
+        (tmp_path / f"c-{key}").mkdir()  # a finished legacy checkpoint is found again
+        job = make_job("c", cnet, train, x, seed=7, device="cpu", root=tmp_path, labels=labels)
         assert job.checkpoint_dir.endswith(f"c-{key}")
+    lab = np.array([0, 1, 0, 1])
+    assert job_key(cnet, train, 7, x, lab) != job_key(cnet, train, 7, x, lab[::-1].copy())
     with pytest.raises(InputError):  # labels on an unconditional network
         job_key(NetSpec(dim=3), TrainSpec(), 7, x, labels=np.array([0, 1, 0, 1]))
+
+
+def test_job_keys_of_ensembles_ignore_caches():
+    import physdiff as pd
+    from validation.training import NetSpec, TrainSpec, job_key
+
+    def mix():
+        return pd.GaussianMixture.isotropic([0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], [0.2, 0.3])
+
+    m = mix()
+    before = job_key(NetSpec(dim=2), TrainSpec(), 0, m)
+    m.score(np.zeros((3, 2)), 0.5)  # whatever it caches
+    assert (
+        job_key(NetSpec(dim=2), TrainSpec(), 0, m)
+        == before
+        == job_key(NetSpec(dim=2), TrainSpec(), 0, mix())
+    )
+    other = pd.GaussianMixture.isotropic([0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], [0.2, 0.31])
+    assert job_key(NetSpec(dim=2), TrainSpec(), 0, other) != before
 
 
 def test_net_spec_builds_every_kind():

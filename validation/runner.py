@@ -40,9 +40,9 @@ class Plan:
 
 def resolve_device(device: str, engine: Engine | None = None) -> str:
     """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` checked to exist here
-    (:class:`InputError` otherwise); on the SLURM engine the device is the nodes' and is
-    passed through unchecked."""
-    if engine is not None and engine.kind == "slurm":
+    (:class:`InputError` otherwise); on the SLURM engine and on a caller's executor (a Dask
+    cluster, say) the device is the workers' and is passed through unchecked."""
+    if engine is not None and engine.kind in ("slurm", "executor"):
         return device
     try:
         from physdiff.nn import default_device
@@ -77,6 +77,8 @@ def prepare(
         config = dataclasses.replace(config, data=str(Path(data).resolve()))
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be an integer >= 0; got {seed!r}")
+    if engine is not None:
+        engine.check()  # e.g. --engine slurm where there is no SLURM
     check = getattr(module, "check", None)
     if check is not None:
         check(config)

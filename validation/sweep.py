@@ -18,6 +18,17 @@ picklable object and the function a module-level function of an importable modul
   root on a filesystem the nodes share (the jobs import ``validation`` from there and
   write their checkpoints under the ``--out`` folder). See docs/validation.md.
 
+* ``"executor"``: any :class:`concurrent.futures.Executor` the caller made and owns
+  (``Engine(executor=pool)``): a ``ProcessPoolExecutor``, Dask's
+  ``distributed.Client(...).get_executor()``, Ray's or loky's executors, or a submitit
+  executor (anything with ``submit`` returning futures, or submitit's ``map_array``). The
+  engine submits every job, waits for the first failure or for all, and never shuts the
+  executor down. Python only: the command line's engines are :data:`ENGINES`.
+
+The ``"slurm"`` engine refuses to start when SLURM is absent (no ``sbatch`` on ``PATH``):
+submitit's ``AutoExecutor`` would otherwise fall back to running every job locally, which
+on a login node is the wrong thing done silently.
+
 Each job writes its own outputs (a checkpoint folder); the engine only returns the job
 function's (small, picklable) return value. A failed job raises in :func:`map_jobs` after
 the other running jobs are cancelled or finished; finished trainings are kept and are
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -42,8 +54,9 @@ __all__ = ["Engine", "ENGINES", "map_jobs"]
 J = TypeVar("J")
 R = TypeVar("R")
 
-EngineKind = Literal["serial", "local", "slurm"]
+EngineKind = Literal["serial", "local", "slurm", "executor"]
 ENGINES: tuple[str, ...] = ("serial", "local", "slurm")
+"""The engines the command line names (``"executor"`` takes an object: Python only)."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +66,65 @@ class Engine:
     ``workers``: parallel local processes (0: one per CPU core, capped by the number of
     jobs). ``folder``: submitit's log folder (SLURM only; default ``<out>/slurm``).
     ``options``: keyword arguments of ``submitit.AutoExecutor.update_parameters``.
+    ``executor``: a caller-owned :class:`concurrent.futures.Executor` (or submitit
+    executor); giving one makes the kind ``"executor"``.
     """
 
     kind: EngineKind = "local"
     workers: int = 0
     folder: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    executor: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ENGINES:
+        if self.executor is not None:
+            if self.kind not in ("local", "executor"):
+                raise InputError(f"executor goes with kind 'executor'; got kind={self.kind!r}")
+            if not (
+                callable(getattr(self.executor, "submit", None)) or _is_submitit(self.executor)
+            ):
+                raise InputError(
+                    "executor must be a concurrent.futures.Executor (submit -> futures) or a "
+                    f"submitit executor; got {type(self.executor).__name__}"
+                )
+            object.__setattr__(self, "kind", "executor")
+        elif self.kind == "executor":
+            raise InputError("the 'executor' engine needs executor= (an Executor instance)")
+        elif self.kind not in ENGINES:
             raise InputError(f"engine must be one of {ENGINES}; got {self.kind!r}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InputError(f"workers must be an integer >= 0; got {self.workers!r}")
 
     def n_workers(self, n_jobs: int) -> int:
+        """Parallel workers for ``n_jobs`` local jobs (an executor's own count is its own)."""
         w = self.workers or (os.cpu_count() or 1)
         return max(1, min(w, n_jobs))
+
+    def check(self) -> None:
+        """Refuse an engine that cannot run here before anything runs: ``"slurm"`` without
+        submitit or without SLURM (``sbatch`` not on ``PATH``)."""
+        if self.kind == "slurm":
+            _slurm_available()
+
+
+def _is_submitit(executor: Any) -> bool:
+    return callable(getattr(executor, "map_array", None))
+
+
+def _slurm_available() -> None:
+    try:
+        import submitit  # noqa: F401
+    except ImportError as err:
+        raise InputError(
+            "the 'slurm' engine needs submitit: install it with `pip install submitit` "
+            "(or the cluster extra: pip install -e '.[cluster]')"
+        ) from err
+    if shutil.which("sbatch") is None:
+        raise InputError(
+            "the 'slurm' engine needs SLURM, but sbatch is not on PATH here: run from a "
+            "SLURM login node, or use --engine local (submitit would otherwise run every "
+            "job on this machine)"
+        )
 
 
 def map_jobs(
@@ -86,6 +142,10 @@ def map_jobs(
         return []
     if engine.kind == "slurm":
         return _slurm(fn, jobs, engine)
+    if engine.kind == "executor":
+        if _is_submitit(engine.executor):
+            return [job.result() for job in engine.executor.map_array(fn, jobs)]
+        return _collect([engine.executor.submit(fn, j) for j in jobs], desc, progress)
     if engine.kind == "serial" or engine.n_workers(len(jobs)) == 1:
         return [fn(j) for j in _bar(jobs, desc, progress)]
     return _local(fn, jobs, engine.n_workers(len(jobs)), desc, progress)
@@ -121,33 +181,35 @@ def _local(fn, jobs, workers: int, desc: str, progress: bool) -> list:
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         with _worker_threads(threads):  # spawned workers inherit the environment
             futures = [pool.submit(fn, j) for j in jobs]
-        bar = _bar(None, desc, progress, total=len(futures)) if progress else None
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                if bar is not None:
-                    bar.update(len(done))
-                for f in done:
-                    if f.exception() is not None:
-                        for p in pending:
-                            p.cancel()
-                        raise f.exception()  # type: ignore[misc]
-        finally:
+        return _collect(futures, desc, progress)
+
+
+def _collect(futures: list, desc: str, progress: bool) -> list:
+    """The futures' results in order; the first failure cancels the pending ones and raises."""
+    bar = _bar(None, desc, progress, total=len(futures)) if progress else None
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             if bar is not None:
-                bar.close()
-        return [f.result() for f in futures]
+                bar.update(len(done))
+            for f in done:
+                if f.exception() is not None:
+                    for p in pending:
+                        p.cancel()
+                    raise f.exception()  # type: ignore[misc]
+    finally:
+        if bar is not None:
+            bar.close()
+    return [f.result() for f in futures]
 
 
 def _slurm(fn, jobs, engine: Engine) -> list:
-    try:
-        import submitit
-    except ImportError as err:
-        raise InputError(
-            "the 'slurm' engine needs submitit: install it with `pip install submitit`"
-        ) from err
+    _slurm_available()
+    import submitit
+
     folder = Path(engine.folder or "slurm-logs").resolve()
-    executor = submitit.AutoExecutor(folder=str(folder))
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
     if engine.options:
         executor.update_parameters(**dict(engine.options))
     submitted = executor.map_array(fn, jobs)  # one SLURM job array

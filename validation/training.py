@@ -16,12 +16,15 @@ never resumes a stale checkpoint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
+import json
+import math
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,9 @@ __all__ = [
     "build_denoiser",
     "in_process",
     "job_key",
+    "legacy_job_key",
+    "canonical",
+    "canonical_json",
     "data_payload",
     "settings_key",
     "checkpoint_path",
@@ -192,38 +198,115 @@ class TrainSummary:
 
 
 def data_payload(data: Any) -> Any:
-    """What of the training ``data`` a job's hash covers: an array's float64 bytes and
-    shape, else the pickled object (an ensemble)."""
+    """What of the training ``data`` the legacy hash covered (:func:`legacy_job_key`): an
+    array's float64 bytes and shape, else the pickled object (an ensemble)."""
     if isinstance(data, np.ndarray):
         return (np.ascontiguousarray(data, dtype=np.float64).tobytes(), data.shape)
     return pickle.dumps(data, protocol=4)
 
 
+def canonical(obj: Any) -> Any:
+    """``obj`` as canonical JSON values, the same for equal parameters whatever their types
+    and whatever the numpy version: numpy scalars become Python ``int``/``float`` (written
+    by ``repr``, the shortest round-trip form), non-finite floats the strings ``"nan"``,
+    ``"inf"``, ``"-inf"``, tuples lists, mappings dicts with string keys; an array is
+    ``{"array": sha256 of its little-endian float64 (or int64) bytes, "shape": ...}``; a
+    dataclass is its fields, any other object (an ensemble) its class and its instance
+    state (``vars``, without ``functools.cached_property`` caches)."""
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        x = float(obj)
+        return x if math.isfinite(x) else repr(x)
+    if isinstance(obj, np.ndarray):
+        kind = "<i8" if obj.dtype.kind in "biu" else "<f8"
+        arr = np.ascontiguousarray(obj, dtype=kind)
+        return {"array": hashlib.sha256(arr.tobytes()).hexdigest(), "dtype": kind,
+                "shape": list(arr.shape)}  # fmt: skip
+    if isinstance(obj, Mapping):
+        return {str(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, bytes):
+        return {"bytes": hashlib.sha256(obj).hexdigest()}
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: canonical(getattr(obj, f.name)) for f in fields(obj)}
+    cls = type(obj)
+    state = {
+        k: v
+        for k, v in vars(obj).items()
+        if not isinstance(getattr(cls, k, None), functools.cached_property)
+    }
+    return {"type": f"{cls.__module__}.{cls.__qualname__}", "state": canonical(state)}
+
+
+def canonical_json(obj: Any) -> str:
+    """:func:`canonical` as compact JSON with sorted keys (strict: no NaN/inf tokens)."""
+    return json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def settings_key(net: Any, train: TrainSpec, seed: int, payload: Any) -> str:
-    """12 hex digits of a SHA-256 over a network dataclass (its ``key_fields()`` where it
-    has them), the training spec, the seed and a picklable ``payload`` (the data's, see
-    :func:`data_payload`, plus anything else that decides the weights, such as class
-    labels)."""
-    fields = net.key_fields() if hasattr(net, "key_fields") else asdict(net)
-    blob = repr((fields, asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
-    return hashlib.sha256(blob).hexdigest()[:12]
+    """12 hex digits of a SHA-256 over the :func:`canonical_json` of a network dataclass
+    (its ``key_fields()`` where it has them), the training spec, the seed and ``payload``
+    (the data, plus anything else that decides the weights, such as class labels): equal
+    parameters give equal keys whether they are numpy scalars or Python numbers, under any
+    numpy version."""
+    net_fields = net.key_fields() if hasattr(net, "key_fields") else asdict(net)
+    blob = canonical_json({"net": net_fields, "train": train, "seed": int(seed), "data": payload})
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any, labels: Any = None) -> str:
-    """12 hex digits of a SHA-256 over everything that determines a training's weights:
-    for a class-conditional network the payload is the data's and the labels' (``None``
-    for an ensemble that draws its own), else the data's alone."""
+def _labels_payload(net: NetSpec, labels: Any) -> Any:
     if not net.conditional:
         if labels is not None:
             raise InputError("labels need a class-conditional network (n_classes > 0)")
-        return settings_key(net, train, seed, data_payload(data))
-    lab = None if labels is None else np.asarray(labels, dtype=np.int64).tobytes()
-    return settings_key(net, train, seed, (data_payload(data), lab))
+        return None
+    return None if labels is None else np.asarray(labels, dtype=np.int64)
+
+
+def job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any, labels: Any = None) -> str:
+    """12 hex digits of a SHA-256 over everything that determines a training's weights
+    (:func:`settings_key`): the data (an array by its float64 values, an ensemble by its
+    state) and, for a class-conditional network, the labels (``None`` for an ensemble
+    that draws its own)."""
+    lab = _labels_payload(net, labels)
+    payload = {"data": data} if not net.conditional else {"data": data, "labels": lab}
+    return settings_key(net, train, seed, payload)
+
+
+def legacy_job_key(net: NetSpec, train: TrainSpec, seed: int, data: Any, labels: Any = None) -> str:
+    """The key of checkpoints written before :func:`job_key` was canonical: a SHA-256 over
+    the ``repr`` of the fields and a pickle of the data, which changes with the numpy
+    version (``np.float64(0.1)`` is written ``0.1`` by numpy 1 and ``np.float64(0.1)`` by
+    numpy 2, and pickles name numpy's internal modules). :func:`make_job` still finds a
+    finished checkpoint under it, when the numpy version matches."""
+    lab = _labels_payload(net, labels)
+    payload = data_payload(data)
+    if net.conditional:
+        payload = (payload, None if lab is None else lab.tobytes())
+    net_fields = net.key_fields() if hasattr(net, "key_fields") else asdict(net)
+    blob = repr((net_fields, asdict(train), int(seed))).encode() + pickle.dumps(payload, 4)
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def checkpoint_path(root: str | Path, name: str, key: str) -> str:
     """The absolute checkpoint folder ``root/<name>-<key>`` of a job."""
     return str((Path(root) / f"{name}-{key}").resolve())
+
+
+def _checkpoint_dir(root, name, net, train, seed, data, labels) -> str:
+    """``root/<name>-<job_key>``, or the folder of the legacy key where only that one
+    exists (a finished training from before the canonical keys is found again)."""
+    path = checkpoint_path(root, name, job_key(net, train, seed, data, labels))
+    if not Path(path).exists():
+        legacy = checkpoint_path(root, name, legacy_job_key(net, train, seed, data, labels))
+        if Path(legacy).exists():
+            return legacy
+    return path
 
 
 def make_job(
@@ -248,7 +331,7 @@ def make_job(
         data=data,
         seed=int(seed),
         device=device,
-        checkpoint_dir=checkpoint_path(root, name, job_key(net, train, seed, data, labels)),
+        checkpoint_dir=_checkpoint_dir(root, name, net, train, seed, data, labels),
         threads=threads,
         progress=progress,
         labels=labels,
@@ -257,7 +340,10 @@ def make_job(
 
 def in_process(engine: Any, n_jobs: int) -> bool:
     """Whether ``engine`` runs ``n_jobs`` trainings one after another in this process (a
-    serial engine, or a single worker): then a job may show its progress bar."""
+    serial engine, or a single local worker; never a caller's executor or SLURM): then a
+    job may show its progress bar."""
+    if engine.kind in ("executor", "slurm"):
+        return False
     return engine.kind == "serial" or engine.n_workers(n_jobs) == 1
 
 
