@@ -36,6 +36,8 @@ __all__ = [
     "floats",
     "dimension",
     "add_process",
+    "add_seed",
+    "add_steps",
     "add_json",
     "add_spectrum",
     "process_names",
@@ -149,6 +151,18 @@ def add_process(parser, default: str, what: str) -> None:
         default=default,
         metavar="PROC",
         help=f"{what} ({', '.join(process_names())}; default {default})",
+    )
+
+
+def add_seed(parser, what: str) -> None:
+    """``--seed S``: an integer >= 0 (default 0)."""
+    parser.add_argument("--seed", type=bounded(0, None), default=0, metavar="S", help=f"{what} (0)")
+
+
+def add_steps(parser, default: int, what: str) -> None:
+    """``--steps S``: the sampler's number of steps, an integer in [1, 10^5]."""
+    parser.add_argument(
+        "--steps", type=bounded(1, 10**5), default=default, metavar="S", help=f"{what} ({default})"
     )
 
 

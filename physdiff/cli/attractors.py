@@ -15,7 +15,18 @@ the weights).
 from __future__ import annotations
 
 from ..examples import POINT_SETS
-from ._args import UsageError, add_json, add_process, bounded, choice, emit, integer, number
+from ._args import (
+    UsageError,
+    add_json,
+    add_process,
+    add_seed,
+    add_steps,
+    bounded,
+    choice,
+    emit,
+    integer,
+    number,
+)
 
 NAME = "attractors"
 FLAGS = {"dim": "--d"}
@@ -60,9 +71,7 @@ def register(subparsers) -> None:
         help="data dimension: of gaussian-points (default 2), of the network (required "
         "with --checkpoint)",
     )
-    src.add_argument(
-        "--seed", type=integer, default=0, metavar="S", help="seed of the data and the sampler (0)"
-    )
+    add_seed(src, "seed of the data and the sampler")
     src.add_argument(
         "--checkpoint", metavar="PATH", help="a physdiff.nn checkpoint file or its folder"
     )
@@ -101,9 +110,7 @@ def register(subparsers) -> None:
         "the process of the sampler (edm: its smallest noise, sigma = 0.002, resolves the "
         "closest memories)",
     )
-    run_.add_argument(
-        "--steps", type=bounded(1, 10**5), default=60, metavar="S", help="Heun steps (60)"
-    )
+    add_steps(run_, 60, "Heun steps")
     run_.add_argument(
         "--delta-end",
         type=number,
@@ -173,8 +180,6 @@ def _check(args) -> None:
             raise UsageError(f"argument {name}: must be a positive number; got {v:g}")
     if args.delta_end is not None and not args.delta_end > 0:
         raise UsageError(f"argument --delta-end: must be a positive number; got {args.delta_end:g}")
-    if args.seed < 0:
-        raise UsageError(f"argument --seed: must be an integer >= 0; got {args.seed}")
     if args.ensemble is None and args.checkpoint is None:
         raise UsageError("argument --ensemble: give --ensemble NAME (with --k) or --checkpoint")
     if args.ensemble is not None and args.k is None:

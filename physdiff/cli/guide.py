@@ -13,6 +13,8 @@ from ._args import (
     UsageError,
     add_json,
     add_process,
+    add_seed,
+    add_steps,
     bounded,
     choice,
     emit,
@@ -72,11 +74,9 @@ def register(subparsers) -> None:
         "--scale", type=number, default=1.0, metavar="S", help="guidance scale, >= 0 (1)"
     )
     p.add_argument("--n", type=bounded(2, 10**7), default=2000, metavar="N", help="samples (2000)")
-    p.add_argument("--seed", type=bounded(0, None), default=0, metavar="S", help="seed (0)")
+    add_seed(p, "seed")
     add_process(p, "ddpm", "the process of the sampler")
-    p.add_argument(
-        "--steps", type=bounded(1, 10**5), default=500, metavar="S", help="sampler steps (500)"
-    )
+    add_steps(p, 500, "sampler steps")
     p.add_argument(
         "--prior",
         type=number,
