@@ -53,27 +53,66 @@ def test_runner_exports_execute():
 
 
 def test_experiment_run_checks_the_config_once(tmp_path):
-    from validation.experiments import experiment_run
+    from validation.experiments import RunContext, experiment_run
 
     calls = []
     mod = types.ModuleType("fake_experiment_for_check")
+    mod.NAME = "fake"
     mod.check = lambda config: calls.append(("check", config))
     sys.modules[mod.__name__] = mod
+    config = types.SimpleNamespace(preset="smoke")  # no training: no default engine
     try:
 
-        def body(config, *, device, out_dir, seed, engine):
+        def body(config, ctx):
             calls.append(("body", config))
-            return out_dir
+            return ctx
 
         body.__module__ = mod.__name__
         run = experiment_run(body)
-        assert run("cfg", device="cpu", out_dir=str(tmp_path), seed=0) == tmp_path
-        assert calls == [("check", "cfg"), ("body", "cfg")]
+        ctx = run(config, device="cpu", out_dir=str(tmp_path), seed=3)
+        assert isinstance(ctx, RunContext) and calls == [("check", config), ("body", config)]
+        assert (ctx.name, ctx.device, ctx.out_dir, ctx.seed, ctx.engine) == (
+            "fake",
+            "cpu",
+            tmp_path,
+            3,
+            None,
+        )
         calls.clear()
-        run("cfg", device="cpu", out_dir=tmp_path, seed=0, checked=True)
-        assert calls == [("body", "cfg")]
+        run(config, device="cpu", out_dir=tmp_path, seed=0, checked=True)
+        assert calls == [("body", config)]
         mod.check = lambda config: (_ for _ in ()).throw(ValueError("bad config"))
         with pytest.raises(ValueError, match="bad config"):
-            run("cfg", device="cpu", out_dir=tmp_path, seed=0)
+            run(config, device="cpu", out_dir=tmp_path, seed=0)
+    finally:
+        del sys.modules[mod.__name__]
+
+
+def test_experiment_run_makes_the_default_engine_and_the_result(tmp_path):
+    from validation.experiments import experiment_run
+    from validation.sweep import Engine
+
+    mod = types.ModuleType("fake_experiment_for_engine")
+    mod.NAME = "fake"
+    sys.modules[mod.__name__] = mod
+    config = types.SimpleNamespace(preset="cpu", training=types.SimpleNamespace(workers=3))
+    try:
+
+        def body(config, ctx):
+            assert ctx.engine == Engine("local", workers=3)
+            return ctx.result([], ["f.png"])
+
+        body.__module__ = mod.__name__
+        res = experiment_run(body)(config, device="cpu", out_dir=tmp_path, seed=5)
+        assert (res.experiment, res.preset, res.seed, res.figures) == ("fake", "cpu", 5, ("f.png",))
+        assert res.wall_seconds >= 0 and res.rows == ()
+        serial = Engine("serial")
+
+        def engine_of(config, ctx):
+            return ctx.engine
+
+        engine_of.__module__ = mod.__name__
+        run = experiment_run(engine_of)
+        assert run(config, device="cpu", out_dir=tmp_path, seed=0, engine=serial) is serial
     finally:
         del sys.modules[mod.__name__]

@@ -4,9 +4,11 @@ Every module defines
 
 * ``Config``: a frozen dataclass whose first field ``preset`` names the preset;
 * ``PRESETS = {"smoke": Config(...), "cpu": Config(...), "gpu": Config(...)}``;
+* ``NAME``, the experiment's name;
 * ``run(config, *, device, out_dir, seed, engine=None) -> validation.result.Result``,
-  writing its figures into ``out_dir`` and its trainings under ``out_dir / "train"``
-  (decorated with :func:`experiment_run`, which applies the config's thread limits);
+  writing its figures into ``out_dir`` and its trainings under ``out_dir / "train"``:
+  a body ``run(config, ctx)`` decorated with :func:`experiment_run`, which times the run,
+  checks the config, applies its thread limits and hands the body a :class:`RunContext`;
 * optionally ``check(config) -> None``, which validates inputs (a data file, say) before
   anything is written, raising :class:`physdiff.errors.InputError`; :func:`experiment_run`
   calls it once per run (not the body), and :func:`validation.runner.prepare` calls it
@@ -21,13 +23,16 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from physdiff.errors import InputError
 
-__all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary", "experiment_run"]
+__all__ = ["EXPERIMENTS", "PRESET_NAMES", "load", "summary", "experiment_run", "RunContext"]
 
 EXPERIMENTS: tuple[str, ...] = (
     "score_fidelity",
@@ -64,22 +69,83 @@ def summary(module: ModuleType) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What an experiment's body receives besides its config (see :func:`experiment_run`).
+
+    ``engine`` is the sweep engine for the trainings: the one passed to ``run``, or by
+    default ``Engine("local", workers=config.training.workers)`` for a config with a
+    ``training`` field (``None`` for an experiment that trains nothing). ``started`` is the
+    ``time.perf_counter()`` value when the run began."""
+
+    name: str
+    config: Any
+    device: str
+    out_dir: Path
+    seed: int
+    engine: Any
+    started: float
+
+    def job(self, name: str, net: Any, train: Any, data: Any, *, seed: int, **options: Any):
+        """:func:`validation.training.make_job` on this run's device, with the checkpoint under
+        ``out_dir / "train"`` and the config's ``training.threads``; ``options``:
+        ``progress``, ``labels``."""
+        from ..training import make_job
+
+        return make_job(
+            name,
+            net,
+            train,
+            data,
+            seed=seed,
+            device=self.device,
+            root=self.out_dir / "train",
+            threads=self.config.training.threads,
+            **options,
+        )
+
+    def result(self, rows: Sequence[Any], figures: Sequence[str] = ()) -> Any:
+        """The run's :class:`~validation.result.Result` (:func:`validation.result.new_result`:
+        versions, git revision, wall time since :attr:`started`)."""
+        from ..result import new_result
+
+        return new_result(
+            self.name,
+            self.config.preset,
+            rows,
+            self.config,
+            seed=self.seed,
+            device=self.device,
+            started=self.started,
+            figures=figures,
+        )
+
+
 def experiment_run(body: Callable) -> Callable:
-    """Make an experiment's ``run`` from its body ``body(config, *, device, out_dir, seed,
-    engine)``: the module's ``check(config)`` runs first (once; ``checked=True`` skips it
-    for a config that :func:`validation.runner.prepare` has checked), then the body runs
-    under the config's ``threads`` (torch) and ``blas_threads`` (numpy's BLAS) limits
+    """Make an experiment's ``run(config, *, device, out_dir, seed, engine=None)`` from its
+    body ``body(config, ctx) -> Result`` (``ctx`` a :class:`RunContext`, named after the
+    module's ``NAME``). The clock starts, the module's ``check(config)`` runs (once;
+    ``checked=True`` skips it for a config that :func:`validation.runner.prepare` has
+    checked), the default engine is made, and the body runs under the config's ``threads``
+    (torch) and ``blas_threads`` (numpy's BLAS) limits
     (:func:`validation.training.limited_threads`; a config without one of the fields leaves
-    that pool alone), with ``out_dir`` as a :class:`~pathlib.Path`. The body's name and
-    docstring are kept."""
+    that pool alone). The body's name and docstring are kept."""
     from ..training import limited_threads
 
     @functools.wraps(body)
     def run(config, *, device: str, out_dir, seed: int, engine=None, checked: bool = False):
-        check = getattr(sys.modules[body.__module__], "check", None)
+        started = time.perf_counter()
+        module = sys.modules[body.__module__]
+        check = getattr(module, "check", None)
         if check is not None and not checked:
             check(config)
+        training = getattr(config, "training", None)
+        if engine is None and training is not None:
+            from ..sweep import Engine
+
+            engine = Engine("local", workers=training.workers)
+        ctx = RunContext(module.NAME, config, device, Path(out_dir), seed, engine, started)
         with limited_threads(config):
-            return body(config, device=device, out_dir=Path(out_dir), seed=seed, engine=engine)
+            return body(config, ctx)
 
     return run

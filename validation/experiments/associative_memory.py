@@ -66,7 +66,6 @@ Verdicts (``|measured - predicted| <= k * s.e. + tolerance``), per data set:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,19 +76,11 @@ from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    make_job,
-    train_jobs,
-)
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -345,11 +336,9 @@ def _circle_theory(K_star: float | None, config: Config) -> dict:
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per (data set, K), sample, classify, measure basins, judge, plot."""
-    t0 = time.perf_counter()
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     from physdiff.data import load_digits
 
     digits = load_digits()
@@ -360,7 +349,6 @@ def run(
     for K in config.digits_K:
         sets.append({"data": "digits", "K": K, "train": digits_points(K, seed, digits)})
 
-    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = []
@@ -368,15 +356,12 @@ def run(
         circ = s["data"] == "circle"
         net = NetSpec.of(config.circle_net if circ else config.digits_net, s["train"].shape[1])
         jobs.append(
-            make_job(
+            ctx.job(
                 f"{s['data']}-K{s['K']}",
                 net,
                 train,
                 s["train"],
                 seed=seed * 1000 + i,
-                device=device,
-                root=out_dir / "train",
-                threads=config.training.threads,
                 progress=serial,
             )
         )
@@ -464,9 +449,7 @@ def run(
         rows += _rows(data, sel, config, analysis)
     fig = "associative_memory.png"
     _plot(sets, analysis, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
 
 
 def _summary(s: dict) -> dict:

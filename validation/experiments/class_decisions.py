@@ -63,7 +63,6 @@ trust the score gap only at moderate and high noise).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +75,10 @@ from physdiff.processes import DDPM
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import bootstrap_peak, significant_maxima
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..stats import difference
-from ..sweep import Engine
-from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -398,20 +396,18 @@ def check(config: Config) -> None:
         raise InputError(f"critical_decisions must be among coarse, 0-vs-1, 2-vs-3; got {bad}")
 
 
-def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
+def _jobs(ctx: RunContext, serial: bool):
+    config, seed = ctx.config, ctx.seed
     mix = four_classes(config)
     train = TrainSpec.of(config)
     net = NetSpec.of(config, config.dim, n_classes=4)
     jobs = [
-        make_job(
+        ctx.job(
             "mixture",
             net,
             train,
             mix,
             seed=seed * 1000,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
             progress=serial,
         )
     ]
@@ -431,15 +427,12 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool):
         )
         dtrain = TrainSpec.of(config, steps=config.digits_steps, batch_size=config.digits_batch)
         jobs.append(
-            make_job(
+            ctx.job(
                 "digits",
                 dnet,
                 dtrain,
                 np.asarray(digits.train),
                 seed=seed * 1000 + 1,
-                device=device,
-                root=out_dir / "train",
-                threads=config.training.threads,
                 progress=serial,
                 labels=np.asarray(digits.train_labels),
             )
@@ -525,15 +518,12 @@ def _peak_rows(
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train the conditional networks (a sweep), measure, judge, plot."""
-    t0 = time.perf_counter()
-    engine = engine or Engine("local", workers=config.training.workers)
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     n_jobs = 2 if config.digits else 1
     serial = in_process(engine, n_jobs)
-    mix, digits, jobs = _jobs(config, device, out_dir, seed, serial)
+    mix, digits, jobs = _jobs(ctx, serial)
     summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
     proc = DDPM()
     boot = np.random.default_rng([seed, 5])
@@ -636,9 +626,7 @@ def run(
 
     fig = f"{NAME}.png"
     _plot(plots, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
 
 
 def _digits(config, digits, job, device, seed, proc, boot, train_info, plots) -> list:

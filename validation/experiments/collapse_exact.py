@@ -46,7 +46,6 @@ Each row's condition gives the collapse in OU time and in DDPM steps (linear bet
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +57,8 @@ from physdiff.errors import DomainError, InputError
 from physdiff.processes import DDPM, OU
 
 from ..config import VerdictConfig
-from ..result import Result, Rule, judge, new_result, save_figure
-from ..sweep import Engine
-from . import experiment_run
+from ..result import Result, Rule, judge, save_figure
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -407,11 +405,9 @@ def _condition(c: dict, log_meas: float) -> str:
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Measure every case (no training; ``device`` and ``engine`` are not used)."""
-    t0 = time.perf_counter()
+    out_dir, seed = ctx.out_dir, ctx.seed
     rule_log = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log)
     rows, cases = [], []
     for i, (d, n) in enumerate(config.cases):
@@ -454,6 +450,4 @@ def run(
         )
     fig = "collapse_exact.png"
     _plot(cases, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

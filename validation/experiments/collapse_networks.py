@@ -47,7 +47,6 @@ Rows per ``n`` (``|measured - predicted| <= k * s.e. + tolerance``):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,19 +59,11 @@ from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import last_up_crossing
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    make_job,
-    train_jobs,
-)
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
 
@@ -260,28 +251,22 @@ def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> No
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per ``n`` (a sweep), measure ``r(delta)`` and samples, judge, plot."""
-    t0 = time.perf_counter()
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     d, s2 = config.d, config.variance
     gauss = Gaussian.isotropic(np.zeros(d), s2)
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
-    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     spec = TrainSpec.of(config)
     net_spec = NetSpec.of(config, d, sigma_data=math.sqrt(s2))
     jobs = [
-        make_job(
+        ctx.job(
             f"n{n}",
             net_spec,
             spec,
             x,
             seed=seed * 1000 + i,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
             progress=serial,
         )
         for i, (n, x) in enumerate(zip(config.ns, sets, strict=True))
@@ -386,6 +371,4 @@ def run(
         )
     fig = "collapse_networks.png"
     _plot(res, deltas, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

@@ -58,7 +58,6 @@ maximum, with its noise level and OU time, is in each row's ``extra`` and the fi
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +71,8 @@ from physdiff.processes import DDPM
 from ..config import VerdictConfig
 from ..curves import bootstrap_peak, fit_peak
 from ..models import line_mixture
-from ..result import Result, Rule, judge, new_result, save_figure
-from ..sweep import Engine
-from . import experiment_run
+from ..result import Result, Rule, judge, save_figure
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -306,11 +304,9 @@ def _online_rates(steps: np.ndarray, H: np.ndarray, j: int) -> tuple[np.ndarray,
 # the run
 # ---------------------------------------------------------------------------------------
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Quadrature, three estimators, peaks, verdicts, figure (no training)."""
-    t0 = time.perf_counter()
+    out_dir, seed = ctx.out_dir, ctx.seed
     out_dir = Path(out_dir)
     model = line_mixture(config.means, config.variance)
     proc = DDPM()
@@ -389,9 +385,7 @@ def run(
                 )
     fig = f"{NAME}.png"
     _plot(curves, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
 
 
 def _plot(curves: dict, config: Config, path: Path) -> None:

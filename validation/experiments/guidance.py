@@ -48,7 +48,6 @@ tolerances ``tolerance_kl_digits`` and ``tolerance_w2_digits``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +58,10 @@ from physdiff.processes import DDPM
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..models import line_mixture
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine
-from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "fit_classifier"]
 
@@ -265,14 +263,12 @@ def _kl_se(labels, target, removed, rng, n_boot: int = 100) -> float:
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Guided sampling on the mixture and (trained) on digits; metrics, verdicts, figure."""
+    out_dir, seed = ctx.out_dir, ctx.seed
     from physdiff import guidance as G
     from physdiff import sampling
 
-    t0 = time.perf_counter()
     shift = config.verdict.prediction_shift
     rows: list = []
     plots: dict = {}
@@ -404,32 +400,27 @@ def run(
 
     # --- digits, trained networks ----------------------------------------------------------
     if config.digits:
-        rows += _digits(config, device, out_dir, seed, engine, plots, shift)
+        rows += _digits(ctx, plots, shift)
 
     fig = f"{NAME}.png"
     _plot(plots, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
 
 
-def _digits(config: Config, device, out_dir: Path, seed, engine, plots, shift) -> list:
+def _digits(ctx: RunContext, plots, shift) -> list:
+    config, device, seed, engine = ctx.config, ctx.device, ctx.seed, ctx.engine
     from physdiff import guidance as G
     from physdiff import sampling
     from physdiff.data import load_digits
 
     digits = load_digits()
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
-    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, 1)
     net_spec = NetSpec.of(
         config, digits.dim, kind=config.digits_net, n_classes=10, base_channels=config.channels
     )
     train = TrainSpec.of(config)
-    job = make_job(
-        "digits", net_spec, train, X, seed=seed * 1000 + 1, device=device,
-        root=out_dir / "train", threads=config.training.threads, progress=serial, labels=y,
-    )  # fmt: skip
+    job = ctx.job("digits", net_spec, train, X, seed=seed * 1000 + 1, progress=serial, labels=y)
     (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
     net = load_network(job, device)
     predict, acc, n_held = fit_classifier(X, y, digits.held_out, digits.held_out_labels)

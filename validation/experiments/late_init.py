@@ -40,7 +40,6 @@ criterion (b) and of speciation (margins 1 and 2) are in the sweep too and repor
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +50,9 @@ from physdiff.processes import DDPM
 from physdiff.symmetry import late_start, late_start_delta
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, Rule, judge, new_result, save_figure
-from ..sweep import Engine
-from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
-from . import experiment_run
+from ..result import Result, Rule, judge, save_figure
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
 
@@ -253,28 +251,22 @@ def _plot(table, steps, refs, th, main_key, images, config: Config, path: Path) 
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train one denoiser on the digits, sweep the start step, judge, plot."""
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     from physdiff import sampling
     from physdiff.data import load_digits
 
-    t0 = time.perf_counter()
     ds = load_digits()
     train_x, held = np.asarray(ds.train), np.asarray(ds.held_out)
     d = train_x.shape[1]
-    engine = engine or Engine("local", workers=config.training.workers)
     spec = TrainSpec.of(config)
-    job = make_job(
+    job = ctx.job(
         "digits",
         NetSpec.of(config, d),
         spec,
         train_x,
         seed=seed * 1000,
-        device=device,
-        root=out_dir / "train",
-        threads=config.training.threads,
         progress=in_process(engine, 1),
     )
     (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
@@ -387,6 +379,4 @@ def run(
                 images.append((key, keep[key].reshape(-1, 8, 8)))
     fig = "late_init.png"
     _plot(table, steps, refs, th, main_key, images, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

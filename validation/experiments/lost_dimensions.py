@@ -50,7 +50,6 @@ Verdict rows (``|measured - predicted| <= k * s.e. + tolerance``; group threshol
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +60,8 @@ from physdiff.ensembles import Empirical, LinearManifold
 from physdiff.errors import DomainError, InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..stats import difference
-from ..sweep import Engine
 from ..training import (
     NetSpec,
     TrainSpec,
@@ -73,7 +71,7 @@ from ..training import (
     make_job,
     train_jobs,
 )
-from . import experiment_run
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "thresholds"]
 
@@ -575,13 +573,10 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train the manifold and digits networks (one sweep), measure, judge, plot."""
-    t0 = time.perf_counter()
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     full, subsets = _digits(config) if config.digits_subsets else (None, {})
-    engine = engine or Engine("local", workers=config.training.workers)
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)
     serial = in_process(engine, max(1, n_jobs))
     jobs = _jobs(config, device, out_dir, seed, serial, subsets)
@@ -700,6 +695,4 @@ def run(
                 )
     fig = "lost_dimensions.png"
     _plot(curves, summary, digits, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

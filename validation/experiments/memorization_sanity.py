@@ -27,7 +27,6 @@ quadrature. Verdict: ``|measured - predicted| <= k * s.e. + tolerance``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,19 +37,11 @@ from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
-from ..sweep import Engine
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    make_job,
-    train_jobs,
-)
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check"]
 
@@ -188,11 +179,9 @@ def _plot(
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train on each handful set and on the large set (a sweep), sample, count, judge, plot."""
-    t0 = time.perf_counter()
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     # training sets: handful ones from N(0, I_d), the large one from N(0, I) or --data
     sets: list[dict] = []
     for i, (n, d) in enumerate(config.handful):
@@ -220,19 +209,15 @@ def run(
             }
         )
 
-    engine = engine or Engine("local", workers=config.training.workers)
     serial = in_process(engine, len(sets))
     train = TrainSpec.of(config)
     jobs = [
-        make_job(
+        ctx.job(
             f"{s['kind']}{i}",
             NetSpec.of(config, s["train"].shape[1]),
             train,
             s["train"],
             seed=seed * 1000 + i,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
             progress=serial,
         )
         for i, s in enumerate(sets)
@@ -296,6 +281,4 @@ def run(
         panels.append(panel)
     fig = "memorization_sanity.png"
     _plot(panels, handful_pts, many_pts, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

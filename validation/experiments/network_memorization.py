@@ -65,7 +65,6 @@ budget: ``steps`` is the same for every width), not a failure of the REM theory.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +78,11 @@ from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import last_up_crossing
-from ..result import Result, Row, Rule, judge, new_result, save_figure
+from ..result import Result, Row, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction
-from ..sweep import Engine
-from ..training import NetSpec, TrainSpec, in_process, load_network, make_job, train_jobs
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -350,7 +348,8 @@ def _on_points(samples: np.ndarray | None, emp: Empirical, radius: float):
     return None if samples is None else binomial_fraction(*fraction_on_points(samples, emp, radius))
 
 
-def _jobs(config: Config, sets: list[_DataSet], device, out_dir, seed, serial):
+def _jobs(ctx: RunContext, sets: list[_DataSet], serial: bool):
+    config, seed = ctx.config, ctx.seed
     spec = TrainSpec.of(config)
     jobs, params = {}, {}
     for a, ds in enumerate(sets):
@@ -358,15 +357,12 @@ def _jobs(config: Config, sets: list[_DataSet], device, out_dir, seed, serial):
             net = NetSpec(ds.dim, w, config.net.depth, config.net.embed_dim, sigma_data=1.0)
             params[ds.dim, w] = params.get((ds.dim, w)) or parameter_count(net)
             for i, n in enumerate(ds.ns):
-                jobs[ds.key, w, n] = make_job(
+                jobs[ds.key, w, n] = ctx.job(
                     f"{ds.key}-w{w}-n{n}",
                     net,
                     spec,
                     ds.points[:n].copy(),
                     seed=seed * 100_000 + a * 10_000 + b * 100 + i,
-                    device=device,
-                    root=out_dir / "train",
-                    threads=config.training.threads,
                     progress=serial,
                 )
     return jobs, params
@@ -437,16 +433,13 @@ def _exponent_row(ds, fit: PowerFit, located: int, config: Config) -> Row:
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train the (n, width) grid per data set (one ensemble per width), sample every network
     and exact score, locate the boundaries, fit the capacity exponent, judge, plot."""
-    t0 = time.perf_counter()
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     sets = _data_sets(config, seed)
-    engine = engine or Engine("local", workers=config.training.workers)
     n_groups = len({(ds.dim, w) for ds in sets for w in config.widths})
-    jobs, params = _jobs(config, sets, device, out_dir, seed, in_process(engine, n_groups))
+    jobs, params = _jobs(ctx, sets, in_process(engine, n_groups))
     trained = train_jobs(list(jobs.values()), engine, desc=f"{NAME}: training")
     summaries = dict(zip(jobs, trained, strict=True))
 
@@ -525,9 +518,7 @@ def run(
         figure.append((ds, exact, fresh, nets, bounds, pw, fit))
     fig = f"{NAME}.png"
     _plot(figure, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
 
 
 # ---------------------------------------------------------------------------------------

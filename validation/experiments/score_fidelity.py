@@ -23,7 +23,6 @@ network must resolve a score of size ``1/sqrt(delta)``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,18 +32,10 @@ from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, new_result, save_figure
+from ..result import Result, Rule, judge, save_figure
 from ..stats import ratio_of_means
-from ..sweep import Engine
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    make_job,
-    train_jobs,
-)
-from . import experiment_run
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "relative_error"]
 
@@ -159,25 +150,19 @@ def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
-    t0 = time.perf_counter()
-    engine = engine or Engine("local", workers=config.training.workers)
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     serial = in_process(engine, len(config.dims))
     train = TrainSpec.of(config)
     ens = {d: symmetric_pair(config.separation, config.component_variance, d) for d in config.dims}
     jobs = [
-        make_job(
+        ctx.job(
             f"d{d}",
             NetSpec.of(config, d),
             train,
             ens[d],
             seed=seed * 1000 + i,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
             progress=serial,
         )
         for i, d in enumerate(config.dims)
@@ -213,6 +198,4 @@ def run(
         )
     fig = "score_fidelity.png"
     _plot(curves, config, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

@@ -62,7 +62,6 @@ disagreement is the result. Every measurable against every criterion (offsets in
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +79,8 @@ from physdiff.symmetry import (
 from ..config import VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
-from ..sweep import Engine
-from . import experiment_run
+from ..result import Result, Rule, judge, nan_to_none, save_figure
+from . import RunContext, experiment_run
 
 __all__ = [
     "Config",
@@ -560,11 +558,9 @@ def _plot(results: list[dict], config: Config, proc, path: Path) -> None:
 # the experiment
 # ---------------------------------------------------------------------------------------
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Measure every model's commitment curves, judge the criteria, plot (no training)."""
-    t0 = time.perf_counter()
+    out_dir, seed = ctx.out_dir, ctx.seed
     proc = get_process(config.process)
     rule_p = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_phi)
     rule_d = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
@@ -625,6 +621,4 @@ def run(
             )
     fig = "symmetry_dynamics.png"
     _plot(results, config, proc, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])

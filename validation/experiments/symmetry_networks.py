@@ -42,7 +42,6 @@ Verdict: ``|measured - predicted| <= k * s.e. + tolerance``, with ``tolerance_lo
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,17 +53,9 @@ from physdiff.symmetry import cloning_probability, critical_point, find_fixed_po
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, nan_to_none, new_result, save_figure
-from ..sweep import Engine
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    make_job,
-    train_jobs,
-)
-from . import experiment_run
+from ..result import Result, Rule, judge, nan_to_none, save_figure
+from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
 
@@ -249,27 +240,21 @@ def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) ->
 
 
 @experiment_run
-def run(
-    config: Config, *, device: str, out_dir: Path, seed: int, engine: Engine | None = None
-) -> Result:
+def run(config: Config, ctx: RunContext) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
-    t0 = time.perf_counter()
-    engine = engine or Engine("local", workers=config.training.workers)
+    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
     train = TrainSpec.of(config)
     m, s2 = config.separation, config.component_variance
     ens = {d: symmetric_pair(m, s2, d) for d in config.dims}
     specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]
     serial = in_process(engine, len(specs))
     jobs = [
-        make_job(
+        ctx.job(
             f"d{d}-s{j}",
             NetSpec.of(config, d),
             train,
             ens[d],
             seed=seed * 1000 + 100 * i + j,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
             progress=serial,
         )
         for i, d, j in specs
@@ -361,6 +346,4 @@ def run(
         clones[d] = pts
     fig = "symmetry_networks.png"
     _plot(curves, clones, config, d_a, out_dir / fig)
-    return new_result(
-        NAME, config.preset, rows, config, seed=seed, device=device, started=t0, figures=[fig]
-    )
+    return ctx.result(rows, [fig])
