@@ -10,13 +10,16 @@ with one measured value and its uncertainty (one standard error) under an explic
 slack (a trained network is never exact). Both are part of the experiment's config and are
 written, as text, into every row, so that a reader sees the rule the verdict was judged by.
 
-Results are plain JSON (``result.json``) written atomically: the text goes to a temporary
+Results are strict JSON (``result.json``: a NaN or infinity is ``null``, named with its
+value under ``non_finite``; :mod:`validation.tidy`) beside the same rows as a table
+(``result.csv``), written atomically: the text goes to a temporary
 file in the same folder, is flushed and fsynced, and replaces the target with
 ``os.replace`` (atomic on POSIX), so a reader never sees half a file (:mod:`physdiff.atomic`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -31,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from physdiff.atomic import atomic_write_bytes, atomic_write_text
+
+from .tidy import parse_conditions, restore, rows_table, strict, to_frame, write_csv
 
 __all__ = [
     "AGREE",
@@ -48,11 +53,13 @@ __all__ = [
     "jsonable",
     "nan_to_none",
     "RESULT_FILE",
+    "CSV_FILE",
 ]
 
 AGREE = "agree"
 DISAGREE = "disagree"
 RESULT_FILE = "result.json"
+CSV_FILE = "result.csv"
 SCHEMA = 1
 
 
@@ -88,7 +95,9 @@ class Row:
 
     ``uncertainty`` is one standard error of ``measured`` (including, where the prediction
     is itself a Monte Carlo estimate, its error added in quadrature). ``extra`` holds
-    further numbers worth reporting (JSON-serialisable).
+    further numbers worth reporting (JSON-serialisable). ``conditions``: the condition as
+    structured fields (``{"d": 8, "n": 64}``); by default the ``key=value`` pairs of the
+    ``condition`` text (:func:`validation.tidy.parse_conditions`).
     """
 
     quantity: str
@@ -99,6 +108,11 @@ class Row:
     verdict: str
     rule: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.conditions and self.condition:  # structured fields of the condition text
+            object.__setattr__(self, "conditions", parse_conditions(self.condition))
 
     @property
     def agrees(self) -> bool:
@@ -113,6 +127,7 @@ def judge(
     rule: Rule,
     *,
     condition: str = "",
+    conditions: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Row:
     """A :class:`Row` with its verdict under ``rule``."""
@@ -126,6 +141,7 @@ def judge(
         verdict=AGREE if rule.agrees(p, m, u) else DISAGREE,
         rule=rule.text,
         extra=jsonable(extra),
+        conditions=jsonable(dict(conditions or {})),
     )
 
 
@@ -155,15 +171,30 @@ class Result:
         return AGREE if self.rows and all(r.agrees for r in self.rows) else DISAGREE
 
     def to_dict(self) -> dict[str, Any]:
+        """Strict JSON values: a non-finite float is ``None``, and ``non_finite`` maps its
+        place (a JSON pointer) to ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`tidy.strict`)."""
         d = dataclasses.asdict(self)
         d["verdict"] = self.verdict
-        return jsonable(d)
+        d, non_finite = strict(jsonable(d))
+        if non_finite:
+            d["non_finite"] = non_finite
+        return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n"
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    def table(self) -> list[dict[str, Any]]:
+        """One flat record per row (:func:`validation.tidy.rows_table`), with the
+        experiment and preset."""
+        return rows_table(self.rows, experiment=self.experiment, preset=self.preset)
+
+    def to_frame(self):
+        """:meth:`table` as a pandas DataFrame (pandas is optional)."""
+        return to_frame(self.table())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Result:
+        d = restore(copy.deepcopy(dict(d)), d.get("non_finite", {}))
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["rows"] = tuple(Row(**r) for r in d["rows"])
@@ -175,9 +206,11 @@ class Result:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def write(self, folder: str | os.PathLike) -> Path:
-        """Write ``folder/result.json`` atomically; returns its path."""
+        """Write ``folder/result.json`` (strict JSON) and ``folder/result.csv`` (:meth:`table`)
+        atomically; returns the JSON's path."""
         path = Path(folder) / RESULT_FILE
         atomic_write_text(path, self.to_json())
+        atomic_write_text(path.with_name(CSV_FILE), write_csv(self.table()))
         return path
 
 
