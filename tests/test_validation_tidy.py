@@ -119,3 +119,15 @@ def test_labelled_checks_shapes():
         labelled({"x": [1, 2]}, {"v": (["x"], [1, 2, 3])})
     with pytest.raises(ValueError, match="unknown coordinates"):
         labelled({"x": [1, 2]}, {"v": (["y"], [1, 2])})
+
+
+def test_committed_results_are_strict_json_with_a_csv():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "validation" / "results"
+    files = sorted(root.glob("*/*/result.json"))
+    assert files
+    for f in files:
+        d = json.loads(f.read_text(), parse_constant=_refuse)
+        assert (f.parent / "result.csv").is_file(), f
+        assert len(Result.from_dict(d).rows) == len(d["rows"])
