@@ -7,11 +7,13 @@ results are written atomically, timings are medians reported with the machine's 
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +26,39 @@ __all__ = [
     "format_load",
     "environment_lines",
     "write_atomic",
+    "MACHINE_NOTE",
+    "with_machine_note",
+    "arguments",
+    "publish",
 ]
+
+MACHINE_NOTE = (
+    "The machine has two cores shared with other work: single numbers move by tens of "
+    "percent from run to run (see the load averages); compare the ratios within one run."
+)
+"""The closing caveat of every results file timed on the shared development machine."""
+
+
+def with_machine_note(lines: Sequence[str]) -> str:
+    """The results file: ``lines``, then :data:`MACHINE_NOTE` as the closing paragraph."""
+    return "\n".join([*lines, "", MACHINE_NOTE, ""])
+
+
+def arguments(doc: str | None, results: Path, quick: str) -> argparse.ArgumentParser:
+    """The parser every benchmark starts from: its description is the first line of the
+    script's docstring ``doc``; ``--out`` the results file (default ``results``) and
+    ``--quick`` a shorter run (``quick`` says what it shortens)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    ap.add_argument("--out", type=Path, default=results, help="results file (markdown)")
+    ap.add_argument("--quick", action="store_true", help=quick)
+    return ap
+
+
+def publish(path: Path, text: str) -> int:
+    """Write the results file atomically, say where, and return the exit status 0."""
+    write_atomic(path, text)
+    print(f"\nwritten: {path}")
+    return 0
 
 
 def timeit(fn: Callable[[], object], reps: int, *, warmup: bool = True) -> dict:

@@ -27,14 +27,13 @@ Times are medians over repetitions (the best in brackets) after one warm-up call
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, timeit, write_atomic
+from benchmarks._common import arguments, environment_lines, publish, timeit, with_machine_note
 from physdiff import association as A
 from physdiff.ensembles import Empirical
 from physdiff.processes import get_process
@@ -65,33 +64,19 @@ def _refine(emp) -> dict:
 def stages(emp, s, proc, delta_end, x0, steps: int, reps: int) -> dict:
     """The batched search's stages, each timed on its own (median of ``reps``)."""
     t_end = float(proc.time_of_delta(delta_end))
-    out = sample(
-        emp,
-        None,
-        np.random.default_rng(2),
-        method="heun",
-        process=proc,
-        n_steps=steps,
-        t_end=t_end,
-        x_start=x0,
-    )
+
+    def sampler():
+        rng = np.random.default_rng(2)
+        return sample(
+            emp, None, rng, method="heun", process=proc, n_steps=steps, t_end=t_end, x_start=x0
+        )
+
+    out = sampler()
     y, _ = A.refine_fixed_points(emp, out.y, delta_end, **_refine(emp))
     reps_, _ = A.deduplicate(y, 0.05 * s)
     jac = emp.score_jacobian(reps_, delta_end)
     return {
-        "sampler": timeit(
-            lambda: sample(
-                emp,
-                None,
-                np.random.default_rng(2),
-                method="heun",
-                process=proc,
-                n_steps=steps,
-                t_end=t_end,
-                x_start=x0,
-            ),
-            reps,
-        ),
+        "sampler": timeit(sampler, reps),
         "refinement": timeit(
             lambda: A.refine_fixed_points(emp, out.y, delta_end, **_refine(emp)), reps
         ),
@@ -168,18 +153,13 @@ def report(res: dict, args) -> str:
         "The baseline's per-start cost is measured on a subset and scaled linearly (each "
         "start runs the same number of model calls whatever N is); only the sampler and the "
         "refinement are looped, the deduplication and the stability test of the batched run "
-        "are added to it unchanged. The machine has two cores shared with other work: "
-        "single numbers move by tens of percent from run to run (see the load average); "
-        "compare the ratios within one run.",
-        "",
+        "are added to it unchanged.",
     ]
-    return "\n".join(lines)
+    return with_machine_note(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
-    ap.add_argument("--quick", action="store_true", help="K = 200, N = 1024, fewer repetitions")
+    ap = arguments(__doc__, RESULTS, "K = 200, N = 1024, fewer repetitions")
     ap.add_argument("--k", type=int, default=1000, help="number of patterns (1000)")
     ap.add_argument("--d", type=int, default=64, help="dimension (64)")
     ap.add_argument("--n", type=int, default=4096, help="starting points (4096)")
@@ -199,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per-start loop: {base['median'] / args.baseline_starts * 1e3:.1f} ms per start")
     res = {"batched": b, "baseline": base, "stages": st, "spacing": s, "delta_end": delta_end}
     text = report(res, args)
-    write_atomic(args.out, text)
     print(text)
-    print(f"written: {args.out}")
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":

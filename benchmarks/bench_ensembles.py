@@ -26,14 +26,19 @@ tables on stdout.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, load_average, timeit_interleaved, write_atomic
+from benchmarks._common import (
+    arguments,
+    environment_lines,
+    load_average,
+    publish,
+    timeit_interleaved,
+)
 from physdiff import sampling
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM
@@ -242,9 +247,7 @@ def report(meth: list[dict], samp: list[dict], args, load_start, load_end) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap = arguments(__doc__, RESULTS, "fewer repetitions")
     args = ap.parse_args(argv)
     args.reps_methods = 7 if args.quick else 31
     args.reps_sampler = 2 if args.quick else 7
@@ -252,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     meth = bench_methods(args.reps_methods)
     samp = bench_sampler(args.reps_sampler, 10_000, 2_000)
     load_end = load_average()
-    write_atomic(args.out, report(meth, samp, args, load_start, load_end))
-    print(f"\nwritten: {args.out}")
-    return 0
+    return publish(args.out, report(meth, samp, args, load_start, load_end))
 
 
 if __name__ == "__main__":

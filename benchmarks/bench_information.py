@@ -37,17 +37,23 @@ the tables on stdout.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+from physdiff._class_cache import CachedOnlineClassifier, ClassCache
 
-from benchmarks._common import environment_lines, load_average, timeit_interleaved, write_atomic
+from benchmarks._common import (
+    arguments,
+    environment_lines,
+    load_average,
+    publish,
+    timeit_interleaved,
+    with_machine_note,
+)
 from physdiff import information as I
 from physdiff import sampling
-from physdiff._class_cache import CachedOnlineClassifier, ClassCache
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM
 
@@ -385,19 +391,13 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "makes the same extra time a larger percentage. For a network "
         "the K conditional evaluations are new work, not shared with the sampler, so the "
         "overhead there is about K network calls per step whichever classifier is used.",
-        "",
-        "The machine has two cores shared with other work: single numbers move by tens of "
-        "percent from run to run (see the load average); compare the ratios within one run.",
-        "",
     ]
-    return "\n".join(lines)
+    return with_machine_note(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions and particles")
+    ap = arguments(__doc__, RESULTS, "fewer repetitions and particles")
     ap.add_argument("--no-network", action="store_true", help="skip the network rows (torch)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     args.n_baseline = 8 if args.quick else 20
     load = load_average()
@@ -410,9 +410,8 @@ def main(argv=None) -> int:
         not args.no_network,
     )
     text = report(prof, online, args, load)
-    write_atomic(args.out, text)
     print(text)
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":

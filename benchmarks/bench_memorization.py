@@ -39,7 +39,6 @@ Times are medians (and bests) of several repetitions after a warm-up call. Resul
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -48,7 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, load_average, timeit, write_atomic
+from benchmarks._common import (
+    arguments,
+    environment_lines,
+    load_average,
+    publish,
+    timeit,
+    with_machine_note,
+)
 from physdiff import memorization as M
 from physdiff.ensembles import Empirical
 from physdiff.processes import get_process
@@ -476,19 +482,11 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
             f"| {a['delta']:.4g} | {a['f_theory']:.5f} | {a['f_plain']:.5f} | "
             f"{a['se_plain']:.1e} | {a['f_lib']:.5f} | {a['se_lib']:.1e} | {rtxt} |"
         )
-    lines += [
-        "",
-        "The machine has two cores shared with other work: single numbers move by tens of "
-        "percent from run to run (see the load averages); compare the ratios within one run.",
-        "",
-    ]
-    return "\n".join(lines)
+    return with_machine_note(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
-    ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
+    ap = arguments(__doc__, RESULTS, "smaller sizes, fewer repetitions")
     ap.add_argument("--samples", type=int, default=200, help="Monte Carlo samples per level")
     args = ap.parse_args(argv)
     load0 = load_average()
@@ -503,9 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         fe = bench_fe(100_000, 784, 50, args.samples, 3, base)
     load1 = load_average()
     text = report(phase_rows, fe, args, load0, load1, time.perf_counter() - t0)
-    write_atomic(args.out, text)
-    print(f"\nwritten: {args.out}")
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Times are the median and the best of several repetitions. Results:
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import environment_lines, timeit, write_atomic
+from benchmarks._common import arguments, environment_lines, publish, timeit, with_machine_note
 from physdiff import symmetry as S
 from physdiff.ensembles import GaussianMixture
 
@@ -280,28 +279,18 @@ def report(diag_rows, table_rows, args) -> str:
         "|---|---:|",
     ]
     lines += [f"| {r['case']} | {_ms(r['t'])} |" for r in table_rows]
-    lines += [
-        "",
-        "The machine has two cores shared with other work: single numbers move by tens of "
-        "percent from run to run (see the load average); compare the ratios within one run.",
-        "",
-    ]
-    return "\n".join(lines)
+    return with_machine_note(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no naive loop")
+    ap = arguments(__doc__, RESULTS, "fewer repetitions, no naive loop")
     args = ap.parse_args(argv)
     reps = 3 if args.quick else 9
     diag_rows = bench_diagrams(reps, naive=not args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         table_rows = bench_table(reps * 5, Path(tmp))
     text = report(diag_rows, table_rows, args)
-    write_atomic(args.out, text)
-    print(f"\nwritten: {args.out}")
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from scipy import integrate
 from physdiff.ensembles import Empirical, Gaussian, GaussianMixture, LinearManifold
 from physdiff.errors import DomainError, InputError, NotSupportedError, ShapeError
 from physdiff.processes import DDPM, EDM, OU, VE, VPCosine, VPLinear
+from tests._checks import assert_is_gradient, fd_gradient
 
 
 def _models():
@@ -38,19 +39,12 @@ points = st.lists(st.floats(-3, 3), min_size=3, max_size=3).map(lambda v: np.arr
 deltas = st.floats(0.05, 5.0)
 
 
-def _fd_grad(f, y, h):
-    return np.stack([(f(y + h * e) - f(y - h * e)) / (2 * h) for e in np.eye(y.shape[1])], -1)
-
-
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=40, deadline=None)
 @given(y=points, delta=deltas)
 def test_score_is_gradient_of_log_density(name, y, delta):
     m = MODELS[name]
-    h = 1e-5 * np.sqrt(delta)
-    fd = _fd_grad(lambda z: m.log_density(z, delta), y, h)
-    s = m.score(y, delta)
-    np.testing.assert_allclose(s, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(s).max()))
+    assert_is_gradient(m.score(y, delta), lambda z: m.log_density(z, delta), y, 1e-5 * delta**0.5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,10 +62,8 @@ def test_tweedie(name, y, delta):
 @given(y=points, delta=deltas)
 def test_jacobian_is_derivative_of_score(name, y, delta):
     m = MODELS[name]
-    h = 1e-5 * np.sqrt(delta)
-    fd = _fd_grad(lambda z: m.score(z, delta), y, h)
     J = m.score_jacobian(y, delta)
-    np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(J).max()))
+    assert_is_gradient(J, lambda z: m.score(z, delta), y, 1e-5 * np.sqrt(delta))
     # J = -I/delta + Cov(x0 | y)/delta^2 (docs/theory.md section 1)
     cov = m.posterior_covariance(y, delta)
     np.testing.assert_allclose(J, -np.eye(3) / delta + cov / delta**2, rtol=1e-8, atol=1e-8 / delta)
@@ -390,7 +382,7 @@ def test_frame_view_matches_ve_frame(proc, name):
     np.testing.assert_allclose(v.eps(x), -proc.sigma(t) * v.score(x), rtol=1e-12)
     # the frame's score is the gradient of its own log-density
     h = 1e-5 * proc.sigma(t)
-    fd = _fd_grad(v.log_density, x, h)
+    fd = fd_gradient(v.log_density, x, h)
     np.testing.assert_allclose(v.score(x), fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
     # Tweedie in the process frame: E[x0|x] = (x + sigma^2 score)/alpha
     np.testing.assert_allclose(

@@ -109,37 +109,20 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, source):
         steps=40, batch_size=32, checkpoint_every=10, seed=7, p_uncond=0.3, device="cpu"
     )
 
-    full = train(
-        _small_denoiser(n_classes=n_classes),
-        data,
-        cfg,
-        labels=labels,
-        checkpoint_dir=tmp_path / "full",
-        progress=False,
-    )
-
-    with pytest.raises(_Interrupt):  # dies at step 25; the last checkpoint is step 20
-        train(
-            _small_denoiser(n_classes=n_classes),
-            data,
-            cfg,
-            labels=labels,
-            checkpoint_dir=tmp_path / "cut",
-            progress=False,
-            callback=_interrupt_at(25),
+    def run(folder, init_seed=0, callback=None):
+        net = _small_denoiser(n_classes=n_classes, seed=init_seed)
+        folder = tmp_path / folder
+        return train(
+            net, data, cfg, labels=labels, checkpoint_dir=folder, progress=False, callback=callback
         )
+
+    full = run("full")
+    with pytest.raises(_Interrupt):  # dies at step 25; the last checkpoint is step 20
+        run("cut", callback=_interrupt_at(25))
     ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 20
     seen = []
-    resumed = train(
-        _small_denoiser(n_classes=n_classes, seed=99),
-        data,
-        cfg,
-        labels=labels,
-        checkpoint_dir=tmp_path / "cut",
-        progress=False,
-        callback=lambda k, loss: seen.append(k),
-    )
+    resumed = run("cut", init_seed=99, callback=lambda k, loss: seen.append(k))
     assert seen == list(range(21, 41))
     assert resumed.steps == 40
     _assert_same_weights(resumed.denoiser, full.denoiser)

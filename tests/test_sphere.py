@@ -30,6 +30,7 @@ from physdiff.ensembles.sphere import (
     sphere_stats,
 )
 from physdiff.errors import DomainError, InputError, ShapeError
+from tests._checks import assert_is_gradient
 
 # -- special functions -------------------------------------------------------------------------
 
@@ -203,33 +204,17 @@ points = st.lists(st.floats(-3, 3), min_size=5, max_size=5).map(lambda v: np.arr
 deltas = st.floats(0.02, 5.0)
 
 
-def _fd_grad(f, y, h):
-    return np.stack([(f(y + h * e) - f(y - h * e)) / (2 * h) for e in np.eye(y.shape[1])], -1)
-
-
 @pytest.mark.parametrize("m", list(MODELS))
 @settings(max_examples=30, deadline=None)
 @given(y=points, delta=deltas)
-def test_score_is_gradient_of_log_density(m, y, delta):
-    model = MODELS[m]
-    y = y + model.mean
-    fd = _fd_grad(lambda z: model.log_density(z, delta), y, 1e-5 * np.sqrt(delta))
-    s = model.score(y, delta)
-    np.testing.assert_allclose(s, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(s).max()))
-
-
-@pytest.mark.parametrize("m", list(MODELS))
-@settings(max_examples=30, deadline=None)
-@given(y=points, delta=deltas)
-def test_tweedie_and_jacobian_identities(m, y, delta):
+def test_score_tweedie_and_jacobian_identities(m, y, delta):
     model = MODELS[m]
     y = y + model.mean
     s = model.score(y, delta)
+    assert_is_gradient(s, lambda z: model.log_density(z, delta), y, 1e-5 * np.sqrt(delta))
     np.testing.assert_allclose(model.denoise(y, delta), y + delta * s, rtol=1e-10, atol=1e-10)
     jac = model.score_jacobian(y, delta)[0]
-    h = 1e-5 * np.sqrt(delta)
-    fd = _fd_grad(lambda z: model.score(z, delta)[0], y, h)
-    np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(jac).max()))
+    assert_is_gradient(jac, lambda z: model.score(z, delta)[0], y, 1e-5 * np.sqrt(delta))
     np.testing.assert_allclose(jac, jac.T, atol=1e-12 * np.abs(jac).max())
     cov = model.posterior_covariance(y, delta)[0]
     np.testing.assert_allclose(

@@ -247,37 +247,28 @@ def run(config: Config, ctx: RunContext) -> Result:
             "empirical_fraction": f_emp[0],
             "training": summ.brief(),
         }
-        if s["kind"] == "handful":
-            rows.append(
-                judge(
-                    "fraction of samples on a training point (vs exact Empirical score)",
-                    f_emp[0] + config.verdict.prediction_shift,
-                    f_net[0],
-                    difference(f_net[1], f_emp[1]),
-                    rule,
-                    condition=s["label"],
-                    **common,
-                )
-            )
+        if s["kind"] == "handful":  # judged against the exact score's samples
+            against, ref, fresh = "exact Empirical score", f_emp, {}
             if s["train"].shape[1] == 2 and handful_pts[0] is None:
                 handful_pts = (f"handful: {s['label']}", s["train"], x_net)
-        else:
-            f_fresh = binomial_fraction(*fraction_on_points(s["fresh"], emp, r))
-            panel["fresh"] = f_fresh
-            rows.append(
-                judge(
-                    "fraction of samples on a training point (vs fresh data)",
-                    f_fresh[0] + config.verdict.prediction_shift,
-                    f_net[0],
-                    difference(f_net[1], f_fresh[1]),
-                    rule,
-                    condition=s["label"],
-                    fresh_fraction=f_fresh[0],
-                    **common,
-                )
-            )
+        else:  # the large set: against fresh data from the same distribution
+            ref = binomial_fraction(*fraction_on_points(s["fresh"], emp, r))
+            against, fresh = "fresh data", {"fresh_fraction": ref[0]}
+            panel["fresh"] = ref
             if s["train"].shape[1] == 2:
                 many_pts = (f"many: {s['label']}", s["train"], x_net)
+        rows.append(
+            judge(
+                f"fraction of samples on a training point (vs {against})",
+                ref[0] + config.verdict.prediction_shift,
+                f_net[0],
+                difference(f_net[1], ref[1]),
+                rule,
+                condition=s["label"],
+                **fresh,
+                **common,
+            )
+        )
         panels.append(panel)
     fig = "memorization_sanity.png"
     _plot(panels, handful_pts, many_pts, config, out_dir / fig)
