@@ -13,17 +13,8 @@ import pytest
 
 from validation.experiments import late_init, symmetry_dynamics, symmetry_networks
 from validation.models import symmetric_pair
-from validation.sweep import Engine
 
 pytest.importorskip("torch")
-
-NAMES = ("symmetry_dynamics", "symmetry_networks", "late_init")
-MODULES = {
-    "symmetry_dynamics": symmetry_dynamics,
-    "symmetry_networks": symmetry_networks,
-    "late_init": late_init,
-}
-SERIAL = Engine("serial")
 
 
 def test_dynamics_records_every_criterion_against_every_measurable(smoke):
