@@ -48,6 +48,16 @@ def positive(x, name: str, *, allow_zero: bool = False) -> np.ndarray:
     return arr
 
 
+def positive_grid(x, name: str) -> np.ndarray:
+    """A non-empty 1-D grid of finite positive numbers (a scalar counts as one value)."""
+    arr = positive(np.atleast_1d(x), name)
+    if arr.ndim != 1:
+        raise ShapeError(f"{name} must be a number or a 1-D array; got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name} must hold at least one value; got an empty array")
+    return arr
+
+
 def delta_for_batch(delta, n: int, name: str = "delta") -> np.ndarray:
     """The noise-to-signal variance as a column ``(n, 1)`` (a scalar or one per point)."""
     arr = positive(delta, name)
@@ -104,9 +114,20 @@ def covariance_spectrum(x, name: str) -> np.ndarray:
     entry is no rounding of a covariance and raises :class:`~physdiff.errors.DomainError`
     naming ``name`` and the range; so does a negative entry with nothing to be rounding of
     (a spectrum of ``[-1e-15]`` alone: the bound scales with the largest ``|lambda|``).
-    Empty input is an :class:`~physdiff.errors.InputError`; NaN and inf are refused.
+    Empty input is an :class:`~physdiff.errors.InputError`, a matrix (more than
+    one axis longer than 1) a :class:`~physdiff.errors.ShapeError` (a matrix is not its
+    spectrum; a row or a column is read as one); NaN and inf are
+    refused.
     """
-    lam = finite_array(x, name).reshape(-1)
+    lam = finite_array(x, name)
+    if sum(k > 1 for k in lam.shape) > 1:
+        # a matrix here is almost always a covariance passed where its eigenvalues go;
+        # flattening it would read its entries as eigenvalues (a row or a column is fine)
+        raise ShapeError(
+            f"{name} must be a number or a 1-D array of eigenvalues; got shape {lam.shape} "
+            "(for a covariance matrix pass numpy.linalg.eigvalsh(cov))"
+        )
+    lam = lam.reshape(-1)
     if lam.size == 0:
         raise InputError(f"{name} must hold at least one eigenvalue")
     tol = spectrum_rounding_tolerance(lam)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_write  # re-exported: physdiff.atlas.atomic_write is public
+from .atomic import atomic_write, output_folder  # atomic_write re-exported: public here
 from .errors import InputError
 
 __all__ = ["FORMATS", "FigureResult", "AtlasResult", "build_atlas", "atomic_write"]
@@ -60,12 +60,6 @@ class AtlasResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.import_errors
-
-
-def _save(fig, path: Path, fmt: str, dpi: int) -> None:
-    # fixed metadata so that rebuilding an unchanged figure gives the same bytes
-    metadata = {"pdf": {"CreationDate": None, "ModDate": None}, "svg": {"Date": None}}.get(fmt, {})
-    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, metadata=metadata))
 
 
 def _select(registry, only: Sequence[str] | None):
@@ -123,38 +117,40 @@ def build_atlas(
             )
     specs = _select(registry, only)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results: list[FigureResult] = []
-    bar = tqdm(specs, desc="atlas", unit="fig", disable=None if progress is None else not progress)
-    for spec in bar:
-        bar.set_postfix_str(spec.name)
-        res = FigureResult(spec.name, spec.title, spec.caption, spec.module)
-        t0 = time.perf_counter()
-        fig = None
-        try:
-            with plot.style():
-                fig = spec.render()
-                for fmt in formats:
-                    fname = f"{spec.name}.{fmt}"
-                    _save(fig, out / fname, fmt, dpi)
-                    res.files[fmt] = fname
-        except Exception as exc:
-            res.error = f"{type(exc).__name__}: {exc}"
-            res.traceback = traceback.format_exc()
-            log(f"physdiff atlas: figure {spec.name!r} ({spec.module}) failed: {res.error}")
-        finally:
-            if fig is not None:
-                fig.clear()
-        res.seconds = time.perf_counter() - t0
-        results.append(res)
-    bar.close()
+    # one run at a time per folder, so the set of files is always one run's
+    with output_folder(out, log=log) as out:
+        results: list[FigureResult] = []
+        bar = tqdm(
+            specs, desc="atlas", unit="fig", disable=None if progress is None else not progress
+        )
+        for spec in bar:
+            bar.set_postfix_str(spec.name)
+            res = FigureResult(spec.name, spec.title, spec.caption, spec.module)
+            t0 = time.perf_counter()
+            fig = None
+            try:
+                with plot.style():
+                    fig = spec.render()
+                    for fmt in formats:
+                        fname = f"{spec.name}.{fmt}"
+                        plot.save_figure(fig, out / fname, fmt, dpi)
+                        res.files[fmt] = fname
+            except Exception as exc:
+                res.error = f"{type(exc).__name__}: {exc}"
+                res.traceback = traceback.format_exc()
+                log(f"physdiff atlas: figure {spec.name!r} ({spec.module}) failed: {res.error}")
+            finally:
+                if fig is not None:
+                    fig.clear()
+            res.seconds = time.perf_counter() - t0
+            results.append(res)
+        bar.close()
 
-    entries = _index_entries(registry, results, out, formats)
-    index_files = [out / "index.html", out / "index.md"]
-    atomic_write(index_files[0], lambda fh: fh.write(_html(entries).encode()))
-    atomic_write(index_files[1], lambda fh: fh.write(_markdown(entries).encode()))
-    return AtlasResult(out, results, import_errors, index_files)
+        entries = _index_entries(registry, results, out, formats)
+        index_files = [out / "index.html", out / "index.md"]
+        atomic_write(index_files[0], lambda fh: fh.write(_html(entries).encode()))
+        atomic_write(index_files[1], lambda fh: fh.write(_markdown(entries).encode()))
+        return AtlasResult(out, results, import_errors, index_files)
 
 
 def _index_entries(registry, results: list[FigureResult], out: Path, formats) -> list:

@@ -194,6 +194,9 @@ def point_set(name: str, k: int, *, d: int | None = None, seed: int = 0) -> np.n
     return np.array(ds.train[perm[:k]], dtype=np.float64)
 
 
+_STD_MAX = math.sqrt(np.finfo(np.float64).max)
+
+
 def mixture_1d(means, stds=(1.0,), weights=None) -> GaussianMixture:
     """A 1-D mixture from its components' ``means`` (K >= 2), standard deviations
     ``stds`` (one for all or one per component, >= 0; 0 is a point mass) and ``weights``
@@ -207,6 +210,8 @@ def mixture_1d(means, stds=(1.0,), weights=None) -> GaussianMixture:
         raise InputError(f"stds: give one value or {K} (one per mean); got {len(stds)}")
     if any(not s >= 0 for s in stds):
         raise InputError(f"stds: must be >= 0; got {min(stds):g}")
+    if any(not s <= _STD_MAX for s in stds):  # the variance std^2 must be a finite float
+        raise InputError(f"stds: must be at most {_STD_MAX:.3g} (std^2 finite); got {max(stds):g}")
     sd = np.broadcast_to(np.asarray(stds, dtype=float), (K,))
     if weights is None:
         w = np.full(K, 1.0 / K)

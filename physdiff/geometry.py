@@ -87,7 +87,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_points, delta_for_batch, finite_array, integer, positive
+from ._validate import as_points, delta_for_batch, finite_array, integer, positive, positive_grid
 from .ensembles.base import Ensemble
 from .ensembles.empirical import Empirical
 from .ensembles.manifold import LinearManifold
@@ -270,7 +270,7 @@ class ManifoldPopulation:
 
     def at(self, deltas) -> tuple[np.ndarray, np.ndarray]:
         """``(I, mmse)`` interpolated log-linearly at ``deltas`` (inside the grid)."""
-        dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+        dl = positive_grid(deltas, "deltas")
         lo, hi = self.deltas.min(), self.deltas.max()
         if np.any(dl < lo * (1 - 1e-12)) or np.any(dl > hi * (1 + 1e-12)):
             raise DomainError(
@@ -315,7 +315,7 @@ def manifold_population(
         raise NotSupportedError("norm-normalised data have no closed-form population here")
     if not isinstance(manifold, LinearManifold):
         raise InputError(f"manifold must be a LinearManifold; got {type(manifold).__name__}")
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     s = manifold.stds
     if not manifold.normalized and method != "monte-carlo":
         info = np.asarray(mutual_information_manifold(dl, s)).reshape(-1)
@@ -727,7 +727,7 @@ def retained_variance(
     d = int(model.dim)
     b = _basis(basis, d)
     x0 = as_points(x0, d, "x0", dtype=np.float64)
-    dl = positive(np.atleast_1d(deltas), "deltas").reshape(-1)
+    dl = positive_grid(deltas, "deltas")
     n_probe = integer(n_probe, "n_probe", 2, 10**8)
     k = b.shape[1]
     if isinstance(reference, ManifoldPopulation):

@@ -13,8 +13,11 @@ Any 2-D score model works with :func:`score_field` (it needs ``score(y, delta)``
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -22,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .atomic import atomic_write
 from .errors import InputError, NotSupportedError, ShapeError
 from .processes import DDPM, Process, get_process
 
@@ -38,6 +42,7 @@ __all__ = [
     "schedule",
     "ddpm_step_map",
     "panel_label",
+    "save_figure",
     "truncated_cmap",
 ]
 
@@ -367,3 +372,31 @@ def panel_label(ax: Axes, text: str, **kwargs):
     kw = {"fontweight": "bold", "ha": "left", "va": "bottom", "fontsize": "large"}
     kw.update(kwargs)
     return ax.text(-0.02, 1.02, text, transform=ax.transAxes, **kw)
+
+
+# Fixed metadata, so that saving an unchanged figure again gives the same bytes.
+_REPRODUCIBLE_METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "svg": {"Date": None}}
+
+
+@contextmanager
+def _quiet_font_subsetting() -> Iterator[None]:
+    """Silence fontTools while matplotlib subsets a font for a PDF: it reads the DejaVu
+    fonts' ``head`` table, whose time stamps predate 1904, and logs two warnings ("'created'
+    timestamp seems very low") through logging's last-resort handler, i.e. to stderr, on
+    every PDF. Nothing about the figure is wrong; other loggers are left alone."""
+    log = logging.getLogger("fontTools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, fmt: str, dpi: int = 150) -> Path:
+    """Save ``fig`` to ``path`` as ``fmt`` (png, pdf, svg) atomically
+    (:func:`physdiff.atomic.atomic_write`), with reproducible metadata and no stray lines
+    on stderr; returns the path."""
+    meta = _REPRODUCIBLE_METADATA.get(fmt, {})
+    with _quiet_font_subsetting():
+        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, metadata=meta))

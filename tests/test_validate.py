@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from physdiff._validate import covariance_spectrum, spectrum_rounding_tolerance
-from physdiff.errors import DomainError, InputError
+from physdiff.errors import DomainError, InputError, ShapeError
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -64,6 +64,9 @@ def test_other_bad_input():
     # a scalar and a (k, 1) column are flattened; non-negative input is returned as is
     np.testing.assert_array_equal(covariance_spectrum(2.0, "s"), [2.0])
     np.testing.assert_array_equal(covariance_spectrum([[1.0], [0.0]], "s"), [1.0, 0.0])
+    # a matrix is refused, not flattened into "eigenvalues"
+    with pytest.raises(ShapeError, match="spec must be a number or a 1-D array"):
+        covariance_spectrum(np.eye(2), "spec")
 
 
 def test_positive_rounding_is_zero_too():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
@@ -84,6 +84,26 @@ def _command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """Turn ``SIGTERM`` (``kill``, a scheduler's time limit) into the ``KeyboardInterrupt``
+    path, so that a write in progress removes its temporary file
+    (:func:`physdiff.atomic.atomic_write`) instead of leaving it behind. Only from the
+    main thread (``signal`` refuses elsewhere); ``SIGKILL`` cannot be caught: the next run
+    into the folder clears what it leaves (:func:`physdiff.atomic.output_folder`).
+    Returns what puts the previous handler back (``main`` may run inside a program)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``physdiff`` console script; returns the exit status."""
     from ..errors import PhysdiffError
@@ -99,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     flags = getattr(_module(args.command), "FLAGS", None)
+    restore = _terminate_as_interrupt()
     try:
         return int(args.func(args))
     except UsageError as exc:
@@ -116,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an output that cannot be written
         print(f"physdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (_terminate_as_interrupt)
         print("physdiff: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()

@@ -44,6 +44,7 @@ __all__ = [
     "usage",
     "envelope",
     "dumps",
+    "json_safe",
     "cell",
     "emit",
     "write_output",
@@ -288,6 +289,16 @@ def envelope(command: str, args, result: Any) -> dict:
     if bad:
         res["non_finite"] = bad
     return {"command": command, "version": __version__, "input": inp, "result": res}
+
+
+def json_safe(obj: Mapping, root: str = "data") -> dict:
+    """A mapping made strict-JSON-safe for a data file, the way :func:`envelope` does it:
+    non-finite numbers become ``null``, listed with what they were under ``non_finite``."""
+    bad: dict = {}
+    out = _json_safe(obj, root, bad)
+    if bad:
+        out["non_finite"] = bad
+    return out
 
 
 def dumps(obj: Any, indent: int | None = 2) -> str:

@@ -114,20 +114,17 @@ def table(s: dict) -> str:
 
 
 def _write(out, name: str, res, data: dict, dpi: int) -> dict:
-    """Figure (PNG, PDF), ``.npz`` and ``.json``, each written atomically."""
-    from pathlib import Path
-
+    """Figure (PNG, PDF), ``.npz`` and ``.json``, each written atomically, the set as one
+    run's (:func:`physdiff.atomic.output_folder`: one writer per folder at a time)."""
     import numpy as np
 
     from .. import plot
-    from ..atomic import atomic_write
+    from ..atomic import atomic_write, output_folder
     from ..figures.memorization import phase_diagram_figure
-    from ._args import dumps
+    from ._args import dumps, json_safe
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    with plot.style():
+    with output_folder(out, name="--out") as folder, plot.style():
         summ = data["spectrum"]
         fig = phase_diagram_figure(
             res.diagram,
@@ -135,18 +132,12 @@ def _write(out, name: str, res, data: dict, dpi: int) -> dict:
             dim_symbol="m" if summ["intrinsic_dim"] < summ["d"] else "d",
         )
         for fmt in ("png", "pdf"):
-            path = out / f"{name}.{fmt}"
-            meta = {"CreationDate": None, "ModDate": None} if fmt == "pdf" else {}
-            atomic_write(
-                path,
-                lambda fh, fmt=fmt, meta=meta: fig.savefig(fh, format=fmt, dpi=dpi, metadata=meta),
-            )
-            files[fmt] = str(path)
+            files[fmt] = str(plot.save_figure(fig, folder / f"{name}.{fmt}", fmt, dpi))
         fig.clear()
-    path = out / f"{name}.npz"
-    atomic_write(path, lambda fh: np.savez(fh, **res.arrays()))
-    files["npz"] = str(path)
-    path = out / f"{name}.json"
-    atomic_write(path, lambda fh: fh.write(dumps(data, indent=None).encode()))
-    files["json"] = str(path)
+        path = folder / f"{name}.npz"
+        atomic_write(path, lambda fh: np.savez(fh, **res.arrays()))
+        files["npz"] = str(path)
+        path = folder / f"{name}.json"
+        atomic_write(path, lambda fh: fh.write(dumps(json_safe(data), indent=None).encode()))
+        files["json"] = str(path)
     return files

@@ -21,6 +21,7 @@ from matplotlib.colors import to_rgb
 from .. import memorization as M
 from .. import plot
 from ..ensembles import Empirical, LinearManifold
+from ..errors import InputError
 from ..processes import DDPM, OU
 from . import register
 
@@ -60,6 +61,10 @@ def _time_label(process: str) -> str:
     return f"time $t$ ({process})"
 
 
+_ALPHA_DRAWABLE = 1e200
+"""Largest ``alpha_n * d`` (the natural log of ``n``) a phase-diagram axis is drawn to."""
+
+
 def draw_phase_diagram(
     pdiag: M.PhaseDiagram,
     ax,
@@ -84,6 +89,13 @@ def draw_phase_diagram(
     if log_alpha is None:
         la = np.diff(np.log(a))
         log_alpha = a.size > 2 and bool(np.allclose(la, la[0], rtol=1e-6))
+    if a[-1] * max(float(pdiag.d), 1.0) > _ALPHA_DRAWABLE:
+        # matplotlib's tickers place decades past the limits and overflow near 1e308 (a
+        # traceback from its ticker for alpha_max = 1e290); the data have no such limit
+        raise InputError(
+            f"alpha_max: the figure draws alpha_n * d up to {_ALPHA_DRAWABLE:.0e} (ticks past "
+            f"the axis overflow float64); got alpha_max = {a[-1]:.3g} with d = {pdiag.d}"
+        )
     tcc = np.clip(tc, t0, t1)
     top = tcc if ts is None else np.clip(np.maximum(tc, ts), t0, t1)
     kw = {"linewidth": 0, "zorder": 0}

@@ -73,6 +73,7 @@ from .training import (
     drive,
     ema_decay_at,
     trajectory_mismatch,
+    writable_folder,
 )
 
 __all__ = ["train_ensemble", "MEMBER_FIELDS", "SHARED_FIELDS", "ENSEMBLE_CHECKPOINT"]
@@ -438,19 +439,6 @@ class _Ensemble:
         self.seconds = float(ck["seconds"])
 
 
-def _folder(path, what: str) -> Path:
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{what} {str(folder)!r} exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{what} {str(folder)!r} cannot be created: {err}") from None
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{what} {str(folder)!r} is not writable")
-    return folder
-
-
 def train_ensemble(
     denoisers: Sequence[Denoiser],
     data: Sequence[Any],
@@ -490,7 +478,7 @@ def train_ensemble(
             raise InputError(
                 f"member_dirs must be a list of {len(denoisers)} folders, one per member"
             )
-        member_dirs = [_folder(p, f"member_dirs[{i}]") for i, p in enumerate(member_dirs)]
+        member_dirs = [writable_folder(p, f"member_dirs[{i}]") for i, p in enumerate(member_dirs)]
         seen: dict[Path, int] = {}
         for i, folder in enumerate(member_dirs):
             j = seen.setdefault(folder.resolve(), i)
@@ -502,7 +490,7 @@ def train_ensemble(
     ens = _Ensemble(denoisers, data, configs, labels)
     ck_path = None
     if checkpoint_dir is not None:
-        ck_path = _folder(checkpoint_dir, "checkpoint_dir") / ENSEMBLE_CHECKPOINT
+        ck_path = writable_folder(checkpoint_dir, "checkpoint_dir") / ENSEMBLE_CHECKPOINT
         if ck_path.exists():
             ck = _read_checkpoint(
                 ck_path, ens.device, fmt=_FORMAT, what="physdiff.nn ensemble checkpoint"

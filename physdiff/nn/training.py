@@ -113,7 +113,7 @@ class TrainConfig:
         integer(self.batch_size, "batch_size", 1, 10**9)
         integer(self.checkpoint_every, "checkpoint_every", 1, 10**12)
         integer(self.seed, "seed", 0, 2**63 - 1)
-        _in_range(self.lr, "lr", 0.0, math.inf, low_open=True)
+        _in_range(self.lr, "lr", 0.0, _LR_MAX, low_open=True)
         _in_range(self.ema_decay, "ema_decay", 0.0, 1.0, high_open=True)
         _in_range(self.p_uncond, "p_uncond", 0.0, 1.0)
         _in_range(self.weight_decay, "weight_decay", 0.0, math.inf)
@@ -143,6 +143,27 @@ class TrainConfig:
         d["process"] = repr(get_process(self.process))
         d["device"] = str(self.device)
         return d
+
+
+def writable_folder(path, what: str) -> Path:
+    """``path`` as a folder that exists (created with its parents) and is writable; else an
+    :class:`~physdiff.errors.InputError` naming ``what`` (a file in the way, a folder that
+    cannot be created, no write permission)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {str(folder)!r} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{what} {str(folder)!r} cannot be created: {err}") from None
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{what} {str(folder)!r} is not writable")
+    return folder
+
+
+_LR_MAX = float(np.finfo(np.float32).max)
+"""The largest learning rate: what a float32 optimiser state can hold (torch refuses to
+convert a larger one, and any lr near it diverges at the first step anyway)."""
 
 
 def _in_range(x, name, lo, hi, *, low_open=False, high_open=False):
@@ -739,11 +760,7 @@ def train(
     tr = _Trainer(denoiser, data, config, labels)
     ck_path = None
     if checkpoint_dir is not None:
-        folder = Path(checkpoint_dir)
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"checkpoint_dir {str(folder)!r} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        ck_path = folder / CHECKPOINT_NAME
+        ck_path = writable_folder(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
         if ck_path.exists():
             tr.restore(_read_checkpoint(ck_path, tr.device), repr(str(ck_path)))
 
