@@ -42,7 +42,7 @@ import numpy as np
 from ._validate import as_points, finite_array, integer, positive, positive_grid
 from .ensembles.base import ScoreModel
 from .ensembles.empirical import Empirical
-from .errors import DomainError, InputError
+from .errors import ConvergenceWarning, DomainError, InputError
 from .processes import Process, get_process
 
 __all__ = [
@@ -488,6 +488,7 @@ def find_attractors(
     check_stability: bool = True,
     refine_tol: float = 1e-8,
     max_iter: int = 1000,
+    warn: bool = True,
 ) -> Attractors:
     """Run ``n`` probability-flow (Heun) trajectories in ONE sampler call down to noise
     ``delta_end``, refine the end points with the iterated denoiser there, deduplicate
@@ -505,7 +506,9 @@ def find_attractors(
     and only the update one iteration would make is measured). ``Attractors.converged``
     flags the points that met the tolerance. On a trained network the iteration at noise
     levels below its training range can drift instead of converging: keep ``max_iter``
-    small there and check ``converged``."""
+    small there and check ``converged``. Refinement that leaves points unconverged warns
+    with :class:`~physdiff.errors.ConvergenceWarning` (``warn=False``: silent; no
+    refinement asked, ``max_iter = 0``, never warns)."""
     from .sampling import sample
 
     proc = get_process(process)
@@ -526,6 +529,17 @@ def find_attractors(
     atol = refine_tol * scale
     y, moved = refine_fixed_points(model, out.y, delta_end, tol=0.0, atol=atol, max_iter=max_iter)
     converged = fixed_point_converged(y, moved, tol=0.0, atol=atol)
+    if max_iter > 0 and warn and not converged.all():
+        bad = ~converged
+        warnings.warn(
+            f"find_attractors: {int(bad.sum())} of {converged.size} end points did not "
+            f"converge in max_iter={max_iter} refinement steps (last update up to "
+            f"{float(np.max(moved[bad])):.3g} > {atol:.3g}; |y| up to "
+            f"{float(np.max(np.linalg.norm(y[bad], axis=1))):.3g}); they are flagged in "
+            "Attractors.converged",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     reps, labels = deduplicate(y, float(positive(dedup, "dedup")) * scale)
     counts = np.bincount(labels, minlength=reps.shape[0])
     if check_stability and hasattr(model, "score_jacobian"):

@@ -15,6 +15,7 @@ __all__ = [
     "NotSupportedError",
     "NoSymmetryBreaking",
     "DuplicateFigureError",
+    "ConvergenceWarning",
 ]
 
 
@@ -49,3 +50,11 @@ class DuplicateFigureError(InputError):
 
     Raised by :meth:`physdiff.figures.Registry.register` (also importable from
     :mod:`physdiff.figures`)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iteration stopped before meeting its tolerance; the answer it returns is flagged
+    (``converged`` is ``False``) and should not be read as converged.
+
+    Warned by :func:`physdiff.symmetry.find_fixed_point` and
+    :func:`physdiff.association.find_attractors`."""

@@ -45,6 +45,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._fixed_point import (
+    FixedPoint,
+    _stability_eigenvalues,
+    drift_field,
+    find_fixed_point,
+    stability_matrix,
+)
 from ._validate import (
     as_points,
     covariance_spectrum,
@@ -70,6 +77,7 @@ __all__ = [
     "bifurcation_diagram",
     "BifurcationDiagram",
     "find_fixed_point",
+    "FixedPoint",
     "critical_two_deltas",
     "critical_from_eigenvalue",
     "critical_point",
@@ -194,18 +202,6 @@ def drift_constant(delta, criterion: str = "log-density", process: Process | str
         )
     c = f / np.asarray(proc.ddelta_dt(t))
     return float(c) if c.ndim == 0 else c
-
-
-def drift_field(model: ScoreModel, y, delta, c=0.0) -> np.ndarray:
-    """``score(y) - c y``: proportional to the generative drift in the VE frame."""
-    y = np.asarray(y, dtype=float)
-    return model.score(y, delta) - np.reshape(c, (-1, 1)) * y
-
-
-def stability_matrix(model: ScoreModel, y, delta, c=0.0) -> np.ndarray:
-    """``J(y) - c I``; a fixed point is stable when all its eigenvalues are negative."""
-    J = model.score_jacobian(y, delta)
-    return J - np.reshape(c, (-1, 1, 1)) * np.eye(J.shape[-1])
 
 
 def potential(model: Ensemble, y, delta, c=0.0) -> np.ndarray:
@@ -398,44 +394,6 @@ def bifurcation_diagram(
     roots, owner, J = roots[order], owner[order], J[order]
     cut = np.searchsorted(owner, np.arange(1, nd))
     return BifurcationDiagram(deltas, np.split(roots, cut), np.split(J, cut))
-
-
-def _stability_eigenvalues(A: np.ndarray) -> np.ndarray:
-    """Sorted real parts of the eigenvalues of a stability matrix (a network's Jacobian
-    need not be symmetric, so ``eigvalsh``, which reads one triangle, would be wrong)."""
-    if np.allclose(A, A.T, rtol=1e-10, atol=1e-12 * (1 + np.abs(A).max())):
-        return np.linalg.eigvalsh(0.5 * (A + A.T))
-    return np.sort(np.linalg.eigvals(A).real)
-
-
-def find_fixed_point(
-    model: ScoreModel, y0, delta: float, c: float = 0.0, *, tol: float = 1e-12, max_iter: int = 100
-) -> tuple[np.ndarray, np.ndarray]:
-    """Newton's method on ``score(y) - c y = 0`` from ``y0`` (shape ``(d,)``), with a
-    backtracking line search on the residual norm. Returns ``(y*, eigenvalues of J - c I)``.
-    """
-    d = int(model.dim)
-    y = as_points(np.reshape(y0, (1, -1)), d, "y0")[0].copy()
-    eye = np.eye(d)
-    r = drift_field(model, y[None], delta, c)[0]
-    for _ in range(max_iter):
-        nr = np.linalg.norm(r)
-        if nr <= tol * (1 + np.linalg.norm(y)) / max(delta, 1e-300):
-            break
-        A = model.score_jacobian(y[None], delta)[0] - c * eye
-        step = np.linalg.lstsq(A, -r, rcond=None)[0]
-        lam = 1.0
-        while lam > 1e-8:
-            y_new = y + lam * step
-            r_new = drift_field(model, y_new[None], delta, c)[0]
-            if np.linalg.norm(r_new) < nr:
-                break
-            lam *= 0.5
-        if lam <= 1e-8:
-            break
-        y, r = y_new, r_new
-    eig = _stability_eigenvalues(stability_matrix(model, y[None], delta, c)[0])
-    return y, eig
 
 
 # ---------------------------------------------------------------------------------------
