@@ -45,6 +45,19 @@ class EntropyProfile:
     peaks_log_delta: tuple
     profile: dict
 
+    def to_labelled(self) -> dict:
+        """The profile over the named coordinate ``delta`` (with ``t`` and, for DDPM,
+        ``step`` as variables), :func:`physdiff.labelled.labelled`."""
+        from .labelled import labelled
+
+        p = self.profile
+        names = ("t", "H", "rate_delta", "rate_log_delta", "rate_time", "step")
+        return labelled(
+            {"delta": p["delta"]},
+            {k: (["delta"], p[k]) for k in names if k in p},
+            {"H_prior": self.H_prior},
+        )
+
     def to_dict(self) -> dict:
         """The summary (everything but ``profile``), JSON-ready."""
         return {

@@ -458,7 +458,8 @@ def collapse_along_trajectories(
     n_steps: int = 200,
     t_end: float | None = None,
 ) -> TrajectoryCollapse:
-    """Run the exact empirical score backwards and record, at every grid time, the mean
+    """Run the exact empirical score backwards and record, at every time of a grid uniform
+    in the process's time (``process.time_grid(n_steps)`` down to ``t_end``), the mean
     participation ratio ``1/sum w^2`` and the nearest-training-point index (one batched
     sampler call; memory ``O(n d)``)."""
     from .sampling import sample
@@ -473,9 +474,10 @@ def collapse_along_trajectories(
         pr = train.participation_ratio(y, dl).mean() if dl > 0 else 1.0
         return pr, train.nearest(y)[0]
 
-    out = sample(
-        train, n, rng, method=method, process=proc, n_steps=n_steps, t_end=t_end, record=rec
-    )
+    # records on a grid uniform in the process's time (the measurement reads "the earliest
+    # time from which ..." off it), not the sampler's default grid (log-spaced on OU)
+    times = proc.time_grid(n_steps, t_end=t_end)
+    out = sample(train, n, rng, method=method, process=proc, times=times, record=rec)
     prs = np.array([r[0] for r in out.records])
     idx = np.stack([r[1] for r in out.records])
     frozen = (idx == idx[-1]).mean(axis=1)
@@ -507,6 +509,26 @@ class PhaseDiagram:
     def log_n(self) -> np.ndarray:
         """``log n = alpha_n d`` for each alpha (``n`` itself may not fit a float)."""
         return self.alphas * self.d
+
+    def to_labelled(self) -> dict:
+        """The diagram over named coordinates ``t`` and ``alpha_n``
+        (:func:`physdiff.labelled.labelled`; ``xarray.Dataset.from_dict`` reads it)."""
+        from .labelled import labelled
+
+        return labelled(
+            {"t": self.times, "alpha_n": self.alphas},
+            {
+                "regime": (["t", "alpha_n"], self.regime),
+                "t_collapse": (["alpha_n"], np.asarray(self.t_collapse, dtype=float)),
+                "log_n": (["alpha_n"], self.log_n),
+            },
+            {
+                "process": self.process,
+                "d": int(self.d),
+                "t_speciation": self.t_speciation,
+                "regime_labels": list(self.LABELS),
+            },  # fmt: skip
+        )
 
 
 def phase_diagram(

@@ -13,9 +13,9 @@
   conditions as ``condition.<key>`` columns, its scalar ``extra`` numbers as
   ``extra.<key>``); :func:`write_csv` writes them as CSV and :func:`to_frame` as a pandas
   DataFrame (pandas optional).
-* **Labelled arrays.** :func:`labelled` builds the dictionary that
-  ``xarray.Dataset.from_dict`` reads (named coordinates and variables with their
-  dimensions), from plain numpy arrays, without importing xarray.
+* **Labelled arrays.** :func:`labelled` (from :mod:`physdiff.labelled`) builds the
+  dictionary that ``xarray.Dataset.from_dict`` reads (named coordinates and variables
+  with their dimensions), from plain numpy arrays, without importing xarray.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from physdiff.labelled import labelled
 
 __all__ = [
     "strict",
@@ -157,29 +157,3 @@ def to_frame(records: Sequence[Mapping[str, Any]]):
             "result.csv beside result.json, and Result.table() gives it as plain dicts"
         ) from err
     return pd.DataFrame.from_records(list(records), columns=_columns(records))
-
-
-def labelled(
-    coords: Mapping[str, Any],
-    data_vars: Mapping[str, tuple[Sequence[str], Any]],
-    attrs: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A labelled dataset as plain data, in the layout ``xarray.Dataset.from_dict`` reads:
-    ``{"coords": {name: {"dims": [name], "data": [...]}}, "data_vars": {name: {"dims": dims,
-    "data": nested lists}}, "attrs": {...}}``. Each variable's shape must match its named
-    coordinates' lengths (a ``ValueError`` names the variable)."""
-    sizes = {k: int(np.asarray(v).shape[0]) for k, v in coords.items()}
-    out_c = {k: {"dims": [k], "data": np.asarray(v).tolist()} for k, v in coords.items()}
-    out_v = {}
-    for name, (dims, data) in data_vars.items():
-        arr = np.asarray(data)
-        unknown = [d for d in dims if d not in sizes]
-        if unknown:
-            raise ValueError(f"data_vars[{name!r}] names unknown coordinates {unknown}")
-        want = tuple(sizes[d] for d in dims)
-        if arr.shape != want:
-            raise ValueError(
-                f"data_vars[{name!r}] must have shape {want} (dims {tuple(dims)}); got {arr.shape}"
-            )
-        out_v[name] = {"dims": list(dims), "data": arr.tolist()}
-    return {"coords": out_c, "data_vars": out_v, "attrs": dict(attrs or {})}
