@@ -97,6 +97,14 @@ class Gaussian(Ensemble):
         point = finite_array(point, "point").reshape(-1)
         return cls.from_eigen(point, np.zeros((point.shape[0], 0)), np.zeros(0))
 
+    def _with_mean(self, mean) -> Gaussian:
+        """The same covariance about another mean, sharing this one's arrays (no checks: for
+        :meth:`GaussianMixture.shared_covariance`)."""
+        obj = type(self).__new__(type(self))
+        obj._init(mean, self._U, self._lam)
+        obj._V = self._V
+        return obj
+
     def _init(self, mean, basis, lam):
         self._mean = np.array(mean, dtype=float)
         self._U = np.ascontiguousarray(basis, dtype=float)

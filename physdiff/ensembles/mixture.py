@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validate import finite_array, positive
+from .._validate import finite_array, integer, positive
 from ..errors import InputError, ShapeError
+from ._mixture_fast import structure
 from .base import Ensemble
 from .gaussian import Gaussian
 
@@ -46,6 +47,13 @@ def _softmax_rows(a: np.ndarray) -> np.ndarray:
     np.exp(a, out=a)
     a /= np.sum(a, axis=0)
     return a
+
+
+def _inverse_times(c: Gaussian, v: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``S^-1 v`` row by row for the component ``c`` at noise ``delta`` ``(n, 1)``:
+    ``S = U diag(lam + delta) U^T + delta (I - U U^T)``."""
+    r = v @ c._U
+    return (r / (c._lam + delta)) @ c._U.T + (v - r @ c._U.T) / delta
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
@@ -105,11 +113,27 @@ class GaussianMixture(Ensemble):
         return cls.from_components(weights, comps)
 
     @classmethod
+    def shared_covariance(cls, weights, means, cov) -> GaussianMixture:
+        """Components ``N(mu_k, cov)`` with one covariance ``cov`` ``(d, d)`` for all (a
+        :class:`Gaussian` may stand for it). Its eigen-decomposition is computed once and
+        the mixture runs on the closed-form fast path (:mod:`._mixture_fast`)."""
+        means = finite_array(means, "means")
+        if means.ndim != 2 or means.shape[0] < 1:
+            raise ShapeError(f"means must have shape (K, d) with K >= 1; got {means.shape}")
+        if isinstance(cov, Gaussian):
+            if cov.dim != means.shape[1]:
+                raise ShapeError(f"cov must have dimension {means.shape[1]}; got {cov.dim}")
+            base = cov._with_mean(means[0])
+        else:
+            base = Gaussian(means[0], cov)
+        return cls.from_components(weights, [base] + [base._with_mean(m) for m in means[1:]])
+
+    @classmethod
     def two_deltas(cls, m: float = 1.0, d: int = 1) -> GaussianMixture:
         """Equal point masses at ``+-m e_1`` in R^d; in 1-D
         ``score(y) = (m tanh(m y/delta) - y)/delta`` (docs/theory.md section 2)."""
         m = float(finite_array(m, "m"))
-        e = np.zeros((2, int(d)))
+        e = np.zeros((2, integer(d, "d", 1, 10**8)))
         e[0, 0], e[1, 0] = m, -m
         return cls([0.5, 0.5], e)
 
@@ -127,6 +151,7 @@ class GaussianMixture(Ensemble):
         with np.errstate(divide="ignore"):
             self._logw = np.log(self._w)
         self._comps = tuple(comps)
+        self._fast = structure(self._logw, self._comps)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -161,13 +186,28 @@ class GaussianMixture(Ensemble):
         return within + (c.T * self._w) @ c
 
     def component(self, k: int) -> Gaussian:
-        """Component ``k`` (the class-conditional model of class k)."""
-        return self._comps[k]
+        """Component ``k`` (the class-conditional model of class k), ``0 <= k < K``."""
+        return self._comps[integer(k, "k", 0, self.n_components - 1)]
 
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.n_components}, d={self.dim})"
 
     # -- the exact formulas --------------------------------------------------------------------
+    def _exact(self, what, y, delta):
+        """``what`` by the closed-form fast path (:mod:`._mixture_fast`) where the components
+        allow it and its error bound holds, by the per-component formulas (the methods
+        ``_general_*``) for the other rows."""
+        general = getattr(self, "_general_" + what)
+        fast = self._fast
+        if fast is None or y.shape[0] == 0:
+            return general(y, delta)
+        out, bad = fast.evaluate(what, y, delta)
+        if out is None:
+            return general(y, delta)
+        if bad.any():
+            out[bad] = general(y[bad], delta[bad])
+        return out
+
     # Internally the components run along the first axis: log joints and posteriors are
     # (K, n), component denoisers and scores are K arrays (n, d) (see the note at the top).
     def _log_joint_rows(self, y, delta, want=None):
@@ -178,30 +218,106 @@ class GaussianMixture(Ensemble):
         vals = []
         for k, (lw, c) in enumerate(zip(self._logw, self._comps, strict=True)):
             r, perp = c._split(y)
-            np.add(lw, c._log_density_from(r, perp, delta), out=lj[k])
+            with np.errstate(over="ignore"):  # -inf far out: _posterior_rows takes over
+                np.add(lw, c._log_density_from(r, perp, delta), out=lj[k])
             if want == "denoise":
                 vals.append(c._denoise_from(r, delta))
             elif want == "score":
                 vals.append(c._score_from(r, perp, delta))
         return lj, vals
 
-    def _log_joint(self, y, delta):
-        """``(n, K)`` view of :meth:`_log_joint_rows` (for callers that index by point)."""
+    def _general_log_joint(self, y, delta):
         return self._log_joint_rows(y, delta)[0].T
+
+    def _log_joint(self, y, delta):
+        """``log w_k + log N(y; mu_k, C_k + delta I)`` as ``(n, K)`` (for callers that index
+        by point)."""
+        return self._exact("log_joint", y, delta)
 
     def _posterior_rows(self, y, delta, want=None):
         lj, vals = self._log_joint_rows(y, delta, want)
-        return _softmax_rows(lj), vals
+        bad = ~np.isfinite(np.max(lj, axis=0))
+        if not np.any(bad):
+            return _softmax_rows(lj), vals
+        # every log-joint overflowed there: |y - mu_k|^2 / s_k beyond float64
+        p = np.empty_like(lj)
+        p[:, ~bad] = _softmax_rows(lj[:, ~bad])
+        p[:, bad] = self._far_posterior(y[bad], delta[bad])
+        return p, vals
+
+    def _far_posterior(self, y, delta):
+        """``p(k | y)`` ``(K, n)`` where every ``log N(y; mu_k, S_k)`` overflows (``|y|`` or
+        ``|mu_k|`` beyond about ``1e154`` times the noise scale), from log-odds against a
+        reference component ``j`` (the nearest in scaled Mahalanobis distance) instead of
+        the log-joints themselves. With ``q_k = (y - mu_k)^T S_k^-1 (y - mu_k)``,
+        ``log p_k / p_j = log w_k - log w_j - (log det S_k - log det S_j)/2 - (q_k - q_j)/2``:
+
+        - equal covariances (point masses, equal isotropic variances, shared covariance):
+          ``q_k - q_j = 2 (mu_j - mu_k)^T S^-1 (y - (mu_j + mu_k)/2)``, a difference of
+          squares whose factors stay finite (two deltas at ``+-m``: ``4 m y / delta``);
+        - unequal covariances: ``q = R^2 qt`` with ``R = max_k |y - mu_k|`` and the scaled
+          ``qt`` finite, so ``q_k - q_j = R^2 (qt_k - qt_j)``, whose sign decides: as
+          ``|y| -> inf`` the component with the broadest covariance along ``y`` takes all
+          the mass (the asymptotics; ties of ``qt`` fall back on the weights).
+        """
+        comps = self._comps
+        diff = [y - c._mean for c in comps]  # (n, d) each, finite for |y|, |mu| < 1e308
+        scale = np.max([np.max(np.abs(v), axis=1) for v in diff], axis=0)
+        scale = np.where(scale > 0, scale, 1.0)[:, None]
+        qt = np.stack(
+            [
+                np.sum((v / scale) * _inverse_times(c, v / scale, delta), axis=1)
+                for c, v in zip(comps, diff, strict=True)
+            ]
+        )  # (K, n), the scaled q_k / R^2
+        logdet = np.stack(
+            [
+                np.sum(np.log(c._lam + delta), axis=1) + (c.dim - c.rank) * np.log(delta[:, 0])
+                for c in comps
+            ]
+        )
+        ref = np.argmin(qt, axis=0)
+        rel = np.empty_like(qt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j in np.unique(ref):
+                at, cj = ref == j, comps[j]
+                for k, ck in enumerate(comps):
+                    if k == j:
+                        dq = np.zeros(int(at.sum()))
+                    elif np.array_equal(ck._U, cj._U) and np.array_equal(ck._lam, cj._lam):
+                        a = np.broadcast_to(cj._mean - ck._mean, diff[k][at].shape)
+                        mid = y[at] - (0.5 * cj._mean + 0.5 * ck._mean)  # no cancellation
+                        dq = 2.0 * np.sum(_inverse_times(ck, a, delta[at]) * mid, axis=1)
+                    else:
+                        gap = qt[k, at] - qt[j, at]
+                        with np.errstate(divide="ignore"):
+                            dq = np.sign(gap) * np.exp(
+                                2 * np.log(scale[at, 0]) + np.log(np.abs(gap))
+                            )
+                    rel[k, at] = (
+                        self._logw[k]
+                        - self._logw[j]
+                        - 0.5 * (logdet[k, at] - logdet[j, at])
+                        - 0.5 * dq
+                    )
+        rel[np.isnan(rel)] = -np.inf  # a zero weight against an infinite gap
+        return _softmax_rows(rel)
+
+    def _general_posterior(self, y, delta):
+        return np.ascontiguousarray(self._posterior_rows(y, delta)[0].T)
 
     def _posterior(self, y, delta):
-        return np.ascontiguousarray(self._posterior_rows(y, delta)[0].T)
+        return self._exact("posterior", y, delta)
 
     def posterior(self, y, delta) -> np.ndarray:
         """``p(k | y)`` for each component, shape ``(n, K)``."""
         return self._posterior(*self._prep(y, delta))
 
-    def _log_density(self, y, delta):
+    def _general_log_density(self, y, delta):
         return _logsumexp_rows(self._log_joint_rows(y, delta)[0])
+
+    def _log_density(self, y, delta):
+        return self._exact("log_density", y, delta)
 
     @staticmethod
     def _weighted(p, vals):
@@ -211,22 +327,36 @@ class GaussianMixture(Ensemble):
             out += p[k][:, None] * vals[k]
         return out
 
-    def _denoise(self, y, delta):
+    def _general_denoise(self, y, delta):
         return self._weighted(*self._posterior_rows(y, delta, "denoise"))
 
-    def _score(self, y, delta):
+    def _general_score(self, y, delta):
         return self._weighted(*self._posterior_rows(y, delta, "score"))
+
+    def _denoise(self, y, delta):
+        return self._exact("denoise", y, delta)
+
+    def _score(self, y, delta):
+        return self._exact("score", y, delta)
 
     def _moments(self, y, delta):
         p, ms = self._posterior_rows(y, delta, "denoise")  # (K, n), K x (n, d)
         m = self._weighted(p, ms)
         between = 0.0
         for pk, mk in zip(p, ms, strict=True):
-            dm = mk - m
-            between = between + np.einsum("n,ni,nj->nij", pk, dm, dm)
+            # sqrt(p_k) (m_k - m) on each side: a component without mass adds 0, also when
+            # m_k - m is so large that its square overflows (0 * inf would be NaN)
+            dm = np.sqrt(pk)[:, None] * (mk - m)
+            between = between + np.einsum("ni,nj->nij", dm, dm)
         return p, between
 
     def _posterior_covariance(self, y, delta):
+        return self._exact("posterior_covariance", y, delta)
+
+    def _score_jacobian(self, y, delta):
+        return self._exact("score_jacobian", y, delta)
+
+    def _general_posterior_covariance(self, y, delta):
         p, between = self._moments(y, delta)
         within = sum(
             p[k][:, None, None] * c._posterior_covariance(y, delta)
@@ -234,7 +364,7 @@ class GaussianMixture(Ensemble):
         )
         return within + between
 
-    def _score_jacobian(self, y, delta):
+    def _general_score_jacobian(self, y, delta):
         p, between = self._moments(y, delta)
         within = sum(
             p[k][:, None, None] * c._score_jacobian(y, delta) for k, c in enumerate(self._comps)

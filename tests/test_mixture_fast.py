@@ -1,0 +1,123 @@
+"""The closed-form fast path of isotropic and shared-covariance mixtures
+(physdiff.ensembles._mixture_fast) against the per-component formulas (the general path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physdiff.ensembles import Gaussian, GaussianMixture
+from physdiff.ensembles import _mixture_fast as F
+
+WHAT = (
+    "log_joint",
+    "posterior",
+    "log_density",
+    "denoise",
+    "score",
+    "posterior_covariance",
+    "score_jacobian",
+)
+
+
+def _mixtures(rng, d, K, scale):
+    w = rng.uniform(0.1, 1.0, K)
+    w /= w.sum()
+    means = scale * rng.standard_normal((K, d))
+    s2 = rng.uniform(0.05, 2.0, K)
+    s2[0] = 0.0  # a point mass among them
+    iso = GaussianMixture.isotropic(w, means, s2)
+    r = max(1, d - 2)  # degenerate: zero variance on a 2-d complement
+    q = np.linalg.qr(rng.standard_normal((d, r)))[0]
+    lam = np.exp(rng.uniform(-2, 1, r))
+    shared = GaussianMixture.shared_covariance(w, means, Gaussian.from_eigen(means[0], q, lam))
+    a = rng.standard_normal((d, d))
+    full = GaussianMixture.shared_covariance(w, means, a @ a.T + 0.1 * np.eye(d))
+    return {"isotropic": iso, "shared-degenerate": shared, "shared-full": full}
+
+
+def _general(mix, what, y, delta):
+    return getattr(mix, "_general_" + what)(y, delta)
+
+
+def _check(got, want, what):
+    if what == "log_joint":
+        scale = np.max(np.abs(want), axis=1, keepdims=True)
+    elif what in ("posterior_covariance", "score_jacobian"):
+        scale = np.max(np.abs(want), axis=(1, 2), keepdims=True)
+    elif want.ndim == 1:
+        scale = np.maximum(1.0, np.abs(want))
+    else:
+        scale = np.max(np.abs(want), axis=1, keepdims=True)
+    # rows where the posterior sits on one point mass have zero covariance: floor the scale
+    scale = np.maximum(scale, 1e-12 * np.max(np.abs(want)) + 1e-300)
+    err = np.max(np.abs(got - want) / scale)
+    assert err < 1e-8, (what, err)  # the bound: log joints right to 1e-9 absolute
+
+
+@pytest.mark.parametrize("d, K", [(3, 2), (16, 5), (40, 12)])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_fast_path_matches_general_path(d, K, scale):
+    rng = np.random.default_rng(d * K)
+    for name, mix in _mixtures(rng, d, K, scale).items():
+        assert mix._fast is not None, name
+        means = mix.means
+        y = np.concatenate(
+            [
+                means[rng.integers(0, K, 20)] + rng.standard_normal((20, d)),
+                3 * scale * rng.standard_normal((5, d)),
+            ]
+        )
+        delta = np.exp(rng.uniform(np.log(0.05), np.log(20.0), y.shape[0]))[:, None]
+        bad = mix._fast.bound(y, delta) > F._TOL
+        assert scale > 1 or bad.mean() < 0.5, name  # the fast formulas really run here
+        for what in WHAT:
+            if not bad.all():
+                fast, rest = mix._fast.evaluate(what, y[~bad], delta[~bad])
+                if rest.any():  # log joints / density: a relative bound, stricter
+                    assert what in ("log_joint", "log_density")
+                _check(fast, _general(mix, what, y[~bad], delta[~bad]), f"{name} {what}")
+            # the public path (fast rows and handed-back rows together)
+            _check(getattr(mix, "_" + what)(y, delta), _general(mix, what, y, delta), what)
+
+
+def test_small_delta_rows_are_handed_back():
+    # point masses at tiny delta: |y|^2 + |mu|^2 - 2 y.mu cancels far beyond the logit scale;
+    # those rows must come from the direct differences, and agree with them exactly
+    rng = np.random.default_rng(3)
+    means = 100.0 + rng.standard_normal((4, 5))
+    mix = GaussianMixture.isotropic(np.full(4, 0.25), means, 0.0)
+    y = means[[0, 1, 2, 3, 0]] + 1e-3 * rng.standard_normal((5, 5))
+    delta = np.full((5, 1), 1e-6)
+    assert mix._fast.evaluate("score", y, delta)[1].all()
+    np.testing.assert_array_equal(mix._score(y, delta), mix._general_score(y, delta))
+    # the bound is not vacuous: the expansion alone is visibly off there
+    fast = mix._fast.prepare(y, delta)[0].T
+    assert np.max(np.abs(fast - mix._general_log_joint(y, delta))) > 1e-9
+
+
+def test_structure_detection():
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((3, 4))
+    assert isinstance(GaussianMixture([0.2, 0.3, 0.5], m)._fast, F.IsotropicFast)  # masses
+    # isotropic through the general constructor (eigh of s^2 I): still detected
+    covs = np.stack([2.0 * np.eye(4), 0.5 * np.eye(4), np.zeros((4, 4))])
+    assert isinstance(GaussianMixture([0.2, 0.3, 0.5], m, covs)._fast, F.IsotropicFast)
+    c = np.diag([1.0, 2.0, 3.0, 4.0])
+    same = GaussianMixture([0.2, 0.3, 0.5], m, np.stack([c, c, c]))
+    assert isinstance(same._fast, F.SharedFast)
+    mixed = GaussianMixture([0.2, 0.3, 0.5], m, np.stack([c, 2 * c, c]))
+    assert mixed._fast is None
+    with pytest.raises(Exception, match="cov"):
+        GaussianMixture.shared_covariance([0.5, 0.5], m[:2], np.eye(3))
+
+
+def test_zero_weight_component_and_sampling_unchanged():
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal((3, 6))
+    mix = GaussianMixture.isotropic([0.5, 0.5, 0.0], m, [0.3, 0.0, 1.0])
+    y = m[:2] + 0.5 * rng.standard_normal((2, 6))
+    dl = np.full((2, 1), 0.7)
+    post = mix._posterior(y, dl)
+    assert np.all(post[:, 2] == 0.0) and np.all(np.isfinite(post))
+    _check(mix._score(y, dl), mix._general_score(y, dl), "score")
