@@ -116,3 +116,20 @@ def test_experiment_run_makes_the_default_engine_and_the_result(tmp_path):
         assert run(config, device="cpu", out_dir=tmp_path, seed=0, engine=serial) is serial
     finally:
         del sys.modules[mod.__name__]
+
+
+def test_presets_name_each_config_by_its_key():
+    import dataclasses
+
+    from validation.config import presets
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        preset: str
+        n: int = 1
+
+    out = presets(Config, smoke=dict(n=2), cpu=dict(), gpu=dict(n=9))
+    assert list(out) == ["smoke", "cpu", "gpu"]
+    assert out == {"smoke": Config("smoke", 2), "cpu": Config("cpu"), "gpu": Config("gpu", 9)}
+    with pytest.raises(TypeError):
+        presets(Config, smoke=dict(preset="other"))  # the key is the name

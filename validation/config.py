@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from physdiff.errors import InputError
 
-__all__ = ["Settings", "NetConfig", "TrainingConfig", "VerdictConfig", "with_verdict"]
+C = TypeVar("C")
+
+__all__ = ["Settings", "NetConfig", "TrainingConfig", "VerdictConfig", "presets", "with_verdict"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,13 @@ class VerdictConfig(Settings):
                 raise InputError(f"verdict.{f.name} must be finite; got {v!r}")
         if self.k < 0:
             raise InputError(f"verdict.k must be >= 0; got {self.k!r}")
+
+
+def presets(config: Callable[..., C], **fields: Mapping[str, Any]) -> dict[str, C]:
+    """An experiment's presets, ``{name: config(preset=name, **fields[name])}`` in the order
+    given (``smoke``, ``cpu``, ``gpu``): a preset's key and its ``preset`` field cannot
+    disagree."""
+    return {name: config(preset=name, **changes) for name, changes in fields.items()}
 
 
 def with_verdict(config: Any, **changes: Any) -> Any:

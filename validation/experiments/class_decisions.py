@@ -73,7 +73,7 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import bootstrap_peak, significant_maxima
 from ..result import Result, Rule, judge, save_figure
 from ..stats import difference
@@ -157,9 +157,9 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         digits=False,
         n_traj=300,
         n_traj_batches=6,
@@ -180,9 +180,8 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=300, batch_size=256, ema_decay=0.9, workers=1),
         verdict=Verdict(tolerance_step=150.0, tolerance_rel=1.0, tolerance_log_delta=1.5),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         digits_net="unet",
         digits_channels=64,
         digits_steps=8000,
@@ -201,7 +200,7 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=8000, batch_size=2048, workers=2),
         verdict=Verdict(tolerance_step=10.0, tolerance_rel=0.08),
     ),
-}
+)
 
 
 # ---------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import last_up_crossing
 from ..result import Result, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
@@ -100,9 +100,9 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         d=4,
         ns=(4,),
         deltas=(1e-3, 30.0, 15),
@@ -113,9 +113,8 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=600, batch_size=64, ema_decay=0.9, workers=1),
         verdict=Verdict(tolerance_log=1.5, tolerance_fraction=0.3),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         d=16,
         ns=(4, 16, 64, 256, 1024, 4096, 16384),
         n_probe=4000,
@@ -124,7 +123,7 @@ PRESETS: dict[str, Config] = {
         net=NET.replace(hidden=512, depth=4),
         training=TRAINING.replace(steps=12000, batch_size=1024, workers=7),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

@@ -68,7 +68,7 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import VerdictConfig
+from ..config import VerdictConfig, presets
 from ..curves import bootstrap_peak, fit_peak
 from ..models import line_mixture
 from ..result import Result, Rule, judge, save_figure
@@ -132,9 +132,9 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads (threadpoolctl); 0 leaves them alone
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         decisions=("coarse", "6-vs-8"),
         n_mc=600,
         n_batches=6,
@@ -149,16 +149,15 @@ PRESETS: dict[str, Config] = {
         n_boot=100,
         verdict=Verdict(tolerance_step=4.0, tolerance_rel=0.05),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         n_mc=6000,
         n_batches=16,
         n_traj=6000,
         n_traj_batches=16,
         n_boot=400,
     ),
-}
+)
 
 
 # ---------------------------------------------------------------------------------------

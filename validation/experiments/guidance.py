@@ -56,7 +56,7 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..models import line_mixture
 from ..result import Result, Rule, judge, save_figure
 from ..stats import binomial_fraction, difference
@@ -122,9 +122,9 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         n=600,
         n_reference=600,
         stride=10,
@@ -150,9 +150,8 @@ PRESETS: dict[str, Config] = {
             tolerance_w2_digits=1.0,
         ),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         n=8000,
         n_reference=8000,
         stride=2,
@@ -171,7 +170,7 @@ PRESETS: dict[str, Config] = {
             tolerance_share_digits=0.02, tolerance_kl_digits=0.05, tolerance_w2_digits=0.2
         ),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

@@ -49,7 +49,7 @@ from physdiff.errors import InputError
 from physdiff.processes import DDPM
 from physdiff.symmetry import late_start, late_start_delta
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..result import Result, Rule, judge, save_figure
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
 from . import RunContext, experiment_run
@@ -105,9 +105,9 @@ class Config:
     blas_threads: int = 1
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         start_steps=(999, 200),
         n_steps=5,
         n_gen=120,
@@ -118,9 +118,8 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=200, batch_size=128, ema_decay=0.9),
         verdict=Verdict(tolerance=1.0),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         start_steps=(999, *range(950, 49, -50)),
         n_gen=2000,
         reps=10,
@@ -129,7 +128,7 @@ PRESETS: dict[str, Config] = {
         net=NET.replace(hidden=512, depth=4),
         training=TRAINING.replace(steps=20000, batch_size=512),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

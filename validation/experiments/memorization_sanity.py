@@ -36,7 +36,7 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..result import Result, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
@@ -77,9 +77,9 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         handful=((3, 2),),
         many_n=256,
         n_samples=100,
@@ -88,9 +88,8 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=300, batch_size=64, ema_decay=0.9, workers=1),
         verdict=Verdict(tolerance=0.2),
     ),
-    "cpu": Config(preset="cpu", verdict=Verdict(tolerance=0.05)),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(verdict=Verdict(tolerance=0.05)),
+    gpu=dict(
         handful=((4, 2), (8, 2), (8, 8), (8, 32)),
         many_n=8192,
         n_samples=2000,
@@ -99,7 +98,7 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=10000, batch_size=1024, workers=5),
         verdict=Verdict(tolerance=0.05),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

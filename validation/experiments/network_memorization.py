@@ -76,7 +76,7 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import last_up_crossing
 from ..result import Result, Row, Rule, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
@@ -124,9 +124,9 @@ class Config:
     verdict: VerdictConfig = VerdictConfig()  # k; tolerances come from the grid (docstring)
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         dims=(4,),
         ns=(2, 512),
         digits=False,
@@ -137,9 +137,8 @@ PRESETS: dict[str, Config] = {
         net=NET.replace(depth=1, embed_dim=8),
         training=TRAINING.replace(steps=300, batch_size=64, ema_decay=0.9, workers=1),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         ns=(4, 16, 64, 256, 1024, 4096, 16384),
         digits_ns=(4, 16, 64, 256, 1024, 1797),
         widths=(16, 32, 64, 128, 256, 512),
@@ -149,7 +148,7 @@ PRESETS: dict[str, Config] = {
         net=NET.replace(depth=3, embed_dim=64),
         training=TRAINING.replace(steps=20000, batch_size=1024, workers=1),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

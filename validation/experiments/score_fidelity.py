@@ -30,7 +30,7 @@ import numpy as np
 
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, save_figure
 from ..stats import ratio_of_means
@@ -69,9 +69,9 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         dims=(2,),
         deltas=(0.1, 1.0, 10.0),
         n_eval=500,
@@ -79,16 +79,15 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=150, batch_size=128, ema_decay=0.9, workers=1),
         verdict=Verdict(tolerance=0.5),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         dims=(2, 16, 64, 256),
         n_eval=20000,
         net=NET.replace(hidden=512, depth=4),
         training=TRAINING.replace(steps=12000, batch_size=2048, workers=4),
         verdict=Verdict(tolerance=0.02),
     ),
-}
+)
 
 
 def check(config: Config) -> None:

@@ -76,7 +76,7 @@ from physdiff.symmetry import (
     measure_cloning,
 )
 
-from ..config import VerdictConfig
+from ..config import VerdictConfig, presets
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, nan_to_none, save_figure
@@ -130,9 +130,9 @@ class Config:
     # threads do not help these small products, and oversubscribed ones stall them
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         models=((4.0, 0.0, 1), (4.0, 0.25, 3)),
         n_traj=400,
         traj_steps=120,
@@ -142,9 +142,8 @@ PRESETS: dict[str, Config] = {
         n_boot=60,
         verdict=Verdict(tolerance_phi=0.05),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         models=((1.0, 0.0, 1), (2.0, 0.25, 1), (4.0, 0.25, 16), (8.0, 0.25, 32)),
         n_traj=20000,
         traj_steps=600,
@@ -153,7 +152,7 @@ PRESETS: dict[str, Config] = {
         clone_steps=200,
         n_boot=400,
     ),
-}
+)
 
 
 # ---------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
+from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
 from ..result import Result, Rule, judge, nan_to_none, save_figure
@@ -99,9 +99,9 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads while measuring (0: leave them)
 
 
-PRESETS: dict[str, Config] = {
-    "smoke": Config(
-        preset="smoke",
+PRESETS: dict[str, Config] = presets(
+    Config,
+    smoke=dict(
         dims=(2,),
         n_seeds=2,
         scan_points=17,
@@ -112,9 +112,8 @@ PRESETS: dict[str, Config] = {
         training=TRAINING.replace(steps=300, batch_size=128, ema_decay=0.9, workers=1),
         verdict=Verdict(tolerance_log_delta=0.5, tolerance_phi=0.1),
     ),
-    "cpu": Config(preset="cpu"),
-    "gpu": Config(
-        preset="gpu",
+    cpu=dict(),
+    gpu=dict(
         dims=(2, 8, 32, 64, 128, 256),
         n_seeds=3,
         scan_points=61,
@@ -124,7 +123,7 @@ PRESETS: dict[str, Config] = {
         net=NET.replace(hidden=512, depth=4),
         training=TRAINING.replace(steps=8000, batch_size=2048, workers=6),
     ),
-}
+)
 
 
 def check(config: Config) -> None:
