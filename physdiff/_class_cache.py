@@ -310,10 +310,12 @@ class CachedOnlineClassifier(OnlineClassifier):
         ):
             self.cache = None  # not the cache's classes in order: evaluate each model
 
-    def _scaled_means(self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float) -> None:
-        if self.cache is not None:
+    def _scaled_means(
+        self, out: np.ndarray, y_t: np.ndarray, d_t: float, f: float, given=None
+    ) -> None:
+        if given is None and self.cache is not None:
             vals = self.cache.lookup_all(y_t, d_t, "den")
             if vals is not None:
                 np.multiply(vals.reshape(out.shape), f, out=out)
                 return
-        super()._scaled_means(out, y_t, d_t, f)
+        super()._scaled_means(out, y_t, d_t, f, given)

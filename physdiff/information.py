@@ -245,7 +245,20 @@ def _nodes_cached(order: int) -> tuple[np.ndarray, np.ndarray]:
 def _check_1d_mixture(model) -> GaussianMixture:
     if not isinstance(model, GaussianMixture) or model.dim != 1:
         raise InputError("quadrature needs a 1-D GaussianMixture")
+    mu = model.means[:, 0]
+    sd = np.sqrt([float(c.covariance[0, 0]) for c in model.components])
+    spread = float(np.max(mu) - np.min(mu) + np.max(sd))
+    if not spread <= _MAX_SPREAD:
+        # the integrands square score gaps ~ spread / delta: beyond this they overflow
+        raise DomainError(
+            f"means: the mixture's spread (max - min of the means, plus the largest std) "
+            f"must be at most {_MAX_SPREAD:g} for the quadrature (squared score gaps overflow "
+            f"float64 beyond); got {spread:.3g}"
+        )
     return model
+
+
+_MAX_SPREAD = 1e100
 
 
 def _quadrature_points(model: GaussianMixture, deltas: np.ndarray, order: int, partition=None):

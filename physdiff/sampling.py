@@ -35,12 +35,23 @@ The dynamics are written once, in terms of ``alpha(t)``, ``delta(t)`` and the mo
   exponential integrator of the probability-flow ODE (Euler in ``(y, sqrt(delta))``).
 
 A method is data: a :class:`RungeKutta` tableau (with a noise level ``lambda``) or a
-:class:`PosteriorStep` with its ``eta``. :func:`sample` is the one generic stepper; the
-named functions :func:`euler_maruyama`, :func:`euler_ode`, :func:`heun`, :func:`ddim` and
+:class:`PosteriorStep` with its ``eta``, frozen. What changes along a run lives in an
+explicit state, as diffrax's ``solver_state`` and NetKet's ``SamplerState`` do it: a method
+has ``state = method.init(dyn, x, t0)`` and ``x_s, state = method.step(dyn, x, t, s, rng,
+state)`` (the built-in methods are stateless: their state is ``None``; a stateful one is
+:class:`physdiff.negative_guidance.TrackedDNG`), so one method runs any number of
+interleaved chains. :func:`sample` is the one generic stepper; the named functions
+:func:`euler_maruyama`, :func:`euler_ode`, :func:`heun`, :func:`ddim` and
 :func:`ddpm_ancestral` only choose the method. Every sampler starts from a draw at the
 first grid time (``x_start``: an array, a callable ``(n, rng) -> x`` such as
 :func:`gaussian_start`, or by default the standard prior ``N(0, sigma(t0)^2 I)``), calls
-an optional ``record(t, x)`` at every grid time and returns a :class:`SampleResult`.
+an optional recorder at every grid time and returns a :class:`SampleResult` (with the
+method's final state). A recorder is a function ``record(t, x)`` or a
+:class:`StepRecorder`, which receives the :class:`StepRecord` of each grid time: the
+particles, the schedule, the method's state and the model's evaluation at the previous
+grid state (:class:`Evaluation`: the denoised estimate the step used, and, for a model
+with classes, every class's, so an online classifier reads them instead of evaluating
+the classes again).
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ._validate import as_points, finite_array, integer
+from .classes import ClassConditional
 from .ensembles.base import Ensemble, ScoreModel
 from .ensembles.gaussian import Gaussian
 from .errors import DomainError, InputError, NotSupportedError, PhysdiffError, ShapeError
@@ -59,6 +71,9 @@ from .processes import Process, get_process
 
 __all__ = [
     "Coefficients",
+    "Evaluation",
+    "StepRecord",
+    "StepRecorder",
     "Method",
     "RungeKutta",
     "PosteriorStep",
@@ -76,7 +91,7 @@ __all__ = [
 ]
 
 DEFAULT_STEPS = 100
-"""Number of steps of the default grid ``process.time_grid(DEFAULT_STEPS)``."""
+"""Number of steps of the default grid ``process.sampling_grid(DEFAULT_STEPS)``."""
 
 Recorder = Callable[[float, np.ndarray], Any]
 StartSampler = Callable[[int, np.random.Generator], np.ndarray]
@@ -96,21 +111,66 @@ class Coefficients:
     g2: float
 
 
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """The model's evaluation at the grid state of a step, in the VE frame.
+
+    ``kind`` is ``"denoise"`` or ``"score"`` (what the method asked for), ``value`` the
+    model's output ``(n, d)`` at ``y = x_t / alpha_t`` and ``delta = delta(t)``, and
+    ``classes`` the same for every class ``(C, n, d)`` when the model is a
+    :class:`~physdiff.classes.ClassConditional` and a recorder asked for them (else
+    ``None``). The denoised estimates follow by Tweedie, ``E[x0 | y] = y + delta score``.
+    """
+
+    t: float
+    delta: float
+    y: np.ndarray
+    kind: str
+    value: np.ndarray
+    classes: np.ndarray | None
+    model: Any
+    """The model that was evaluated (the sampled one)."""
+
+    @property
+    def denoised(self) -> np.ndarray:
+        """``E[x0 | x_t]`` as the step evaluated it, ``(n, d)`` (data space)."""
+        return self.value if self.kind == "denoise" else self.y + self.delta * self.value
+
+    @property
+    def class_denoised(self) -> np.ndarray | None:
+        """``E[x0 | x_t, c]`` for every class, ``(C, n, d)``, or ``None``."""
+        if self.classes is None or self.kind == "denoise":
+            return self.classes
+        return self.y + self.delta * self.classes
+
+
 class Dynamics:
     """A score model under a process, in the process frame; what a :class:`Method` steps on.
 
     It evaluates the schedule (cached per time), the model in the process frame, checks
     every model output for shape and finiteness (naming the step) and counts the model
-    evaluations.
+    evaluations. The stepper announces each step with :meth:`begin`; the model's first
+    evaluation at that step's grid state is kept as :attr:`evaluation` (with every class's
+    when ``keep_classes`` and the model is a :class:`~physdiff.classes.ClassConditional`),
+    which the step's :class:`StepRecord` hands to the recorders.
     """
 
-    def __init__(self, model: ScoreModel, process: Process):
+    def __init__(self, model: ScoreModel, process: Process, *, keep_classes: bool = False):
         self.model = model
         self.process = process
         self.dim = int(model.dim)
         self.n_evals = 0
         self.step = 0  # index of the step in progress, for error messages
+        self.keep_classes = bool(keep_classes) and isinstance(model, ClassConditional)
+        self.evaluation: Evaluation | None = None
+        self._grid: tuple[float, np.ndarray] | None = None
         self._cache: dict[tuple[float, float | None], Coefficients] = {}
+
+    def begin(self, step: int, t: float, x: np.ndarray) -> None:
+        """Start step ``step`` from the grid state ``(t, x)`` (clears :attr:`evaluation`)."""
+        self.step = int(step)
+        self._grid = (float(t), x)
+        self.evaluation = None
 
     def at(self, t: float, toward: float | None = None) -> Coefficients:
         """The schedule at time ``t``; with ``toward``, the time derivatives ``f`` and ``g^2``
@@ -147,14 +207,46 @@ class Dynamics:
             )
         return out
 
-    def denoise(self, x: np.ndarray, c: Coefficients) -> np.ndarray:
-        """``E[x0 | x_t = x] = denoise(x / alpha, delta)`` (a data-space point)."""
-        return self._checked(self.model.denoise(x / c.alpha, c.delta), x.shape[0], "denoise", c)
+    def _evaluate(self, what: str, x: np.ndarray, c: Coefficients, model) -> np.ndarray:
+        grid = (
+            model is None
+            and self.evaluation is None
+            and self._grid is not None
+            and x is self._grid[1]
+            and c.t == self._grid[0]
+        )
+        m = self.model if model is None else model
+        y = x / c.alpha
+        classes = None
+        if grid and self.keep_classes:
+            out, classes = getattr(m, f"{what}_all")(y, c.delta)
+        else:
+            out = getattr(m, what)(y, c.delta)
+        out = self._checked(out, x.shape[0], what, c)
+        if grid:
+            if classes is not None:
+                classes = np.asarray(classes, dtype=np.float64)
+                K = self.model.n_classes
+                if classes.shape != (K, x.shape[0], self.dim) or not np.all(np.isfinite(classes)):
+                    raise PhysdiffError(
+                        f"model.{what}_all must return finite class values of shape "
+                        f"({K}, {x.shape[0]}, {self.dim}); got {classes.shape} at step "
+                        f"{self.step} (t={c.t:g})"
+                    )
+            self.evaluation = Evaluation(c.t, c.delta, y, what, out, classes, self.model)
+        return out
+
+    def denoise(
+        self, x: np.ndarray, c: Coefficients, model: ScoreModel | None = None
+    ) -> np.ndarray:
+        """``E[x0 | x_t = x] = denoise(x / alpha, delta)`` (a data-space point); ``model``:
+        another model to evaluate under the same schedule and checks (default: the
+        sampled one)."""
+        return self._evaluate("denoise", x, c, model)
 
     def score(self, x: np.ndarray, c: Coefficients) -> np.ndarray:
         """``score_t(x) = score(x / alpha, delta) / alpha``."""
-        out = self._checked(self.model.score(x / c.alpha, c.delta), x.shape[0], "score", c)
-        return out / c.alpha
+        return self._evaluate("score", x, c, None) / c.alpha
 
     def drift(self, x: np.ndarray, c: Coefficients, noise: float = 0.0) -> np.ndarray:
         """``f x - (1 + lambda^2)/2 g^2 score_t(x)`` with ``lambda = noise`` (Song et al. 2021,
@@ -166,22 +258,43 @@ class Dynamics:
 # methods: data plugged into the one stepper
 # ---------------------------------------------------------------------------------------
 class Method(Protocol):
-    """What :func:`sample` needs of a method: a name, whether it draws noise, one step."""
+    """What :func:`sample` needs of a method: a name, whether it draws noise, its initial
+    state and one step. A method is a frozen description; everything a run changes is in
+    the state, which the stepper threads through the steps and returns
+    (:attr:`SampleResult.state`)."""
 
     name: str
 
     @property
     def stochastic(self) -> bool: ...
 
+    def init(self, dyn: Dynamics, x: np.ndarray, t: float) -> Any:
+        """The state of a run starting from the particles ``x`` at time ``t``."""
+        ...
+
     def step(
-        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator
-    ) -> np.ndarray:
-        """Advance the particles ``x`` from time ``t`` to the earlier time ``s < t``."""
+        self,
+        dyn: Dynamics,
+        x: np.ndarray,
+        t: float,
+        s: float,
+        rng: np.random.Generator,
+        state: Any,
+    ) -> tuple[np.ndarray, Any]:
+        """Advance the particles ``x`` from time ``t`` to the earlier time ``s < t``; returns
+        the new particles and the new state."""
         ...
 
 
+class _Stateless:
+    """The state of a method that keeps none: ``None``."""
+
+    def init(self, dyn: Dynamics, x: np.ndarray, t: float) -> None:
+        return None
+
+
 @dataclass(frozen=True)
-class RungeKutta:
+class RungeKutta(_Stateless):
     """An explicit Runge-Kutta tableau run backwards in time on the reverse dynamics.
 
     With ``dt = s - t < 0``, stage times ``t_i = (1 - c_i) t + c_i s`` and
@@ -226,8 +339,14 @@ class RungeKutta:
         return self.noise > 0
 
     def step(
-        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator
-    ) -> np.ndarray:
+        self,
+        dyn: Dynamics,
+        x: np.ndarray,
+        t: float,
+        s: float,
+        rng: np.random.Generator,
+        state: None = None,
+    ) -> tuple[np.ndarray, None]:
         dt = s - t
         # stage times (1 - c) t + c s; the end points take their derivatives from inside
         coeffs = [
@@ -252,11 +371,11 @@ class RungeKutta:
         if self.noise > 0:
             amp = self.noise * np.sqrt(coeffs[0].g2 * -dt)
             out += amp * rng.standard_normal(x.shape)
-        return out
+        return out, state
 
 
 @dataclass(frozen=True)
-class PosteriorStep:
+class PosteriorStep(_Stateless):
     """DDIM / DDPM-ancestral step from ``t`` to ``s < t`` (Song, Meng & Ermon 2021, Eq. 12, 16).
 
     In the VE frame, with ``x0_hat = denoise(y_t, D_t)`` and ``r = D_s / D_t``:
@@ -285,8 +404,14 @@ class PosteriorStep:
         return self.eta > 0
 
     def step(
-        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator
-    ) -> np.ndarray:
+        self,
+        dyn: Dynamics,
+        x: np.ndarray,
+        t: float,
+        s: float,
+        rng: np.random.Generator,
+        state: None = None,
+    ) -> tuple[np.ndarray, None]:
         ct, cs = dyn.at(t), dyn.at(s)
         y = x / ct.alpha
         x0 = dyn.denoise(x, ct)
@@ -296,7 +421,7 @@ class PosteriorStep:
         c2 = e2 * cs.delta * (1.0 - r)
         if c2 > 0:
             ys += np.sqrt(c2) * rng.standard_normal(x.shape)
-        return cs.alpha * ys
+        return cs.alpha * ys, state
 
 
 EULER_MARUYAMA = RungeKutta("euler-maruyama", (0.0,), ((),), (1.0,), order=1, noise=1.0)
@@ -323,9 +448,11 @@ def _method(method: Method | str) -> Method:
             raise InputError(
                 f"method must be a Method or one of {sorted(METHODS)}; got {method!r}"
             ) from None
-    if not (hasattr(method, "step") and hasattr(method, "name")):
+    if not all(callable(getattr(method, a, None)) for a in ("init", "step")) or not hasattr(
+        method, "name"
+    ):
         raise InputError(
-            f"method must be a Method (with name and step) or one of "
+            f"method must be a Method (with name, init and step) or one of "
             f"{sorted(METHODS)}; got {method!r}"
         )
     return method
@@ -414,6 +541,56 @@ def _check_rng(rng) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------------------------------
+# step records and recorders
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class StepRecord:
+    """What the stepper hands a :class:`StepRecorder` at grid time ``times[index]``.
+
+    ``x`` the particles there (process frame, read-only), ``coefficients`` the schedule
+    there, ``state`` the method's state, and ``evaluation`` the model's evaluation at the
+    previous grid state ``times[index - 1]`` that the step from there used (``None`` at the
+    first grid time, or when the method did not evaluate the model at the grid state).
+    """
+
+    index: int
+    t: float
+    x: np.ndarray
+    coefficients: Coefficients
+    state: Any
+    evaluation: Evaluation | None
+
+    @property
+    def denoised(self) -> np.ndarray | None:
+        """``E[x0 | x]`` at the previous grid state, as the step evaluated it, or ``None``."""
+        return None if self.evaluation is None else self.evaluation.denoised
+
+
+class StepRecorder:
+    """A recorder that receives each grid time's :class:`StepRecord` (where a plain
+    ``record(t, x)`` receives the time and the particles).
+
+    ``StepRecorder(fn)`` calls ``fn(record)``; a subclass overrides :meth:`__call__`.
+    ``wants_classes``: ask the sampler to evaluate every class of a
+    :class:`~physdiff.classes.ClassConditional` model along with the model
+    (:attr:`Evaluation.classes`), in the same pass where the model allows it.
+    """
+
+    def __init__(
+        self, fn: Callable[[StepRecord], Any] | None = None, *, wants_classes: bool = False
+    ):
+        if fn is not None and not callable(fn):
+            raise InputError("fn must be callable as fn(record) or None")
+        self._fn = fn
+        self.wants_classes = bool(wants_classes)
+
+    def __call__(self, record: StepRecord) -> Any:
+        if self._fn is None:
+            raise NotImplementedError("give fn or override __call__")
+        return self._fn(record)
+
+
+# ---------------------------------------------------------------------------------------
 # the result and the generic stepper
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
@@ -434,7 +611,8 @@ class SampleResult:
     times, deltas:
         The grid used, ``(n_steps + 1,)``, and ``delta`` on it.
     records:
-        ``record(t, x)`` at every grid time (a tuple of length ``n_steps + 1``), or ``None``.
+        What the recorder returned at every grid time (a tuple of length ``n_steps + 1``),
+        or ``None``.
     trajectory:
         ``(n_steps + 1, n, d)`` particles in the process frame at every grid time, when
         ``return_trajectory=True``, else ``None``.
@@ -442,6 +620,9 @@ class SampleResult:
         The method's name and the process.
     n_evals:
         Model evaluations per particle (the NFE), the final denoise included.
+    state:
+        The method's state after the last step (``None`` for a stateless method), e.g.
+        the tracked posteriors of :class:`physdiff.negative_guidance.TrackedDNG`.
     """
 
     samples: np.ndarray
@@ -455,6 +636,7 @@ class SampleResult:
     method: str
     process: Process
     n_evals: int
+    state: Any = None
 
     def __repr__(self) -> str:
         n, d = self.samples.shape
@@ -476,7 +658,7 @@ def _grid(process: Process, times, n_steps, t_start, t_end) -> np.ndarray:
             )
     else:
         n_steps = DEFAULT_STEPS if n_steps is None else n_steps
-        grid = np.asarray(process.time_grid(n_steps, t_start, t_end), dtype=np.float64)
+        grid = np.asarray(process.sampling_grid(n_steps, t_start, t_end), dtype=np.float64)
     steps = np.diff(grid)
     if np.any(steps >= 0):
         i = int(np.argmax(steps >= 0))
@@ -532,7 +714,7 @@ def sample(
     t_start: float | None = None,
     t_end: float | None = None,
     x_start: np.ndarray | StartSampler | None = None,
-    record: Recorder | None = None,
+    record: Recorder | StepRecorder | None = None,
     return_trajectory: bool = False,
     final_denoise: bool = False,
 ) -> SampleResult:
@@ -554,7 +736,7 @@ def sample(
         A :class:`~physdiff.processes.Process` or its preset name.
     times:
         A strictly decreasing 1-D grid of process times, all in ``[t_min, t_max]``. Default:
-        ``process.time_grid(n_steps, t_start, t_end)`` with ``n_steps = 100``, from ``t_max``
+        ``process.sampling_grid(n_steps, t_start, t_end)`` with ``n_steps = 100``, from ``t_max``
         (or ``x_start.t`` for a :class:`GaussianStart` or any start sampler with ``process`` and
         ``t`` attributes) down to ``t_min``. For the
         :class:`~physdiff.processes.DDPM` process the times are step indices (integers on its
@@ -568,7 +750,8 @@ def sample(
         :func:`gaussian_start` to remove that error for Gaussian-like data.
     record:
         ``record(t, x)`` is called at every grid time with the (read-only) particles in the
-        process frame; its results are returned in ``records``.
+        process frame; a :class:`StepRecorder` is called with the :class:`StepRecord`
+        instead. Its results are returned in ``records``.
     return_trajectory:
         Keep every grid time's particles, ``(n_steps + 1, n, d)``.
     final_denoise:
@@ -609,21 +792,33 @@ def sample(
         )
     x = _start(x_start, n, d, process, float(grid[0]), rng)
 
-    dyn = Dynamics(model, process)
+    steps = isinstance(record, StepRecorder)
+    if record is not None and not callable(record):
+        raise InputError("record must be callable as record(t, x) or a StepRecorder")
+    dyn = Dynamics(model, process, keep_classes=steps and record.wants_classes)
+    state = meth.init(dyn, x, float(grid[0]))
     records: list[Any] | None = [] if record is not None else None
     traj: list[np.ndarray] | None = [x] if return_trajectory else None
-    if records is not None:
-        records.append(record(float(grid[0]), _readonly(x)))
+
+    def observe(i: int, t: float) -> None:
+        if records is None:
+            return
+        if steps:
+            ev = dyn.evaluation if i > 0 else None
+            records.append(record(StepRecord(i, t, _readonly(x), dyn.at(t), state, ev)))
+        else:
+            records.append(record(t, _readonly(x)))
+
+    observe(0, float(grid[0]))
     for i in range(grid.shape[0] - 1):
-        dyn.step = i
         t, s = float(grid[i]), float(grid[i + 1])
-        x = meth.step(dyn, x, t, s, rng)
+        dyn.begin(i, t, x)
+        x, state = meth.step(dyn, x, t, s, rng, state)
         if not np.all(np.isfinite(x)):
             raise PhysdiffError(
                 f"{meth.name} produced non-finite particles at step {i} (t={t:g} -> {s:g})"
             )
-        if records is not None:
-            records.append(record(s, _readonly(x)))
+        observe(i + 1, s)
         if traj is not None:
             traj.append(x)
 
@@ -631,7 +826,7 @@ def sample(
     y = x / last.alpha
     denoised = None
     if final_denoise:
-        dyn.step = grid.shape[0] - 1
+        dyn.begin(grid.shape[0] - 1, float(grid[-1]), x)
         denoised = dyn.denoise(x, last) if last.delta > 0 else y.copy()
     deltas = np.asarray(process.delta(grid), dtype=np.float64).reshape(grid.shape)
     return SampleResult(
@@ -646,6 +841,7 @@ def sample(
         method=meth.name,
         process=process,
         n_evals=dyn.n_evals,
+        state=state,
     )
 
 

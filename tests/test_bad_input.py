@@ -103,6 +103,18 @@ ERRORS = [
     ("entropy NaN", lambda: information.entropy(np.array([np.nan, 1.0])), InputError, r"p must"),
     ("entropy empty", lambda: information.entropy(np.array([])), InputError, r"p must hold"),
     (
+        "Empirical of points at 1e300",
+        lambda: pd.Empirical(np.ones((4, 2)) * 1e300),
+        InputError,
+        r"points: coordinates must lie in \[-1e\+150, 1e\+150\]",
+    ),
+    (
+        "Empirical queried at 1e200",
+        lambda: pd.Empirical(np.eye(3)).score(np.full((1, 3), 1e200), 1.0),
+        InputError,
+        r"y: coordinates must lie in \[-1e\+150, 1e\+150\]",
+    ),
+    (
         "spectrum as a matrix",
         lambda: covariance_spectrum(np.eye(3), "spectrum"),
         InputError,

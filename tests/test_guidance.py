@@ -1,5 +1,6 @@
-"""physdiff.guidance: CFG, negative prompting, dynamic negative guidance and their metrics,
-against exact mixtures and the sympy derivations of theory/guidance.py."""
+"""physdiff.classes, physdiff.guidance, physdiff.negative_guidance and physdiff.metrics: models
+with classes, CFG, negative prompting, dynamic negative guidance and their metrics, against
+exact mixtures and the sympy derivations of theory/guidance.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 import sympy as sp
 
 from physdiff import DDPM, GaussianMixture, get_process
+from physdiff import classes as C
 from physdiff import guidance as G
+from physdiff import metrics as M
+from physdiff import negative_guidance as NG
 from physdiff.ensembles import FrameView, ScoreModel
 from physdiff.errors import DomainError, InputError, NotSupportedError, ShapeError
 from physdiff.sampling import Dynamics, PosteriorStep, sample
@@ -75,7 +79,7 @@ class FakeNet:
 @pytest.mark.parametrize("mix", [_mix1(), _mix2()], ids=["1d", "2d"])
 @pytest.mark.parametrize("dl", [0.05, 0.5, 3.0])
 def test_negative_score_is_kept_mixture_score(mix, dl):
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     rng = np.random.default_rng(0)
     _, y = mix.sample_noised(400, dl, rng)
     y = np.concatenate([y, 4 * rng.standard_normal((100, mix.dim))])  # far points too
@@ -84,27 +88,27 @@ def test_negative_score_is_kept_mixture_score(mix, dl):
         assert np.allclose(kept.weights, np.delete(mix.weights, c) / (1 - mix.weights[c]))
         ref = kept.score(y, dl)
         # the transform, at lambda = 1 with the exact posterior: everywhere, p(c|y) -> 1 included
-        got = G.DynamicNegativeGuidance(mix, c, 1.0).score(y, dl)
+        got = NG.DynamicNegativeGuidance(mix, c, 1.0).score(y, dl)
         assert _rel(got, ref) < 1e-10
         # the textbook form s - p/(1-p) (s_c - s), where it does not cancel (p < 0.9)
         p = mc.class_posterior(y, dl)[:, c]
         ok = p < 0.9
         s, s_c = mix.score(y[ok], dl), mix.component(c).score(y[ok], dl)
-        assert _rel(G.negative_conditional_score(s, s_c, p[ok]), ref[ok]) < 1e-10
+        assert _rel(NG.negative_conditional_score(s, s_c, p[ok]), ref[ok]) < 1e-10
         # the same form through a generic model with a posterior callable
-        generic = G.ModelClasses(
+        generic = C.ModelClasses(
             mix, mix.components, class_weights=mix.weights, posterior=mc.class_posterior
         )
-        assert _rel(G.DynamicNegativeGuidance(generic, c).score(y[ok], dl), ref[ok]) < 1e-10
+        assert _rel(NG.DynamicNegativeGuidance(generic, c).score(y[ok], dl), ref[ok]) < 1e-10
         # Tweedie: the guided denoiser
-        den = G.DynamicNegativeGuidance(mix, c).denoise(y, dl)
+        den = NG.DynamicNegativeGuidance(mix, c).denoise(y, dl)
         assert _rel(den, kept.denoise(y, dl)) < 1e-10
 
 
 def test_grouped_classes():
     """Classes made of several components: posteriors add, the kept model is the rest."""
     mix = _mix1()
-    mc = G.MixtureClasses(mix, labels=[0, 0, 1])
+    mc = C.MixtureClasses(mix, labels=[0, 0, 1])
     y = np.linspace(-4, 5, 31)[:, None]
     post = mc.class_posterior(y, 0.4)
     comp = mix.posterior(y, 0.4)
@@ -117,13 +121,13 @@ def test_grouped_classes():
         )
         < 1e-13
     )
-    got = G.DynamicNegativeGuidance(mc, 0).score(y, 0.4)
+    got = NG.DynamicNegativeGuidance(mc, 0).score(y, 0.4)
     assert _rel(got, mix.component(2).score(y, 0.4)) < 1e-12
     assert np.array_equal(mc.classify(np.array([[-2.0], [0.5], [3.0]])), [0, 0, 1])
     with pytest.raises(InputError, match="labels"):
-        G.MixtureClasses(mix, labels=[0, 2, 2])
+        C.MixtureClasses(mix, labels=[0, 2, 2])
     with pytest.raises(ShapeError, match="labels"):
-        G.MixtureClasses(mix, labels=[0, 1])
+        C.MixtureClasses(mix, labels=[0, 1])
 
 
 # -- sympy ---------------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ def test_theory_mixture_matches_physdiff():
                 assert abs(d1) < 1e-40 and abs(d2) < 1e-40
                 exact = float(exact)
             y = np.array([[float(xv)]])
-            assert G.DynamicNegativeGuidance(mix, c).score(y, float(dv))[0, 0] == pytest.approx(
+            assert NG.DynamicNegativeGuidance(mix, c).score(y, float(dv))[0, 0] == pytest.approx(
                 exact, rel=1e-12, abs=1e-12
             )
 
@@ -171,26 +175,26 @@ def test_reverse_kernel_is_ho_eq11_on_ddpm_steps():
     for k in (1, 7, 250, 999):
         fv = FrameView(mix, proc, k)
         x = fv.sample(16, rng)
-        mean, var = G.reverse_kernel(proc, x, fv.denoise(x), k, k - 1)
+        mean, var = NG.reverse_kernel(proc, x, fv.denoise(x), k, k - 1)
         ho = (x - b[k] / np.sqrt(1 - ab[k]) * fv.eps(x)) / np.sqrt(1 - b[k])
         assert _rel(mean, ho) < 1e-12
         assert var == pytest.approx(proc.beta_tilde(k), rel=1e-12)
         dyn = Dynamics(mix, proc)
-        step = PosteriorStep(1.0, "ddpm").step(dyn, x, k, k - 1, np.random.default_rng(5))
+        step, _ = PosteriorStep(1.0, "ddpm").step(dyn, x, k, k - 1, np.random.default_rng(5), None)
         z = np.random.default_rng(5).standard_normal(x.shape)
         assert _rel(step, mean + np.sqrt(var) * z) < 1e-12
     with pytest.raises(InputError, match="s must be earlier"):
-        G.reverse_kernel(proc, x, x, 3, 5)
+        NG.reverse_kernel(proc, x, x, 3, 5)
 
 
 def test_eps_language():
     """eps~ = eps - lambda p/(1-p) (eps_c - eps) in any process frame (FrameView)."""
     mix, c, lam = _mix1(), 2, 0.7
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     proc = get_process("vp-linear")
     t = 0.3
     fv_u, fv_c = FrameView(mix, proc, t), FrameView(mix.component(c), proc, t)
-    fv_g = FrameView(G.DynamicNegativeGuidance(mix, c, lam), proc, t)
+    fv_g = FrameView(NG.DynamicNegativeGuidance(mix, c, lam), proc, t)
     x = fv_u.sample(200, np.random.default_rng(2))
     p = mc.class_posterior(x / fv_u.alpha, fv_u.delta)[:, c]
     ok = p < 0.9
@@ -225,14 +229,14 @@ def test_cfg_limits_on_network():
     y = np.random.default_rng(0).standard_normal((20, 2))
     u, c1 = net.unconditional().score(y, 0.5), net.conditional(1).score(y, 0.5)
     assert not np.allclose(u, c1)  # the label matters
-    cond = G.as_conditional(net)
-    assert isinstance(cond, G.NetworkClasses) and cond.n_classes == 3
+    cond = C.as_conditional(net)
+    assert isinstance(cond, C.NetworkClasses) and cond.n_classes == 3
     assert np.allclose(G.ClassifierFreeGuidance(net, 1, 0.0).score(y, 0.5), u, rtol=1e-12)
     assert np.allclose(G.ClassifierFreeGuidance(net, 1, 1.0).score(y, 0.5), c1, rtol=1e-12)
     assert np.allclose(G.NegativePrompt(net, 1, 2.0).score(y, 0.5), 3 * u - 2 * c1, rtol=1e-12)
     assert np.allclose(cond.class_score(1, y, 0.5), c1)
     with pytest.raises(NotSupportedError, match="exact class posterior"):
-        G.DynamicNegativeGuidance(net, 1)
+        NG.DynamicNegativeGuidance(net, 1)
     with pytest.raises(DomainError, match="label"):
         G.ClassifierFreeGuidance(net, 3, 1.0)
 
@@ -243,15 +247,15 @@ def test_np_is_dng_with_constant_posterior():
     for lam in (0.5, 2.0):
         np_ = G.NegativePrompt(mix, 0, lam).score(y, 0.3)
         assert (
-            _rel(G.DynamicNegativeGuidance(mix, 0, lam, posterior=0.5).score(y, 0.3), np_) < 1e-13
+            _rel(NG.DynamicNegativeGuidance(mix, 0, lam, posterior=0.5).score(y, 0.3), np_) < 1e-13
         )
         p0 = 0.2  # p/(1-p) = 1/4
-        got = G.DynamicNegativeGuidance(mix, 0, 4 * lam, posterior=p0).score(y, 0.3)
+        got = NG.DynamicNegativeGuidance(mix, 0, 4 * lam, posterior=p0).score(y, 0.3)
         assert _rel(got, np_) < 1e-13
 
 
 # -- sampling with guidance ----------------------------------------------------------------------
-def _check_shares(mc: G.MixtureClasses, c: int, x: np.ndarray, k_se: float = 4.0):
+def _check_shares(mc: C.MixtureClasses, c: int, x: np.ndarray, k_se: float = 4.0):
     lab = mc.classify(x)
     n = lab.shape[0]
     # nothing in the removed class, up to discretisation (Heun at 100 steps leaves 3/8000)
@@ -266,10 +270,10 @@ def _check_shares(mc: G.MixtureClasses, c: int, x: np.ndarray, k_se: float = 4.0
 
 def test_dng_exact_samples_without_the_class_1d():
     mix = _separated1()
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     # Heun on the probability-flow ODE (OU), and DDPM ancestral through the generic form
     res = sample(
-        G.DynamicNegativeGuidance(mix, 1),
+        NG.DynamicNegativeGuidance(mix, 1),
         6000,
         np.random.default_rng(1),
         method="heun",
@@ -277,7 +281,7 @@ def test_dng_exact_samples_without_the_class_1d():
         n_steps=100,
     )
     _check_shares(mc, 1, res.y)
-    generic = G.DynamicNegativeGuidance(mix, 1, posterior=mc.class_posterior)
+    generic = NG.DynamicNegativeGuidance(mix, 1, posterior=mc.class_posterior)
     res = sample(
         generic, 6000, np.random.default_rng(2), method="ddpm", process="ddpm", n_steps=150
     )
@@ -289,9 +293,9 @@ def test_dng_exact_samples_without_the_class_1d():
 
 def test_dng_exact_samples_without_the_class_2d():
     mix = _separated2()
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     res = sample(
-        G.DynamicNegativeGuidance(mix, 2),
+        NG.DynamicNegativeGuidance(mix, 2),
         4000,
         np.random.default_rng(4),
         method="ddpm",
@@ -306,7 +310,7 @@ def test_np_large_scale_distorts_kept_classes():
     sliced W2 to kept-class data); DNG (lambda = 1, exact posterior) does not. Also the
     trade-off curve: at scale 0 the removed class keeps its weight."""
     mix = _separated1()
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     c = 0
     ref = mc.kept_model(c).sample(4000, np.random.default_rng(5))
     opts = dict(
@@ -318,11 +322,11 @@ def test_np_large_scale_distorts_kept_classes():
         process="ou",
         n_steps=60,
     )
-    np_curve = G.tradeoff_curve(
+    np_curve = M.tradeoff_curve(
         lambda l: G.NegativePrompt(mix, c, l), [0.0, 3.0], 4000, np.random.default_rng(6), **opts
     )
-    dng_curve = G.tradeoff_curve(
-        lambda l: G.DynamicNegativeGuidance(mix, c, l),
+    dng_curve = M.tradeoff_curve(
+        lambda l: NG.DynamicNegativeGuidance(mix, c, l),
         [1.0],
         4000,
         np.random.default_rng(7),
@@ -346,19 +350,19 @@ def test_tracked_dng_tracks_the_exact_posterior():
     [p_min, p_max] and follows the exact p(c | x_t): observed mean |p^ - p| <= 0.004 at every
     step (0.04 with tau = 0.5)."""
     mix = _separated1()
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     proc = DDPM()
     c = 0
-    dng = G.TrackedDNG(mix, c, 1.0, prior=0.2, tau=1.0)
+    dng = NG.TrackedDNG(mix, c, 1.0, prior=0.2, tau=1.0)
     assert dng.stochastic and dng.name == "dng-tracked"
 
     def exact(t, x):
         return mc.class_posterior(x / proc.alpha(t), proc.delta(t))[:, c]
 
     res = dng.sample(1000, np.random.default_rng(0), n_steps=999, record=exact)
-    H, E = dng.history, np.stack(res.records)
+    H, E = res.state.history, np.stack(res.records)
     assert H.shape == E.shape == (1000, 1000)
-    assert np.array_equal(dng.history_times, res.times)
+    assert np.array_equal(res.state.history_times, res.times)
     assert np.all(H[0] == pytest.approx(0.2, rel=1e-14))
     assert np.all(H >= 1e-6 * (1 - 1e-12)) and np.all(H <= 0.99 * (1 + 1e-12))
     err = np.abs(H - E).mean(axis=1)
@@ -367,29 +371,30 @@ def test_tracked_dng_tracks_the_exact_posterior():
     share = np.mean(mc.classify(res.y) == c)
     assert share < 0.02  # 0.0075 observed; p^ <= 0.99 caps the push at 99 times
     # a badly chosen temperature tracks worse
-    bad = G.TrackedDNG(mix, c, 1.0, tau=0.5)
+    bad = NG.TrackedDNG(mix, c, 1.0, tau=0.5)
     res2 = bad.sample(300, np.random.default_rng(0), n_steps=999, record=exact)
-    assert np.abs(bad.history - np.stack(res2.records)).mean(axis=1).max() > 3 * err.max()
+    assert np.abs(res2.state.history - np.stack(res2.records)).mean(axis=1).max() > 3 * err.max()
 
 
 def test_tracked_dng_network_path_and_any_grid():
     """Through the network adapter (a duck-typed conditional model) the method gives the same
     chain as on the mixture; on an OU grid (VE-frame posterior step) it runs and tracks."""
     mix = _separated1()
-    a = G.TrackedDNG(mix, 0)
-    b = G.TrackedDNG(FakeNet(mix), 0)
-    assert isinstance(b.conditional, G.NetworkClasses)
+    a = NG.TrackedDNG(mix, 0)
+    b = NG.TrackedDNG(FakeNet(mix), 0)
+    assert isinstance(b.conditional, C.NetworkClasses)
     ra = a.sample(300, np.random.default_rng(1), n_steps=100)
     rb = sample(
         b.unconditional, 300, np.random.default_rng(1), method=b, process="ddpm", n_steps=100
     )
     assert np.allclose(ra.x, rb.x, rtol=1e-10, atol=1e-12)
-    assert np.allclose(a.history, b.history, rtol=1e-10, atol=1e-14)
+    assert np.allclose(ra.state.history, rb.state.history, rtol=1e-10, atol=1e-14)
     # a second run restarts at the prior
-    b.sample(50, np.random.default_rng(2), n_steps=10)
-    assert b.history.shape == (11, 50) and np.all(b.history[0] == pytest.approx(0.2))
+    rb2 = b.sample(50, np.random.default_rng(2), n_steps=10)
+    assert rb2.state.history.shape == (11, 50)
+    assert np.all(rb2.state.history[0] == pytest.approx(0.2))
     # OU process, uniform grid in time, ending at delta = 0: the last step keeps p^
-    mc = G.MixtureClasses(mix)
+    mc = C.MixtureClasses(mix)
     ou = get_process("ou")
     res = a.sample(
         1000,
@@ -398,7 +403,7 @@ def test_tracked_dng_network_path_and_any_grid():
         n_steps=400,
         record=lambda t, x: mc.class_posterior(x / ou.alpha(t), max(ou.delta(t), 1e-12))[:, 0],
     )
-    H, E = a.history, np.stack(res.records)
+    H, E = res.state.history, np.stack(res.records)
     assert np.array_equal(H[-1], H[-2])
     assert np.abs(H - E)[:-1].mean(axis=1).max() < 0.02
 
@@ -408,14 +413,14 @@ def test_tracked_dng_update_rule():
     offset the first update is exactly exp(offset / (2 beta~))."""
     mix = _separated1()
     proc = DDPM()
-    m = G.TrackedDNG(mix, 0, 0.0, tau=0.0)
-    m.sample(20, np.random.default_rng(0), n_steps=999)
-    assert np.all(m.history == pytest.approx(0.2, rel=1e-13))
-    m = G.TrackedDNG(mix, 0, 0.0, tau=0.0, offset=1e-4)
-    m.sample(20, np.random.default_rng(0), times=[999.0, 998.0, 997.0])
-    assert m.history[1] == pytest.approx(0.2 * np.exp(1e-4 / (2 * proc.beta_tilde(999))))
+    m = NG.TrackedDNG(mix, 0, 0.0, tau=0.0)
+    h = m.sample(20, np.random.default_rng(0), n_steps=999).state.history
+    assert np.all(h == pytest.approx(0.2, rel=1e-13))
+    m = NG.TrackedDNG(mix, 0, 0.0, tau=0.0, offset=1e-4)
+    h = m.sample(20, np.random.default_rng(0), times=[999.0, 998.0, 997.0]).state.history
+    assert h[1] == pytest.approx(0.2 * np.exp(1e-4 / (2 * proc.beta_tilde(999))))
     # tau = 0 with the prior's weight is NP with lambda = p / (1 - p): same chain
-    tr = G.TrackedDNG(mix, 0, 2.0, tau=0.0, prior=0.2)
+    tr = NG.TrackedDNG(mix, 0, 2.0, tau=0.0, prior=0.2)
     r1 = tr.sample(200, np.random.default_rng(4), n_steps=50)
     r2 = sample(
         G.NegativePrompt(mix, 0, 0.5),
@@ -431,87 +436,87 @@ def test_tracked_dng_update_rule():
 # -- metrics -------------------------------------------------------------------------------------
 def test_class_kl_and_removed_share():
     lab = np.array([1] * 30 + [2] * 70)
-    bal = G.class_kl(lab, [0.2, 0.3, 0.5], removed=0)
+    bal = M.class_kl(lab, [0.2, 0.3, 0.5], removed=0)
     assert bal.kl_plugin == pytest.approx(0.375 * np.log(0.375 / 0.3) + 0.625 * np.log(0.625 / 0.7))
     q = (np.array([30, 70]) + 0.5) / 101
     assert bal.kl == pytest.approx(0.375 * np.log(0.375 / q[0]) + 0.625 * np.log(0.625 / q[1]))
     assert bal.missing == () and bal.n_kept == 100 and bal.floor == pytest.approx(1 / 200)
     # a missing kept class: the plug-in is infinite, the smoothed estimate finite
-    miss = G.class_kl(np.array([2] * 50 + [0] * 5), [0.2, 0.3, 0.5], removed=0)
+    miss = M.class_kl(np.array([2] * 50 + [0] * 5), [0.2, 0.3, 0.5], removed=0)
     assert miss.kl_plugin == np.inf and np.isfinite(miss.kl) and miss.missing == (1,)
-    assert G.removed_share(np.array([0, 0, 1, 2]), 0) == pytest.approx((0.5, 0.25))
+    assert M.removed_share(np.array([0, 0, 1, 2]), 0) == pytest.approx((0.5, 0.25))
     with pytest.raises(DomainError, match="labels"):
-        G.class_kl(np.array([3]), [0.5, 0.5], removed=0)
+        M.class_kl(np.array([3]), [0.5, 0.5], removed=0)
     with pytest.raises(InputError, match="target"):
-        G.class_kl(lab, [0.2, 0.3, 0.4], removed=0)
+        M.class_kl(lab, [0.2, 0.3, 0.4], removed=0)
 
 
 def test_sliced_wasserstein():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((500, 1))
-    assert G.sliced_wasserstein(a, a, rng)[0] == pytest.approx(0, abs=1e-14)
-    assert G.sliced_wasserstein(a + 0.7, a, rng)[0] == pytest.approx(0.7, rel=1e-12)
+    assert M.sliced_wasserstein(a, a, rng)[0] == pytest.approx(0, abs=1e-14)
+    assert M.sliced_wasserstein(a + 0.7, a, rng)[0] == pytest.approx(0.7, rel=1e-12)
     # unequal sizes, by hand: W2^2({0, 1}, {0, 1/2, 1}) = 1/12
-    v, _ = G.sliced_wasserstein(np.array([[0.0], [1.0]]), np.array([[0.0], [0.5], [1.0]]), rng)
+    v, _ = M.sliced_wasserstein(np.array([[0.0], [1.0]]), np.array([[0.0], [0.5], [1.0]]), rng)
     assert v == pytest.approx(np.sqrt(1 / 12), rel=1e-12)
     # d-D translate by a: SW2^2 = E (theta . a)^2 = |a|^2 / d
     b = rng.standard_normal((400, 3))
     shift = np.array([1.0, -2.0, 0.5])
-    v, se = G.sliced_wasserstein(b + shift, b, rng, n_projections=256)
+    v, se = M.sliced_wasserstein(b + shift, b, rng, n_projections=256)
     assert abs(v - np.linalg.norm(shift) / np.sqrt(3)) < 4 * se
     with pytest.raises(ShapeError):
-        G.sliced_wasserstein(a, b, rng)
+        M.sliced_wasserstein(a, b, rng)
 
 
 # -- bad input -----------------------------------------------------------------------------------
 def test_bad_input():
     mix = _mix1()
     with pytest.raises(DomainError, match="label must lie in \\[0, 2\\]"):
-        G.DynamicNegativeGuidance(mix, 3)
+        NG.DynamicNegativeGuidance(mix, 3)
     with pytest.raises(DomainError, match="label"):
-        G.TrackedDNG(mix, -1)
+        NG.TrackedDNG(mix, -1)
     with pytest.raises(DomainError, match="scale must lie in \\[0, inf\\)"):
         G.NegativePrompt(mix, 0, -1.0)
     with pytest.raises(DomainError, match="scale"):
         G.ClassifierFreeGuidance(mix, 0, -0.5)
     with pytest.raises(DomainError, match="p_min must be below p_max"):
-        G.TrackedDNG(mix, 0, p_min=0.5, p_max=0.5)
+        NG.TrackedDNG(mix, 0, p_min=0.5, p_max=0.5)
     with pytest.raises(DomainError, match="p_min must be below p_max"):
-        G.DynamicNegativeGuidance(mix, 0, p_min=0.9, p_max=0.1)
+        NG.DynamicNegativeGuidance(mix, 0, p_min=0.9, p_max=0.1)
     with pytest.raises(DomainError, match="p_max"):
-        G.TrackedDNG(mix, 0, p_max=1.0)
+        NG.TrackedDNG(mix, 0, p_max=1.0)
     for prior in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(DomainError, match="prior must lie in \\(0, 1\\)"):
-            G.TrackedDNG(mix, 0, prior=prior)
+            NG.TrackedDNG(mix, 0, prior=prior)
     with pytest.raises(DomainError, match="prior must lie in \\[p_min, p_max\\]"):
-        G.TrackedDNG(mix, 0, prior=0.995)
+        NG.TrackedDNG(mix, 0, prior=0.995)
     with pytest.raises(DomainError, match="tau"):
-        G.TrackedDNG(mix, 0, tau=-1.0)
+        NG.TrackedDNG(mix, 0, tau=-1.0)
     with pytest.raises(DomainError, match="eta"):
-        G.TrackedDNG(mix, 0, eta=0.0)
+        NG.TrackedDNG(mix, 0, eta=0.0)
     with pytest.raises(InputError, match="model must be"):
-        G.as_conditional(object())
+        C.as_conditional(object())
     with pytest.raises(DomainError, match="scales"):
-        G.tradeoff_curve(
+        M.tradeoff_curve(
             lambda l: G.NegativePrompt(mix, 0, l),
             [1.0, -1.0],
             10,
             np.random.default_rng(0),
-            classify=G.MixtureClasses(mix).classify,
+            classify=C.MixtureClasses(mix).classify,
             removed=0,
             target=mix.weights,
             reference=np.zeros((5, 1)),
         )
     # a posterior estimate whose rows do not sum to one
-    bad = G.DynamicNegativeGuidance(mix, 0, posterior=lambda y, d: np.full((y.shape[0], 3), 0.5))
+    bad = NG.DynamicNegativeGuidance(mix, 0, posterior=lambda y, d: np.full((y.shape[0], 3), 0.5))
     with pytest.raises(InputError, match="sum to 1"):
         bad.score(np.zeros((2, 1)), 1.0)
     with pytest.raises(DomainError, match="p must lie in"):
-        G.negative_conditional_score(np.zeros((1, 1)), np.zeros((1, 1)), [1.0])
+        NG.negative_conditional_score(np.zeros((1, 1)), np.zeros((1, 1)), [1.0])
     with pytest.raises(InputError, match="zero probability"):
         G.ClassifierFreeGuidance(GaussianMixture([1.0, 0.0], [[0.0], [1.0]]), 1, 1.0)
     with pytest.raises(ShapeError, match="y must have shape"):
-        G.DynamicNegativeGuidance(mix, 0).score(np.zeros((3, 2)), 1.0)
+        NG.DynamicNegativeGuidance(mix, 0).score(np.zeros((3, 2)), 1.0)
 
 
 def test_cfg_and_np_skip_the_posterior_and_kept_score():

@@ -12,6 +12,7 @@ import sympy as sp
 
 from physdiff import information as I
 from physdiff import sampling
+from physdiff.classes import as_conditional
 from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.examples import four_classes_1d
@@ -111,7 +112,7 @@ def test_online_classifier_is_exact_on_gaussian_components(process):
     t0 = 0.8 * proc.t_max if process != "ddpm" else 600.0
     view = mix.in_frame(proc, t0)
     x0 = view.sample(300, rng)
-    clf = I.OnlineClassifier(I.class_models(mix), proc, start=view.posterior(x0))
+    clf = I.OnlineClassifier(as_conditional(mix).class_models(), proc, start=view.posterior(x0))
     t1 = proc.time_of_delta(1e-3) if process != "ddpm" else 1.0
     grid = (
         proc.time_grid(60, t_start=t0, t_end=t1) if process != "ddpm" else np.arange(600.0, 0, -10)
@@ -128,7 +129,7 @@ def test_online_classifier_along_trajectories_gives_the_entropy_profile():
     t0 = 3.0
     view = FOUR.in_frame("ou", t0)
     x0 = view.sample(4000, rng)
-    clf = I.OnlineClassifier(I.class_models(FOUR), "ou", start=view.posterior(x0))
+    clf = I.OnlineClassifier(as_conditional(FOUR).class_models(), "ou", start=view.posterior(x0))
     sampling.sample(
         FOUR,
         4000,
@@ -155,7 +156,7 @@ def test_errors():
     with pytest.raises(InputError, match="sum to one"):
         I.coarse([[0], [1]], 2).group_posterior(np.array([[0.3, 0.3]]))
     with pytest.raises(InputError, match="prior"):
-        I.OnlineClassifier(I.class_models(FOUR), "ou", prior=[0.5, 0.5, 0.5, 0.5])
+        I.OnlineClassifier(as_conditional(FOUR).class_models(), "ou", prior=[0.5, 0.5, 0.5, 0.5])
     with pytest.raises(InputError, match="k must lie"):
         I.class_restricted_entropy_quadrature(FOUR, [1.0], 7)
 
@@ -167,7 +168,7 @@ def _ou_classifier(n: int, seed: int, t0: float = 3.0, t_end: float = 0.05, step
     rng = np.random.default_rng(seed)
     view = FOUR.in_frame("ou", t0)
     x0 = view.sample(n, rng)
-    clf = I.OnlineClassifier(I.class_models(FOUR), "ou", start=view.posterior(x0))
+    clf = I.OnlineClassifier(as_conditional(FOUR).class_models(), "ou", start=view.posterior(x0))
     sampling.sample(
         FOUR,
         n,
@@ -347,14 +348,14 @@ def test_online_update_fast_path_equals_the_straightforward_formula(dim, kernel)
         mix, 400, np.random.default_rng(2), method="ddpm", process=proc, times=grid, x_start=x0,
         record=keep,
     )  # fmt: skip
-    models = I.class_models(mix)
+    models = as_conditional(mix).class_models()
     if kernel == "generic":
         models = [_Opaque(m) for m in models]
     exact = kernel == "exact"
     clf = I.OnlineClassifier(models, proc, start=start, exact_kernel=exact)
     for t, x in xs:
         clf.update(t, x)
-    ref = _straightforward_posteriors(I.class_models(mix), proc, start, xs, exact)
+    ref = _straightforward_posteriors(as_conditional(mix).class_models(), proc, start, xs, exact)
     np.testing.assert_allclose(np.stack(clf.history), ref, rtol=0, atol=1e-12)
     assert clf.times == [float(t) for t, _ in xs]
     # without the history: the same final posterior, nothing recorded
@@ -370,7 +371,7 @@ def test_online_update_fast_path_equals_the_straightforward_formula(dim, kernel)
 def test_online_classifier_refuses_nan_and_wrong_shapes():
     from physdiff.errors import ShapeError
 
-    clf = I.OnlineClassifier(I.class_models(FOUR), "ou")
+    clf = I.OnlineClassifier(as_conditional(FOUR).class_models(), "ou")
     with pytest.raises(InputError, match="no posterior"):
         clf.posterior  # noqa: B018
     clf.update(2.0, np.zeros((5, 1)))
@@ -419,17 +420,21 @@ def test_partition_must_fit_the_mixture():
             f("pairwise:0,1")
 
 
-def test_class_cache_is_bitwise_the_mixture():
-    from physdiff._class_cache import ClassCache
+def test_mixture_classes_are_bitwise_the_mixture():
+    from physdiff.classes import MixtureClasses
 
     mix = GaussianMixture.isotropic(
         [0.3, 0.7, 0.0], [[-1.0, 0.0], [1.0, 0.5], [3.0, 1.0]], [0.2, 0.0, 0.1]
     )
     y = np.random.default_rng(1).normal(size=(50, 2)) * 3
-    cache = ClassCache(mix)
+    classes = MixtureClasses(mix)
     with np.errstate(all="raise"):
-        for what in ("denoise", "score", "posterior"):
-            assert np.array_equal(getattr(cache, what)(y, 0.3), getattr(mix, what)(y, 0.3))
-        for k, view in enumerate(cache.class_models()):
-            assert np.array_equal(view.denoise(y, 0.3), mix.components[k].denoise(y, 0.3))
-    assert cache.hits >= 3
+        for what in ("denoise", "score"):
+            both = getattr(classes, f"{what}_all")(y, 0.3)
+            assert np.array_equal(both.unconditional, getattr(mix, what)(y, 0.3))
+            assert np.array_equal(getattr(classes, what)(y, 0.3), getattr(mix, what)(y, 0.3))
+            for k, view in enumerate(classes.class_models()):
+                assert np.array_equal(both.classes[k], getattr(mix.components[k], what)(y, 0.3))
+                assert np.array_equal(
+                    getattr(view, what)(y, 0.3), getattr(mix.components[k], what)(y, 0.3)
+                )

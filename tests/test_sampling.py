@@ -159,7 +159,12 @@ def test_ddim_on_ou_down_to_delta_zero_is_slower_than_first_order():
         np.max(
             np.abs(
                 ddim(
-                    GAUSS, None, np.random.default_rng(0), process=proc, n_steps=int(n), x_start=x0
+                    GAUSS,
+                    None,
+                    np.random.default_rng(0),
+                    process=proc,
+                    times=proc.time_grid(int(n)),  # uniform in t, not OU's default grid
+                    x_start=x0,
                 ).x
                 - _exact_flow(proc, x0, proc.t_max, 0.0)
             )
@@ -610,6 +615,5 @@ def test_non_finite_model_output_names_the_step():
                 np.random.default_rng(0),
                 method=method,
                 process="ou",
-                t_start=1.0,
-                n_steps=10,
+                times=OU().time_grid(10, t_start=1.0),  # uniform in t
             )

@@ -2,7 +2,9 @@
 the smoke runs of ``entropy_rates``, ``class_decisions`` and ``guidance`` hold (fixture
 ``smoke``, tests/conftest.py; verdicts both ways for every experiment are in
 tests/test_validation.py), the helpers they are built from, and the cached online
-classifier they run on (:mod:`physdiff._class_cache`), checked against the library's."""
+classifier as they run it (sampling :class:`physdiff.classes.MixtureClasses` /
+:class:`~physdiff.classes.NetworkClasses` with the classifier reading each step's class
+denoisers), checked against the library's classifier evaluating them itself."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 from physdiff import information as I
 from physdiff import sampling
-from physdiff._class_cache import CachedOnlineClassifier, ClassCache
+from physdiff.classes import MixtureClasses, NetworkClasses, as_conditional
 from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM, get_process
@@ -117,9 +119,9 @@ def test_cached_classifier_is_the_library_classifier(process, method):
     )
     view = MIX2.in_frame(proc, t0)
     x0 = view.sample(300, np.random.default_rng(2))
-    cache = ClassCache(MIX2)
-    fast = CachedOnlineClassifier(cache, proc, start=view.posterior(x0))
-    ref = I.OnlineClassifier(I.class_models(MIX2), proc, start=view.posterior(x0))
+    cache = MixtureClasses(MIX2)
+    fast = I.OnlineClassifier(cache, proc, start=view.posterior(x0))
+    ref = I.OnlineClassifier(as_conditional(MIX2).class_models(), proc, start=view.posterior(x0))
     assert fast.exact_kernel and ref.exact_kernel
     kw = {"method": method, "process": proc, "times": grid, "x_start": x0}
     a = sampling.sample(cache, 300, np.random.default_rng(5), record=fast.recorder(), **kw)
@@ -129,55 +131,53 @@ def test_cached_classifier_is_the_library_classifier(process, method):
     np.testing.assert_allclose(np.stack(fast.history), np.stack(ref.history), atol=1e-12)
     exact = MIX2.in_frame(proc, float(a.times[-1])).posterior(a.x)
     np.testing.assert_allclose(fast.posterior, exact, atol=1e-10)
-    assert cache.misses == 0 and cache.hits == grid.size - 1  # every step read back
+    assert fast.n_computed == 0 and fast.n_read == grid.size - 1  # every step read back
+    assert ref.n_read == 0 and ref.n_computed == grid.size - 1
 
 
-def test_class_cache_answers_like_the_models():
-    cache = ClassCache(MIX2)
+def test_class_values_answer_like_the_models():
+    cache = MixtureClasses(MIX2)
     y = np.random.default_rng(0).standard_normal((50, 2)) * 3
     for d in (0.1, 2.0):
-        np.testing.assert_allclose(cache.denoise(y, d), MIX2.denoise(y, d), atol=1e-12)
-        np.testing.assert_allclose(cache.score(y, d), MIX2.score(y, d), atol=1e-10)
-        np.testing.assert_allclose(cache.posterior(y, d), MIX2.posterior(y, d), atol=1e-14)
+        den, sc = cache.denoise_all(y, d), cache.score_all(y, d)
+        np.testing.assert_allclose(den.unconditional, MIX2.denoise(y, d), atol=1e-12)
+        np.testing.assert_allclose(sc.unconditional, MIX2.score(y, d), atol=1e-10)
+        np.testing.assert_allclose(cache.class_posterior(y, d), MIX2.posterior(y, d), atol=1e-14)
         for k, m in enumerate(cache.class_models()):
             comp = MIX2.components[k]
+            np.testing.assert_allclose(den.classes[k], comp.denoise(y, d), atol=1e-12)
+            np.testing.assert_allclose(sc.classes[k], comp.score(y, d), atol=1e-10)
             np.testing.assert_allclose(m.denoise(y, d), comp.denoise(y, d), atol=1e-12)
-            np.testing.assert_allclose(m.score(y, d), comp.score(y, d), atol=1e-10)
-    assert cache.hits > 0
-    # a point the cache has not seen is computed directly
-    other = y + 1.0
-    np.testing.assert_allclose(
-        cache.class_models()[1].denoise(other, 2.0), MIX2.components[1].denoise(other, 2.0)
-    )
-    with pytest.raises(InputError, match="out of range"):
-        cache.conditional(3)
-    with pytest.raises(InputError, match="GaussianMixture or a class-conditional"):
-        ClassCache(MIX2.components[0])
+    with pytest.raises(InputError, match="label must lie in"):
+        cache.class_model(3)
+    with pytest.raises(InputError, match="GaussianMixture, a class-conditional"):
+        as_conditional(MIX2.components[0])
 
 
-def test_class_cache_on_a_conditional_network():
+def test_network_classes_on_a_conditional_network():
     torch = pytest.importorskip("torch")
     from physdiff import nn
 
     torch.manual_seed(0)
     den = nn.Denoiser(nn.ScoreMLP(3, hidden=16, depth=1, n_classes=2, seed=0), "edm")
     net = nn.NetworkScoreModel(den, device="cpu")
-    cache = ClassCache(net)
+    cache = NetworkClasses(net)
     y = np.random.default_rng(1).standard_normal((20, 3))
-    np.testing.assert_allclose(cache.denoise(y, 0.7), net.denoise(y, 0.7), atol=1e-6)
+    both = cache.denoise_all(y, 0.7)
+    np.testing.assert_allclose(both.unconditional, net.denoise(y, 0.7), atol=1e-6)
     for k, m in enumerate(cache.class_models()):
         np.testing.assert_allclose(m.denoise(y, 0.7), net.conditional(k).denoise(y, 0.7), atol=1e-6)
-    assert cache.hits == 2
+        np.testing.assert_allclose(both.classes[k], net.conditional(k).denoise(y, 0.7), atol=1e-6)
     proc = DDPM()
     grid = np.arange(999.0, -1.0, -50.0)
-    fast = CachedOnlineClassifier(ClassCache(net), proc)
-    ref = I.OnlineClassifier(I.class_models(net), proc)
-    c2 = fast.cache
-    sampling.sample(c2, 20, np.random.default_rng(4), method="ddpm", process=proc, times=grid,
+    fast = I.OnlineClassifier(cache, proc)
+    ref = I.OnlineClassifier(as_conditional(net).class_models(), proc)
+    sampling.sample(cache, 20, np.random.default_rng(4), method="ddpm", process=proc, times=grid,
                     record=fast.recorder())  # fmt: skip
     sampling.sample(net, 20, np.random.default_rng(4), method="ddpm", process=proc, times=grid,
                     record=ref.recorder())  # fmt: skip
     assert not fast.exact_kernel
+    assert fast.n_computed == 0 and fast.n_read == grid.size - 1
     np.testing.assert_allclose(fast.posterior, ref.posterior, atol=1e-6)
 
 
@@ -194,14 +194,14 @@ def test_cached_classifier_without_history_tracks_the_same_posterior(dim):
         grid = np.append(grid, 0.0)
     runs = {}
     for keep in (True, False):
-        cache = ClassCache(mix)
-        clf = CachedOnlineClassifier(cache, proc, keep_history=keep)
+        cache = MixtureClasses(mix)
+        clf = I.OnlineClassifier(cache, proc, keep_history=keep)
         res = sampling.sample(
             cache, 400, np.random.default_rng(9), method="ddpm", process=proc, times=grid,
             record=clf.recorder(),
         )  # fmt: skip
         runs[keep] = (clf, res)
-        assert cache.misses == 0
+        assert clf.n_computed == 0
     full, res = runs[True]
     lean, res_lean = runs[False]
     np.testing.assert_array_equal(res.x, res_lean.x)
@@ -214,7 +214,7 @@ def test_cached_classifier_without_history_tracks_the_same_posterior(dim):
 
 def test_cached_classifier_refuses_times_outside_the_process():
     proc = DDPM()
-    clf = CachedOnlineClassifier(ClassCache(MIX2), proc)
+    clf = I.OnlineClassifier(MixtureClasses(MIX2), proc)
     x = np.zeros((3, 2))
     with pytest.raises(InputError, match="t must lie in"):
         clf.update(1200.0, x)

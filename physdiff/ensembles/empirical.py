@@ -19,13 +19,29 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_points, finite_array
-from ..errors import InputError, ShapeError
+from ..errors import DomainError, InputError, ShapeError
 from .base import Ensemble
 
 __all__ = ["Empirical"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 _W_FLOOR = float(np.exp(-350.0))  # posterior weights below this are zero (covariance)
+
+
+_SCALE_MAX = 1e150
+"""Largest coordinate of a training point or a query: the kernels form squared distances
+``|y - a|^2``, which overflow float64 beyond about ``1e154`` per coordinate (then every
+weight is ``exp(-inf)`` and the posterior is 0/0)."""
+
+
+def _check_scale(arr: np.ndarray, name: str) -> None:
+    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if big > _SCALE_MAX:
+        raise DomainError(
+            f"{name}: coordinates must lie in [-{_SCALE_MAX:g}, {_SCALE_MAX:g}] (squared "
+            f"distances must be finite in float64); got |{name}| up to {big:.3g}. The "
+            "empirical score is scale-covariant: rescale the data and delta instead"
+        )
 
 
 class Empirical(Ensemble):
@@ -46,6 +62,7 @@ class Empirical(Ensemble):
             raise InputError(
                 f"points must hold at least one point of dimension >= 1; got shape {pts.shape}"
             )
+        _check_scale(pts, "points")
         # our own read-only copy: never freeze (or alias) the caller's array
         self._pts = np.array(pts, order="C", copy=True)
         self._pts.setflags(write=False)
@@ -91,6 +108,7 @@ class Empirical(Ensemble):
     def _stats(self, y, delta):
         from .._kernels import empirical_stats
 
+        _check_scale(y, "y")
         yq = np.ascontiguousarray(y, dtype=self.dtype)
         den, lse, pr = empirical_stats(
             yq, self._pts, np.ascontiguousarray(delta[:, 0]), sq_norms=self._sq

@@ -1,10 +1,12 @@
 """Figures: information dynamics of class decisions and dynamic negative guidance
-(docs/theory.md sections 6-7; :mod:`physdiff.information`, :mod:`physdiff.guidance`).
+(docs/theory.md sections 6-7; :mod:`physdiff.information`, :mod:`physdiff.guidance`,
+:mod:`physdiff.negative_guidance`, :mod:`physdiff.metrics`).
 
 Every number drawn comes from the exact models: the Gauss-Hermite quadratures of
 :mod:`physdiff.information`, the exact online classifier along trajectories generated
 with the exact score (:mod:`physdiff.sampling`), and the guidance transforms of
-:mod:`physdiff.guidance` on the exact mixture. Time is the DDPM step ``k`` of the linear
+:mod:`physdiff.guidance` and :mod:`physdiff.negative_guidance` on the exact mixture.
+Time is the DDPM step ``k`` of the linear
 schedule (Ho et al. 2020; :class:`physdiff.processes.DDPM`); randomness comes from fixed
 seeds.
 """
@@ -81,7 +83,7 @@ def _decisions() -> dict[str, I.Partition | None]:
 )
 def posterior_trajectories(fig):
     from .. import sampling
-    from .._class_cache import CachedOnlineClassifier, ClassCache
+    from ..classes import MixtureClasses
 
     model = _four()
     proc = DDPM()
@@ -89,12 +91,12 @@ def posterior_trajectories(fig):
     n = 30
     view = model.in_frame(proc, 999.0)
     x0 = view.sample(n, rng)
-    # the library's exact update, computed once per step (physdiff._class_cache)
-    cache = ClassCache(model)
-    clf = CachedOnlineClassifier(cache, proc, start=view.posterior(x0))
+    # the library's exact update, reading the class denoisers the sampler evaluated
+    classes = MixtureClasses(model)
+    clf = I.OnlineClassifier(classes, proc, start=view.posterior(x0))
     grid = np.arange(999.0, -1.0, -1.0)
     res = sampling.sample(
-        cache,
+        classes,
         n,
         rng,
         method="ddpm",
@@ -276,11 +278,12 @@ def per_class(fig):
     "6) is removed. DDPM ancestral sampling with the exact scores on 100 steps of the DDPM "
     "schedule (every 10th step), 1000 samples per scale. NP: negative prompting "
     "s - lambda (s_c - s) (physdiff.guidance.NegativePrompt); DNG: dynamic negative "
-    "guidance s - lambda p/(1 - p) (s_c - s) with the exact posterior p = p(c | y) "
+    "guidance s - lambda p/(1 - p) (s_c - s) (physdiff.negative_guidance) with the exact "
+    "posterior p = p(c | y) "
     "(DynamicNegativeGuidance), whose lambda = 1 is the exact score of p(x | not c). "
     "(a) Share of samples classified into the removed class; (b) KL divergence from the "
     "target class distribution over the kept classes (1/3 each) to the generated one "
-    "(smoothed, physdiff.guidance.class_kl); (c) sliced W2 distance to the kept data; error "
+    "(smoothed, physdiff.metrics.class_kl); (c) sliced W2 distance to the kept data; error "
     "bars 2 s.e. (d) Samples at lambda = 0.5 (NP) and lambda = 1 (DNG) against the target "
     "density. NP pushes every sample away from 6 with a force s_c - s that grows like "
     "(6 - y)/Delta at small noise, also on samples of the other classes: the class at 8 is "
@@ -292,9 +295,12 @@ def per_class(fig):
 )
 def guidance_tradeoff(fig):
     from .. import guidance as G
+    from .. import metrics as M
+    from .. import negative_guidance as NG
+    from ..classes import MixtureClasses
 
     model = _four(0.25)
-    cond = G.MixtureClasses(model)
+    cond = MixtureClasses(model)
     removed = 2
     kept = cond.kept_model(removed)
     rng = np.random.default_rng(11)
@@ -311,11 +317,11 @@ def guidance_tradeoff(fig):
         "metric_options": {"n_bootstrap": 10},
     }
     curves = {
-        "NP": G.tradeoff_curve(
+        "NP": M.tradeoff_curve(
             lambda s: G.NegativePrompt(cond, removed, s), scales, 1000, rng, **kwargs
         ),
-        "DNG (exact p)": G.tradeoff_curve(
-            lambda s: G.DynamicNegativeGuidance(cond, removed, s), scales, 1000, rng, **kwargs
+        "DNG (exact p)": M.tradeoff_curve(
+            lambda s: NG.DynamicNegativeGuidance(cond, removed, s), scales, 1000, rng, **kwargs
         ),
     }
     colors = {"NP": plot.OKABE_ITO["vermillion"], "DNG (exact p)": plot.OKABE_ITO["blue"]}
@@ -345,7 +351,11 @@ def guidance_tradeoff(fig):
 
     for name, g, col in (
         ("NP, lambda = 0.5", G.NegativePrompt(cond, removed, 0.5), colors["NP"]),
-        ("DNG, lambda = 1", G.DynamicNegativeGuidance(cond, removed, 1.0), colors["DNG (exact p)"]),
+        (
+            "DNG, lambda = 1",
+            NG.DynamicNegativeGuidance(cond, removed, 1.0),
+            colors["DNG (exact p)"],
+        ),
     ):
         res = sampling.sample(g, 3000, rng, method="ddpm", process="ddpm", times=times)
         d.hist(res.y[:, 0], bins=120, range=(-11, 11), density=True, histtype="step", color=col,

@@ -322,15 +322,15 @@ def network_online(net, proc: DDPM, n: int, stride: int, rng: np.random.Generato
     conditional models tracks ``p(c | x_k)``. Returns ``(steps, posteriors (S, n, K))``,
     steps increasing: ``posteriors[0]`` is the final ``p(c | x_0)``."""
     from physdiff import sampling
-    from physdiff._class_cache import CachedOnlineClassifier, ClassCache
+    from physdiff.classes import NetworkClasses
 
     T = proc.n_steps
     grid = np.arange(T - 1, -1, -stride, dtype=float)
     if grid[-1] != 0:
         grid = np.append(grid, 0.0)
-    cache = ClassCache(net)
-    clf = CachedOnlineClassifier(cache, proc)
-    sampling.sample(cache, n, rng, method="ddpm", process=proc, times=grid, record=clf.recorder())
+    classes = NetworkClasses(net)
+    clf = I.OnlineClassifier(classes, proc)
+    sampling.sample(classes, n, rng, method="ddpm", process=proc, times=grid, record=clf.recorder())
     post = np.stack(clf.history)[::-1]
     return grid[::-1].copy(), post
 

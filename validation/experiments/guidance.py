@@ -1,7 +1,7 @@
 """Removing a class: dynamic negative guidance keeps the rest, negative prompting does not.
 
 Dynamic negative guidance (DNG; Koulischer, Deleu, Raya, Demeester, Ambrogioni, ICLR 2025;
-docs/theory.md section 7; :mod:`physdiff.guidance`) replaces the constant push of negative
+docs/theory.md section 7; :mod:`physdiff.negative_guidance`) replaces the constant push of negative
 prompting (NP), ``s - lambda (s_c - s)``, by ``s - lambda p/(1 - p) (s_c - s)`` with
 ``p = p(c | x_t)``: with ``lambda = 1`` and the exact posterior this is the score of
 ``p(x | not c)``.
@@ -10,9 +10,9 @@ prompting (NP), ``s - lambda (s_c - s)``, by ``s - lambda p/(1 - p) (s_c - s)`` 
 equal weights; class 2 (at 6, next to the class at 8) is removed. DDPM ancestral sampling
 on the 1000-step DDPM schedule with
 
-* DNG with the exact posterior (:class:`~physdiff.guidance.DynamicNegativeGuidance`): the
+* DNG with the exact posterior (:class:`~physdiff.negative_guidance.DynamicNegativeGuidance`): the
   upper bound of what tracking can reach;
-* tracked DNG (:class:`~physdiff.guidance.TrackedDNG`), the network method, on the exact
+* tracked DNG (:class:`~physdiff.negative_guidance.TrackedDNG`), the network method, on the exact
   class models: the posterior tracked along the chain by the online Bayes update, once
   with the settings of the Bayes rule (prior = the class weight, ``tau = 1``, no offset,
   ``p_max = 0.999``; exact up to the Gaussian kernels without the posterior-covariance
@@ -21,7 +21,7 @@ on the 1000-step DDPM schedule with
   ``p_max = 0.99``);
 * NP (:class:`~physdiff.guidance.NegativePrompt`) across its scale.
 
-Metrics (:func:`physdiff.guidance.guidance_metrics`): the share of samples classified into
+Metrics (:func:`physdiff.metrics.guidance_metrics`): the share of samples classified into
 the removed class (the exact Bayes classifier of the clean data), the KL divergence from
 the target class distribution over the kept classes to the generated one (smoothed), and
 the sliced W2 distance to data of the kept classes. Rows: exact DNG at ``lambda = 1``
@@ -222,8 +222,8 @@ def fit_classifier(train, labels, held_out, held_labels, *, l2: float = 1e-3):
     return predict, acc, int(len(held_labels))
 
 
-def _metrics(G, samples, classify, removed, target, reference, rng, config):
-    return G.guidance_metrics(
+def _metrics(M, samples, classify, removed, target, reference, rng, config):
+    return M.guidance_metrics(
         samples,
         classify=classify,
         removed=removed,
@@ -252,10 +252,10 @@ def _summary(m, labels=None) -> dict:
 
 def _kl_se(labels, target, removed, rng, n_boot: int = 100) -> float:
     """Bootstrap standard error of the smoothed class KL."""
-    from physdiff import guidance as G
+    from physdiff import metrics as M
 
     vals = [
-        G.class_kl(labels[rng.integers(0, labels.size, labels.size)], target, removed).kl
+        M.class_kl(labels[rng.integers(0, labels.size, labels.size)], target, removed).kl
         for _ in range(n_boot)
     ]
     return float(np.std(vals, ddof=1))
@@ -265,7 +265,10 @@ def _kl_se(labels, target, removed, rng, n_boot: int = 100) -> float:
 def run(config: Config, ctx: RunContext) -> Result:
     """Guided sampling on the mixture and (trained) on digits; metrics, verdicts, figure."""
     out_dir, seed = ctx.out_dir, ctx.seed
+    from physdiff import classes as C
     from physdiff import guidance as G
+    from physdiff import metrics as M
+    from physdiff import negative_guidance as NG
     from physdiff import sampling
 
     shift = config.verdict.prediction_shift
@@ -274,7 +277,7 @@ def run(config: Config, ctx: RunContext) -> Result:
 
     # --- the mixture, exact scores --------------------------------------------------------
     mix = line_mixture(config.means, config.variance)
-    cond = G.MixtureClasses(mix)
+    cond = C.MixtureClasses(mix)
     c = config.removed
     kept = cond.kept_model(c)
     target = cond.class_weights
@@ -284,13 +287,13 @@ def run(config: Config, ctx: RunContext) -> Result:
     times = np.arange(proc.n_steps - 1, -1, -config.stride, dtype=float)
 
     def draw(g, r):
-        if isinstance(g, G.TrackedDNG):
+        if isinstance(g, NG.TrackedDNG):
             return g.sample(config.n, r, process=proc, times=times).y
         return sampling.sample(g, config.n, r, method="ddpm", process=proc, times=times).y
 
     def measure(g, r):
         x = draw(g, r)
-        return _metrics(G, x, cond.classify, c, target, reference, r, config), cond.classify(x), x
+        return _metrics(M, x, cond.classify, c, target, reference, r, config), cond.classify(x), x
 
     curves: dict[str, list] = {"NP": [], "DNG (exact p)": [], "tracked DNG (defaults)": []}
     for s in config.np_scales:
@@ -301,20 +304,22 @@ def run(config: Config, ctx: RunContext) -> Result:
     exact_at_1 = None
     for s in config.dng_scales:
         m, lab, x = measure(
-            G.DynamicNegativeGuidance(cond, c, s), np.random.default_rng([seed, 3, int(1e3 * s)])
+            NG.DynamicNegativeGuidance(cond, c, s), np.random.default_rng([seed, 3, int(1e3 * s)])
         )
         curves["DNG (exact p)"].append((s, _summary(m)))
         if s == 1.0:
             exact_at_1 = (m, lab, x)
     for s in config.tracked_scales:
-        g = G.TrackedDNG(cond, c, s)
+        g = NG.TrackedDNG(cond, c, s)
         m, _, _ = measure(g, np.random.default_rng([seed, 4, int(1e3 * s)]))
         curves["tracked DNG (defaults)"].append((s, _summary(m)))
     if exact_at_1 is None:
         exact_at_1 = (lambda t: (t[0], t[1], t[2]))(
-            measure(G.DynamicNegativeGuidance(cond, c, 1.0), np.random.default_rng([seed, 3, 1000]))
+            measure(
+                NG.DynamicNegativeGuidance(cond, c, 1.0), np.random.default_rng([seed, 3, 1000])
+            )
         )
-    bayes = G.TrackedDNG(
+    bayes = NG.TrackedDNG(
         cond, c, 1.0, prior=float(target[c]), tau=1.0, offset=0.0, p_min=1e-6, p_max=config.p_max
     )
     mb, lab_b, _ = measure(bayes, np.random.default_rng([seed, 5]))
@@ -322,7 +327,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     # into the removed class (Gaussian classes overlap: about 0.8% of the class at 8 lies
     # nearer to 6), which is what a perfect removal measures
     base_x = kept.sample(config.n, np.random.default_rng([seed, 6]))
-    base_w2 = G.sliced_wasserstein(
+    base_w2 = M.sliced_wasserstein(
         base_x, reference, np.random.default_rng([seed, 7]), n_bootstrap=config.n_bootstrap
     )
     base_share = binomial_fraction(int(np.sum(cond.classify(base_x) == c)), config.n)
@@ -408,7 +413,10 @@ def run(config: Config, ctx: RunContext) -> Result:
 
 def _digits(ctx: RunContext, plots, shift) -> list:
     config, device, seed, engine = ctx.config, ctx.device, ctx.seed, ctx.engine
+    from physdiff import classes as C
     from physdiff import guidance as G
+    from physdiff import metrics as M
+    from physdiff import negative_guidance as NG
     from physdiff import sampling
     from physdiff.data import load_digits
 
@@ -430,16 +438,16 @@ def _digits(ctx: RunContext, plots, shift) -> list:
     times = np.arange(proc.n_steps - 1, -1, -config.digits_stride, dtype=float)
     if times[-1] != 0:
         times = np.append(times, 0.0)
-    cond = G.NetworkClasses(net)
+    cond = C.NetworkClasses(net)
 
     def measure(g, r):
-        if isinstance(g, G.TrackedDNG):
+        if isinstance(g, NG.TrackedDNG):
             res = g.sample(config.digits_n, r, process=proc, times=times, final_denoise=True)
         else:
             res = sampling.sample(g, config.digits_n, r, method="ddpm", process=proc,
                                   times=times, final_denoise=True)  # fmt: skip
         x = res.denoised
-        m = _metrics(G, x, predict, c, target, ref, r, config)
+        m = _metrics(M, x, predict, c, target, ref, r, config)
         return m, np.asarray(predict(x)), x
 
     m0, lab0, x0 = measure(cond.unconditional, np.random.default_rng([seed, 20]))
@@ -451,7 +459,7 @@ def _digits(ctx: RunContext, plots, shift) -> list:
         curves["NP"].append((s, _summary(m, lab)))
     dng = None
     for s in sorted(set(config.digits_dng_scales) | {config.lambda_digits}):
-        g = G.TrackedDNG(cond, c, s, tau=config.tau_digits)
+        g = NG.TrackedDNG(cond, c, s, tau=config.tau_digits)
         m, lab, x = measure(g, np.random.default_rng([seed, 22, int(1e3 * s)]))
         curves["tracked DNG"].append((s, _summary(m, lab)))
         if s == config.lambda_digits:
