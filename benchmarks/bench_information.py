@@ -22,9 +22,9 @@ Two targets:
   a four-class Gaussian mixture in d = 16 (2,000 particles), alone and with the online
   classifier recording ``p(c | x_t)`` at every step: the library's
   :class:`~physdiff.information.OnlineClassifier` on the plain mixture (with and
-  without the history), and :class:`physdiff._class_cache.CachedOnlineClassifier` on a
-  :class:`physdiff._class_cache.ClassCache` (the sampler's evaluation of the mixture
-  computes the K conditional denoisers once and the classifier reads them back). The
+  without the history), and the same classifier reading the step records of a run on
+  :class:`physdiff.classes.MixtureClasses` (the sampler evaluates the K conditional
+  denoisers with the mixture and the classifier reads them back). The
   posteriors of the two classifiers are compared (max abs difference), and the cached
   sampler's particles with the plain one's. For reference, the same on an (untrained)
   class-conditional ``ScoreMLP`` (d = 8, 4 classes), where the classifier needs K network
@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from physdiff._class_cache import CachedOnlineClassifier, ClassCache
 
 from benchmarks._common import (
     arguments,
@@ -54,6 +53,7 @@ from benchmarks._common import (
 )
 from physdiff import information as I
 from physdiff import sampling
+from physdiff.classes import as_conditional
 from physdiff.ensembles import GaussianMixture
 from physdiff.processes import DDPM
 
@@ -182,28 +182,28 @@ def bench_online(reps: int, n1: int, n16: int, with_network: bool) -> list[dict]
                 out[key] = (res.x, None if clf is None else clf.posterior)
 
         def plain_clf(model=model):
-            run(model, I.OnlineClassifier(I.class_models(model), proc), "plain+clf")
+            run(model, I.OnlineClassifier(as_conditional(model).class_models(), proc), "plain+clf")
 
         def plain_nohist(model=model):
-            clf = I.OnlineClassifier(I.class_models(model), proc, keep_history=False)
+            clf = I.OnlineClassifier(as_conditional(model).class_models(), proc, keep_history=False)
             run(model, clf, "plain+clf-nohist")
 
         def cached_clf(model=model):
-            c = ClassCache(model)
-            run(c, CachedOnlineClassifier(c, proc), "cache+clf")
+            c = as_conditional(model)
+            run(c, I.OnlineClassifier(c, proc), "cache+clf")
 
         def cached_nohist(model=model):
-            c = ClassCache(model)
-            run(c, CachedOnlineClassifier(c, proc, keep_history=False), "cache+clf-nohist")
+            c = as_conditional(model)
+            run(c, I.OnlineClassifier(c, proc, keep_history=False), "cache+clf-nohist")
 
         t = timeit_interleaved(
             {
                 "sampler": lambda model=model: run(model, key="sampler"),
                 "sampler + OnlineClassifier": plain_clf,
                 "sampler + OnlineClassifier, no history": plain_nohist,
-                "ClassCache sampler": lambda model=model: run(ClassCache(model)),
-                "ClassCache sampler + CachedOnlineClassifier": cached_clf,
-                "ClassCache sampler + CachedOnlineClassifier, no history": cached_nohist,
+                "classes sampler": lambda model=model: run(as_conditional(model)),
+                "classes sampler + OnlineClassifier (step records)": cached_clf,
+                "classes sampler + OnlineClassifier (step records), no history": cached_nohist,
             },
             reps,
         )
@@ -247,25 +247,26 @@ def bench_network(reps: int) -> dict:
         )
 
     def cached():
-        c = ClassCache(net)
-        run(c, CachedOnlineClassifier(c, proc))
+        c = as_conditional(net)
+        run(c, I.OnlineClassifier(c, proc))
 
     def cached_nohist():
-        c = ClassCache(net)
-        run(c, CachedOnlineClassifier(c, proc, keep_history=False))
+        c = as_conditional(net)
+        run(c, I.OnlineClassifier(c, proc, keep_history=False))
 
     t = timeit_interleaved(
         {
             "sampler": lambda: run(net),
             "sampler + OnlineClassifier": lambda: run(
-                net, I.OnlineClassifier(I.class_models(net), proc)
+                net, I.OnlineClassifier(as_conditional(net).class_models(), proc)
             ),
             "sampler + OnlineClassifier, no history": lambda: run(
-                net, I.OnlineClassifier(I.class_models(net), proc, keep_history=False)
+                net,
+                I.OnlineClassifier(as_conditional(net).class_models(), proc, keep_history=False),
             ),
-            "ClassCache sampler": lambda: run(ClassCache(net)),
-            "ClassCache sampler + CachedOnlineClassifier": cached,
-            "ClassCache sampler + CachedOnlineClassifier, no history": cached_nohist,
+            "classes sampler": lambda: run(as_conditional(net)),
+            "classes sampler + OnlineClassifier (step records)": cached,
+            "classes sampler + OnlineClassifier (step records), no history": cached_nohist,
         },
         max(1, reps // 2),
     )
@@ -330,8 +331,8 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "sampler without it - 1 (the baseline, measured in the same run, repetitions "
         "interleaved). The library's `OnlineClassifier` is measured on the plain mixture: it "
         "evaluates the K class denoisers itself (in 1-D the Gaussian closed form, all classes "
-        "at once). `CachedOnlineClassifier` (`physdiff/_class_cache.py`, the same update, "
-        "inherited) runs on a `ClassCache` of the mixture, whose own sampler run is the "
+        "at once). `OnlineClassifier` reading the step records (the same update) "
+        "runs on `MixtureClasses` of the mixture, whose own sampler run is the "
         "reference for its overhead, and reads the K denoisers back from the sampler's "
         "evaluation. *vs plain sampler*: the cached run with the classifier against the plain "
         "sampler alone, what adding online classification costs a user of the plain sampler. "
@@ -340,12 +341,12 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "`(n, K)` posterior at every step. Max differences: posteriors of all the classifiers "
         "against the library's with history, particles of the two samplers. The network row "
         "is for reference only: there the classifier needs K conditional network calls per "
-        "step that the sampler does not make (the ClassCache sampler already makes all K + 1), "
+        "step that the sampler does not make (the classes sampler already makes all K + 1), "
         "so no target applies.",
         "",
         "| case | n | sampler | + OnlineClassifier | overhead | target "
-        "| + OnlineClassifier, no history | overhead | ClassCache sampler "
-        "| + CachedOnlineClassifier | overhead | vs plain sampler | target "
+        "| + OnlineClassifier, no history | overhead | classes sampler "
+        "| + OnlineClassifier (step records) | overhead | vs plain sampler | target "
         "| + Cached..., no history | overhead | max diff post. | max diff x |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
@@ -353,9 +354,9 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         t = r["t"]
         a, b = t["sampler"]["median"], t["sampler + OnlineClassifier"]["median"]
         b2 = t["sampler + OnlineClassifier, no history"]["median"]
-        c = t["ClassCache sampler"]["median"]
-        d = t["ClassCache sampler + CachedOnlineClassifier"]["median"]
-        e = t["ClassCache sampler + CachedOnlineClassifier, no history"]["median"]
+        c = t["classes sampler"]["median"]
+        d = t["classes sampler + OnlineClassifier (step records)"]["median"]
+        e = t["classes sampler + OnlineClassifier (step records), no history"]["median"]
         ok_b = "met" if b / a - 1 <= 0.30 else "missed"
         ok = "met" if d / c - 1 <= 0.30 else "missed"
         if r["case"].startswith("conditional"):
@@ -364,10 +365,10 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
             f"| {r['case']} | {r['n']:,} | {_ms(t['sampler'])} | "
             f"{_ms(t['sampler + OnlineClassifier'])} | {100 * (b / a - 1):+.0f}% | {ok_b} | "
             f"{_ms(t['sampler + OnlineClassifier, no history'])} | {100 * (b2 / a - 1):+.0f}% | "
-            f"{_ms(t['ClassCache sampler'])} | "
-            f"{_ms(t['ClassCache sampler + CachedOnlineClassifier'])} | "
+            f"{_ms(t['classes sampler'])} | "
+            f"{_ms(t['classes sampler + OnlineClassifier (step records)'])} | "
             f"{100 * (d / c - 1):+.0f}% | {100 * (d / a - 1):+.0f}% | {ok} | "
-            f"{_ms(t['ClassCache sampler + CachedOnlineClassifier, no history'])} | "
+            f"{_ms(t['classes sampler + OnlineClassifier (step records), no history'])} | "
             f"{100 * (e / c - 1):+.0f}% | "
             f"{r['diff_post']:.1e} | {r['diff_x']:.1e} |"
         )
@@ -386,7 +387,7 @@ def report(prof: list[dict], online: list[dict], args, load) -> str:
         "per step (320 MB over the run for 10,000 particles), whose first-touch page faults "
         "cost about as much as the update: the *no history* columns. The two "
         "classifiers' overheads are against different baselines (the plain sampler and the "
-        "ClassCache sampler); since the mixture computes its posteriors on `(K, n)` rows "
+        "classes sampler); since the mixture computes its posteriors on `(K, n)` rows "
         "(benchmarks/results/ensembles.md) the plain sampler is the faster one in 1-D, which "
         "makes the same extra time a larger percentage. For a network "
         "the K conditional evaluations are new work, not shared with the sampler, so the "

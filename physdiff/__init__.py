@@ -4,7 +4,8 @@ The top-level import is light (numpy only): torch lives in :mod:`physdiff.nn`,
 matplotlib in :mod:`physdiff.plot`, and numba kernels compile on first use.
 """
 
-from . import ensembles, errors, processes
+from . import classes, ensembles, errors, processes
+from .classes import ClassConditional, MixtureClasses, NetworkClasses, as_conditional
 from .ensembles import Empirical, Ensemble, Gaussian, GaussianMixture, LinearManifold, ScoreModel
 from .processes import DDPM, EDM, OU, VE, Process, VPCosine, VPLinear, get_process
 
@@ -28,4 +29,9 @@ __all__ = [
     "EDM",
     "DDPM",
     "get_process",
+    "classes",
+    "ClassConditional",
+    "MixtureClasses",
+    "NetworkClasses",
+    "as_conditional",
 ]

@@ -373,8 +373,9 @@ class NetworkClasses(ClassConditional):
     the one network of classifier-free guidance, Ho & Salimans 2022).
 
     :meth:`denoise_all` hands all ``C + 1`` labels to the network in one batched call when
-    it offers ``denoise_labels(y, delta, labels)`` (:class:`physdiff.nn.NetworkScoreModel`
-    does), else one call per label."""
+    it offers ``denoise_labels(y, delta, labels)`` (``labels``: the class indices, ``None``
+    for the null label; ``score_labels`` likewise), else one call per label (as
+    :class:`physdiff.nn.NetworkScoreModel` is served today)."""
 
     def __init__(self, network: Any, class_weights: Sequence[float] | None = None):
         if not isinstance(network, ConditionalNetwork) or network.n_classes is None:

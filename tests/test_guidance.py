@@ -530,3 +530,70 @@ def test_cfg_and_np_skip_the_posterior_and_kept_score():
             G.ClassifierFreeGuidance(mix, 0, 2.0).score(y, 0.5), s + 2 * (s_c - s)
         )
         np.testing.assert_allclose(G.NegativePrompt(mix, 0, 2.0).score(y, 0.5), s - 2 * (s_c - s))
+
+
+def test_tracked_dng_runs_keep_their_own_state():
+    """The method is frozen configuration: two runs stepped alternately (and a run nested
+    inside another's recorder) each keep their own p^, equal to the run made alone."""
+    mix = _separated1()
+    dng = NG.TrackedDNG(mix, 0, 1.0)
+    proc = DDPM()
+    grid = np.arange(999.0, -1.0, -25.0)
+    alone = [dng.sample(40 + 10 * i, np.random.default_rng(i), times=grid) for i in range(2)]
+    rngs = [np.random.default_rng(i) for i in range(2)]
+    dyns = [Dynamics(dng.unconditional, proc) for _ in range(2)]
+    xs = [proc.sigma(grid[0]) * r.standard_normal((40 + 10 * i, 1)) for i, r in enumerate(rngs)]
+    states = [dng.init(d, x, grid[0]) for d, x in zip(dyns, xs, strict=True)]
+    for t, s in zip(grid[:-1], grid[1:], strict=True):
+        for i in range(2):
+            xs[i], states[i] = dng.step(dyns[i], xs[i], t, s, rngs[i], states[i])
+    for i in range(2):
+        assert np.array_equal(xs[i], alone[i].x)
+        assert np.array_equal(states[i].history, alone[i].state.history)
+        assert states[i].history.shape == (grid.size, 40 + 10 * i)
+    # a second run started from inside the first one's recorder does not disturb it
+    inner = []
+
+    def record(t, x):
+        if not inner:
+            inner.append(dng.sample(30, np.random.default_rng(7), times=grid))
+        return None
+
+    outer = dng.sample(40, np.random.default_rng(0), times=grid, record=record)
+    assert np.array_equal(outer.state.history, alone[0].state.history)
+    assert inner[0].state.history.shape == (grid.size, 30)
+    with pytest.raises(InputError, match="state must be a TrackedDNGState"):
+        dng.step(dyns[0], xs[0], grid[-2], grid[-1], rngs[0], None)
+
+
+def test_step_records_hand_the_denoised_estimate_to_recorders():
+    """A StepRecorder reads each step's record: the schedule, and the model's denoised
+    estimate at the previous grid state (what the step used), equal to E[x0 | x_t]."""
+    from physdiff.sampling import StepRecorder
+
+    mix = _mix2()
+    proc = DDPM()
+    grid = np.arange(999.0, 0.0, -111.0)
+    seen = []
+    res = sample(mix, 20, np.random.default_rng(0), method="ddpm", process=proc, times=grid,
+                 record=StepRecorder(seen.append), return_trajectory=True)  # fmt: skip
+    plain = sample(mix, 20, np.random.default_rng(0), method="ddpm", process=proc, times=grid)
+    assert np.array_equal(res.x, plain.x)
+    assert seen[0].evaluation is None and seen[0].denoised is None
+    for i, rec in enumerate(seen[1:], start=1):
+        assert rec.index == i and rec.t == grid[i] and rec.coefficients.delta == proc.delta(grid[i])
+        x_prev = res.trajectory[i - 1]
+        want = mix.denoise(x_prev / proc.alpha(grid[i - 1]), proc.delta(grid[i - 1]))
+        np.testing.assert_allclose(rec.denoised, want, rtol=0, atol=1e-12)
+        assert rec.evaluation.t == grid[i - 1] and rec.evaluation.classes is None
+    # a model with classes gives every class's estimate when the recorder asks for them
+    cls = C.MixtureClasses(mix)
+    seen.clear()
+    sample(cls, 20, np.random.default_rng(0), method="ddpm", process=proc, times=grid,
+           record=StepRecorder(seen.append, wants_classes=True))  # fmt: skip
+    ev = seen[1].evaluation
+    y, d = ev.y, ev.delta
+    for k in range(3):
+        np.testing.assert_allclose(
+            ev.class_denoised[k], mix.components[k].denoise(y, d), atol=1e-12
+        )

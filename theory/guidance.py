@@ -12,7 +12,7 @@
    renormalised (:func:`mixture_negative_score`).
 2. DNG without cancellation: ``s - lambda p/(1-p) (s_c - s) = s - lambda p (s_c - s_rest)``
    with ``s_rest`` the score of the other classes (:func:`dng_rest_form`); at
-   ``lambda = 1`` it is ``s_rest`` (the form physdiff.guidance evaluates on mixtures).
+   ``lambda = 1`` it is ``s_rest`` (the form physdiff.negative_guidance evaluates on mixtures).
 3. The reverse kernel of a posterior step in the VE frame equals Ho et al. 2020's Eq. 11
    mean ``(x_k - beta_k / sqrt(1 - abar_k) eps) / sqrt(1 - beta_k)`` and variance
    ``beta~_k`` (Eq. 7) on consecutive DDPM steps (:func:`ddpm_kernel_mean`).
