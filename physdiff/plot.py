@@ -374,8 +374,13 @@ def panel_label(ax: Axes, text: str, **kwargs):
     return ax.text(-0.02, 1.02, text, transform=ax.transAxes, **kw)
 
 
-# Fixed metadata, so that saving an unchanged figure again gives the same bytes.
-_REPRODUCIBLE_METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "svg": {"Date": None}}
+# Fixed metadata, so that saving an unchanged figure again gives the same bytes (no
+# matplotlib version in a PNG, no dates in a PDF or SVG).
+_REPRODUCIBLE_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None},
+    "svg": {"Date": None},
+}
 
 
 @contextmanager

@@ -164,14 +164,23 @@ class Process(ABC):
         return _out(self._ddelta(self.check_time(t)))
 
     # -- sampling grids ----------------------------------------------------------------
-    def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
-        """Decreasing grid of ``n_steps + 1`` times from ``t_start`` (default ``t_max``) to
-        ``t_end`` (default ``t_min``), uniform in the process's own time."""
+    def grid_ends(
+        self, n_steps: int, t_start: float | None = None, t_end: float | None = None
+    ) -> tuple[int, float, float]:
+        """``(n_steps, t0, t1)`` of a grid, checked: ``n_steps`` in ``[1, 1e9]``, ``t_start``
+        (default ``t_max``) above ``t_end`` (default ``t_min``), both in the range; every
+        grid of the process (:meth:`time_grid`, :func:`log_delta_grid`) starts here."""
         n_steps = integer(n_steps, "n_steps", 1, 10**9)
         t0 = self.t_max if t_start is None else float(self.check_time(t_start, "t_start"))
         t1 = self.t_min if t_end is None else float(self.check_time(t_end, "t_end"))
         if not t0 > t1:
             raise InputError(f"t_start must exceed t_end; got t_start={t0:g}, t_end={t1:g}")
+        return n_steps, t0, t1
+
+    def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
+        """Decreasing grid of ``n_steps + 1`` times from ``t_start`` (default ``t_max``) to
+        ``t_end`` (default ``t_min``), uniform in the process's own time."""
+        n_steps, t0, t1 = self.grid_ends(n_steps, t_start, t_end)
         return np.linspace(t0, t1, n_steps + 1)
 
     def sampling_grid(
@@ -260,11 +269,7 @@ def log_delta_grid(
     all the way to ``delta = 0`` takes steps at ``delta ~ 1e-15`` where the reverse
     dynamics' rate ``~ 1/delta`` turns rounding into errors of order 1 (Heun on OU off by
     10 at 50 steps on two point masses)."""
-    n_steps = integer(n_steps, "n_steps", 1, 10**9)
-    t0 = process.t_max if t_start is None else float(process.check_time(t_start, "t_start"))
-    t1 = process.t_min if t_end is None else float(process.check_time(t_end, "t_end"))
-    if not t0 > t1:
-        raise InputError(f"t_start must exceed t_end; got t_start={t0:g}, t_end={t1:g}")
+    n_steps, t0, t1 = process.grid_ends(n_steps, t_start, t_end)
     d0, d1 = float(process.delta(t0)), float(process.delta(t1))
     last_step = d1 < SAMPLING_FLOOR < d0 and n_steps > 1
     lo = SAMPLING_FLOOR if last_step else d1
@@ -486,11 +491,7 @@ class EDM(Process):
 
     def time_grid(self, n_steps: int, t_start: float | None = None, t_end: float | None = None):
         """Karras et al. 2022, Eq. 5: ``t_i = (t0^(1/rho) + i/N (t1^(1/rho) - t0^(1/rho)))^rho``."""
-        n_steps = integer(n_steps, "n_steps", 1, 10**9)
-        t0 = self.t_max if t_start is None else float(self.check_time(t_start, "t_start"))
-        t1 = self.t_min if t_end is None else float(self.check_time(t_end, "t_end"))
-        if not t0 > t1:
-            raise InputError(f"t_start must exceed t_end; got t_start={t0:g}, t_end={t1:g}")
+        n_steps, t0, t1 = self.grid_ends(n_steps, t_start, t_end)
         r = 1.0 / self.rho
         u = np.linspace(0.0, 1.0, n_steps + 1)
         grid = (t0**r + u * (t1**r - t0**r)) ** self.rho

@@ -611,10 +611,10 @@ def _delta_window(delta_range) -> tuple[float, float]:
 
 def _top_covariance_eigenvalue(model) -> float | None:
     """The top eigenvalue of ``model.covariance`` when the model has one, else ``None``."""
-    try:
-        cov = np.asarray(model.covariance, dtype=float)
-    except Exception:  # networks and score-only models have no covariance
+    cov = getattr(model, "covariance", None)  # networks and score-only models have none
+    if cov is None:
         return None
+    cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or not np.all(np.isfinite(cov)):
         return None
     return float(np.linalg.eigvalsh(cov)[-1])

@@ -115,6 +115,12 @@ ERRORS = [
         r"y: coordinates must lie in \[-1e\+150, 1e\+150\]",
     ),
     (
+        "Empirical posterior at 1e200",
+        lambda: pd.Empirical(np.eye(3)).posterior(np.full((1, 3), 1e200), 1.0),
+        InputError,
+        r"y: coordinates must lie in",
+    ),
+    (
         "spectrum as a matrix",
         lambda: covariance_spectrum(np.eye(3), "spectrum"),
         InputError,

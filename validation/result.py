@@ -322,10 +322,8 @@ def new_result(
 
 
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG atomically (small: ``dpi`` 100 by default)."""
-    import io
+    """Save a matplotlib figure as PNG atomically (small: ``dpi`` 100 by default), with the
+    library's writer (:func:`physdiff.plot.save_figure`: reproducible metadata)."""
+    from physdiff.plot import save_figure as save
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save(fig, path, "png", dpi)

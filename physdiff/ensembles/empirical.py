@@ -97,6 +97,11 @@ class Empirical(Ensemble):
     def __repr__(self) -> str:
         return f"Empirical(n={self.n_points}, d={self.dim}, dtype={self.dtype})"
 
+    def _prep(self, y, delta, name: str = "y"):
+        y, dl = super()._prep(y, delta, name)
+        _check_scale(y, name)  # every query path (score, posterior, stats, ...) comes here
+        return y, dl
+
     # -- the kernel --------------------------------------------------------------------------
     def stats(self, y, delta):
         """``(denoised, lse, pr)`` for a batch: the posterior mean ``(m, d)``,
@@ -108,7 +113,6 @@ class Empirical(Ensemble):
     def _stats(self, y, delta):
         from .._kernels import empirical_stats
 
-        _check_scale(y, "y")
         yq = np.ascontiguousarray(y, dtype=self.dtype)
         den, lse, pr = empirical_stats(
             yq, self._pts, np.ascontiguousarray(delta[:, 0]), sq_norms=self._sq

@@ -53,7 +53,7 @@ def _inverse_times(c: Gaussian, v: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``S^-1 v`` row by row for the component ``c`` at noise ``delta`` ``(n, 1)``:
     ``S = U diag(lam + delta) U^T + delta (I - U U^T)``."""
     r = v @ c._U
-    return (r / (c._lam + delta)) @ c._U.T + (v - r @ c._U.T) / delta
+    return -c._score_from(r, v - r @ c._U.T, delta)  # score of N(0, S) at v is -S^-1 v
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
