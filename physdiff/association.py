@@ -26,9 +26,12 @@ that samples spread like the data reach by chance (it depends on the number of s
 the number of training points and the data's intrinsic dimension,
 :func:`intrinsic_dimension`).
 
-**Basins.** The basin of a point ``a`` extends to the largest noise level at which
-noising ``a`` forward and generating back returns to ``a`` (within ``delta_m``) with
-probability at least 0.9.
+**Basins** (:mod:`physdiff.basins`, re-exported here): the recovery probability of a point
+noised forward and generated back, under the stochastic reversal (reverse SDE; for the
+exact empirical score the mean posterior weight) and under the deterministic flow
+(probability-flow ODE; ``Phi(D/(2 sqrt delta))`` for two memories), their closed forms and
+the simulation :func:`basin_size`; the basin extends to the largest noise level with
+recovery probability at least 0.9.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_points, finite_array, integer, positive, positive_grid
+from ._validate import as_points, finite_array, integer, positive
+from .basins import Basin, basin_size  # moved to physdiff.basins; importable from here
 from .ensembles.base import ScoreModel
 from .ensembles.empirical import Empirical
 from .errors import ConvergenceWarning, DomainError, InputError
@@ -666,103 +670,6 @@ def classify_samples(
     frac = {name: float(np.mean(labels == k)) for k, name in enumerate(Classification.LABELS)}
     se = {k: math.sqrt(max(v * (1 - v), 1.0 / N) / N) for k, v in frac.items()}
     return Classification(labels, frac, se, s, dm, ds, min_neighbours, m_used, lam)
-
-
-# ---------------------------------------------------------------------------------------
-# basins
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Basin:
-    """Recovery probability of a point against the noise level; ``delta_basin``: the largest
-    noise level with probability >= ``level``; ``radius = sqrt(d * delta_basin)``;
-    ``unconverged``: per noise level, the trials whose refinement did not meet its
-    tolerance within ``max_iter`` iterations (counted as returned or not by their final
-    position all the same)."""
-
-    deltas: np.ndarray
-    probability: np.ndarray
-    stderr: np.ndarray
-    delta_basin: float
-    radius: float
-    level: float
-    unconverged: np.ndarray
-
-
-def basin_size(
-    model: ScoreModel,
-    point,
-    deltas,
-    rng: np.random.Generator,
-    *,
-    n_trials: int = 64,
-    tolerance: float | None = None,
-    process: Process | str = "ve",
-    n_steps: int = 40,
-    level: float = 0.9,
-    delta_end: float | None = None,
-    refine_tol: float = 1e-8,
-    max_iter: int = 200,
-) -> Basin:
-    """Noise ``point`` forward to each ``delta`` (``y = a + sqrt(delta) z``), generate back
-    deterministically (Heun) to ``delta_end``, refine with the denoiser and count returns
-    within ``tolerance`` (default: a quarter of the nearest-neighbour spacing for an
-    :class:`Empirical` model). All trials at one noise level run as one batch.
-
-    ``delta_end`` defaults to ``(0.2 tolerance)^2`` (raised to the process's smallest noise
-    level with a warning if it lies below; an explicit value outside the process's range
-    raises :class:`InputError`). The refinement of a trial stops when its last update is
-    at most ``refine_tol * tolerance``, after at most ``max_iter`` iterations (0: none);
-    ``Basin.unconverged`` counts the trials that did not converge. On a trained network
-    the iteration can drift (docs/association.md): use a small ``max_iter`` there."""
-    from .sampling import sample
-
-    proc = get_process(process)
-    d = int(model.dim)
-    a = finite_array(point, "point").reshape(d)
-    dls = np.sort(positive_grid(deltas, "deltas"))
-    n_trials = integer(n_trials, "n_trials", 1, 10**7)
-    level = float(positive(level, "level"))
-    if level > 1:
-        raise DomainError(f"level must lie in (0, 1]; got {level}")
-    if tolerance is None:
-        if not isinstance(model, Empirical) or model.n_points < 2:
-            raise InputError("tolerance must be given unless model is an Empirical set")
-        tolerance = 0.25 * nearest_neighbour_spacing(model.points)
-    tol = float(positive(tolerance, "tolerance"))
-    atol = float(positive(refine_tol, "refine_tol")) * tol
-    max_iter = integer(max_iter, "max_iter", 0, 10**7)
-    delta_end = end_delta(proc, delta_end, (0.2 * tol) ** 2, who="basin_size")
-    prob, se = np.empty(dls.size), np.empty(dls.size)
-    unconverged = np.zeros(dls.size, dtype=np.int64)
-    for i, dl in enumerate(dls):
-        if dl <= delta_end:
-            prob[i], se[i] = 1.0, 0.0
-            continue
-        t0 = float(proc.time_of_delta(min(dl, proc.delta_max)))
-        x0 = float(proc.alpha(t0)) * (a + math.sqrt(dl) * rng.standard_normal((n_trials, d)))
-        t1 = float(proc.time_of_delta(delta_end))
-        out = sample(
-            model,
-            n_trials,
-            rng,
-            method="heun",
-            process=proc,
-            times=np.linspace(t0, t1, n_steps + 1),
-            x_start=x0,
-        )
-        y, moved = refine_fixed_points(
-            model, out.y, delta_end, tol=0.0, atol=atol, max_iter=max_iter
-        )
-        unconverged[i] = int(np.sum(~fixed_point_converged(y, moved, tol=0.0, atol=atol)))
-        ok = np.linalg.norm(y - a, axis=1) <= tol
-        prob[i] = ok.mean()
-        se[i] = math.sqrt(max(prob[i] * (1 - prob[i]), 1.0 / n_trials) / n_trials)
-    good = prob >= level
-    k = 0
-    while k < dls.size and good[k]:
-        k += 1
-    db = float(dls[k - 1]) if k > 0 else 0.0
-    return Basin(dls, prob, se, db, math.sqrt(d * db), level, unconverged)
 
 
 # ---------------------------------------------------------------------------------------
