@@ -44,15 +44,44 @@ def test_collapse_exact_rows(smoke):
     rows = results["collapse_exact"].rows
     cases = CE.PRESETS["smoke"].cases
     assert len(rows) == 4 * len(cases)
-    for r in rows:
-        if r.quantity.startswith("collapse"):
-            assert "OU / DDPM step: theory" in r.condition
-        else:  # f^e at delta_C: a tolerance that shrinks with d
-            d = int(r.condition.split(",")[0].removeprefix("d="))
-            assert f"+ {0.3 / math.sqrt(d):g}" in r.rule
-    # the f^e crossing sits below delta_C at these d (the finite-d deviation)
     fe = [r for r in rows if "from f^e" in r.quantity]
-    assert all(r.extra["log_ratio"] < 0 for r in fe)
+    assert len(fe) == len(cases)
+    for r in fe:  # judged against the finite-size theory, with the grid quantisation only
+        assert "OU / DDPM step: theory" in r.condition and r.judged
+        fs = r.extra["finite_size"]
+        assert r.predicted == pytest.approx(fs["log_delta"])
+        assert 0 <= r.tolerance == pytest.approx(fs["grid_error"]) < 0.05
+        assert "grid quantisation" in r.slack_reason
+        # the finite-d deviation: both sit below delta_C at these d
+        assert r.extra["log_offset_finite_size"] < 0 and r.extra["log_offset_measured"] < 0
+    f_rows = [r for r in rows if r.quantity.startswith("f^e at delta_C")]
+    assert all(r.tolerance == 0 and r.judged for r in f_rows)
+    refs = [r for r in rows if not r.judged]
+    assert refs and all(r.quantity.startswith("reference") for r in refs)
+
+
+def test_collapse_exact_grid_crossing_is_censored_outside_the_grid():
+    dls = np.geomspace(0.5, 2.0, 5)
+    x, b = CE.grid_crossing(dls, np.array([0.1, 0.3, 0.6, 0.9, 1.2]))
+    assert b == "" and math.log(dls[2]) < x < math.log(dls[3])
+    assert CE.grid_crossing(dls, np.full(5, 0.1)) == (math.log(2.0), "lower")
+    assert CE.grid_crossing(dls, np.full(5, 1.0)) == (math.log(0.5), "upper")
+
+
+@pytest.mark.slow
+def test_collapse_exact_finite_size_rule_catches_the_large_d_prediction():
+    """The rule that can fail: the f^e crossing of a few training sets agrees with the
+    finite-size prediction and disagrees with the large-d delta_C (0.23 away in log delta,
+    many standard errors), which the old fixed tolerance of 0.4 let pass."""
+    cfg = dataclasses.replace(CE.PRESETS["smoke"], cases=((16, 100),), training_sets=4)
+    dls = CE._grid(16, 100, cfg)
+    c = CE._case(16, 100, 0, dataclasses.replace(cfg, traj_max_n=0), seed=3)
+    th = CE.finite_size_prediction(100, 16, 1.0, dls)
+    x, se, bound = c["fe"]
+    assert bound == "" and 0 < se < 0.06
+    rule = cfg.verdict.rule(th["grid_error"], reason="grid")
+    assert rule.agrees(th["log_delta"], x, se)
+    assert not rule.agrees(math.log(c["delta_C"]), x, se)
 
 
 def test_collapse_networks_rows(smoke):
@@ -129,29 +158,61 @@ def test_thresholds_fall_back_to_nan_per_direction():
 def test_lost_dimensions_rows_for_never_resolved_groups_and_model_a():
     cfg = dataclasses.replace(LD.PRESETS["smoke"], judge_gated_rem=True)
     inf = math.inf
+    grid = (math.log(1e-3), math.log(10.0))
     th = G.DirectionThresholds(
         "measured", "jacobian", 0.5, np.array([2.0, 2.0, 1.0, 1.0]),
         np.array([0.2, 0.3, inf, inf]), np.array([0.01, 0.01, 0.0, 0.0]), 200.0, False,
     )  # fmt: skip
-    g = LD._groups(th)
-    assert g["lo"] == (inf, 0.0, LD.NEVER) and g["hi"][2] == "ok"
+    g = LD._groups(th, ["", "", "lower", "lower"], grid)
+    # never resolved: lost at every noise level, a lower bound at the grid's top
+    assert g["lo"] == (grid[1], 0.0, LD.NEVER, "lower") and g["hi"][2:] == ("ok", "")
     assert g["hi"][0] == pytest.approx(0.5 * (math.log(0.2) + math.log(0.3)))
-    assert LD._order(g) == (inf, 0.0)  # only the low group never resolved: lost first
+    order = LD._order(g)  # only the low group censored: lost first, a lower bound
+    assert order[2] == "lower" and order[0] == pytest.approx(grid[1] - g["hi"][0])
     th_nan = dataclasses.replace(th, deltas=np.array([0.2, np.nan, inf, inf]))
-    assert math.isnan(LD._groups(th_nan)["hi"][0]) and LD._groups(th_nan)["hi"][2] == LD.OUTSIDE
+    g_nan = LD._groups(th_nan, ["", "upper", "lower", "lower"], grid)
+    assert g_nan["hi"][2:] == (LD.OUTSIDE, "upper")
+    assert g_nan["hi"][0] == pytest.approx(0.5 * (math.log(0.2) + grid[0]))
+    both = LD._groups(th, ["", "", "lower", "lower"], grid)
+    both["hi"] = (grid[1], 0.0, LD.NEVER, "lower")
+    assert LD._order(both) is None  # both lost above the grid: the ordering is undefined
     meas = {
         "source": "exact score",
         "groups": g,
         "peak": {"hi": (0.8, 0.01), "lo": (0.4, 0.01)},
         "condition": "synthetic",
         "per_direction": th.deltas.tolist(),
+        "censoring": ["", "", "lower", "lower"],
     }
     a = {"hi": math.log(0.25), "lo": math.log(0.1)}
     b = {"hi": math.log(0.24), "lo": inf}  # model (b): the low group is never resolved
     rows = LD._manifold_rows(cfg, meas, a, b, {"hi": 0.9, "lo": 0.42})
-    assert [r.verdict for r in rows] == ["agree", "agree", "agree", "disagree"]
+    assert [r.verdict for r in rows] == ["agree", "agree", "reported", "reported"]
     assert "peak V/delta" in rows[1].quantity and rows[1].predicted == 0.42
-    assert rows[3].measured == inf  # (a) orders the groups the other way: never agrees
+    # model (a) is a reference: its factor is reported, and (a) orders the groups the
+    # other way, which the lower bound refutes
+    assert rows[2].extra["factor_measured_over_model_a"] == pytest.approx(
+        math.exp(g["hi"][0] - a["hi"])
+    )
+    assert rows[3].bound == "lower" and rows[3].extra["rule_holds"] is False
+    # a group model (b) resolves but the measurement never does: a bound that disagrees
+    b2 = {"hi": math.log(0.24), "lo": math.log(0.05)}
+    rows2 = LD._manifold_rows(cfg, meas, a, b2, {"hi": 0.9, "lo": 0.42})
+    assert rows2[1].bound == "lower" and rows2[1].verdict == "disagree"
+
+
+def test_censoring_sides_from_the_curve():
+    deltas = np.geomspace(0.01, 10, 5)
+    vis = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.3, 0.2], [0.1, 0.1]])
+    rv = G.RetainedVariance(
+        deltas, vis * deltas[:, None], np.full_like(vis, 1e-3), np.ones_like(vis),
+        np.zeros_like(vis), None, 100,
+    )  # fmt: skip
+    th = G.DirectionThresholds(
+        "measured", "jacobian", 0.5, np.array([2.0, 1.0]), np.array([np.nan, np.inf]),
+        np.array([np.nan, np.inf]), 100.0, False,
+    )  # fmt: skip
+    assert LD.censoring(rv, th, "jacobian") == ["upper", "lower"]
 
 
 def test_model_b_visible_is_the_gaussian_formula():

@@ -17,9 +17,11 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from physdiff.errors import InputError
+
+from .result import Rule
 
 C = TypeVar("C")
 
@@ -79,7 +81,14 @@ class VerdictConfig(Settings):
     """How rows are judged (:class:`validation.result.Rule`): ``k`` standard errors plus a
     tolerance; an experiment subclasses this with its named tolerances.
     ``prediction_shift`` is added to (or, as the experiment says, scales) every
-    prediction: non-zero only to test that a wrong prediction disagrees."""
+    prediction: non-zero only to test that a wrong prediction disagrees.
+
+    ``REASONS`` (a class attribute of the subclass, not a setting): for every named
+    tolerance, why that fixed slack is there (a stated model error with its source, or a
+    computed finite-size or grid effect); :meth:`rule` writes it into the rows
+    (``slack_reason``) and refuses a tolerance without one."""
+
+    REASONS: ClassVar[Mapping[str, str]] = {}
 
     k: float = 3.0
     prediction_shift: float = 0.0
@@ -91,6 +100,34 @@ class VerdictConfig(Settings):
                 raise InputError(f"verdict.{f.name} must be finite; got {v!r}")
         if self.k < 0:
             raise InputError(f"verdict.k must be >= 0; got {self.k!r}")
+
+    def rule(
+        self,
+        tolerance: str | float | None = None,
+        *,
+        scale: float = 1.0,
+        k: float | None = None,
+        reason: str | None = None,
+    ) -> Rule:
+        """The :class:`~validation.result.Rule` ``k`` s.e. (default :attr:`k`) plus the
+        named tolerance field times ``scale`` (``None``: no fixed slack), with its reason
+        from ``REASONS`` (or ``reason``, which a tolerance given as a number must have)."""
+        kk = self.k if k is None else float(k)
+        if tolerance is None:
+            return Rule(k=kk, tolerance=0.0, reason=reason or "")
+        if not isinstance(tolerance, str):
+            if not reason and float(tolerance) * scale != 0:
+                raise InputError("a tolerance given as a number needs its reason")
+            return Rule(k=kk, tolerance=float(tolerance) * scale, reason=reason or "")
+        if tolerance not in {f.name for f in dataclasses.fields(self)}:
+            raise InputError(f"{type(self).__name__} has no tolerance field {tolerance!r}")
+        why = reason if reason is not None else type(self).REASONS.get(tolerance)
+        if not why and float(getattr(self, tolerance)) * scale != 0:
+            raise InputError(
+                f"{type(self).__name__}.REASONS must say why {tolerance!r} is there "
+                "(docs/validation.md, tolerance audit)"
+            )
+        return Rule(k=kk, tolerance=float(getattr(self, tolerance)) * scale, reason=why or "")
 
 
 def presets(config: Callable[..., C], **fields: Mapping[str, Any]) -> dict[str, C]:

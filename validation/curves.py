@@ -10,7 +10,8 @@ Two level crossings, for two kinds of curve:
 * :func:`last_up_crossing`: the last up-crossing of a level by linear interpolation, with
   the standard error propagated from the two bracketing values (first-order error
   propagation); the last one, because a curve that settles above the level (an excess
-  entropy, a denoising ratio) may dip below it earlier.
+  entropy, a denoising ratio) may dip below it earlier. :func:`censored_up_crossing` turns
+  "no crossing on the grid" into a censored bound (:mod:`validation.result`).
 
 Maxima: :func:`fit_peak` (the vertex of a least-squares parabola), :func:`bootstrap_peak`
 (that vertex on the mean of independent batches, standard errors by resampling the
@@ -29,6 +30,7 @@ __all__ = [
     "isotonic_increasing",
     "monotone_crossing",
     "last_up_crossing",
+    "censored_up_crossing",
     "fit_peak",
     "bootstrap_peak",
     "significant_maxima",
@@ -84,6 +86,21 @@ def last_up_crossing(
     g0 = -a * (y[k + 1] - level) / dy
     g1 = -a * (level - y[k]) / dy
     return float(xc), float(math.hypot(g0 * se[k], g1 * se[k + 1]))
+
+
+def censored_up_crossing(
+    x: np.ndarray, y: np.ndarray, se: np.ndarray, level: float
+) -> tuple[float, float, str]:
+    """``(x, se, bound)``: :func:`last_up_crossing` with ``bound = ""``, or, where the grid
+    holds none, the censored bound a row reports (never NaN): ``y`` still below ``level``
+    at the last grid point puts the crossing above the grid (``x[-1]``, ``"lower"``); ``y``
+    at or above it everywhere puts it below the grid (``x[0]``, ``"upper"``); se 0."""
+    hit = last_up_crossing(x, y, se, level)
+    if hit is not None:
+        return hit[0], hit[1], ""
+    if y[-1] < level:
+        return float(x[-1]), 0.0, "lower"
+    return float(x[0]), 0.0, "upper"
 
 
 def fit_peak(x, y) -> tuple[float, float]:

@@ -2,8 +2,11 @@
 ``FIGURES.md`` (both written atomically into ``<out>``).
 
 ``REPORT.md`` holds one table with a row per comparison (experiment, preset, quantity,
-condition, predicted, measured +- one standard error, verdict, rule) and a table of the
-runs (seed, device, wall time, git revision, software versions). ``FIGURES.md`` shows every
+condition, predicted, measured +- one standard error, verdict, rule; a censored bound is
+shown ``< x`` or ``> x``, a reference row's verdict ``reported``), the tolerance audit
+(:func:`tolerance_audit`: every fixed slack, its reason, and how many of its rows it
+exceeds two standard errors in) and a table of the runs (seed, device, wall time, git
+revision, software versions). ``FIGURES.md`` shows every
 figure, linked relative to ``<out>``, so both pages render on GitHub.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from physdiff.errors import InputError
@@ -18,7 +22,7 @@ from physdiff.errors import InputError
 from .experiments import EXPERIMENTS, PRESET_NAMES
 from .result import RESULT_FILE, Result, atomic_write_text
 
-__all__ = ["collect", "write_report", "REPORT_FILE", "FIGURES_FILE"]
+__all__ = ["collect", "write_report", "tolerance_audit", "REPORT_FILE", "FIGURES_FILE"]
 
 REPORT_FILE = "REPORT.md"
 FIGURES_FILE = "FIGURES.md"
@@ -58,14 +62,58 @@ def _revision(rev: str) -> str:
     return rev if rev == "unknown" else rev[:10] + ("+dirty" if rev.endswith("+dirty") else "")
 
 
+def _tolerance(row) -> float:
+    """The row's fixed slack (recorded since the audit; parsed from the rule text of
+    results written before)."""
+    if row.tolerance is not None:
+        return float(row.tolerance)
+    m = re.search(r"s\.e\. [+-] ([0-9.eE+-]+)$", row.rule)
+    return float(m.group(1)) if m else math.nan
+
+
+def tolerance_audit(results) -> list[dict]:
+    """One record per (experiment, fixed slack, reason): how many judged rows use it and in
+    how many it exceeds two standard errors of the measurement (``tolerance > 2 s.e.``:
+    there the slack, not the statistics, decides the verdict)."""
+    groups: dict[tuple, dict] = {}
+    for _, res in results:
+        for row in res.rows:
+            tol = _tolerance(row)
+            if not row.judged or not tol > 0:
+                continue
+            key = (res.experiment, res.preset, tol, row.slack_reason)
+            g = groups.setdefault(
+                key,
+                {
+                    "experiment": res.experiment,
+                    "preset": res.preset,
+                    "tolerance": tol,
+                    "reason": row.slack_reason or "(not recorded in this result)",
+                    "quantity": row.quantity,
+                    "rows": 0,
+                    "over_2se": 0,
+                },
+            )
+            g["rows"] += 1
+            g["over_2se"] += bool(tol > 2 * row.uncertainty)
+    return list(groups.values())
+
+
+def _measured(row) -> str:
+    sign = {"": "", "upper": "< ", "lower": "> "}[row.bound]
+    return f"{sign}{_num(row.measured)} +- {_num(row.uncertainty)}"
+
+
 def write_report(out: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``REPORT.md`` and ``FIGURES.md`` into ``out``; returns their paths."""
     root = Path(out)
     results = collect(root)
     if not results:
         raise InputError(f"no {RESULT_FILE} under {str(root)!r}: run an experiment first")
-    n_rows = sum(len(r.rows) for _, r in results)
+    n_rows = sum(row.judged for _, r in results for row in r.rows)
+    n_ref = sum(not row.judged for _, r in results for row in r.rows)
     n_agree = sum(row.agrees for _, r in results for row in r.rows)
+    ref = f"; {n_ref} reference row(s) reported without a verdict" if n_ref else ""
     lines = [
         "# Validation report: trained score networks against theory",
         "",
@@ -73,7 +121,9 @@ def write_report(out: str | os.PathLike) -> tuple[Path, Path]:
         "with a measurement on trained networks; the uncertainty is one standard error",
         "(Monte Carlo) and the verdict follows the rule written in its row.",
         "",
-        f"**{n_agree} of {n_rows} comparisons agree** across {len(results)} run(s).",
+        f"**{n_agree} of {n_rows} comparisons agree** across {len(results)} run(s){ref}.",
+        "A measured value `< x` or `> x` is a censored bound (a crossing outside the scanned",
+        "range); it agrees when it is consistent with the prediction within the rule's slack.",
         "",
         "| Experiment | Preset | Quantity | Condition | Predicted | Measured (+- s.e.) "
         "| Verdict | Rule |",
@@ -81,13 +131,29 @@ def write_report(out: str | os.PathLike) -> tuple[Path, Path]:
     ]
     for _, res in results:
         for row in res.rows:
-            verdict = "agree" if row.agrees else "**DISAGREE**"
+            verdict = "reported" if not row.judged else "agree" if row.agrees else "**DISAGREE**"
             lines.append(
                 f"| {res.experiment} | {res.preset} | {_cell(row.quantity)} | "
                 f"{_cell(row.condition)} | {_num(row.predicted)} | "
-                f"{_num(row.measured)} +- {_num(row.uncertainty)} | {verdict} | "
-                f"{_cell(row.rule)} |"
+                f"{_measured(row)} | {verdict} | {_cell(row.rule)} |"
             )
+    lines += [
+        "",
+        "## Tolerance audit",
+        "",
+        "Every fixed slack of a rule (the `+ tolerance` term), why it is there, and in how",
+        "many of its judged rows it exceeds two standard errors (where the slack, not the",
+        "statistics, decides the verdict). docs/validation.md discusses each.",
+        "",
+        "| Experiment | Preset | Tolerance | Rows | Rows with tolerance > 2 s.e. | Example "
+        "quantity | Reason |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for g in tolerance_audit(results):
+        lines.append(
+            f"| {g['experiment']} | {g['preset']} | {_num(g['tolerance'])} | {g['rows']} | "
+            f"{g['over_2se']} | {_cell(g['quantity'])} | {_cell(g['reason'])} |"
+        )
     lines += [
         "",
         "## Runs",

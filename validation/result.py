@@ -8,7 +8,25 @@ with one measured value and its uncertainty (one standard error) under an explic
 
 ``k`` (standard errors) absorbs Monte Carlo noise, ``tolerance`` is the stated modelling
 slack (a trained network is never exact). Both are part of the experiment's config and are
-written, as text, into every row, so that a reader sees the rule the verdict was judged by.
+written, as text, into every row, so that a reader sees the rule the verdict was judged by;
+the row also carries the tolerance as a number and ``slack_reason``, why that fixed slack
+is there (a stated model error with its source, a computed finite-size or grid effect, or
+"none").
+
+**Censored measurements.** A crossing not reached within the scanned range is not a
+measurement of its value but a bound on it: ``bound="upper"`` (the true value is below
+``measured``, shown ``< x``) or ``bound="lower"`` (above it, ``> x``). A bound agrees when
+it is consistent with the prediction within the same slack,
+
+    upper:  predicted <= measured + k * uncertainty + tolerance,
+    lower:  predicted >= measured - k * uncertainty - tolerance,
+
+(``uncertainty``: the error of the bound itself, e.g. that of the other terms of a
+difference; 0 for a grid end). So no row needs a NaN for "never crossed".
+
+**Reference rows** (``reference=True``, verdict ``"reported"``) carry a prediction of a
+model the experiment does not test (a refuted published model, reported with its measured
+factor); they are not counted as agreeing or disagreeing.
 
 Results are strict JSON (``result.json``: a NaN or infinity is ``null``, named with its
 value under ``non_finite``; :mod:`validation.tidy`) beside the same rows as a table
@@ -40,6 +58,8 @@ from .tidy import parse_conditions, restore, rows_table, strict, to_frame, write
 __all__ = [
     "AGREE",
     "DISAGREE",
+    "REPORTED",
+    "BOUNDS",
     "Rule",
     "Row",
     "Result",
@@ -58,6 +78,11 @@ __all__ = [
 
 AGREE = "agree"
 DISAGREE = "disagree"
+REPORTED = "reported"
+BOUNDS = ("", "upper", "lower")
+"""``bound`` of a row: ``""`` a measured value, ``"upper"`` the true value is below
+``measured``, ``"lower"`` above it."""
+NO_SLACK = "none: statistical error only"
 RESULT_FILE = "result.json"
 CSV_FILE = "result.csv"
 SCHEMA = 1
@@ -65,10 +90,13 @@ SCHEMA = 1
 
 @dataclass(frozen=True)
 class Rule:
-    """``|measured - predicted| <= k * uncertainty + tolerance`` with ``k, tolerance >= 0``."""
+    """``|measured - predicted| <= k * uncertainty + tolerance`` with ``k, tolerance >= 0``
+    (a bound: one-sided, module docstring); ``reason`` says why the fixed ``tolerance``
+    is there (written into every row as ``slack_reason``)."""
 
     k: float = 3.0
     tolerance: float = 0.0
+    reason: str = ""
 
     def __post_init__(self) -> None:
         for name in ("k", "tolerance"):
@@ -76,17 +104,47 @@ class Rule:
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"Rule.{name} must be a finite number >= 0; got {v!r}")
 
-    def agrees(self, predicted: float, measured: float, uncertainty: float) -> bool:
-        """The verdict as a bool; a non-finite input never agrees."""
+    def agrees(
+        self, predicted: float, measured: float, uncertainty: float, bound: str = ""
+    ) -> bool:
+        """The verdict as a bool; a non-finite input never agrees. ``bound``: ``""`` (a
+        value), ``"upper"`` or ``"lower"`` (``measured`` bounds the true value)."""
+        _check_bound(bound)
         vals = (predicted, measured, uncertainty)
         if not all(math.isfinite(float(v)) for v in vals) or uncertainty < 0:
             return False
-        return abs(measured - predicted) <= self.k * uncertainty + self.tolerance
+        slack = self.k * uncertainty + self.tolerance
+        if bound == "upper":
+            return predicted <= measured + slack
+        if bound == "lower":
+            return predicted >= measured - slack
+        return abs(measured - predicted) <= slack
 
     @property
     def text(self) -> str:
         """The rule as a sentence, with its numbers."""
         return f"|measured - predicted| <= {self.k:g} * s.e. + {self.tolerance:g}"
+
+    def text_for(self, bound: str = "") -> str:
+        """:attr:`text`, or for a bound its one-sided form."""
+        _check_bound(bound)
+        if bound == "upper":
+            return f"bound: predicted <= measured + {self.k:g} * s.e. + {self.tolerance:g}"
+        if bound == "lower":
+            return f"bound: predicted >= measured - {self.k:g} * s.e. - {self.tolerance:g}"
+        return self.text
+
+    @property
+    def slack_reason(self) -> str:
+        """``reason``; ``"none: statistical error only"`` for a zero tolerance."""
+        if self.reason:
+            return self.reason
+        return NO_SLACK if self.tolerance == 0 else ""
+
+
+def _check_bound(bound: str) -> None:
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}; got {bound!r}")
 
 
 @dataclass(frozen=True)
@@ -97,7 +155,10 @@ class Row:
     is itself a Monte Carlo estimate, its error added in quadrature). ``extra`` holds
     further numbers worth reporting (JSON-serialisable). ``conditions``: the condition as
     structured fields (``{"d": 8, "n": 64}``); by default the ``key=value`` pairs of the
-    ``condition`` text (:func:`validation.tidy.parse_conditions`).
+    ``condition`` text (:func:`validation.tidy.parse_conditions`). ``bound``: ``""`` for a
+    measured value, ``"upper"``/``"lower"`` when ``measured`` is a censored bound (module
+    docstring). ``tolerance`` and ``slack_reason``: the rule's fixed slack and why it is
+    there (``None``/``""`` in results written before they were recorded).
     """
 
     quantity: str
@@ -109,14 +170,29 @@ class Row:
     rule: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     conditions: Mapping[str, Any] = field(default_factory=dict)
+    bound: str = ""
+    tolerance: float | None = None
+    slack_reason: str = ""
 
     def __post_init__(self) -> None:
+        _check_bound(self.bound)
         if not self.conditions and self.condition:  # structured fields of the condition text
             object.__setattr__(self, "conditions", parse_conditions(self.condition))
 
     @property
     def agrees(self) -> bool:
         return self.verdict == AGREE
+
+    @property
+    def judged(self) -> bool:
+        """False for a reference row (verdict ``"reported"``)."""
+        return self.verdict != REPORTED
+
+    @property
+    def measured_text(self) -> str:
+        """``measured`` as a value, or ``"< x"`` / ``"> x"`` for a bound."""
+        sign = {"": "", "upper": "< ", "lower": "> "}[self.bound]
+        return f"{sign}{self.measured:.4g}"
 
 
 def judge(
@@ -128,20 +204,30 @@ def judge(
     *,
     condition: str = "",
     conditions: Mapping[str, Any] | None = None,
+    bound: str = "",
+    reference: bool = False,
     **extra: Any,
 ) -> Row:
-    """A :class:`Row` with its verdict under ``rule``."""
+    """A :class:`Row` with its verdict under ``rule``; ``bound="upper"``/``"lower"`` when
+    ``measured`` is a censored bound; ``reference=True`` for a reported, unjudged row
+    (verdict ``"reported"``; whether the rule would hold is in ``extra["rule_holds"]``)."""
     p, m, u = float(predicted), float(measured), float(uncertainty)
+    holds = rule.agrees(p, m, u, bound)
+    if reference:
+        extra = {**extra, "rule_holds": holds}
     return Row(
         quantity=quantity,
         condition=condition,
         predicted=p,
         measured=m,
         uncertainty=u,
-        verdict=AGREE if rule.agrees(p, m, u) else DISAGREE,
-        rule=rule.text,
+        verdict=REPORTED if reference else (AGREE if holds else DISAGREE),
+        rule=rule.text_for(bound),
         extra=jsonable(extra),
         conditions=jsonable(dict(conditions or {})),
+        bound=bound,
+        tolerance=float(rule.tolerance),
+        slack_reason=rule.slack_reason,
     )
 
 
@@ -167,8 +253,10 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        """``"agree"`` when every row agrees, else ``"disagree"``."""
-        return AGREE if self.rows and all(r.agrees for r in self.rows) else DISAGREE
+        """``"agree"`` when every judged row agrees (reference rows aside), else
+        ``"disagree"``."""
+        judged = [r for r in self.rows if r.judged]
+        return AGREE if judged and all(r.agrees for r in judged) else DISAGREE
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON values: a non-finite float is ``None``, and ``non_finite`` maps its

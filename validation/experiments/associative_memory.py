@@ -76,7 +76,7 @@ from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, Rule, judge, save_figure
+from ..result import Result, judge, save_figure
 from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
@@ -107,6 +107,18 @@ TRAINING = TrainingConfig(steps=1500)
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
+
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance": (
+            "stated accuracy of a trained network's memorised fraction and normalised m (a claim "
+            "about finite training; its optimum, the exact empirical score, is judged with "
+            "exact_tolerance)"
+        ),
+        "tolerance_log_basin": (
+            "stated accuracy of a trained network's basin edge in log10 delta (a claim; the edge "
+            "is interpolated between grid levels)"
+        ),
+    }
 
     tolerance: float = 0.1
     tolerance_log_basin: float = 0.25
@@ -484,9 +496,13 @@ def _summary(s: dict) -> dict:
 
 
 def _rows(data: str, sel: list[dict], config: Config, analysis: dict) -> list:
-    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
-    exact_rule = Rule(k=config.verdict.k, tolerance=config.exact_tolerance)
-    basin_rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_basin)
+    rule = config.verdict.rule("tolerance")
+    exact_rule = config.verdict.rule(
+        config.exact_tolerance,
+        reason="the exact score's samples end at the sampler's final noise with a final "
+        "denoise (ODE discretisation); stated, not derived",
+    )
+    basin_rule = config.verdict.rule("tolerance_log_basin")
     shift = config.verdict.prediction_shift
     N = config.n_samples
     Ks = [s["K"] for s in sel]

@@ -107,6 +107,26 @@ class Verdict(VerdictConfig):
     ``prediction_shift`` moves the predictions: steps + 1000 shift, heights (1 + shift),
     log delta + shift."""
 
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance_step": (
+            "stated accuracy of a trained network's decision window in DDPM steps (a claim about "
+            "finite training; the cpu run finds 0.3-2.6 steps)"
+        ),
+        "tolerance_rel": (
+            "stated relative accuracy of the entropy a trained network decides in the window (a "
+            "claim; the score gap reads about 5% high, docs/validation.md)"
+        ),
+        "tolerance_log_delta": (
+            "model error of the point-mass reduction: 0.663 delta_c is exact for two point masses "
+            "(docs/theory.md section 2), the groups here have width and members; stated, not "
+            "derived"
+        ),
+        "tolerance_log_delta_digits": (
+            "model error: digits are no two-group mixture, delta_c from the top between-class "
+            "eigenvalue is a proxy (stated, not derived)"
+        ),
+    }
+
     tolerance_step: float = 20.0
     tolerance_rel: float = 0.15
     tolerance_log_delta: float = 0.25
@@ -473,7 +493,6 @@ def _peak_rows(
     net,
     config: Config,
     rule_step: Rule,
-    tol_rel: float,
     boot: np.random.Generator,
     extra: dict,
 ) -> list:
@@ -508,7 +527,7 @@ def _peak_rows(
                 pa * (1.0 + shift),
                 ma,
                 difference(psa, msa),
-                Rule(k=config.verdict.k, tolerance=tol_rel * abs(pa)),
+                config.verdict.rule("tolerance_rel", scale=abs(pa)),
                 condition=cond,
                 **extra,
             )
@@ -547,7 +566,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     )
     prof = _online_profiles(post, config, config.n_traj_batches)
     j = config.online_half_span
-    rule_step = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_step)
+    rule_step = config.verdict.rule("tolerance_step")
     online = {}
     for what in ("one-vs-rest", "restricted"):
         online[what] = [_rates(grid, prof[what][k], j) for k in range(4)]
@@ -568,7 +587,6 @@ def run(config: Config, ctx: RunContext) -> Result:
                 cur_n,
                 config,
                 rule_step,
-                config.verdict.tolerance_rel,
                 boot,
                 {**extra_mix, "class": k, "definition": key},
             )
@@ -585,7 +603,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         "2-vs-3": (I.pairwise(2, 3, 4), GaussianMixture.from_components([0.5, 0.5], comps[2:])),
     }
     decisions = {d: all_decisions[d] for d in config.critical_decisions}
-    rule_ld = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
+    rule_ld = config.verdict.rule("tolerance_log_delta")
     log_steps = np.log(np.asarray(proc.delta(grid)))
     for di, (dname, (part, sub)) in enumerate(decisions.items()):
         # the stability of the groups' centre of mass, held fixed (track=False): with
@@ -696,7 +714,7 @@ def _digits(config, digits, job, device, seed, proc, boot, train_info, plots) ->
             pred + config.verdict.prediction_shift,
             mx,
             msx,
-            Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta_digits),
+            config.verdict.rule("tolerance_log_delta_digits"),
             condition=(
                 f"digits, network online classifier, delta_c = "
                 f"{crit['log-density']['delta']:.3g} (criterion a, top eigenvalue of the "

@@ -72,7 +72,7 @@ from physdiff.processes import DDPM
 from ..config import VerdictConfig, presets
 from ..curves import bootstrap_peak, fit_peak
 from ..models import line_mixture
-from ..result import Result, Rule, judge, save_figure
+from ..result import Result, judge, save_figure
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -103,6 +103,17 @@ ALL_DECISIONS = (
 class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances;
     ``prediction_shift`` moves the predictions: steps + 1000 * shift, heights * (1 + shift)."""
+
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance_step": (
+            "stated accuracy of a peak step: the rate is sampled at half-integer DDPM steps and "
+            "both sides read the same parabola; not derived"
+        ),
+        "tolerance_rel": (
+            "stated relative bias allowed on a Monte Carlo peak height (finite differences O(h^2),"
+            " the online classifier's tracking); not derived"
+        ),
+    }
 
     tolerance_step: float = 2.0
     tolerance_rel: float = 0.02
@@ -311,7 +322,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     model = line_mixture(config.means, config.variance)
     proc = DDPM()
     parts = {name: partition(name, config.means) for name in config.decisions}
-    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_step)
+    rule = config.verdict.rule("tolerance_step")
     shift = config.verdict.prediction_shift
 
     # the online classifier: one set of runs serves every decision
@@ -378,7 +389,7 @@ def run(config: Config, ctx: RunContext) -> Result:
                         qy * (1.0 + shift),
                         yp,
                         sy,
-                        Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_rel * qy),
+                        config.verdict.rule("tolerance_rel", scale=qy),
                         condition=cond,
                         **common,
                     )

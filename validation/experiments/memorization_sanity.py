@@ -37,7 +37,7 @@ from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
-from ..result import Result, Rule, judge, save_figure
+from ..result import Result, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
@@ -55,6 +55,13 @@ TRAINING = TrainingConfig()
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
+
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance": (
+            "stated accuracy of a trained network's memorised fraction against its optimum (a "
+            "claim about finite training)"
+        ),
+    }
 
     tolerance: float = 0.1
 
@@ -223,7 +230,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     ]
     summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
-    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
+    rule = config.verdict.rule("tolerance")
     rows, panels = [], []
     handful_pts = many_pts = (None, None, None)
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):

@@ -53,8 +53,9 @@ Rows:
 2. per data set and width: ``log n*`` against the capacity line ``log(P / d)``; ``k``
    standard errors plus half the bracketing grid step in ``log n`` (a linear interpolation
    locates a monotone crossing only within its bracket; for a censored bound the step next
-   to it). A censored bound is compared as the bound: it agrees only when the prediction
-   lies within that half step of it (the grid cannot confirm a prediction beyond it);
+   to it). A censored bound is a bound row (``bound``, :mod:`validation.result`): it agrees
+   when it is consistent with the prediction, ``n* > n_max`` with a capacity line above
+   ``n_max`` less the slack, ``n* < n_min`` with one below ``n_min`` plus it;
 3. per data set with at least three located widths (two points fix a line and test
    nothing of it): the fitted exponent ``b`` against 1 (``k`` standard errors).
 
@@ -78,7 +79,7 @@ from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import last_up_crossing
-from ..result import Result, Row, Rule, judge, save_figure
+from ..result import Result, Row, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
@@ -388,7 +389,11 @@ def _fit_text(fit: PowerFit | None) -> str:
 def _capacity_row(ds, w, P, bd: Boundary, fit, curve, config: Config) -> Row:
     pred = math.log(P / ds.dim)
     half = 0.5 * bd.step
-    rule = Rule(k=config.verdict.k, tolerance=half)
+    rule = config.verdict.rule(
+        half,
+        reason="grid quantisation: half the bracketing log-n step (linear interpolation "
+        "locates a monotone crossing only within its bracket)",
+    )
     ratio = P / (bd.n * ds.dim)
     rel = {"": "=", ">": "<", "<": ">"}[bd.censored]
     cond = (
@@ -402,6 +407,7 @@ def _capacity_row(ds, w, P, bd: Boundary, fit, curve, config: Config) -> Row:
         bd.se,
         rule,
         condition=cond,
+        bound={"": "", ">": "lower", "<": "upper"}[bd.censored],
         data=ds.key,
         hidden=w,
         parameters=P,
@@ -424,7 +430,7 @@ def _exponent_row(ds, fit: PowerFit, located: int, config: Config) -> Row:
         1.0 + config.verdict.prediction_shift,
         fit.exponent,
         fit.exponent_se,
-        Rule(k=config.verdict.k, tolerance=0.0),
+        config.verdict.rule(),
         condition=cond,
         data=ds.key,
         fit=fit.__dict__,
@@ -445,7 +451,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     from physdiff.processes import EDM
 
     delta_end = EDM().sigma_min ** 2
-    rule_exact = Rule(k=config.verdict.k, tolerance=0.0)
+    rule_exact = config.verdict.rule()
     rows: list[Row] = []
     figure = []
     for a, ds in enumerate(sets):

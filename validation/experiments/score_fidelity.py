@@ -32,7 +32,7 @@ from physdiff.errors import InputError
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, save_figure
+from ..result import Result, judge, save_figure
 from ..stats import ratio_of_means
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
 from . import RunContext, experiment_run
@@ -49,6 +49,13 @@ TRAINING = TrainingConfig(steps=3000, batch_size=512)
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
+
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance": (
+            "the claimed accuracy of a trained network's relative score error at delta = 1 (R = 0 "
+            "is the optimum; a claim about finite training)"
+        ),
+    }
 
     tolerance: float = 0.02  # the claimed accuracy of R at delta_verdict
 
@@ -168,7 +175,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     ]
     summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
 
-    rule = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance)
+    rule = config.verdict.rule("tolerance")
     curves: dict[int, np.ndarray] = {}
     rows = []
     for i, (d, job) in enumerate(zip(config.dims, jobs, strict=True)):

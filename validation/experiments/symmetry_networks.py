@@ -53,7 +53,7 @@ from physdiff.symmetry import cloning_probability, critical_point, find_fixed_po
 from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, nan_to_none, save_figure
+from ..result import Result, judge, nan_to_none, save_figure
 from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
 from . import RunContext, experiment_run
 
@@ -73,6 +73,17 @@ TRAINING = TrainingConfig(
 @dataclass(frozen=True)
 class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
+
+    REASONS = {  # why each fixed slack is there (docs/validation.md)
+        "tolerance_log_delta": (
+            "stated accuracy of a trained network's critical delta (10%; single networks scatter "
+            "2.9-4.4 around 3.75)"
+        ),
+        "tolerance_phi": (
+            "Euler-Maruyama discretisation (150 steps) plus a trained network's error on phi; "
+            "stated, not derived"
+        ),
+    }
 
     tolerance_log_delta: float = 0.1  # a trained network's critical delta within 10%
     tolerance_phi: float = 0.04
@@ -265,8 +276,8 @@ def run(config: Config, ctx: RunContext) -> Result:
     r = config.scan_range
     grid = np.geomspace(r * d_a, d_a / r, config.scan_points)
     resolution = (math.log(grid[0]) - math.log(grid[1])) / math.sqrt(12.0)
-    rule_d = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_log_delta)
-    rule_p = Rule(k=config.verdict.k, tolerance=config.verdict.tolerance_phi)
+    rule_d = config.verdict.rule("tolerance_log_delta")
+    rule_p = config.verdict.rule("tolerance_phi")
     shift = config.verdict.prediction_shift
     curves: dict = {"deltas": grid}
     clones: dict = {}
