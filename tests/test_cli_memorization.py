@@ -366,3 +366,48 @@ def test_spectrum_file_with_rounding_negatives(tmp_path, capsys):
     rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n", "100")
     assert rc == 2 and out == ""
     assert "--spectrum-file" in err and "must lie in [-" in err and "negative" in err
+
+
+# -- collapse --finite-size ----------------------------------------------------------------------
+
+
+def test_finite_size_equals_the_library(capsys):
+    from physdiff.finite_size import LOG2, finite_size_collapse
+
+    res = collapse_json(capsys, "--d", "4", "--n", "30", "--finite-size", "--curve", "0.1", "0.3")
+    fs = res["finite_size"]
+    assert fs["level"] == LOG2
+    (got,) = fs["results"]
+    lib = finite_size_collapse(30, 4, 1.0, level=LOG2, curve=[0.1, 0.3]).to_dict()
+    assert got["delta"] == pytest.approx(lib["delta"], rel=1e-12)
+    assert got["log_offset"] == pytest.approx(lib["log_offset"], rel=1e-12)
+    assert got["curve"]["d_fe"] == pytest.approx(lib["curve"]["d_fe"], rel=1e-12)
+    assert got["delta_large_d"] == pytest.approx(res["results"][0]["delta"], rel=1e-12)
+    rc, out, err = run(
+        capsys, "collapse", "--d", "4", "--n", "30", "--finite-size", "--curve", "0.1"
+    )
+    assert rc == 0 and "delta_fs" in out and "log(delta_fs/delta_C)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--level", "0"], "--level"),
+        (["--level", "nan"], "--level"),
+        (["--level", "3.5"], "--level"),  # >= log 30
+        (["--log-n", "4"], "--finite-size"),
+    ],
+)
+def test_finite_size_bad_input(capsys, argv, flag):
+    from cli_helpers import assert_usage_error
+
+    base = ["collapse", "--d", "4", "--finite-size"]
+    if "--log-n" not in argv:
+        base += ["--n", "30"]
+    assert_usage_error(*run(capsys, *base, *argv), flag)
+
+
+def test_level_goes_with_finite_size(capsys):
+    from cli_helpers import assert_usage_error
+
+    assert_usage_error(*run(capsys, "collapse", "--d", "4", "--n", "30", "--level", "1"), "--level")

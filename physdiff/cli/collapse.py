@@ -11,7 +11,9 @@ they produce to the text in :func:`table` (the JSON is the result's ``to_dict()`
 
 from __future__ import annotations
 
-from ._args import add_json, add_process, add_spectrum, cell, emit, number, read_array
+import math
+
+from ._args import UsageError, add_json, add_process, add_spectrum, cell, emit, number, read_array
 
 NAME = "collapse"
 HELP = "memorisation collapse time t_C of n training points, for a covariance spectrum"
@@ -64,6 +66,32 @@ def register(subparsers) -> None:
         metavar="T",
         help="also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
     )
+    fs = p.add_argument_group(
+        "finite size",
+        "the exact finite-(n, d) expected excess entropy E[d f^e] of Gaussian training sets "
+        "(physdiff.finite_size.finite_size_collapse; seconds per n)",
+    )
+    fs.add_argument(
+        "--finite-size",
+        action="store_true",
+        help="also the finite-size collapse: where E[d f^e] crosses --level nats, beside "
+        "the large-d delta_C, with the curve E[d f^e](delta)",
+    )
+    fs.add_argument(
+        "--level",
+        type=number,
+        metavar="L",
+        help="with --finite-size: the level in nats, in (0, log n) (default log 2, the level "
+        "the validation reads)",
+    )
+    fs.add_argument(
+        "--curve",
+        nargs="+",
+        type=number,
+        metavar="DELTA",
+        help="with --finite-size: noise levels of the curve (default: 13 from delta_C/6 to "
+        "3 delta_C)",
+    )
     add_json(p)
 
 
@@ -85,10 +113,70 @@ def spectrum_args(args) -> dict:
 def run(args) -> int:
     from ..memorization import collapse_table
 
+    _check_finite_size(args)
     res = collapse_table(
         n=args.n, log_n=args.log_n, process=args.process, t=args.t, **spectrum_args(args)
     )
-    return emit(NAME, args, res, table)
+    if not args.finite_size:
+        return emit(NAME, args, res, table)
+    out = res.to_dict()
+    out["finite_size"] = finite_size(args, out["spectrum"])
+    return emit(NAME, args, out, table)
+
+
+def _check_finite_size(args) -> None:
+    """--level and --curve go with --finite-size; --level in (0, log n) for every --n."""
+    if not args.finite_size:
+        for flag, v in (("--level", args.level), ("--curve", args.curve)):
+            if v is not None:
+                raise UsageError(f"argument {flag}: goes with --finite-size")
+        return
+    if args.log_n is not None:
+        raise UsageError("argument --finite-size: needs --n (integer n in [2, 10^12]), not --log-n")
+    if args.level is not None and not args.level > 0:
+        raise UsageError(f"argument --level: must lie in (0, log n) nats; got {args.level:g}")
+    lev = math.log(2.0) if args.level is None else args.level
+    for n in args.n:
+        if n >= 2 and not lev < math.log(n):
+            raise UsageError(
+                f"argument --level: must lie in (0, log n = {math.log(n):.6g}) nats for "
+                f"--n {n:g}; got {lev:g}"
+            )
+
+
+def finite_size(args, summ: dict) -> dict:
+    """The finite-size collapse (:func:`physdiff.finite_size.finite_size_collapse`) for each
+    --n: isotropic data, or isotropic on a linear manifold (equal positive eigenvalues;
+    other spectra where the library takes ``spectrum=``)."""
+    import inspect
+
+    from ..finite_size import LOG2, finite_size_collapse
+
+    lev = LOG2 if args.level is None else args.level
+    kw: dict = {"level": lev, "curve": args.curve}
+    if summ["isotropic"]:
+        m = summ["intrinsic_dim"]
+        kw.update(d=m, variance=summ["top_eigenvalue"])
+    elif "spectrum" in inspect.signature(finite_size_collapse).parameters:
+        from ..memorization import model_spectrum
+
+        kw["spectrum"] = model_spectrum(**spectrum_args(args))[0]
+    else:
+        raise UsageError(
+            "argument --finite-size: the exact finite-size theory covers isotropic data "
+            "(--d, --variance) and linear manifolds (--intrinsic-dim); this spectrum has "
+            f"eigenvalues from {summ['smallest_positive']:g} to {summ['top_eigenvalue']:g}"
+        )
+    rows = []
+    for n in args.n:
+        rows.append(finite_size_collapse(int(n), **kw).to_dict())
+    return {
+        "level": lev,
+        "meaning": "E[d f^e](delta) = E log(1 + sum_{mu != nu} e^{l_mu - l_nu}): the mean "
+        "posterior entropy over n Gaussian training points, exact at finite (n, d); the "
+        "finite-size collapse is where it crosses level",
+        "results": rows,
+    }
 
 
 def describe(source: dict, summ: dict) -> str:
@@ -167,4 +255,25 @@ def table(res: dict) -> str:
         f"{summ['intrinsic_dim']} (alpha_n_intrinsic = log(n)/m in the JSON); large-d "
         "criterion (Biroli et al. 2024), the finite-d crossover is smooth"
     )
-    return "\n".join(lines + ["", "notes:"] + notes)
+    lines += ["", "notes:"] + notes
+    if "finite_size" in res:
+        lines += _finite_size_table(res["finite_size"])
+    return "\n".join(lines)
+
+
+def _finite_size_table(fs: dict) -> list[str]:
+    lines = [
+        "",
+        f"finite size: exact E[d f^e] of Gaussian training sets crosses {fs['level']:.6g} nats "
+        "at delta_fs",
+        f"{'n':>12}{'delta_C':>12}{'delta_fs':>12}{'log(delta_fs/delta_C)':>23}",
+    ]
+    for r in fs["results"]:
+        lines.append(
+            cell(r["n"]) + cell(r["delta_large_d"]) + cell(r["delta"]) + cell(r["log_offset"], 23)
+        )
+    for r in fs["results"]:
+        c = r["curve"]
+        lines += ["", f"  n = {r['n']}: curve", f"{'delta':>14}{'E[d f^e]':>12}"]
+        lines += ["  " + cell(x) + cell(y) for x, y in zip(c["delta"], c["d_fe"], strict=True)]
+    return lines
