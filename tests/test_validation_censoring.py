@@ -66,7 +66,8 @@ def test_bound_rows_are_strict_json_and_shown_as_bounds(tmp_path):
         {
             "experiment": "x",
             "preset": "cpu",
-            "tolerance": 0.5,
+            "tolerance_min": 0.5,
+            "tolerance_max": 0.5,
             "reason": "stated model error",
             "quantity": "crossing",
             "rows": 2,

@@ -72,31 +72,41 @@ def _tolerance(row) -> float:
 
 
 def tolerance_audit(results) -> list[dict]:
-    """One record per (experiment, fixed slack, reason): how many judged rows use it and in
-    how many it exceeds two standard errors of the measurement (``tolerance > 2 s.e.``:
-    there the slack, not the statistics, decides the verdict)."""
+    """One record per (experiment, preset, slack reason): how many judged rows carry that
+    fixed slack (its range ``tolerance_min``-``tolerance_max``: a relative or computed slack
+    differs per row) and in how many it exceeds two standard errors of the measurement
+    (``tolerance > 2 s.e.``: there the slack, not the statistics, decides the verdict).
+    Results written before the reasons were recorded are grouped by quantity."""
     groups: dict[tuple, dict] = {}
     for _, res in results:
         for row in res.rows:
             tol = _tolerance(row)
             if not row.judged or not tol > 0:
                 continue
-            key = (res.experiment, res.preset, tol, row.slack_reason)
+            key = (res.experiment, res.preset, row.slack_reason or row.quantity)
             g = groups.setdefault(
                 key,
                 {
                     "experiment": res.experiment,
                     "preset": res.preset,
-                    "tolerance": tol,
+                    "tolerance_min": tol,
+                    "tolerance_max": tol,
                     "reason": row.slack_reason or "(not recorded in this result)",
                     "quantity": row.quantity,
                     "rows": 0,
                     "over_2se": 0,
                 },
             )
+            g["tolerance_min"] = min(g["tolerance_min"], tol)
+            g["tolerance_max"] = max(g["tolerance_max"], tol)
             g["rows"] += 1
             g["over_2se"] += bool(tol > 2 * row.uncertainty)
     return list(groups.values())
+
+
+def _range(g: dict) -> str:
+    lo, hi = g["tolerance_min"], g["tolerance_max"]
+    return _num(lo) if lo == hi else f"{_num(lo)}-{_num(hi)}"
 
 
 def _measured(row) -> str:
@@ -151,7 +161,7 @@ def write_report(out: str | os.PathLike) -> tuple[Path, Path]:
     ]
     for g in tolerance_audit(results):
         lines.append(
-            f"| {g['experiment']} | {g['preset']} | {_num(g['tolerance'])} | {g['rows']} | "
+            f"| {g['experiment']} | {g['preset']} | {_range(g)} | {g['rows']} | "
             f"{g['over_2se']} | {_cell(g['quantity'])} | {_cell(g['reason'])} |"
         )
     lines += [
