@@ -167,6 +167,42 @@ def test_float32_dgemm_fallback_and_exact_recomputation(monkeypatch, fallback):
     assert max(errs) < 1e-5, errs
 
 
+def test_float32_recomputes_few_pairs_on_standard_data():
+    # standard normal data, queries near training points at delta = 1 (the benchmark's
+    # setting): a pair is recomputed only when its weight could exceed tol / (n (1 - e^-e))
+    # of the largest, e the bound on its logit error; the rule tol / n alone redid half the
+    # pairs of this case in dgemm (52%)
+    rng = np.random.default_rng(12)
+    for d, n in ((64, 10_000), (256, 4000), (784, 3000)):
+        points = rng.standard_normal((n, d))
+        y = points[rng.integers(0, n, 64)] + rng.standard_normal((64, d))
+        c = P.recompute_counts(y.astype(np.float32), points.astype(np.float32), 1.0)
+        assert c["pairs"] == 64 * n
+        assert c["exact_fraction"] + c["dgemm_fraction"] < 0.05, (d, n, c)
+        c64 = P.recompute_counts(y, points, 1.0)
+        assert c64["dgemm"] == 0 and c64["exact_fraction"] < 0.01, (d, n, c64)
+    # the direct path (d < 12) computes every pair from the differences
+    assert P.recompute_counts(y[:, :3], points[:, :3], 1.0)["exact"] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kept_approximate_weights_on_adversarial_data(dtype):
+    # large norms (data 30 sd from the origin) and delta from 0.03 to 300: the logit error
+    # bound e runs from far below to far above 1, so the band of pairs kept with their
+    # approximate weights (l~ + e < low + log(tol / (n (1 - e^-e)))) is populated at
+    # every scale; near-duplicate points put two nearly equal weights at the top
+    rng = np.random.default_rng(13)
+    n, d, m = 3000, 64, 48
+    base = 30.0 + rng.standard_normal((n // 2, d))
+    points = np.concatenate([base, base + 1e-3 * rng.standard_normal((n // 2, d))])
+    y = points[rng.integers(0, n, m)] + 0.7 * rng.standard_normal((m, d))
+    delta = np.geomspace(0.03, 300.0, m)
+    points, y = points.astype(dtype), y.astype(dtype)
+    ref = K.empirical_stats_numpy(y, points, delta)
+    errs = _errors(K.empirical_stats(y, points, delta), ref, points, scale=1.0)
+    assert max(errs) < TOL[dtype], errs
+
+
 def test_sq_norms_argument_and_scalar_delta():
     rng = np.random.default_rng(4)
     points = rng.standard_normal((700, 50))

@@ -32,6 +32,36 @@ _FM_EXACT = {"nsz", "contract"}  # no reassociation: keeps the Cody-Waite reduct
 # ======================================================================================
 
 
+def _poly_exp_short(r):  # pragma: no cover - compiled
+    """``exp(r)`` on ``|r| <= ln2/2`` by its Taylor series to degree 7 (relative error 7e-9)."""
+    p = 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r + 1.0
+
+
+def _poly_exp_long(r):  # pragma: no cover - compiled
+    """``exp(r)`` on ``|r| <= ln2/2`` by its Taylor series to degree 13 (relative error 2e-16)."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r + 1.0
+
+
 def _exp_into(src, n, shift, floor, dst, short):  # pragma: no cover - compiled
     """``dst[j] = exp(src[j] - shift)`` for ``j < n``, zero where the argument is below
     ``floor`` (``>= -708``); the arguments are ``<= 0``.
@@ -40,47 +70,16 @@ def _exp_into(src, n, shift, floor, dst, short):  # pragma: no cover - compiled
     (Cody-Waite) so that ``r`` is exact, ``exp(r)`` by its Taylor series and ``2^k`` built
     from its bits. Degree 13 (relative error 2e-16), or 7 with ``short`` (7e-9, for weights
     stored in float32, 25% faster). Without branches or calls the loop vectorises (numba
-    from PyPI calls a scalar ``exp``): ~0.4 ns per value and core, 2-3x ``np.exp``.
+    from PyPI calls a scalar ``exp``; the test of ``short`` does not depend on ``j``, so
+    LLVM hoists it out of the loop): ~0.4 ns per value and core, 2-3x ``np.exp``.
     """
-    if short:
-        for j in range(n):
-            x = src[j] - shift
-            keep = x >= floor
-            x = x if keep else floor
-            k = np.round(x * _INV_LN2)
-            r = (x - k * _LN2_HI) - k * _LN2_LO
-            p = 1.0 / 5040.0
-            p = p * r + 1.0 / 720.0
-            p = p * r + 1.0 / 120.0
-            p = p * r + 1.0 / 24.0
-            p = p * r + 1.0 / 6.0
-            p = p * r + 0.5
-            p = p * r + 1.0
-            p = p * r + 1.0
-            two_k = np.int64(np.int64(k) + 1023) << 52
-            v = p * np.int64(two_k).view(np.float64)
-            dst[j] = v if keep else 0.0
-        return
     for j in range(n):
         x = src[j] - shift
         keep = x >= floor
         x = x if keep else floor
         k = np.round(x * _INV_LN2)
         r = (x - k * _LN2_HI) - k * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
+        p = _poly_exp_short(r) if short else _poly_exp_long(r)
         two_k = np.int64(np.int64(k) + 1023) << 52
         v = p * np.int64(two_k).view(np.float64)
         dst[j] = v if keep else 0.0
@@ -227,12 +226,14 @@ def _merge_kernel(i0, i1, mp, sp, s2p, accp, den, lse, pr):  # pragma: no cover 
         pr[i] = s * s / s2
 
 
-def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc):
+def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, nexact):
     """Recompute the buffered candidate pairs of row ``i`` exactly and add them to its state
-    (online log-sum-exp: the state is rescaled if one of them raises the maximum)."""
+    (online log-sum-exp: the state is rescaled if one of them raises the maximum);
+    ``nexact[0]`` counts the pairs recomputed."""
     k = cnum[i]
     if k == 0:
         return
+    nexact[0] += k
     d = acc.shape[1]
     ls = np.empty(k)
     bm = -np.inf
@@ -280,18 +281,20 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
     ``g[r, j] ~ y_{rows[r]} . a_{p0 + j}`` (from BLAS). Per row: approximate logits
     ``l~ = -(|y|^2 + |a|^2 - 2 g) / (2 delta)``; ``e = (cg |y| max|a| + cn max|a|^2 +
     4 u |y|^2) / (2 delta)`` bounds the part of their error that differs between pairs.
-    When ``e > tol`` the pairs whose weight could exceed ``exp(logrho)`` of the largest
-    (``l~ + e >= low + logrho``, ``low`` a running lower bound of the max logit over all
-    pairs seen so far) become candidates: they leave the block's weights and wait in a
-    buffer (``cidx``; ``cup`` holds their upper bounds), to be dropped once a larger
-    maximum shows them negligible, or recomputed exactly from the differences
+    When ``e > tol`` the pairs with ``l~ + e >= low + logrho - log(1 - e^-e)`` (``low`` a
+    running lower bound of the max logit over all pairs seen so far) become candidates:
+    a pair below keeps its approximate weight, whose error ``|e^l~ - e^l| <= e^(l~ + e)
+    (1 - e^-e)`` is then below ``exp(logrho)`` of the largest weight. Candidates leave the
+    block's weights and wait in a buffer (``cidx``; ``cup`` holds their upper bounds
+    ``l~ + e``), to be dropped once a larger maximum shows their weight below
+    ``exp(logrho)`` of the largest, or recomputed exactly from the differences
     (:func:`_fold_candidates`). The other weights, relative to the running max ``mrun``,
     go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this function has
     rescaled). When the block's candidates would overflow the buffer even after dropping the
     negligible ones, the row is left untouched and flagged if ``may_flag`` (the caller redoes
     it with dgemm inner products), else the buffer is recomputed and emptied.
     """
-    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
+    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, nexact = state
     a_norm_max, a_sq_max = blk
     cg, cn, tol, logrho, floor, short = consts
     nb = g.shape[1]
@@ -312,7 +315,9 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
         e = (cg * math.sqrt(yni) * a_norm_max + cn * a_sq_max + 4.0 * _U64 * yni) * s
         if e > tol:
             low = max(lowrun[i], bm - e)
-            thr = low + logrho - e  # candidate: l~ + e >= low + logrho
+            # candidate: l~ + e >= low + logrho - log(1 - e^-e); the others are kept with
+            # their approximate weights, each off by less than exp(logrho) of the largest
+            thr = low + logrho - math.log(-math.expm1(-e)) - e
             cnt = 0
             for j in range(nb):
                 cnt += lg[j] >= thr
@@ -330,7 +335,18 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
                             _prune_candidates(i, low + logrho, cidx, cup, cnum)
                             if cnum[i] == cap:
                                 _fold_candidates(
-                                    i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc
+                                    i,
+                                    yb,
+                                    pts,
+                                    s,
+                                    floor,
+                                    cidx,
+                                    cnum,
+                                    mrun,
+                                    srun,
+                                    s2run,
+                                    acc,
+                                    nexact,
                                 )
                         cidx[i, cnum[i]] = p0 + j
                         cup[i, cnum[i]] = lg[j] + e
@@ -367,10 +383,10 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
 def _gemm_settle(r0, r1, yb, pts, inv2d, logrho, floor, state):  # pragma: no cover
     """End of a stream for rows ``[r0, r1)``: drop the candidates that the final lower
     bound of the max logit shows negligible, recompute the others exactly and add them."""
-    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum = state
+    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, nexact = state
     for i in range(r0, r1):
         _prune_candidates(i, lowrun[i] + logrho, cidx, cup, cnum)
-        _fold_candidates(i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc)
+        _fold_candidates(i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc, nexact)
 
 
 def _add_into(acc, t):  # pragma: no cover - compiled
@@ -385,6 +401,8 @@ def _add_into(acc, t):  # pragma: no cover - compiled
 
 # name -> fastmath flags; callees before callers
 _KERNELS: tuple[tuple[str, Any], ...] = (
+    ("_poly_exp_short", _FM_EXACT),
+    ("_poly_exp_long", _FM_EXACT),
     ("_exp_into", _FM_EXACT),
     ("_max_into", _FM_FAST),
     ("_exact_sqdist", _FM_FAST),

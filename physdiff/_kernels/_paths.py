@@ -28,7 +28,7 @@ _GEMM_SERIAL_BLOCK = 1 << 20  # serial matrix-product path: logits per (queries 
 _LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
 _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
 _FALLBACK = True  # float32: redo in dgemm the queries whose candidates overflow the buffer
-_CANDIDATES = 256  # per query: buffered pairs awaiting exact recomputation
+_CANDIDATES = 512  # per query: buffered pairs awaiting exact recomputation
 _PROBE = 512  # float32: points in the first block of a task (finds the queries needing dgemm)
 
 
@@ -71,6 +71,31 @@ def empirical_stats(
         :func:`squared_norms`), cached by an ``Empirical`` ensemble; used by the
         matrix-product path only.
     """
+    return _empirical(y, points, delta, sq_norms, None)
+
+
+def recompute_counts(
+    y: np.ndarray, points: np.ndarray, delta: np.ndarray, *, sq_norms: np.ndarray | None = None
+) -> dict:
+    """How much of :func:`empirical_stats` on these inputs is redone in float64: the number
+    of query-point pairs (``pairs = m n``), of pairs recomputed exactly from the differences
+    (``exact``) and of pairs whose inner products came from dgemm on float64 copies
+    (``dgemm``, float32 inputs only), with their fractions of ``pairs``. The direct path
+    (``d < 12``) computes every pair from the differences and reports none."""
+    counts = np.zeros(2, np.int64)
+    _empirical(y, points, delta, sq_norms, counts)
+    pairs = int(np.shape(y)[0]) * int(np.shape(points)[0])
+    exact, dgemm = int(counts[0]), int(counts[1])
+    return {
+        "pairs": pairs,
+        "exact": exact,
+        "dgemm": dgemm,
+        "exact_fraction": exact / max(1, pairs),
+        "dgemm_fraction": dgemm / max(1, pairs),
+    }
+
+
+def _empirical(y, points, delta, sq_norms, counts):
     y, points, delta = _common(y, points, delta)
     m, d = y.shape
     n = points.shape[0]
@@ -86,7 +111,7 @@ def empirical_stats(
         an = np.ascontiguousarray(sq_norms, dtype=np.float64)
         if an.shape != (n,):
             raise ValueError(f"sq_norms must have shape ({n},); got {an.shape}")
-    return _stats_gemm(y, points, inv2d, an)
+    return _stats_gemm(y, points, inv2d, an, counts)
 
 
 def _trivial(y, points, delta):
@@ -121,9 +146,11 @@ def _stats_direct(y, points, inv2d):
     return den, lse, pr
 
 
-def _stats_gemm(y, points, inv2d, an):
+def _stats_gemm(y, points, inv2d, an, counts=None):
     """The matrix-product path: tasks = (block of queries) x (chunk of the training set),
-    each streaming its chunk block by block; partial states merged by :func:`_merge_kernel`."""
+    each streaming its chunk block by block; partial states merged by :func:`_merge_kernel`.
+    ``counts`` (two int64), if given, receives the pairs recomputed exactly and the pairs
+    moved to dgemm (:func:`recompute_counts`)."""
     m, d = y.shape
     n = points.shape[0]
     p = _GemmParams(y.dtype, d, n)
@@ -163,20 +190,23 @@ def _stats_gemm(y, points, inv2d, an):
         for q0 in range(0, m, qb)
         for c in range(nchunk)
     ]
+    task_counts = np.zeros((len(tasks), 2), np.int64)
 
-    def run(t):
-        q0, q1, p0, p1 = t
+    def run(k):
+        q0, q1, p0, p1 = tasks[k]
         c = p0 // cb
         state = (mp[c, q0:q1], sp[c, q0:q1], s2p[c, q0:q1], accp[c, q0:q1])
         qs = slice(q0, q1)
-        _gemm_task(p, y[qs], yn[qs], inv2d[qs], points, an, pb, p0, p1, state)
+        _gemm_task(p, y[qs], yn[qs], inv2d[qs], points, an, pb, p0, p1, state, task_counts[k])
 
     if parallel:
         with _BLAS.one_thread():
-            _run_tasks(run, [(t,) for t in tasks])
+            _run_tasks(run, [(k,) for k in range(len(tasks))])
     else:
-        for t in tasks:
-            run(t)
+        for k in range(len(tasks)):
+            run(k)
+    if counts is not None:
+        counts += task_counts.sum(axis=0)
     den = np.empty((m, d), y.dtype)
     lse = np.empty(m)
     pr = np.empty(m)
@@ -223,10 +253,12 @@ def _scratch(key: str, size: int, dtype) -> np.ndarray:
     return arr[:size]
 
 
-def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state):
+def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
     """Stream the points ``[p0, p1)`` for the queries ``yb`` (single-threaded; BLAS too when
-    tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states. Each
-    task decides alone which queries move to dgemm, so results do not depend on timing."""
+    tasks run in parallel). ``state = (M, S, S2, acc)``, views of the partial states;
+    ``counts`` (two int64) receives the pairs recomputed exactly and those done in dgemm.
+    Each task decides alone which queries move to dgemm, so results do not depend on
+    timing."""
     nq, d = yb.shape
     dt = yb.dtype
     mrun, srun, s2run, acc = state
@@ -235,7 +267,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state):
     cidx = np.empty((nq, _CANDIDATES), np.int64)
     cup = np.empty((nq, _CANDIDATES))
     cnum = np.zeros(nq, np.int64)
-    st = (mrun, lowrun, srun, s2run, acc, cidx, cup, cnum)
+    st = (mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, counts[:1])
     nbmax = min(pb, p1 - p0)
     gbuf = _scratch("g", nq * nbmax, dt)
     wbuf = _scratch("w", nq * nbmax, dt)
@@ -278,6 +310,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state):
             np.matmul(y64, a64.T, out=g)
             consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32)
             C._gemm_update(g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st)
+            counts[1] += rows64.size * nb
         t = tbuf[: nq * d].reshape(nq, d)
         np.matmul(w, ab, out=t)
         C._add_into(acc, t)
