@@ -17,3 +17,17 @@ def assert_is_gradient(value: np.ndarray, f, y: np.ndarray, h: float, rtol: floa
     rounding error scale with the largest entry)."""
     fd = fd_gradient(f, y, h)
     np.testing.assert_allclose(value, fd, rtol=rtol, atol=rtol * (1 + np.abs(value).max()))
+
+
+def kernel_errors(got, ref, points, scale=None) -> tuple[float, float, float]:
+    """Errors of the kernel outputs ``got = (denoised, lse, pr)`` (numpy arrays, or tensors
+    with ``.cpu()``) against ``ref``: the denoiser relative to the data's scale, ``lse``
+    relative to ``max(1, |lse|)``, the participation ratio relative."""
+    den, lse, pr = (np.asarray(g.cpu()) if hasattr(g, "cpu") else g for g in got)
+    rden, rlse, rpr = ref
+    if scale is None:
+        scale = float(np.max(np.abs(points)))
+    e_den = float(np.max(np.abs(den.astype(np.float64) - rden))) / scale
+    e_lse = float(np.max(np.abs(lse - rlse) / np.maximum(1.0, np.abs(rlse))))
+    e_pr = float(np.max(np.abs(pr - rpr) / rpr))
+    return e_den, e_lse, e_pr

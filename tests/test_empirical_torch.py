@@ -19,6 +19,7 @@ import pytest
 from physdiff import _kernels as K
 from physdiff.ensembles import Empirical
 from physdiff.errors import DomainError, InputError, ShapeError
+from tests._checks import kernel_errors
 
 torch = pytest.importorskip("torch")
 from physdiff._kernels import _torch as T  # noqa: E402
@@ -27,15 +28,7 @@ TOL = {np.float64: 1e-12, np.float32: 1e-4}
 DELTAS = np.array([1e-8, 1e-4, 1.0, 1e8])
 
 
-def _errors(got, ref, points, scale=None):
-    den, lse, pr = (np.asarray(g.cpu()) if torch.is_tensor(g) else g for g in got)
-    rden, rlse, rpr = ref
-    if scale is None:
-        scale = float(np.max(np.abs(points)))
-    e_den = float(np.max(np.abs(den.astype(np.float64) - rden))) / scale
-    e_lse = float(np.max(np.abs(lse - rlse) / np.maximum(1.0, np.abs(rlse))))
-    e_pr = float(np.max(np.abs(pr - rpr) / rpr))
-    return e_den, e_lse, e_pr
+_errors = kernel_errors
 
 
 def _queries(rng, points, m, kind):

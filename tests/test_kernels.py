@@ -24,21 +24,13 @@ from scipy.special import logsumexp
 from physdiff import _kernels as K
 from physdiff._kernels import _compiled as C
 from physdiff._kernels import _paths as P
+from tests._checks import kernel_errors
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 DELTAS = np.array([1e-8, 1e-4, 1.0, 1e8])
 
 
-def _errors(got, ref, points, scale=None):
-    """(denoised, lse, pr) errors of ``got`` against ``ref``."""
-    den, lse, pr = got
-    rden, rlse, rpr = ref
-    if scale is None:
-        scale = float(np.max(np.abs(points)))
-    e_den = float(np.max(np.abs(den.astype(np.float64) - rden))) / scale
-    e_lse = float(np.max(np.abs(lse - rlse) / np.maximum(1.0, np.abs(rlse))))
-    e_pr = float(np.max(np.abs(pr - rpr) / rpr))
-    return e_den, e_lse, e_pr
+_errors = kernel_errors
 
 
 def _textbook(y, points, delta):
