@@ -31,3 +31,14 @@ def kernel_errors(got, ref, points, scale=None) -> tuple[float, float, float]:
     e_lse = float(np.max(np.abs(lse - rlse) / np.maximum(1.0, np.abs(rlse))))
     e_pr = float(np.max(np.abs(pr - rpr) / rpr))
     return e_den, e_lse, e_pr
+
+
+def twin_cases(queries, deltas, d: int, n: int, m: int, dtype):
+    """The kernel-against-numpy-twin cases: standard normal points ``(n, d)`` and, for each
+    query kind (near, far, random; ``queries(rng, points, m, kind)``), ``m`` queries with one
+    of ``deltas`` each, mixed. Yields ``(kind, points, y, delta)``; seeded by the sizes."""
+    rng = np.random.default_rng(1000 * d + n + m)
+    points = rng.standard_normal((n, d)).astype(dtype)
+    for kind in ("near", "far", "random"):
+        y = queries(rng, points, m, kind).astype(dtype)
+        yield kind, points, y, deltas[rng.integers(0, len(deltas), m)]

@@ -19,7 +19,7 @@ import pytest
 from physdiff import _kernels as K
 from physdiff.ensembles import Empirical
 from physdiff.errors import DomainError, InputError, ShapeError
-from tests._checks import kernel_errors
+from tests._checks import kernel_errors, twin_cases
 
 torch = pytest.importorskip("torch")
 from physdiff._kernels import _torch as T  # noqa: E402
@@ -48,11 +48,7 @@ def _stats(points, y, delta, chunk=1 << 14):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("d, n, m", [(1, 3000, 40), (2, 7, 5), (17, 3000, 50), (300, 1200, 60)])
 def test_torch_matches_numpy_twin(dtype, d, n, m):
-    rng = np.random.default_rng(1000 * d + n + m)
-    points = rng.standard_normal((n, d)).astype(dtype)
-    for kind in ("near", "far", "random"):
-        y = _queries(rng, points, m, kind).astype(dtype)
-        delta = DELTAS[rng.integers(0, 4, m)]  # one delta per query, mixed
+    for kind, points, y, delta in twin_cases(_queries, DELTAS, d, n, m, dtype):
         got = _stats(points, y, delta)
         assert got[0].dtype == (torch.float32 if dtype == np.float32 else torch.float64)
         assert got[1].dtype == torch.float64 and got[2].dtype == torch.float64

@@ -24,7 +24,7 @@ from scipy.special import logsumexp
 from physdiff import _kernels as K
 from physdiff._kernels import _compiled as C
 from physdiff._kernels import _paths as P
-from tests._checks import kernel_errors
+from tests._checks import kernel_errors, twin_cases
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 DELTAS = np.array([1e-8, 1e-4, 1.0, 1e8])
@@ -75,11 +75,7 @@ def _queries(rng, points, m, kind):
     ],
 )
 def test_kernel_matches_numpy_twin(dtype, d, n, m):
-    rng = np.random.default_rng(1000 * d + n + m)
-    points = rng.standard_normal((n, d)).astype(dtype)
-    for kind in ("near", "far", "random"):
-        y = _queries(rng, points, m, kind).astype(dtype)
-        delta = DELTAS[rng.integers(0, 4, m)]  # one delta per query, mixed
+    for kind, points, y, delta in twin_cases(_queries, DELTAS, d, n, m, dtype):
         got = K.empirical_stats(y, points, delta)
         ref = K.empirical_stats_numpy(y, points, delta)
         assert got[0].dtype == dtype and got[0].shape == (m, d)
