@@ -59,9 +59,9 @@ class Process(ABC):
 
     # -- the process's own range ------------------------------------------------------
     @property
-    @abstractmethod
     def t_min(self) -> float:
-        """Smallest valid time (the data end)."""
+        """Smallest valid time (the data end): 0 unless a subclass says otherwise."""
+        return 0.0
 
     @property
     @abstractmethod
@@ -200,6 +200,21 @@ class Process(ABC):
         return f"{type(self).__name__}({args})"
 
 
+class _UnitTime(Process):
+    """A process whose time runs over ``[0, 1]``."""
+
+    @property
+    def t_max(self) -> float:
+        return 1.0
+
+
+def _check_increasing(process: Process, lo: str, hi: str) -> None:
+    """Refuse a range ``(lo, hi)`` of a process's parameters unless ``0 < lo < hi < inf``."""
+    a, b = getattr(process, lo), getattr(process, hi)
+    if not (0 < a < b and math.isfinite(b)):
+        raise DomainError(f"need 0 < {lo} < {hi} < inf; got {a!r}, {b!r}")
+
+
 def _out(arr: np.ndarray):
     """A 0-d result becomes a Python float; arrays stay arrays."""
     arr = np.asarray(arr, dtype=float)
@@ -221,10 +236,6 @@ class OU(Process):
     def __post_init__(self):
         if not (math.isfinite(self.horizon) and self.horizon > 0):
             raise DomainError(f"horizon must lie in (0, inf); got {self.horizon!r}")
-
-    @property
-    def t_min(self) -> float:
-        return 0.0
 
     @property
     def t_max(self) -> float:
@@ -285,7 +296,7 @@ def log_delta_grid(
 
 
 @dataclass(frozen=True, repr=False)
-class VPLinear(Process):
+class VPLinear(_UnitTime):
     """Continuous variance-preserving SDE with linear ``beta(s) = b0 + s (b1 - b0)``, s in [0, 1].
 
     ``log alpha(s) = -s^2 (b1 - b0)/4 - s b0/2`` and ``delta = expm1(s^2 (b1 - b0)/2 + s b0)``
@@ -299,18 +310,7 @@ class VPLinear(Process):
     name = "vp-linear"
 
     def __post_init__(self):
-        if not (0 < self.beta_min < self.beta_max and math.isfinite(self.beta_max)):
-            raise DomainError(
-                f"need 0 < beta_min < beta_max < inf; got {self.beta_min!r}, {self.beta_max!r}"
-            )
-
-    @property
-    def t_min(self) -> float:
-        return 0.0
-
-    @property
-    def t_max(self) -> float:
-        return 1.0
+        _check_increasing(self, "beta_min", "beta_max")
 
     def _half_integral(self, s):  # int_0^s beta = s b0 + s^2 (b1 - b0) / 2
         return s * self.beta_min + 0.5 * s * s * (self.beta_max - self.beta_min)
@@ -355,10 +355,6 @@ class VPCosine(Process):
             raise DomainError(f"t_end must lie in (0, 1); got {self.t_end!r}")
 
     @property
-    def t_min(self) -> float:
-        return 0.0
-
-    @property
     def t_max(self) -> float:
         return float(self.t_end)
 
@@ -398,7 +394,7 @@ class VPCosine(Process):
 
 
 @dataclass(frozen=True, repr=False)
-class VE(Process):
+class VE(_UnitTime):
     """Variance-exploding process with geometric noise ``sigma(t) = s_min (s_max / s_min)^t``.
 
     ``alpha = 1``, ``delta = sigma^2``, t in [0, 1] (Song et al. 2021, Eq. 9; docs/theory.md
@@ -411,18 +407,7 @@ class VE(Process):
     name = "ve"
 
     def __post_init__(self):
-        if not (0 < self.sigma_min < self.sigma_max and math.isfinite(self.sigma_max)):
-            raise DomainError(
-                f"need 0 < sigma_min < sigma_max < inf; got {self.sigma_min!r}, {self.sigma_max!r}"
-            )
-
-    @property
-    def t_min(self) -> float:
-        return 0.0
-
-    @property
-    def t_max(self) -> float:
-        return 1.0
+        _check_increasing(self, "sigma_min", "sigma_max")
 
     @cached_property
     def _log_ratio(self) -> float:
@@ -459,10 +444,7 @@ class EDM(Process):
     name = "edm"
 
     def __post_init__(self):
-        if not (0 < self.sigma_min < self.sigma_max and math.isfinite(self.sigma_max)):
-            raise DomainError(
-                f"need 0 < sigma_min < sigma_max < inf; got {self.sigma_min!r}, {self.sigma_max!r}"
-            )
+        _check_increasing(self, "sigma_min", "sigma_max")
         if not self.rho > 0:
             raise DomainError(f"rho must lie in (0, inf); got {self.rho!r}")
 
@@ -729,10 +711,6 @@ class DDPM(Process):
         return _out((1 - prev) * self.betas[k] / -np.expm1(self.log_alpha_bars[k]))
 
     # -- Process interface (continuous step index) --------------------------------------
-    @property
-    def t_min(self) -> float:
-        return 0.0
-
     @property
     def t_max(self) -> float:
         return float(self.n_steps - 1)
