@@ -273,13 +273,7 @@ class Method(Protocol):
         ...
 
     def step(
-        self,
-        dyn: Dynamics,
-        x: np.ndarray,
-        t: float,
-        s: float,
-        rng: np.random.Generator,
-        state: Any,
+        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator, state: Any
     ) -> tuple[np.ndarray, Any]:
         """Advance the particles ``x`` from time ``t`` to the earlier time ``s < t``; returns
         the new particles and the new state."""
@@ -287,10 +281,22 @@ class Method(Protocol):
 
 
 class _Stateless:
-    """The state of a method that keeps none: ``None``."""
+    """A method that keeps no state (its state is ``None``): a subclass implements
+    :meth:`_advance`, the step without the state."""
 
     def init(self, dyn: Dynamics, x: np.ndarray, t: float) -> None:
         return None
+
+    def step(
+        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator, state=None
+    ) -> tuple[np.ndarray, None]:
+        """Advance the particles ``x`` from time ``t`` to ``s < t``; the state stays ``None``."""
+        return self._advance(dyn, x, t, s, rng), None
+
+    def _advance(
+        self, dyn: Dynamics, x: np.ndarray, t: float, s: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -338,15 +344,7 @@ class RungeKutta(_Stateless):
     def stochastic(self) -> bool:
         return self.noise > 0
 
-    def step(
-        self,
-        dyn: Dynamics,
-        x: np.ndarray,
-        t: float,
-        s: float,
-        rng: np.random.Generator,
-        state: None = None,
-    ) -> tuple[np.ndarray, None]:
+    def _advance(self, dyn, x, t, s, rng):
         dt = s - t
         # stage times (1 - c) t + c s; the end points take their derivatives from inside
         coeffs = [
@@ -371,7 +369,7 @@ class RungeKutta(_Stateless):
         if self.noise > 0:
             amp = self.noise * np.sqrt(coeffs[0].g2 * -dt)
             out += amp * rng.standard_normal(x.shape)
-        return out, state
+        return out
 
 
 @dataclass(frozen=True)
@@ -403,15 +401,7 @@ class PosteriorStep(_Stateless):
     def stochastic(self) -> bool:
         return self.eta > 0
 
-    def step(
-        self,
-        dyn: Dynamics,
-        x: np.ndarray,
-        t: float,
-        s: float,
-        rng: np.random.Generator,
-        state: None = None,
-    ) -> tuple[np.ndarray, None]:
+    def _advance(self, dyn, x, t, s, rng):
         ct, cs = dyn.at(t), dyn.at(s)
         y = x / ct.alpha
         x0 = dyn.denoise(x, ct)
@@ -421,7 +411,7 @@ class PosteriorStep(_Stateless):
         c2 = e2 * cs.delta * (1.0 - r)
         if c2 > 0:
             ys += np.sqrt(c2) * rng.standard_normal(x.shape)
-        return cs.alpha * ys, state
+        return cs.alpha * ys
 
 
 EULER_MARUYAMA = RungeKutta("euler-maruyama", (0.0,), ((),), (1.0,), order=1, noise=1.0)
