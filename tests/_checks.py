@@ -1,4 +1,5 @@
-"""Checks shared by several test files (imported as ``tests._checks``)."""
+"""Checks, and the small models they run on, shared by several test files (imported as
+``tests._checks``)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,27 @@ def twin_cases(queries, deltas, d: int, n: int, m: int, dtype):
     for kind in ("near", "far", "random"):
         y = queries(rng, points, m, kind).astype(dtype)
         yield kind, points, y, deltas[rng.integers(0, len(deltas), m)]
+
+
+def state_copy(module) -> dict:
+    """A detached copy of a torch module's ``state_dict`` (weights to compare later)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_weights(a, b) -> None:
+    """The torch modules ``a`` and ``b`` hold the same parameters, bit for bit."""
+    import torch
+
+    wa, wb = state_copy(a), state_copy(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def small_denoiser(dim: int, *, hidden: int, n_classes=None, parametrisation="edm", seed=0):
+    """A :class:`physdiff.nn.Denoiser` around a two-hidden-layer
+    :class:`physdiff.nn.ScoreMLP` of width ``hidden`` (torch imported on call)."""
+    from physdiff.nn import Denoiser, ScoreMLP
+
+    net = ScoreMLP(dim, hidden=hidden, depth=2, n_classes=n_classes, seed=seed)
+    return Denoiser(net, parametrisation)

@@ -268,19 +268,32 @@ def _check_shares(mc: C.MixtureClasses, c: int, x: np.ndarray, k_se: float = 4.0
     return got, target, se
 
 
-def test_dng_exact_samples_without_the_class_1d():
+@pytest.mark.parametrize(
+    "mixture, c, n, seed, method, process, n_steps",
+    [
+        # Heun on the probability-flow ODE (OU), and DDPM ancestral
+        (_separated1, 1, 6000, 1, "heun", "ou", 100),
+        (_separated2, 2, 4000, 4, "ddpm", "ddpm", 150),
+    ],
+    ids=["1d-heun-ou", "2d-ddpm"],
+)
+def test_dng_exact_samples_without_the_class(mixture, c, n, seed, method, process, n_steps):
+    mix = mixture()
+    res = sample(
+        NG.DynamicNegativeGuidance(mix, c),
+        n,
+        np.random.default_rng(seed),
+        method=method,
+        process=process,
+        n_steps=n_steps,
+    )
+    _check_shares(C.MixtureClasses(mix), c, res.y)
+
+
+def test_dng_generic_posterior_samples_without_the_class_1d():
     mix = _separated1()
     mc = C.MixtureClasses(mix)
-    # Heun on the probability-flow ODE (OU), and DDPM ancestral through the generic form
-    res = sample(
-        NG.DynamicNegativeGuidance(mix, 1),
-        6000,
-        np.random.default_rng(1),
-        method="heun",
-        process="ou",
-        n_steps=100,
-    )
-    _check_shares(mc, 1, res.y)
+    # DDPM ancestral through the generic form (a posterior callable)
     generic = NG.DynamicNegativeGuidance(mix, 1, posterior=mc.class_posterior)
     res = sample(
         generic, 6000, np.random.default_rng(2), method="ddpm", process="ddpm", n_steps=150
@@ -289,20 +302,6 @@ def test_dng_exact_samples_without_the_class_1d():
     # without guidance the class is there (the test can fail)
     res = sample(mix, 4000, np.random.default_rng(3), method="heun", process="ou", n_steps=50)
     assert np.mean(mc.classify(res.y) == 1) > 0.25
-
-
-def test_dng_exact_samples_without_the_class_2d():
-    mix = _separated2()
-    mc = C.MixtureClasses(mix)
-    res = sample(
-        NG.DynamicNegativeGuidance(mix, 2),
-        4000,
-        np.random.default_rng(4),
-        method="ddpm",
-        process="ddpm",
-        n_steps=150,
-    )
-    _check_shares(mc, 2, res.y)
 
 
 def test_np_large_scale_distorts_kept_classes():

@@ -13,7 +13,6 @@ from physdiff.errors import InputError, PhysdiffError, ShapeError  # noqa: E402
 from physdiff.nn import (  # noqa: E402
     Denoiser,
     NetworkScoreModel,
-    ScoreMLP,
     ScoreUNet,
     TrainConfig,
     load_checkpoint,
@@ -21,12 +20,13 @@ from physdiff.nn import (  # noqa: E402
     train_ensemble,
 )
 from physdiff.nn import ensemble as E  # noqa: E402
+from tests._checks import assert_same_weights, small_denoiser, state_copy  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(seed, dim=4, hidden=24, n_classes=None):
-    return Denoiser(ScoreMLP(dim, hidden=hidden, depth=2, n_classes=n_classes, seed=seed))
+    return small_denoiser(dim, hidden=hidden, n_classes=n_classes, seed=seed)
 
 
 def _sets(sizes, dim=4, seed=0):
@@ -34,23 +34,12 @@ def _sets(sizes, dim=4, seed=0):
     return [rng.standard_normal((n, dim)) for n in sizes]
 
 
-def _state(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 def _close_states(a, b, rtol):
-    sa, sb = _state(a), _state(b)
+    sa, sb = state_copy(a), state_copy(b)
     assert sa.keys() == sb.keys()
     for k in sa:
         scale = float(sa[k].abs().max()) + 1e-3
         assert float((sa[k] - sb[k]).abs().max()) <= rtol * scale, k
-
-
-def _equal_states(a, b):
-    sa, sb = _state(a), _state(b)
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
 
 
 def test_members_retrace_their_own_train_runs():
@@ -144,8 +133,8 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     resumed = train_ensemble([_mlp(0), _mlp(1)], data, cfg, checkpoint_dir=tmp_path, progress=False)
     for a, b in zip(full, resumed, strict=True):
         np.testing.assert_array_equal(a.losses, b.losses)
-        _equal_states(a.raw, b.raw)
-        _equal_states(a.denoiser, b.denoiser)
+        assert_same_weights(a.raw, b.raw)
+        assert_same_weights(a.denoiser, b.denoiser)
 
     calls = []
     monkeypatch.setattr(E._Ensemble, "one_step", lambda self: calls.append(1))
@@ -153,7 +142,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     assert calls == []
     for a, b in zip(full, again, strict=True):
         np.testing.assert_array_equal(a.losses, b.losses)
-        _equal_states(a.denoiser, b.denoiser)
+        assert_same_weights(a.denoiser, b.denoiser)
 
 
 def test_member_dirs_hold_train_checkpoints(tmp_path):
@@ -170,8 +159,8 @@ def test_member_dirs_hold_train_checkpoints(tmp_path):
         again = train(_mlp(99), data[i], cfg, checkpoint_dir=folder, progress=False)
         assert again.steps == 20
         np.testing.assert_array_equal(again.losses, res.losses)
-        _equal_states(again.denoiser, res.denoiser)
-        _equal_states(load_checkpoint(folder, _mlp(98)), res.denoiser)
+        assert_same_weights(again.denoiser, res.denoiser)
+        assert_same_weights(load_checkpoint(folder, _mlp(98)), res.denoiser)
     net = NetworkScoreModel(ens[0].denoiser, device="cpu")
     assert net.score(np.zeros((3, 4)), 1.0).shape == (3, 4)
     # the exported optimiser and generator states continue as train() would have

@@ -23,6 +23,7 @@ from physdiff.nn import (  # noqa: E402
     training,
 )
 from physdiff.nn.training import _to_device, _Trainer  # noqa: E402
+from tests._checks import assert_same_weights, small_denoiser  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,20 +33,9 @@ def _two_gaussians() -> GaussianMixture:
 
 
 def _small_denoiser(dim=2, n_classes=None, parametrisation="edm", seed=0) -> Denoiser:
-    return Denoiser(
-        ScoreMLP(dim, hidden=32, depth=2, n_classes=n_classes, seed=seed), parametrisation
+    return small_denoiser(
+        dim, hidden=32, n_classes=n_classes, parametrisation=parametrisation, seed=seed
     )
-
-
-def _weights(module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _assert_same_weights(a, b):
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
 
 
 @pytest.mark.parametrize("parametrisation", ["edm", "eps"])
@@ -73,7 +63,7 @@ def test_seeded_runs_are_reproducible():
     cfg = TrainConfig(steps=30, batch_size=64, seed=3, device="cpu")
     a = train(_small_denoiser(), gm, cfg, progress=False)
     b = train(_small_denoiser(), gm, cfg, progress=False)
-    _assert_same_weights(a.denoiser, b.denoiser)
+    assert_same_weights(a.denoiser, b.denoiser)
     np.testing.assert_array_equal(a.losses, b.losses)
     c = train(
         _small_denoiser(),
@@ -125,8 +115,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, source):
     resumed = run("cut", init_seed=99, callback=lambda k, loss: seen.append(k))
     assert seen == list(range(21, 41))
     assert resumed.steps == 40
-    _assert_same_weights(resumed.denoiser, full.denoiser)
-    _assert_same_weights(resumed.raw, full.raw)
+    assert_same_weights(resumed.denoiser, full.denoiser)
+    assert_same_weights(resumed.raw, full.raw)
     np.testing.assert_array_equal(resumed.losses, full.losses)
     assert sorted(os.listdir(tmp_path / "cut")) == ["checkpoint.pt"]  # no temporary left
 
@@ -145,11 +135,11 @@ def test_finished_run_is_reused_and_loadable(tmp_path):
         callback=lambda k, loss: calls.append(k),
     )
     assert calls == [] and again.steps == 12
-    _assert_same_weights(again.denoiser, first.denoiser)
+    assert_same_weights(again.denoiser, first.denoiser)
     loaded = load_checkpoint(tmp_path, _small_denoiser(seed=6))
-    _assert_same_weights(loaded, first.denoiser)
+    assert_same_weights(loaded, first.denoiser)
     raw = load_checkpoint(tmp_path / "checkpoint.pt", _small_denoiser(seed=6), ema=False)
-    _assert_same_weights(raw, first.raw)
+    assert_same_weights(raw, first.raw)
     # a longer run continues from the finished one
     longer = train(
         _small_denoiser(),
@@ -232,7 +222,7 @@ def test_read_only_data_trains_without_warning_and_is_not_modified(dtype):
     cfg = TrainConfig(steps=3, batch_size=16, seed=0)
     a = train(_small_denoiser(n_classes=2), ro_x, cfg, labels=ro_lab, progress=False)
     b = train(_small_denoiser(n_classes=2), x, cfg, labels=lab, progress=False)
-    _assert_same_weights(a.raw, b.raw)
+    assert_same_weights(a.raw, b.raw)
     np.testing.assert_array_equal(ro_x, x)
 
 
@@ -300,8 +290,8 @@ def test_foreach_adamw_retraces_the_per_tensor_adamw(monkeypatch):
     assert training._ADAMW_FOREACH is True
     monkeypatch.setattr(training, "_ADAMW_FOREACH", False)
     loop = train(_small_denoiser(), gm, cfg, progress=False)
-    _assert_same_weights(fast.raw, loop.raw)
-    _assert_same_weights(fast.denoiser, loop.denoiser)
+    assert_same_weights(fast.raw, loop.raw)
+    assert_same_weights(fast.denoiser, loop.denoiser)
     np.testing.assert_array_equal(fast.losses, loop.losses)
 
 
@@ -327,8 +317,8 @@ def test_resume_from_a_checkpoint_with_per_tensor_adamw(tmp_path):
         group["foreach"] = None  # as the per-tensor version wrote it
     torch.save(ck, path)
     resumed = train(_small_denoiser(), gm, cfg, checkpoint_dir=tmp_path / "cut", progress=False)
-    _assert_same_weights(resumed.raw, full.raw)
-    _assert_same_weights(resumed.denoiser, full.denoiser)
+    assert_same_weights(resumed.raw, full.raw)
+    assert_same_weights(resumed.denoiser, full.denoiser)
     np.testing.assert_array_equal(resumed.losses, full.losses)
 
 

@@ -225,6 +225,20 @@ def test_weak_order_from_exact_moment_recursion(twin, proc, order):
     assert _slope(NS, errs) == pytest.approx(order, abs=0.25)
 
 
+def _from_marginal(model, method, proc: Process, grid: np.ndarray, n: int, seed: int):
+    """``n`` samples of ``model`` by ``method`` on ``proc`` over ``grid``, started from the
+    exact Gaussian marginal of ``model`` at ``grid[0]``."""
+    return sample(
+        model,
+        n,
+        np.random.default_rng(seed),
+        method=method,
+        process=proc,
+        times=grid,
+        x_start=gaussian_start(model, None, proc, grid[0]),
+    )
+
+
 @pytest.mark.parametrize(
     "method,proc",
     [
@@ -243,15 +257,7 @@ def test_stochastic_samples_follow_their_moment_recursion(method, proc):
         if method.name == "euler-maruyama"
         else _posterior_moments(proc, grid, method.eta)
     )
-    x = sample(
-        GAUSS,
-        n,
-        np.random.default_rng(3),
-        method=method,
-        process=proc,
-        times=grid,
-        x_start=gaussian_start(GAUSS, None, proc, grid[0]),
-    ).x
+    x = _from_marginal(GAUSS, method, proc, grid, n, seed=3).x
     m, S = twin
     se_m = np.sqrt(np.diag(S) / n)
     se_S = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
@@ -279,16 +285,7 @@ def _mc_grid(proc: Process, n_steps: int) -> np.ndarray:
 @pytest.mark.parametrize("proc", MC_PROCS, ids=[p.name for p in MC_PROCS])
 def test_samples_match_gaussian_data(method, proc):
     n = 2000
-    grid = _mc_grid(proc, MC_STEPS[method])
-    res = sample(
-        GAUSS,
-        n,
-        np.random.default_rng(11),
-        method=method,
-        process=proc,
-        times=grid,
-        x_start=gaussian_start(GAUSS, None, proc, grid[0]),
-    )
+    res = _from_marginal(GAUSS, method, proc, _mc_grid(proc, MC_STEPS[method]), n, seed=11)
     cov = C + res.deltas[-1] * I2  # the exact VE-frame marginal at the last grid time
     z_mean = (res.y.mean(0) - MU) / np.sqrt(np.diag(cov) / n)
     se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
@@ -301,16 +298,7 @@ def test_samples_match_gaussian_data(method, proc):
 @pytest.mark.parametrize("proc", MC_PROCS, ids=[p.name for p in MC_PROCS])
 def test_samples_match_two_component_mixture(method, proc):
     n = 2000
-    grid = _mc_grid(proc, MC_STEPS[method])
-    res = sample(
-        MIX,
-        n,
-        np.random.default_rng(11),
-        method=method,
-        process=proc,
-        times=grid,
-        x_start=gaussian_start(MIX, None, proc, grid[0]),
-    )
+    res = _from_marginal(MIX, method, proc, _mc_grid(proc, MC_STEPS[method]), n, seed=11)
     x = res.y[:, 0]
     w, means, var_k = MIX.weights, MIX.means[:, 0], np.array([0.3, 0.5]) + res.deltas[-1]
     mean = w @ means
