@@ -114,6 +114,29 @@ def test_sympy_effective_sample_size_model():
     )
 
 
+def test_sympy_effective_sample_size_derivation():
+    # step (i): the mean information density of a Gaussian direction is 1/2 log(1 + s^2/D),
+    # so the annealed log(Z_bulk / w_nu) has mean log(n - 1) - I; (ii) its weight is 1/n_eff;
+    # (iii) the weighted-variance identity chained to r = 1 - 1/n_eff
+    assert th.information_density_mean_residual() == 0
+    assert th.bulk_log_ratio_mean_residual(2) == 0
+    assert th.annealed_weight_residual() == 0
+    assert th.ess_chain_residual(3) == 0
+    # the same mean by Monte Carlo, summed over STDS: the library's I
+    rng = np.random.default_rng(3)
+    dl = 0.4
+    a = rng.standard_normal((200000, STDS.size)) * STDS
+    y = a + math.sqrt(dl) * rng.standard_normal(a.shape)
+    dens = np.sum(
+        -0.5 * (y - a) ** 2 / dl + 0.5 * y**2 / (STDS**2 + dl) + 0.5 * np.log((STDS**2 + dl) / dl),
+        axis=1,
+    )
+    se = dens.std() / math.sqrt(dens.size)
+    assert abs(dens.mean() - G.mutual_information_manifold(dl, STDS)) < 4 * se
+    expr = th.information_density_mean().subs({th.s2: 4.0, th.delta: dl})
+    assert float(expr) == pytest.approx(G.mutual_information_manifold(dl, [2.0]), rel=1e-14)
+
+
 def test_weighted_variance_identity_monte_carlo():
     # the identity behind model (b), brute force: fixed weights, i.i.d. N(0, 1) values
     rng = np.random.default_rng(0)

@@ -11,10 +11,28 @@
   ``g = 1`` (the gate compresses the spread).
 * Gaussian direction: the score ``-y/(s^2 + Delta)`` has Jacobian ``-1/(s^2 + Delta)``, equal
   to ``-1/Delta + Var(x0|y)/Delta^2`` with ``Var(x0|y) = Delta s^2/(s^2 + Delta)``.
-* Effective-sample-size model: ``n_eff = 1 + (n - 1) e^{-I}``, ``r = 1 - 1/n_eff``;
-  ``r = level`` at ``I = log(n - 1) - logit(level)`` (``I = log(n - 1)`` for 1/2). It rests on
-  ``E[sum_k w_k (a_k - abar_w)^2] = (1 - sum_k w_k^2) sigma^2`` for i.i.d. ``a_k`` of
-  variance ``sigma^2`` and fixed weights summing to one.
+* Effective-sample-size model (docs/theory.md section 4), derived in three steps:
+
+  (i) for ``y = a_nu + sqrt(Delta) z`` around training point ``nu``, the log ratio of the
+  bulk's partition sum to ``nu``'s unnormalised weight is ``log(Z_bulk / w_nu) = log(n - 1)
+  + log mean_{k != nu} N(y; a_k, Delta) - log N(y; a_nu, Delta)``; annealing the bulk mean
+  (``E_a N(y; a, Delta) = N(y; 0, s^2 + Delta)`` for a Gaussian direction of variance
+  ``s^2``) and averaging over ``y`` gives ``log(n - 1) - I`` with
+  ``E_y[log N(y; a_nu, Delta) - log N(y; 0, s^2 + Delta)] = 1/2 log(1 + s^2/Delta) = I``
+  (:func:`information_density_mean_residual`, :func:`bulk_log_ratio_mean_residual`);
+
+  (ii) the posterior weight ``1/(1 + Z_bulk/w_nu)`` at that mean is the annealed weight
+  ``1/n_eff`` with ``n_eff = 1 + (n - 1) e^{-I}`` (:func:`annealed_weight_residual`);
+
+  (iii) ``E[sum_k w_k (a_k - abar_w)^2] = (1 - sum_k w_k^2) sigma^2`` for i.i.d. ``a_k`` of
+  variance ``sigma^2`` and fixed weights summing to one (:func:`weighted_variance_identity`);
+  with ``n_eff`` equal weights ``sum w^2 = 1/n_eff``, so the retained share is
+  ``r = 1 - 1/n_eff`` (:func:`ess_chain_residual`), ``r = level`` at
+  ``I = log(n - 1) - logit(level)`` (``I = log(n - 1)`` for 1/2).
+
+  The two approximations are named: the bulk mean and the weights are replaced by their
+  typical (annealed) values, so ``1 - E[sum w^2]`` (the exact retained share of a
+  direction the weights do not depend on) is modelled by ``1 - 1/n_eff``.
 """
 
 from __future__ import annotations
@@ -98,6 +116,82 @@ def ess_critical_information(lev=level):
     """Solve ``r(I) = level`` for I: ``log(n - 1) - logit(level)``."""
     (sol,) = sp.solve(sp.Eq(ess_retained(), lev), info)
     return sp.simplify(sol)
+
+
+def _gaussian_expectation(expr, pairs):
+    """``E[expr]`` for a polynomial in independent zero-mean normals: ``pairs`` maps each
+    variable to its variance (monomials replaced by the normal moments)."""
+    syms = list(pairs)
+    poly = sp.Poly(sp.expand(expr), *syms)
+    total = 0
+    for monom, coeff in poly.terms():
+        term = coeff
+        for v, p in zip(syms, monom, strict=True):
+            if p % 2:
+                term = 0
+                break
+            term *= sp.factorial2(p - 1) * pairs[v] ** (p // 2) if p else 1
+        total += term
+    return sp.simplify(total)
+
+
+def log_normal(x, mean, var):
+    """``log N(x; mean, var)`` (one dimension)."""
+    return -sp.log(2 * sp.pi * var) / 2 - (x - mean) ** 2 / (2 * var)
+
+
+def information_density_mean(variance=s2):
+    """``E_y[log N(y; a, Delta) - log N(y; 0, s^2 + Delta)]`` with ``a ~ N(0, s^2)`` and
+    ``y = a + sqrt(Delta) z`` (step (i)): the mean of the information density of one
+    Gaussian direction."""
+    a, z = sp.symbols("a z", real=True)
+    yy = a + sp.sqrt(delta) * z
+    dens = log_normal(yy, a, delta) - log_normal(yy, 0, variance + delta)
+    logs = sp.expand_log(dens, force=True)
+    # the log terms are constants; the rest is a polynomial in (a, z)
+    const = sum(t for t in sp.Add.make_args(logs) if not t.has(a, z))
+    poly = sp.expand(logs - const)
+    return sp.simplify(const + _gaussian_expectation(poly, {a: variance, z: sp.Integer(1)}))
+
+
+def information_density_mean_residual():
+    """``information_density_mean() - 1/2 log(1 + s^2/Delta)``: simplifies to 0."""
+    return sp.simplify(
+        sp.expand_log(information_density_mean() - sp.log(1 + s2 / delta) / 2, force=True)
+    )
+
+
+def bulk_log_ratio_mean_residual(k: int = 3):
+    """Step (i) for ``k`` Gaussian directions of variances ``s_j^2``: the mean over ``y`` of
+    the annealed ``log(Z_bulk / w_nu) = log(n - 1) + sum_j [log N(y_j; 0, s_j^2 + Delta) -
+    log N(y_j; a_j, Delta)]`` minus ``log(n - 1) - I`` with ``I = sum_j 1/2 log(1 +
+    s_j^2/Delta)`` (the mutual information of docs/theory.md section 3); returns 0."""
+    vs = sp.symbols(f"v0:{k}", positive=True)
+    mean = sp.log(n - 1) - sum(information_density_mean(v) for v in vs)
+    target = sp.log(n - 1) - sum(sp.log(1 + v / delta) / 2 for v in vs)
+    return sp.simplify(sp.expand_log(mean - target, force=True))
+
+
+def annealed_weight_residual(information=info):
+    """Step (ii): the weight ``1/(1 + Z_bulk/w_nu)`` at ``log(Z_bulk/w_nu) = log(n - 1) - I``
+    minus ``1/n_eff``, ``n_eff = 1 + (n - 1) e^{-I}``; simplifies to 0."""
+    weight = 1 / (1 + sp.exp(sp.log(n - 1) - information))
+    n_eff = 1 + (n - 1) * sp.exp(-information)
+    return sp.simplify(weight - 1 / n_eff)
+
+
+def ess_chain_residual(k: int = 4):
+    """Step (iii) chained: :func:`weighted_variance_identity` holds for ``k`` weights (its
+    residual is 0); for ``k`` equal weights the factor ``1 - sum w^2`` is ``1 - 1/k``, and at
+    ``k = n_eff`` it is :func:`ess_retained`. Returns ``(1 - sum w^2)|_{w = 1/k} - (1 - 1/k)``
+    plus ``(1 - 1/n_eff) - ess_retained()`` (0) if the identity holds, else raises."""
+    if weighted_variance_identity(k) != 0:
+        raise AssertionError("the weighted-variance identity fails")
+    kk = sp.Symbol("k", positive=True)
+    equal = (1 - sum(sp.Rational(1, k) ** 2 for _ in range(k))) - (1 - sp.Rational(1, k))
+    n_eff = 1 + (n - 1) * sp.exp(-info)
+    factor = (1 - 1 / kk).subs(kk, n_eff)
+    return sp.simplify(equal + factor - ess_retained())
 
 
 def weighted_variance_identity(k: int = 3):
