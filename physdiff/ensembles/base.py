@@ -25,6 +25,24 @@ from ..processes import Process, get_process
 __all__ = ["ScoreModel", "Ensemble", "FrameView"]
 
 
+def stored(attr: str, doc: str | None = None, *, copy: bool = False) -> property:
+    """A read-only property that returns the instance's attribute ``attr``, or with
+    ``copy=True`` a copy of it (``None`` stays ``None``), so that a caller cannot change the
+    model through the array it is given. The one way the models of physdiff expose what
+    their constructor stored."""
+
+    def get(self):
+        value = getattr(self, attr)
+        return value.copy() if copy and value is not None else value
+
+    return property(get, doc=doc)
+
+
+def extent(attr: str, axis: int, doc: str | None = None) -> property:
+    """A read-only property: the length of the instance's array ``attr`` along ``axis``."""
+    return property(lambda self: getattr(self, attr).shape[axis], doc=doc)
+
+
 @runtime_checkable
 class ScoreModel(Protocol):
     """What a sampler or estimator needs of a model (exact ensemble or trained network)."""
@@ -134,6 +152,18 @@ class Ensemble(ABC):
         """This model seen in ``process``'s own frame at time ``t``
         (``x_t = alpha x0 + sigma z``)."""
         return FrameView(self, get_process(process), t)
+
+
+class SubspaceEnsemble(Ensemble):
+    """An ensemble supported on the affine subspace ``mean + span(basis)`` (``self._mu``,
+    ``(d,)``, and the orthonormal ``self._B``, ``(d, m)``), with their properties: the base
+    of :class:`~physdiff.ensembles.LinearManifold` and
+    :class:`~physdiff.ensembles.UniformSphere`."""
+
+    dim = extent("_B", 0, "Dimension d of the data.")
+    intrinsic_dim = extent("_B", 1, "Dimension m of the subspace.")
+    basis = stored("_B", "The orthonormal basis ``(d, m)`` of the subspace (a copy).", copy=True)
+    mean = stored("_mu", "Mean of the data distribution, ``(d,)`` (a copy).", copy=True)
 
 
 class FrameView:

@@ -27,7 +27,7 @@ import numpy as np
 
 from .._validate import as_points, delta_for_batch, finite_array, integer
 from ..errors import DomainError, InputError, ShapeError
-from .base import Ensemble
+from .base import Ensemble, extent, stored
 
 __all__ = ["Empirical"]
 
@@ -116,18 +116,9 @@ class Empirical(Ensemble):
         self._pts.setflags(write=False)
         self._sq = np.einsum("ij,ij->i", self._pts.astype(np.float64), self._pts.astype(np.float64))
 
-    @property
-    def dim(self) -> int:
-        return self._pts.shape[1]
-
-    @property
-    def n_points(self) -> int:
-        return self._pts.shape[0]
-
-    @property
-    def points(self) -> np.ndarray:
-        """The training set (read-only view)."""
-        return self._pts
+    dim = extent("_pts", 1, "Dimension d of the data.")
+    n_points = extent("_pts", 0, "Number n of training points.")
+    points = stored("_pts", "The training set, ``(n, d)`` (read-only view).")
 
     @property
     def dtype(self) -> np.dtype:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._validate import finite_array, positive
 from ..errors import InputError, ShapeError
-from .base import Ensemble
+from .base import Ensemble, extent, stored
 
 __all__ = ["Gaussian"]
 
@@ -112,18 +112,9 @@ class Gaussian(Ensemble):
         self._V = None
 
     # -- properties ------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._mean.shape[0]
-
-    @property
-    def rank(self) -> int:
-        """Number of directions with positive variance."""
-        return self._lam.shape[0]
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self._mean.copy()
+    dim = extent("_mean", 0, "Dimension d of the data.")
+    rank = extent("_lam", 0, "Number of directions with positive variance.")
+    mean = stored("_mean", "Mean of the data distribution, ``(d,)`` (a copy).", copy=True)
 
     @property
     def covariance(self) -> np.ndarray:

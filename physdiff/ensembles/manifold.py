@@ -17,13 +17,13 @@ import numpy as np
 
 from .._validate import finite_array, positive
 from ..errors import InputError, NotSupportedError, ShapeError
-from .base import Ensemble
+from .base import Ensemble, SubspaceEnsemble, stored
 from .gaussian import Gaussian
 
 __all__ = ["LinearManifold"]
 
 
-class LinearManifold(Ensemble):
+class LinearManifold(SubspaceEnsemble):
     """Gaussian or norm-normalised data on the span of ``basis``."""
 
     def __init__(
@@ -74,25 +74,7 @@ class LinearManifold(Ensemble):
         return cls(q * np.sign(np.diag(r)), stds, **kwargs)
 
     # -- properties --------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._B.shape[0]
-
-    @property
-    def intrinsic_dim(self) -> int:
-        return self._B.shape[1]
-
-    @property
-    def basis(self) -> np.ndarray:
-        return self._B.copy()
-
-    @property
-    def stds(self) -> np.ndarray:
-        return self._s.copy()
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self._mu.copy()
+    stds = stored("_s", "The standard deviations ``(m,)`` along the basis (a copy).", copy=True)
 
     @property
     def covariance(self) -> np.ndarray:

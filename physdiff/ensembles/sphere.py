@@ -82,7 +82,7 @@ from scipy.special import expit, gammaln
 
 from .._validate import finite_array, positive
 from ..errors import DomainError, InputError, ShapeError
-from .base import Ensemble
+from .base import SubspaceEnsemble, stored
 
 __all__ = ["UniformSphere", "SphereStats", "sphere_stats", "log_sphere_mgf", "bessel_ratio"]
 
@@ -328,7 +328,7 @@ def bessel_ratio(m: int, kappa, *, complement: bool = False) -> np.ndarray:
 
 
 # -- the ensemble ------------------------------------------------------------------------------
-class UniformSphere(Ensemble):
+class UniformSphere(SubspaceEnsemble):
     """``x0 = mean + radius * basis @ u``, ``u`` uniform on the unit sphere of ``R^m``.
 
     ``basis`` is ``(d, m)`` with orthonormal columns, ``1 <= m <= d``; ``m = 1`` gives the
@@ -355,26 +355,8 @@ class UniformSphere(Ensemble):
         self._Pperp = np.eye(d) - self._P
 
     # -- properties --------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._B.shape[0]
-
-    @property
-    def intrinsic_dim(self) -> int:
-        """m: the sphere is ``S^{m-1}`` in an m-dimensional subspace."""
-        return self._B.shape[1]
-
-    @property
-    def radius(self) -> float:
-        return self._R
-
-    @property
-    def basis(self) -> np.ndarray:
-        return self._B.copy()
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self._mu.copy()
+    # dim, intrinsic_dim = m (the sphere is S^{m-1}), basis, mean: SubspaceEnsemble
+    radius = stored("_R", "The radius R of the sphere.")
 
     @property
     def covariance(self) -> np.ndarray:
