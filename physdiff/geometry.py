@@ -51,7 +51,10 @@ below the self-consistent root ``t_i = t_{c,i}(t_i)``:
 for ``g = 0`` this is ``t*_i = s_i^2/(2 ln n)``. Both gates order the directions the same
 way (``t_i`` increases with ``s_i``: high variance lost first), ``g = 1`` compresses the
 spread towards ``t_{c0}``. A qualitative model: it ignores that all directions share one
-posterior over training points (see the comparison in the tests and the docs page).
+posterior over training points. It is kept as the paper's model; the exact empirical score
+refutes it (tests/test_lost_dimensions.py, the paper's data d = 30, stds 1 / 0.3 / 0.01,
+n = 1000: ``delta_measured / t_i`` = 0.69 / 0.80 / 0.81 on Gaussian data, which it also
+orders the wrong way round, and 6.3 / 82 / 7e4 on unit-norm data).
 
 (b) ``"effective-sample-size"``, derived from the exact empirical score. For ``y`` drawn
 around training point ``nu`` (``y ~ P^e``), the posterior weight of ``nu`` against the
@@ -74,6 +77,15 @@ is lost where ``V_i^pop/delta * (1 - 1/n_eff) = level``, which for Gaussian data
 ``s_i^2/(s_i^2 + delta) (1 - 1/n_eff) = level``: the low-variance directions are lost first
 (at larger delta), the opposite of (a)'s ordering. For norm-normalised data with unequal
 stds ``I`` and ``V^pop`` come from a reference sample (:func:`manifold_population`).
+
+(b) is the library's prediction, derived step by step in ``theory/geometry.py``
+(docs/theory.md section 4). Its one approximation is the annealing: the bulk's log mean
+weight and ``sum w^2`` are replaced by their typical values. At the threshold the bulk holds
+``(n - 1) e^{-I} ~ 1`` effective points, where the quenched log mean lies below the annealed
+one, so the point a query came from keeps more weight than ``1/n_eff``: a direction the
+weights ignore keeps exactly ``1 - E[sum w^2]`` of its variance, which falls to 1/2 at a
+noise 0.1-0.2 higher in ``log delta`` than (b) says; the informative directions agree within
+0.04 (tests/test_lost_dimensions.py, the paper's data, Gaussian and unit-norm).
 
 The measurement (:func:`retained_variance`) runs the same estimator on any score model:
 the exact empirical score (posterior weights, Rao-Blackwellised), an exact ensemble
