@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from ._validate import as_points, delta_for_batch, finite_array, integer
-from .ensembles.base import ScoreModel
+from .ensembles.base import ScoreModel, stored
 from .ensembles.mixture import GaussianMixture, _softmax
 from .ensembles.mixture import _logsumexp as _lse
 from .errors import InputError, NotSupportedError, ShapeError
@@ -272,26 +272,14 @@ class MixtureClasses(ClassConditional):
         w = mixture.weights
         self._weights = np.array([w[m].sum() for m in self._members])
 
-    @property
-    def mixture(self) -> GaussianMixture:
-        return self._mixture
-
-    @property
-    def labels(self) -> np.ndarray:
-        """The class of each component, ``(K,)``."""
-        return self._labels.copy()
+    mixture = stored("_mixture", "The mixture whose components the classes group.")
+    labels = stored("_labels", "The class of each component, ``(K,)`` (a copy).", copy=True)
+    unconditional = stored("_mixture", "The unconditional model: the mixture itself.")
+    class_weights = stored("_weights", "``P(C = c)``, the summed component weights.", copy=True)
 
     @property
     def n_classes(self) -> int:
         return len(self._members)
-
-    @property
-    def unconditional(self) -> GaussianMixture:
-        return self._mixture
-
-    @property
-    def class_weights(self) -> np.ndarray:
-        return self._weights.copy()
 
     def _sub(self, idx: np.ndarray, what: str) -> GaussianMixture:
         w = self._mixture.weights[idx]
@@ -390,21 +378,10 @@ class NetworkClasses(ClassConditional):
         self._cache: dict[int, ScoreModel] = {}
         self._weights = _class_weights(class_weights, self._n)
 
-    @property
-    def network(self) -> Any:
-        return self._net
-
-    @property
-    def n_classes(self) -> int:
-        return self._n
-
-    @property
-    def unconditional(self) -> ScoreModel:
-        return self._uncond
-
-    @property
-    def class_weights(self) -> np.ndarray | None:
-        return None if self._weights is None else self._weights.copy()
+    network = stored("_net", "The class-conditional network.")
+    n_classes = stored("_n", "Number of classes C (the network's ``n_classes``).")
+    unconditional = stored("_uncond", "The null label's model.")
+    class_weights = stored("_weights", "``P(C = c)`` when given (``None`` otherwise).", copy=True)
 
     def class_model(self, label: int) -> ScoreModel:
         c = self.check_label(label)
@@ -456,17 +433,12 @@ class ModelClasses(ClassConditional):
         self._weights = _class_weights(class_weights, len(models))
         self._posterior = posterior
 
+    unconditional = stored("_u", "The unconditional model.")
+    class_weights = stored("_weights", "``P(C = c)`` when given (``None`` otherwise).", copy=True)
+
     @property
     def n_classes(self) -> int:
         return len(self._models)
-
-    @property
-    def unconditional(self) -> ScoreModel:
-        return self._u
-
-    @property
-    def class_weights(self) -> np.ndarray | None:
-        return None if self._weights is None else self._weights.copy()
 
     def class_model(self, label: int) -> ScoreModel:
         return self._models[self.check_label(label)]
