@@ -344,20 +344,31 @@ def _sample_union(model, n, delta, rng, partition):
     return y, lab
 
 
+def _mc_over_deltas(model, deltas, n, rng, partition, value) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo mean and standard error of ``value(y, delta, partition)`` (one number per
+    draw) at each noise level, ``y`` drawn from the noised data conditioned on the
+    partition's classes (``n`` draws per level)."""
+    partition = _check_partition(model, partition)
+    dl = positive_grid(deltas, "deltas")
+    n = integer(n, "n", 2, 10**9)
+    mean, se = np.empty(dl.size), np.empty(dl.size)
+    for i, d in enumerate(dl):
+        y, _ = _sample_union(model, n, float(d), rng, partition)
+        v = value(y, float(d), partition)
+        mean[i], se[i] = v.mean(), v.std(ddof=1) / math.sqrt(n)
+    return mean, se
+
+
 def conditional_entropy_mc(
     model: GaussianMixture, deltas, n: int, rng: np.random.Generator, partition=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo ``H(C | y)`` at each noise level with its standard error (``y`` drawn
     from the noised data, conditioned on the partition's classes)."""
-    partition = _check_partition(model, partition)
-    dl = positive_grid(deltas, "deltas")
-    n = integer(n, "n", 2, 10**9)
-    h, se = np.empty(dl.size), np.empty(dl.size)
-    for i, d in enumerate(dl):
-        y, _ = _sample_union(model, n, float(d), rng, partition)
-        v = entropy(_group_post(model, y, float(d), partition))
-        h[i], se[i] = v.mean(), v.std(ddof=1) / math.sqrt(n)
-    return h, se
+
+    def value(y, d, part):
+        return entropy(_group_post(model, y, d, part))
+
+    return _mc_over_deltas(model, deltas, n, rng, partition, value)
 
 
 def entropy_rate_score_gap(
@@ -365,15 +376,11 @@ def entropy_rate_score_gap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo of the score-gap identity ``dH/d delta = 1/2 E|s(y|c) - s(y)|^2``,
     with standard errors."""
-    partition = _check_partition(model, partition)
-    dl = positive_grid(deltas, "deltas")
-    n = integer(n, "n", 2, 10**9)
-    r, se = np.empty(dl.size), np.empty(dl.size)
-    for i, d in enumerate(dl):
-        y, _ = _sample_union(model, n, float(d), rng, partition)
-        v = 0.5 * _score_gap_sq(model, y, float(d), partition)
-        r[i], se[i] = v.mean(), v.std(ddof=1) / math.sqrt(n)
-    return r, se
+
+    def value(y, d, part):
+        return 0.5 * _score_gap_sq(model, y, d, part)
+
+    return _mc_over_deltas(model, deltas, n, rng, partition, value)
 
 
 def entropy_rate_finite_difference(
