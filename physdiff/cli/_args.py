@@ -35,10 +35,14 @@ __all__ = [
     "bounded",
     "floats",
     "dimension",
+    "add_command",
+    "option",
+    "pick",
     "add_process",
     "add_seed",
     "add_steps",
     "add_json",
+    "add_dpi",
     "add_spectrum",
     "process_names",
     "usage",
@@ -142,6 +146,31 @@ def floats(value: str) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------
+# a command and its options
+# ---------------------------------------------------------------------------------------
+def add_command(
+    subparsers, name: str, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of ``physdiff NAME``: ``help`` is its line in ``physdiff --help``,
+    ``description`` and ``epilog`` frame its flags in ``physdiff NAME --help``. A command
+    module's ``register(subparsers)`` calls this once and adds its own flags."""
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog)
+
+
+def option(parser, flag: str, metavar: str | None, help: str, type=number, **kw) -> None:
+    """``flag VALUE``: an option taking a value (a finite float unless ``type`` says
+    otherwise); ``kw`` goes to ``add_argument`` (``default``, ``nargs``, ``required``,
+    ``choices``, ``dest``)."""
+    parser.add_argument(flag, type=type, metavar=metavar, help=help, **kw)
+
+
+def pick(args, *names: str) -> dict:
+    """``{name: args.name}`` for the flags a command passes on unchanged to the library
+    function of the same keyword arguments."""
+    return {name: getattr(args, name) for name in names}
+
+
+# ---------------------------------------------------------------------------------------
 # the flags several commands share (one spelling each)
 # ---------------------------------------------------------------------------------------
 def add_process(parser, default: str, what: str) -> None:
@@ -170,6 +199,13 @@ def add_steps(parser, default: int, what: str) -> None:
 def add_json(parser, what: str = "print the result as JSON (the physdiff envelope)") -> None:
     """``--json``: the strict-JSON envelope of :func:`envelope` instead of the table."""
     parser.add_argument("--json", action="store_true", help=what)
+
+
+def add_dpi(parser, default: int) -> None:
+    """``--dpi DPI``: the PNG resolution, an integer in [10, 2400]."""
+    parser.add_argument(
+        "--dpi", type=bounded(10, 2400), default=default, help=f"PNG resolution (default {default})"
+    )
 
 
 def add_spectrum(parser) -> None:

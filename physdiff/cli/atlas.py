@@ -10,34 +10,35 @@ from __future__ import annotations
 import sys
 
 from . import figures
-from ._args import UsageError, bounded
+from ._args import UsageError, add_command, add_dpi, option
 
 NAME = "atlas"
 HELP = "build the figure gallery (PNG + PDF per figure, index.html, index.md)"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="Render every registered figure (modules of physdiff.figures) into a "
-        "folder, with index.html and index.md. A figure that fails is "
-        "reported; the others are still built and the exit status is 1.",
+        HELP,
+        "Render every registered figure (modules of physdiff.figures) into a folder, with "
+        "index.html and index.md. A figure that fails is reported; the others are still "
+        "built and the exit status is 1.",
     )
-    p.add_argument("--out", metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="build only these figures")
-    p.add_argument(
+    option(p, "--out", "DIR", "output folder (created if missing)", type=None)
+    option(p, "--only", "NAME", "build only these figures", type=None, nargs="+")
+    option(
+        p,
         "--format",
+        "FMT",
+        "file formats: png, pdf, svg (default: png pdf)",
+        type=None,
         nargs="+",
         dest="formats",
         default=["png", "pdf"],
         choices=["png", "pdf", "svg"],
-        metavar="FMT",
-        help="file formats: png, pdf, svg (default: png pdf)",
     )
-    p.add_argument(
-        "--dpi", type=bounded(10, 2400), default=150, help="PNG resolution (default 150)"
-    )
+    add_dpi(p, 150)
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

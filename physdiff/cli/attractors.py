@@ -15,18 +15,8 @@ the weights).
 from __future__ import annotations
 
 from ..examples import POINT_SETS
-from ._args import (
-    UsageError,
-    add_json,
-    add_process,
-    add_seed,
-    add_steps,
-    bounded,
-    choice,
-    emit,
-    integer,
-    number,
-)
+from . import _args as A
+from ._args import UsageError, bounded, choice, emit, integer, option
 
 NAME = "attractors"
 FLAGS = {"dim": "--d"}
@@ -35,55 +25,57 @@ ARCHES = ("mlp", "unet")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="Run n probability-flow (Heun) trajectories in one batch down to the "
-        "noise level --delta-end, refine their end points with the iterated denoiser, "
-        "deduplicate them into attractors, test each attractor's stability (score "
-        "Jacobian) and classify the end points against the training set: memorised "
-        "(a training point within c_m s), spurious (not memorised, but at least "
-        "min_neighbours other end points within c_s s) or generalised; s is the training "
-        "set's median nearest-neighbour spacing (docs/theory.md section 5). The model is "
-        "the exact empirical score of a named training set (--ensemble), which only "
-        "memorises, or a trained network (--checkpoint).",
-        epilog="Ensembles: circle (K equally spaced points on the unit circle, d = 2), "
-        "gaussian-points (K points drawn from N(0, I_d) with --seed), digits (K of the "
-        "1438 standardised 8x8 training digits, a permutation drawn with --seed). A "
-        "checkpoint of physdiff.nn.train needs --arch and --d; its training set, for the "
+        HELP,
+        "Run n probability-flow (Heun) trajectories in one batch down to the noise level "
+        "--delta-end, refine their end points with the iterated denoiser, deduplicate them "
+        "into attractors, test each attractor's stability (score Jacobian) and classify the "
+        "end points against the training set: memorised (a training point within c_m s), "
+        "spurious (not memorised, but at least min_neighbours other end points within c_s "
+        "s) or generalised; s is the training set's median nearest-neighbour spacing "
+        "(docs/theory.md section 5). The model is the exact empirical score of a named "
+        "training set (--ensemble), which only memorises, or a trained network "
+        "(--checkpoint).",
+        "Ensembles: circle (K equally spaced points on the unit circle, d = 2), "
+        "gaussian-points (K points drawn from N(0, I_d) with --seed), digits (K of the 1438 "
+        "standardised 8x8 training digits, a permutation drawn with --seed). A checkpoint "
+        "of physdiff.nn.train needs --arch and --d; its training set, for the "
         "classification, comes from --train FILE.npy or --ensemble. Examples: physdiff "
         "attractors --ensemble circle --k 12; physdiff attractors --checkpoint runs/net "
         "--arch mlp --d 2 --train points.npy --json.",
     )
     src = p.add_argument_group("model and training set")
-    src.add_argument(
+    option(
+        src,
         "--ensemble",
+        "NAME",
+        f"a named training set ({', '.join(POINT_SETS)}); without --checkpoint its exact "
+        "empirical score is the model",
         type=choice(POINT_SETS, "ensemble"),
-        metavar="NAME",
-        help=f"a named training set ({', '.join(POINT_SETS)}); without --checkpoint its "
-        "exact empirical score is the model",
     )
-    src.add_argument("--k", type=integer, metavar="K", help="number of training points (>= 2)")
-    src.add_argument(
+    option(src, "--k", "K", "number of training points (>= 2)", type=integer)
+    option(
+        src,
         "--d",
+        "D",
+        "data dimension: of gaussian-points (default 2), of the network (required with "
+        "--checkpoint)",
         type=integer,
-        metavar="D",
-        help="data dimension: of gaussian-points (default 2), of the network (required "
-        "with --checkpoint)",
     )
-    add_seed(src, "seed of the data and the sampler")
-    src.add_argument(
-        "--checkpoint", metavar="PATH", help="a physdiff.nn checkpoint file or its folder"
-    )
+    A.add_seed(src, "seed of the data and the sampler")
+    option(src, "--checkpoint", "PATH", "a physdiff.nn checkpoint file or its folder", type=None)
     src.add_argument("--arch", type=choice(ARCHES, "architecture"), help="mlp or unet")
-    src.add_argument(
-        "--image-shape", metavar="C,H,W", help="image shape of a unet (default 1,H,W, H*W = --d)"
+    option(
+        src, "--image-shape", "C,H,W", "image shape of a unet (default 1,H,W, H*W = --d)", type=None
     )
-    src.add_argument(
+    option(
+        src,
         "--base-channels",
+        "C",
+        "unet base channels (default: read from the checkpoint)",
         type=integer,
-        metavar="C",
-        help="unet base channels (default: read from the checkpoint)",
     )
     src.add_argument(
         "--parametrisation",
@@ -91,78 +83,65 @@ def register(subparsers) -> None:
         choices=["edm", "eps", "x0", "score"],
         help="the network's denoiser parametrisation (edm)",
     )
-    src.add_argument(
-        "--sigma-data", type=number, default=1.0, metavar="S", help="the network's sigma_data (1)"
-    )
-    src.add_argument(
-        "--train", metavar="FILE", help="training set of the network: .npy array (K, d)"
-    )
+    option(src, "--sigma-data", "S", "the network's sigma_data (1)", default=1.0)
+    option(src, "--train", "FILE", "training set of the network: .npy array (K, d)", type=None)
     src.add_argument(
         "--device", default="cpu", help="torch device of the network (cpu, cuda, auto; cpu)"
     )
     run_ = p.add_argument_group("search and classification")
-    run_.add_argument(
-        "--n", type=bounded(1, 10**6), default=512, metavar="N", help="trajectories (512)"
-    )
-    add_process(
+    option(run_, "--n", "N", "trajectories (512)", type=bounded(1, 10**6), default=512)
+    A.add_process(
         run_,
         "edm",
         "the process of the sampler (edm: its smallest noise, sigma = 0.002, resolves the "
         "closest memories)",
     )
-    add_steps(run_, 60, "Heun steps")
-    run_.add_argument(
+    A.add_steps(run_, 60, "Heun steps")
+    option(
+        run_,
         "--delta-end",
-        type=number,
-        metavar="D",
-        help="final noise level of the sampler and of the refinement (default: (0.05 s)^2, "
-        "at least the process's smallest)",
+        "D",
+        "final noise level of the sampler and of the refinement (default: (0.05 s)^2, at "
+        "least the process's smallest)",
     )
-    run_.add_argument(
+    option(
+        run_,
         "--max-iter",
+        "M",
+        "at most M denoiser iterations refine each end point; a point stops when its last "
+        "update is below --refine-tol times s, the others are reported as not converged "
+        "(1000; 0: no refinement, the sampler's end points)",
         type=bounded(0, 10**7),
         default=1000,
-        metavar="M",
-        help="at most M denoiser iterations refine each end point; a point stops when its "
-        "last update is below --refine-tol times s, the others are reported as not "
-        "converged (1000; 0: no refinement, the sampler's end points)",
     )
-    run_.add_argument(
+    option(
+        run_,
         "--refine-tol",
-        type=number,
+        "T",
+        "convergence tolerance of the refinement in units of s (1e-8; about 1e-5 for a "
+        "float32 network)",
         default=1e-8,
-        metavar="T",
-        help="convergence tolerance of the refinement in units of s (1e-8; about 1e-5 for "
-        "a float32 network)",
     )
-    run_.add_argument(
-        "--dedup",
-        type=number,
-        default=0.05,
-        metavar="C",
-        help="end points within C s share an attractor (0.05)",
-    )
-    run_.add_argument(
-        "--c-m", type=number, default=0.25, metavar="C", help="memorised within C s (0.25)"
-    )
-    run_.add_argument(
-        "--c-s", type=number, default=0.25, metavar="C", help="spurious cluster radius C s (0.25)"
-    )
-    run_.add_argument(
+    option(run_, "--dedup", "C", "end points within C s share an attractor (0.05)", default=0.05)
+    option(run_, "--c-m", "C", "memorised within C s (0.25)", default=0.25)
+    option(run_, "--c-s", "C", "spurious cluster radius C s (0.25)", default=0.25)
+    option(
+        run_,
         "--min-neighbours",
+        "M",
+        "neighbours that make a cluster spurious (default: the count reached by chance with "
+        "probability below 1%%, from N, K and the training set's intrinsic dimension)",
         type=bounded(1, None),
-        metavar="M",
-        help="neighbours that make a cluster spurious (default: the count reached by chance "
-        "with probability below 1%%, from N, K and the training set's intrinsic dimension)",
     )
-    run_.add_argument(
+    option(
+        run_,
         "--rows",
+        "R",
+        "attractors listed in the table (20)",
         type=bounded(0, 10**6),
         default=20,
-        metavar="R",
-        help="attractors listed in the table (20)",
     )
-    add_json(p)
+    A.add_json(p)
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,9 +178,7 @@ def _check(args) -> None:
 def _load_train(path: str, dim: int):
     import numpy as np
 
-    from ._args import read_array
-
-    arr = read_array(path, "--train", text=False)
+    arr = A.read_array(path, "--train", text=False)
     if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 2:
         raise UsageError(
             f"argument --train: expected shape (K, {dim}) with K >= 2; got {arr.shape} in {path!r}"
@@ -271,16 +248,8 @@ def run(args) -> int:
             model,
             train,
             n=args.n,
-            seed=args.seed,
-            process=args.process,
-            steps=args.steps,
-            delta_end=args.delta_end,
-            dedup=args.dedup,
-            c_m=args.c_m,
-            c_s=args.c_s,
-            min_neighbours=args.min_neighbours,
-            max_iter=args.max_iter,
-            refine_tol=args.refine_tol,
+            **A.pick(args, "seed", "process", "steps", "delta_end", "dedup", "c_m", "c_s"),
+            **A.pick(args, "min_neighbours", "max_iter", "refine_tol"),
         )
     except InputError as exc:  # e.g. --delta-end outside the process's range
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 
-from ._args import UsageError, add_json, add_process, add_spectrum, cell, emit, number, read_array
+from . import _args as A
+from ._args import UsageError, cell, emit, option
 
 NAME = "collapse"
 HELP = "memorisation collapse time t_C of n training points, for a covariance spectrum"
@@ -21,50 +22,45 @@ FLAGS = {"spectrum": "--spectrum-file"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="The random-energy-model collapse of the exact empirical score "
-        "(docs/theory.md section 3; Biroli et al. 2024): with n = e^{alpha_n d} training "
-        "points the posterior over them condenses where the Gaussian mutual information "
-        "per dimension reaches alpha_n, i.e. where log n = sum_i 1/2 log(1 + "
-        "lambda_i/delta) (normal directions, lambda = 0, drop out). For each --n (or "
-        "--log-n, its natural log, for n beyond a float) it gives alpha_n, the collapse "
-        "noise-to-signal variance delta_C, t_C in --process, its OU time and DDPM steps "
-        "(floor, nearest, ceil) when in range, the small- and large-alpha_n asymptotics, "
-        "and the inputs of the excess-entropy formula f = alpha_n - I(delta)/d. Give the "
-        "spectrum as --d with --variance (isotropic), plus --top-eigenvalue (one spiked "
-        "direction) or --intrinsic-dim (a linear manifold), or as --spectrum-file.",
-        epilog="Examples: physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json; "
+        HELP,
+        "The random-energy-model collapse of the exact empirical score (docs/theory.md "
+        "section 3; Biroli et al. 2024): with n = e^{alpha_n d} training points the "
+        "posterior over them condenses where the Gaussian mutual information per dimension "
+        "reaches alpha_n, i.e. where log n = sum_i 1/2 log(1 + lambda_i/delta) (normal "
+        "directions, lambda = 0, drop out). For each --n (or --log-n, its natural log, for "
+        "n beyond a float) it gives alpha_n, the collapse noise-to-signal variance delta_C, "
+        "t_C in --process, its OU time and DDPM steps (floor, nearest, ceil) when in range, "
+        "the small- and large-alpha_n asymptotics, and the inputs of the excess-entropy "
+        "formula f = alpha_n - I(delta)/d. Give the spectrum as --d with --variance "
+        "(isotropic), plus --top-eigenvalue (one spiked direction) or --intrinsic-dim (a "
+        "linear manifold), or as --spectrum-file.",
+        "Examples: physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json; "
         "physdiff collapse --d 784 --intrinsic-dim 12 --n 6e4 --process ddpm; physdiff "
         "collapse --spectrum-file eig.npy --n 1e4 1e5 --t 0.5 1.0. The criterion is the "
         "large-d limit of the excess entropy; at finite d the measured crossover is smooth "
         "(see docs/memorization.md).",
     )
-    add_spectrum(p)
+    A.add_spectrum(p)
     n = p.add_mutually_exclusive_group(required=True)
-    n.add_argument(
-        "--n",
-        nargs="+",
-        type=number,
-        metavar="N",
-        help="number(s) of training points (>= 2; 2e4 is accepted)",
-    )
-    n.add_argument(
+    option(n, "--n", "N", "number(s) of training points (>= 2; 2e4 is accepted)", nargs="+")
+    option(
+        n,
         "--log-n",
+        "LOG_N",
+        "natural log of the number(s) of training points instead (>= log 2), for n beyond "
+        "a float (e^709.78): e.g. --log-n 1000",
         nargs="+",
-        type=number,
-        metavar="LOG_N",
-        help="natural log of the number(s) of training points instead (>= log 2), for n "
-        "beyond a float (e^709.78): e.g. --log-n 1000",
     )
-    add_process(p, "ou", "process for the time column")
-    p.add_argument(
+    A.add_process(p, "ou", "process for the time column")
+    option(
+        p,
         "--t",
+        "T",
+        "also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
         nargs="+",
-        type=number,
-        metavar="T",
-        help="also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
     )
     fs = p.add_argument_group(
         "finite size",
@@ -77,22 +73,21 @@ def register(subparsers) -> None:
         help="also the finite-size collapse: where E[d f^e] crosses --level nats, beside "
         "the large-d delta_C, with the curve E[d f^e](delta)",
     )
-    fs.add_argument(
+    option(
+        fs,
         "--level",
-        type=number,
-        metavar="L",
-        help="with --finite-size: the level in nats, in (0, log n) (default log 2, the level "
-        "the validation reads)",
+        "L",
+        "with --finite-size: the level in nats, in (0, log n) (default log 2, the level the "
+        "validation reads)",
     )
-    fs.add_argument(
+    option(
+        fs,
         "--curve",
+        "DELTA",
+        "with --finite-size: noise levels of the curve (default: 13 from delta_C/6 to 3 delta_C)",
         nargs="+",
-        type=number,
-        metavar="DELTA",
-        help="with --finite-size: noise levels of the curve (default: 13 from delta_C/6 to "
-        "3 delta_C)",
     )
-    add_json(p)
+    A.add_json(p)
 
 
 def spectrum_args(args) -> dict:
@@ -100,7 +95,7 @@ def spectrum_args(args) -> dict:
     arguments of :func:`physdiff.memorization.model_spectrum` (the file read here)."""
     spectrum = None
     if args.spectrum_file is not None:
-        spectrum = read_array(args.spectrum_file, "--spectrum-file")
+        spectrum = A.read_array(args.spectrum_file, "--spectrum-file")
     return {
         "d": args.d,
         "variance": args.variance,

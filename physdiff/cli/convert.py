@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from ._args import UsageError, add_json, cell, emit, number, process_name, process_names
+from . import _args as A
+from ._args import UsageError, cell, emit, option, process_name
 
 NAME = "convert"
 HELP = "convert a noise-to-signal variance, a time or a DDPM step between processes"
@@ -19,42 +20,32 @@ def _target(value: str) -> str:
 
 
 def register(subparsers) -> None:
-    names = ", ".join(process_names())
-    p = subparsers.add_parser(
+    names = ", ".join(A.process_names())
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="Convert one point of the noise schedule between processes. Give "
-        "exactly one of --delta, --t with --from, or --step. Every process "
-        "is compared through Delta = sigma^2/alpha^2 = 1/SNR.",
-        epilog=f"Processes: {names}. Example: physdiff convert --delta 1 --to ddpm --json",
+        HELP,
+        "Convert one point of the noise schedule between processes. Give exactly one of "
+        "--delta, --t with --from, or --step. Every process is compared through Delta = "
+        "sigma^2/alpha^2 = 1/SNR.",
+        f"Processes: {names}. Example: physdiff convert --delta 1 --to ddpm --json",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--delta",
-        type=number,
-        metavar="D",
-        help="noise-to-signal variance Delta = sigma^2/alpha^2 (> 0)",
-    )
-    src.add_argument("--t", type=number, metavar="T", help="a time of the process named by --from")
-    src.add_argument(
-        "--step", type=number, metavar="K", help="an integer DDPM step (same as --t K --from ddpm)"
-    )
-    p.add_argument(
-        "--from",
-        dest="from_",
-        type=process_name,
-        metavar="PROC",
-        help=f"the process --t belongs to ({names})",
-    )
-    p.add_argument(
+    option(src, "--delta", "D", "noise-to-signal variance Delta = sigma^2/alpha^2 (> 0)")
+    option(src, "--t", "T", "a time of the process named by --from")
+    option(src, "--step", "K", "an integer DDPM step (same as --t K --from ddpm)")
+    belongs = f"the process --t belongs to ({names})"
+    option(p, "--from", "PROC", belongs, type=process_name, dest="from_")
+    option(
+        p,
         "--to",
-        nargs="+",
+        "PROC",
+        "target process(es), or 'all' (default)",
         type=_target,
+        nargs="+",
         default=["all"],
-        metavar="PROC",
-        help="target process(es), or 'all' (default)",
     )
-    add_json(p)
+    A.add_json(p)
 
 
 def run(args) -> int:
@@ -72,10 +63,9 @@ def table(res: dict) -> str:
     src = res["source"]
     if "delta" in src:
         head = f"delta = {src['delta']:.6g}"
-    elif "step" in src:
-        head = f"DDPM step {src['step']}: delta = {res['delta']:.6g}"
-    else:
-        head = f"t = {src['t']:.6g} in {src['from']}: delta = {res['delta']:.6g}"
+    else:  # a DDPM step, or a time of the process --from
+        at = f"DDPM step {src['step']}" if "step" in src else f"t = {src['t']:.6g} in {src['from']}"
+        head = f"{at}: delta = {res['delta']:.6g}"
     ls = res["log_snr"]
     lines = [
         f"{head}   log-SNR = {'+inf' if ls is None else f'{ls + 0.0:.6g}'}   "

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from ._args import add_json, add_process, cell, choice, emit, number, read_array
+from . import _args as A
+from ._args import cell, choice, emit, option
 
 NAME = "critical"
 HELP = "critical noise level, time and DDPM step of symmetry breaking, per criterion"
@@ -16,47 +17,44 @@ FLAGS = {"spectrum": "--spectrum-file"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="The critical point of symmetry breaking (docs/theory.md section 2) under "
-        "every criterion: (a) log-density, (b) the raw SDE drift of --process, and Biroli's "
+        HELP,
+        "The critical point of symmetry breaking (docs/theory.md section 2) under every "
+        "criterion: (a) log-density, (b) the raw SDE drift of --process, and Biroli's "
         "speciation. Each row gives the critical noise-to-signal variance Delta, its time "
         "in --process, its OU time and its DDPM step. Give exactly one data source: "
         "--ensemble (with --m, and --variance for a mixture), --top-eigenvalue or "
         "--spectrum-file. A criterion that does not apply (no symmetry to break, no SDE "
         "drift) is reported with its reason, not as an error.",
-        epilog="Examples: physdiff critical --ensemble two-deltas --m 1 --process ddpm --json; "
-        "physdiff critical --top-eigenvalue 7.66 --process ou; physdiff critical "
-        "--ensemble mixture --m 2 --variance 0.3 --process vp-linear. Criteria (a) and (b) "
-        "take a top eigenvalue as the posterior covariance at the centre, held constant "
-        "(exact for two deltas); the mixture is solved by numerical continuation.",
+        "Examples: physdiff critical --ensemble two-deltas --m 1 --process ddpm --json; "
+        "physdiff critical --top-eigenvalue 7.66 --process ou; physdiff critical --ensemble "
+        "mixture --m 2 --variance 0.3 --process vp-linear. Criteria (a) and (b) take a top "
+        "eigenvalue as the posterior covariance at the centre, held constant (exact for two "
+        "deltas); the mixture is solved by numerical continuation.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument(
+    option(
+        src,
         "--ensemble",
+        "NAME",
+        "two-deltas (point masses at +-m, closed forms) or mixture (N(+-m, variance), 1-D, "
+        "numerical continuation)",
         type=choice(("two-deltas", "mixture"), "ensemble"),
-        metavar="NAME",
-        help="two-deltas (point masses at +-m, closed forms) or mixture "
-        "(N(+-m, variance), 1-D, numerical continuation)",
     )
-    src.add_argument(
-        "--top-eigenvalue",
-        type=number,
-        metavar="L",
-        help="top eigenvalue of the data covariance (>= 0)",
-    )
-    src.add_argument(
+    option(src, "--top-eigenvalue", "L", "top eigenvalue of the data covariance (>= 0)")
+    option(
+        src,
         "--spectrum-file",
-        metavar="F",
-        help="a covariance spectrum: .npy array or text file of eigenvalues (all >= 0)",
+        "F",
+        "a covariance spectrum: .npy array or text file of eigenvalues (all >= 0)",
+        type=None,
     )
-    p.add_argument("--m", type=number, metavar="M", help="half-distance |m| of the two classes (1)")
-    p.add_argument(
-        "--variance", type=number, metavar="S2", help="variance of each mixture component"
-    )
-    add_process(p, "ou", "process for criterion (b) and the time column")
-    add_json(p)
+    option(p, "--m", "M", "half-distance |m| of the two classes (1)")
+    option(p, "--variance", "S2", "variance of each mixture component")
+    A.add_process(p, "ou", "process for criterion (b) and the time column")
+    A.add_json(p)
 
 
 def run(args) -> int:
@@ -64,7 +62,7 @@ def run(args) -> int:
 
     spectrum = None
     if args.spectrum_file is not None:
-        spectrum = read_array(args.spectrum_file, "--spectrum-file")
+        spectrum = A.read_array(args.spectrum_file, "--spectrum-file")
     res = critical_table(
         ensemble=args.ensemble,
         m=args.m,

@@ -8,81 +8,75 @@ every peak (:func:`physdiff.entropy_profile.entropy_profile`).
 
 from __future__ import annotations
 
-from ._args import add_json, add_process, emit, floats, integer, number, process_names, write_json
+from . import _args as A
+from ._args import emit, floats, integer, option
 
 NAME = "entropy"
 HELP = "class-decision entropy and entropy-rate profiles of a 1-D mixture, every peak"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="The conditional entropy H(G | y) of a decision between the classes "
-        "(components) of a 1-D Gaussian mixture, y = x0 + sqrt(delta) z, and its rate, "
-        "by Gauss-Hermite quadrature at --levels noise levels spaced geometrically in delta; "
-        "every local maximum of the rate in the process's time, dH/dt, and of the "
-        "schedule-free rate dH/d log delta, each reported in delta, in the process's time "
-        "and, for ddpm, as a step (docs/theory.md section 6; Handke et al. 2025). A decision "
-        "between a subset of the classes is conditional on the class lying in it.",
-        epilog="Decisions: all (the K-way decision, default), pairwise:a,b, one-vs-rest:k, "
+        HELP,
+        "The conditional entropy H(G | y) of a decision between the classes (components) "
+        "of a 1-D Gaussian mixture, y = x0 + sqrt(delta) z, and its rate, by Gauss-Hermite "
+        "quadrature at --levels noise levels spaced geometrically in delta; every local "
+        "maximum of the rate in the process's time, dH/dt, and of the schedule-free rate "
+        "dH/d log delta, each reported in delta, in the process's time and, for ddpm, as a "
+        "step (docs/theory.md section 6; Handke et al. 2025). A decision between a subset "
+        "of the classes is conditional on the class lying in it.",
+        "Decisions: all (the K-way decision, default), pairwise:a,b, one-vs-rest:k, "
         "coarse:0,1/2,3 (groups separated by '/'). Classes are numbered by --means, from 0. "
-        f"Processes: {', '.join(process_names())}. Write --means=-8,-4,6,8 (with '=') when "
-        "the first mean is negative. Example: physdiff entropy --means=-8,-4,6,8 --process "
-        "ddpm --json.",
+        f"Processes: {', '.join(A.process_names())}. Write --means=-8,-4,6,8 (with '=') "
+        "when the first mean is negative. Example: physdiff entropy --means=-8,-4,6,8 "
+        "--process ddpm --json.",
     )
-    p.add_argument(
-        "--means", type=floats, required=True, metavar="M1,M2,...", help="the means (K >= 2)"
-    )
-    p.add_argument(
+    option(p, "--means", "M1,M2,...", "the means (K >= 2)", type=floats, required=True)
+    option(
+        p,
         "--stds",
+        "S[,S2,...]",
+        "standard deviations: one for all or one per component, >= 0 (0: a point mass; default 1)",
         type=floats,
         default=[1.0],
-        metavar="S[,S2,...]",
-        help="standard deviations: one for all or one per component, >= 0 (0: a point "
-        "mass; default 1)",
     )
-    p.add_argument(
+    option(
+        p,
         "--weights",
+        "W1,W2,...",
+        "component weights, > 0, renormalised to sum to one (default equal)",
         type=floats,
-        metavar="W1,W2,...",
-        help="component weights, > 0, renormalised to sum to one (default equal)",
     )
-    add_process(p, "ddpm", "the process whose time the peaks are reported in")
-    p.add_argument(
+    A.add_process(p, "ddpm", "the process whose time the peaks are reported in")
+    option(
+        p,
         "--partition",
+        "SPEC",
+        "the decision: all, pairwise:a,b, one-vs-rest:k or coarse:0,1/2,3 (all)",
+        type=None,
         default="all",
-        metavar="SPEC",
-        help="the decision: all, pairwise:a,b, one-vs-rest:k or coarse:0,1/2,3 (all)",
     )
-    p.add_argument("--levels", type=integer, default=1000, metavar="L", help="noise levels (1000)")
-    p.add_argument(
+    option(p, "--levels", "L", "noise levels (1000)", type=integer, default=1000)
+    option(
+        p,
         "--delta-min",
-        type=number,
-        metavar="D",
-        help="smallest noise level (default: the process's smallest, at least 1e-4)",
+        "D",
+        "smallest noise level (default: the process's smallest, at least 1e-4)",
     )
-    p.add_argument(
-        "--delta-max",
-        type=number,
-        metavar="D",
-        help="largest noise level (default: the process's largest)",
-    )
-    p.add_argument(
-        "--order", type=integer, default=200, metavar="N", help="Gauss-Hermite order (200)"
-    )
-    p.add_argument(
+    option(p, "--delta-max", "D", "largest noise level (default: the process's largest)")
+    option(p, "--order", "N", "Gauss-Hermite order (200)", type=integer, default=200)
+    option(
+        p,
         "--rel-height",
-        type=number,
+        "R",
+        "report maxima at least R times the rate's range above its minimum (1e-6; 0: all, "
+        "rounding noise included)",
         default=1e-6,
-        metavar="R",
-        help="report maxima at least R times the rate's range above its minimum (1e-6; "
-        "0: all, rounding noise included)",
     )
-    p.add_argument(
-        "--out", metavar="FILE", help="write the full profile as JSON to FILE (atomically)"
-    )
-    add_json(p)
+    option(p, "--out", "FILE", "write the full profile as JSON to FILE (atomically)", type=None)
+    A.add_json(p)
 
 
 def run(args) -> int:
@@ -96,11 +90,7 @@ def run(args) -> int:
         model,
         args.process,
         part,
-        levels=args.levels,
-        delta_min=args.delta_min,
-        delta_max=args.delta_max,
-        order=args.order,
-        rel_height=args.rel_height,
+        **A.pick(args, "levels", "delta_min", "delta_max", "order", "rel_height"),
     )
     K = model.n_components
     w = [1.0 / K] * K if args.weights is None else [v / sum(args.weights) for v in args.weights]
@@ -126,7 +116,7 @@ def run(args) -> int:
     summary = prof.to_dict()
     res = {**head, **summary}
     if args.out is not None:
-        write_json(args.out, {**head, "summary": summary, "profile": prof.profile})
+        A.write_json(args.out, {**head, "summary": summary, "profile": prof.profile})
         res["out"] = args.out
     return emit(NAME, args, res, table)
 

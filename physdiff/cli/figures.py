@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from ._args import add_json, emit
+from ._args import add_command, add_json, emit
 
 NAME = "list-figures"
 HELP = "list the registered figures"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(NAME, help=HELP, description="The registered figures.")
+    p = add_command(subparsers, NAME, HELP, "The registered figures.")
     add_json(p)
 
 

@@ -9,19 +9,8 @@ from __future__ import annotations
 
 from ..examples import GUIDE_MIXTURES as MIXTURES
 from ..examples import MIXTURES as SPECS
-from ._args import (
-    UsageError,
-    add_json,
-    add_process,
-    add_seed,
-    add_steps,
-    bounded,
-    choice,
-    emit,
-    integer,
-    number,
-    write_output,
-)
+from . import _args as A
+from ._args import UsageError, bounded, choice, emit, integer, option
 
 NAME = "guide"
 HELP = "guided sampling of a named mixture: removed-class share, class KL, quality"
@@ -29,68 +18,61 @@ METHODS = ("cfg", "np", "dng", "dng-exact")  # physdiff.removal.METHODS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="Sample a named Gaussian mixture (exact scores) with a guidance method "
-        "and measure the removal of class --remove (physdiff.metrics.guidance_metrics): "
-        "the share of samples the exact Bayes classifier puts into the class, the smoothed "
-        "KL divergence from the target class distribution over the kept classes to the "
-        "generated one, and the sliced W2 distance to exact samples of the kept classes "
-        "(with the same distance between two exact samples as its floor). Methods: cfg "
-        "(classifier-free guidance toward the class: s + w (s_c - s)), np (negative "
-        "prompting, s - lambda (s_c - s)), dng-exact (dynamic negative guidance with the "
-        "exact posterior: lambda = 1 samples the mixture without the class), dng (tracked "
-        "DNG: the posterior followed along the chain, the method for networks; "
-        "physdiff.negative_guidance.TrackedDNG). Sampler: DDPM ancestral steps.",
-        epilog="Mixtures: "
+        HELP,
+        "Sample a named Gaussian mixture (exact scores) with a guidance method and measure "
+        "the removal of class --remove (physdiff.metrics.guidance_metrics): the share of "
+        "samples the exact Bayes classifier puts into the class, the smoothed KL divergence "
+        "from the target class distribution over the kept classes to the generated one, and "
+        "the sliced W2 distance to exact samples of the kept classes (with the same distance "
+        "between two exact samples as its floor). Methods: cfg (classifier-free guidance "
+        "toward the class: s + w (s_c - s)), np (negative prompting, s - lambda (s_c - s)), "
+        "dng-exact (dynamic negative guidance with the exact posterior: lambda = 1 samples "
+        "the mixture without the class), dng (tracked DNG: the posterior followed along the "
+        "chain, the method for networks; physdiff.negative_guidance.TrackedDNG). Sampler: "
+        "DDPM ancestral steps.",
+        "Mixtures: "
         + "; ".join(f"{k}: {SPECS[k].about}" for k in MIXTURES)
         + ". For cfg the metrics still refer to --remove as 'the removed class': its share "
         "is the share of the class guided toward. Example: physdiff guide --mixture four-1d "
         "--method dng-exact --remove 2 --scale 1 --json.",
     )
-    p.add_argument(
+    option(
+        p,
         "--mixture",
+        "NAME",
+        f"a named mixture ({', '.join(MIXTURES)}; default four-1d)",
         type=choice(MIXTURES, "mixture"),
         default="four-1d",
-        metavar="NAME",
-        help=f"a named mixture ({', '.join(MIXTURES)}; default four-1d)",
     )
-    p.add_argument(
+    option(
+        p,
         "--method",
+        "M",
+        f"guidance method ({', '.join(METHODS)})",
         type=choice(METHODS, "method"),
         required=True,
-        metavar="M",
-        help=f"guidance method ({', '.join(METHODS)})",
     )
-    p.add_argument(
+    option(
+        p,
         "--remove",
+        "K",
+        "the class removed (cfg: the class guided toward)",
         type=integer,
         required=True,
-        metavar="K",
-        help="the class removed (cfg: the class guided toward)",
     )
-    p.add_argument(
-        "--scale", type=number, default=1.0, metavar="S", help="guidance scale, >= 0 (1)"
-    )
-    p.add_argument("--n", type=bounded(2, 10**7), default=2000, metavar="N", help="samples (2000)")
-    add_seed(p, "seed")
-    add_process(p, "ddpm", "the process of the sampler")
-    add_steps(p, 500, "sampler steps")
-    p.add_argument(
-        "--prior",
-        type=number,
-        metavar="P",
-        help="dng: the posterior at the start (default: the class weight)",
-    )
-    p.add_argument("--tau", type=number, default=1.0, metavar="T", help="dng: tau (1)")
-    p.add_argument(
-        "--p-max", type=number, default=0.99, metavar="P", help="dng: the cap of p (0.99)"
-    )
-    p.add_argument(
-        "--out", metavar="FILE", help="write the samples (n, d) to FILE as .npy (atomically)"
-    )
-    add_json(p)
+    option(p, "--scale", "S", "guidance scale, >= 0 (1)", default=1.0)
+    option(p, "--n", "N", "samples (2000)", type=bounded(2, 10**7), default=2000)
+    A.add_seed(p, "seed")
+    A.add_process(p, "ddpm", "the process of the sampler")
+    A.add_steps(p, 500, "sampler steps")
+    option(p, "--prior", "P", "dng: the posterior at the start (default: the class weight)")
+    option(p, "--tau", "T", "dng: tau (1)", default=1.0)
+    option(p, "--p-max", "P", "dng: the cap of p (0.99)", default=0.99)
+    option(p, "--out", "FILE", "write the samples (n, d) to FILE as .npy (atomically)", type=None)
+    A.add_json(p)
 
 
 def _check(args) -> None:
@@ -123,18 +105,13 @@ def run(args) -> int:
         args.remove,
         args.scale,
         n=args.n,
-        seed=args.seed,
-        process=args.process,
-        steps=args.steps,
-        prior=args.prior,
-        tau=args.tau,
-        p_max=args.p_max,
+        **A.pick(args, "seed", "process", "steps", "prior", "tau", "p_max"),
     )
     out = res.to_dict()
     if args.out is not None:
         import numpy as np
 
-        write_output(args.out, lambda fh: np.save(fh, res.x, allow_pickle=False))
+        A.write_output(args.out, lambda fh: np.save(fh, res.x, allow_pickle=False))
         out["out"] = args.out
     return emit(NAME, args, out, table)
 

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from ._args import UsageError, add_json, add_process, add_spectrum, bounded, emit, number
+from . import _args as A
+from ._args import UsageError, bounded, emit, option
 from .collapse import describe, spectrum_args
 
 NAME = "phase-diagram"
@@ -15,10 +16,11 @@ FLAGS = {"spectrum": "--spectrum-file", "log_alpha": "--linear-alpha"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = A.add_command(
+        subparsers,
         NAME,
-        help=HELP,
-        description="The phase diagram in the (alpha_n, t) plane for a covariance spectrum "
+        HELP,
+        "The phase diagram in the (alpha_n, t) plane for a covariance spectrum "
         "(docs/theory.md section 3; Biroli et al. 2024): the speciation line t_S (top "
         "eigenvalue Lambda, delta_S = Lambda - 1; absent when Lambda <= 1) and the collapse "
         "line t_C(alpha_n) split the Brownian, speciated and collapsed regimes. alpha_n = "
@@ -27,39 +29,41 @@ def register(subparsers) -> None:
         "into --out, each atomically; the data hold alphas, times, deltas, t_collapse, "
         "delta_collapse, t_speciation and regime (times x alphas; 0 collapsed, 1 "
         "speciated, 2 Brownian).",
-        epilog="Example: physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 "
-        "--process ou --out DIR. Times are in --process's own clock (DDPM: step index).",
+        "Example: physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 --process "
+        "ou --out DIR. Times are in --process's own clock (DDPM: step index).",
     )
-    add_spectrum(p)
-    add_process(p, "ou", "the time axis")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
+    A.add_spectrum(p)
+    A.add_process(p, "ou", "the time axis")
+    option(p, "--out", "DIR", "output folder (created)", type=None, required=True)
     p.add_argument("--name", default="phase-diagram", help="file stem (default: phase-diagram)")
-    p.add_argument("--alpha-min", type=number, metavar="A", help="smallest alpha_n (default 0.01)")
-    p.add_argument(
-        "--alpha-max",
-        type=number,
-        metavar="A",
-        help="largest alpha_n (default 1; any value: the diagram works in log n = alpha_n m)",
-    )
-    count = bounded(2, 20000)
-    p.add_argument(
-        "--n-alpha", type=count, default=400, metavar="K", help="alpha_n grid size (400)"
+    _axis(
+        p,
+        "alpha",
+        "A",
+        "alpha_n",
+        "smallest alpha_n (default 0.01)",
+        "largest alpha_n (default 1; any value: the diagram works in log n = alpha_n m)",
     )
     p.add_argument(
         "--linear-alpha", action="store_true", help="linear alpha_n grid and axis (default log)"
     )
-    p.add_argument("--t-min", type=number, metavar="T", help="smallest time (default: t_min)")
-    p.add_argument(
-        "--t-max",
-        type=number,
-        metavar="T",
-        help="largest time (default: where delta = 4 max(delta_C, delta_S), in range)",
+    _axis(
+        p,
+        "t",
+        "T",
+        "time",
+        "smallest time (default: t_min)",
+        "largest time (default: where delta = 4 max(delta_C, delta_S), in range)",
     )
-    p.add_argument("--n-t", type=count, default=400, metavar="K", help="time grid size (400)")
-    p.add_argument(
-        "--dpi", type=bounded(10, 2400), default=200, help="PNG resolution (default 200)"
-    )
-    add_json(p, "print a JSON summary of what was written (the physdiff envelope)")
+    A.add_dpi(p, 200)
+    A.add_json(p, "print a JSON summary of what was written (the physdiff envelope)")
+
+
+def _axis(p, name: str, sym: str, what: str, smallest: str, largest: str) -> None:
+    """One axis of the grid: ``--NAME-min``, ``--NAME-max`` and ``--n-NAME`` (its size)."""
+    option(p, f"--{name}-min", sym, smallest)
+    option(p, f"--{name}-max", sym, largest)
+    option(p, f"--n-{name}", "K", f"{what} grid size (400)", type=bounded(2, 20000), default=400)
 
 
 def run(args) -> int:
