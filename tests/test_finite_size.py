@@ -98,7 +98,8 @@ def test_bad_input():
         finite_size_entropy(-1.0, 10, 4)
     with pytest.raises(InputError):
         finite_size_entropy(1.0, 1, 4)
-    with pytest.raises(InputError):
-        finite_size_entropy(1.0, 10, spectrum=[1.0, 2.0])
+    for bad in ([1.0, -2.0], [1.0, float("nan")], [0.0, 0.0]):
+        with pytest.raises((DomainError, InputError), match="spectrum"):
+            finite_size_entropy(1.0, 10, spectrum=bad)
     with pytest.raises(DomainError):
         finite_size_collapse(4, 4, level=2.0)
