@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ __all__ = [
     "with_machine_note",
     "arguments",
     "publish",
+    "table",
 ]
 
 MACHINE_NOTE = (
@@ -126,6 +127,20 @@ def environment_lines(
             f"{format_load(load_end)}"
         )
     return lines
+
+
+def table(header: str, rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
+    """The lines of a markdown table: ``header`` (the column names, ``"a | b"``), the rule
+    (``align``, one letter per column: ``l`` left ``---``, ``r`` right ``---:``; default
+    every column left), then one line ``| x | y |`` per row of ``rows``: a sequence of cells
+    (each written by ``str``) or a string ``"x | y"``."""
+    n = header.count("|") + 1
+    align = align or "l" * n
+    if len(align) != n or set(align) - {"l", "r"}:
+        raise ValueError(f"align needs one of 'l', 'r' per column ({n}); got {align!r}")
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    cells = (r if isinstance(r, str) else " | ".join(map(str, r)) for r in rows)
+    return [f"| {header} |", rule, *(f"| {c} |" for c in cells)]
 
 
 write_atomic = atomic_write_text

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import write_atomic
+from benchmarks._common import table, write_atomic
 from physdiff import _kernels as K
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -566,13 +566,14 @@ def report(res: dict) -> str:
             "and, in float32, whether a query's inner products move to dgemm."
         )
         out.append("")
-        out.append("| delta | kernel f64 ms | kernel f32 ms | f32/f64 |")
-        out.append("|---|---|---|---|")
-        for r in sw["rows"]:
-            out.append(
-                f"| {r['delta']:g} | {_ms(r['f64'])} | {_ms(r['f32'])} "
-                f"| {r['f64'][STAT] / r['f32'][STAT]:.2f} |"
-            )
+        out += table(
+            "delta | kernel f64 ms | kernel f32 ms | f32/f64",
+            (
+                f"{r['delta']:g} | {_ms(r['f64'])} | {_ms(r['f32'])} "
+                f"| {r['f64'][STAT] / r['f32'][STAT]:.2f}"
+                for r in sw["rows"]
+            ),
+        )
     acc = res.get("accuracy")
     if acc:
         out += ["", "## Accuracy in float32", ""]
@@ -585,15 +586,14 @@ def report(res: dict) -> str:
             "pays for at moderate delta)."
         )
         out.append("")
-        out.append("| data | d | delta | kernel f32 | best numpy f32 | torch f32 |")
-        out.append("|---|---|---|---|---|---|")
+        rows = []
         for r in acc:
             kind = "normal" if r["shift"] == 0 else f"normal + {r['shift']:g}"
             tv = f"{r['torch']:.1e}" if "torch" in r else "-"
-            out.append(
-                f"| {kind} | {r['d']} | {r['delta']:g} | {r['kernel']:.1e} | {r['numpy']:.1e} "
-                f"| {tv} |"
+            rows.append(
+                f"{kind} | {r['d']} | {r['delta']:g} | {r['kernel']:.1e} | {r['numpy']:.1e} | {tv}"
             )
+        out += table("data | d | delta | kernel f32 | best numpy f32 | torch f32", rows)
     it = res.get("imports")
     if it:
         out += ["", "## Import and compile", ""]

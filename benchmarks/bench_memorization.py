@@ -52,6 +52,7 @@ from benchmarks._common import (
     environment_lines,
     load_average,
     publish,
+    table,
     timeit,
     with_machine_note,
 )
@@ -158,9 +159,9 @@ def strict_bracket_solver(log_n, lam, tol: float = 1e-13):
         u_new = u - g / dg
         bad = ~((u_new > lo) & (u_new < hi))  # strict: the difference from the library
         u_new = np.where(bad, 0.5 * (lo + hi), u_new)
-        done = np.abs(u_new - u) <= tol * np.maximum(1.0, np.abs(u))
+        converged = bool(np.all(np.abs(u_new - u) <= tol * np.maximum(1.0, np.abs(u))))
         u = u_new
-        if np.all(done):
+        if converged:
             break
     return u, iters
 
@@ -394,17 +395,17 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
         "at every grid point (numpy, no root). t_C diff: largest relative difference to the "
         "brentq roots; mismatches: grid points whose regime differs (vs brentq / vs dense).",
         "",
-        "| case | library | brentq loop | dense grid | speed-up vs brentq | t_C diff "
-        "| mismatches |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in phase_rows:
-        sp = r["brentq"]["median"] / r["lib"]["median"]
-        lines.append(
-            f"| {r['case']} | {_ms(r['lib'])} | {_ms(r['brentq'])} | {_ms(r['dense'])} | "
-            f"{sp:.1f}x | {r['t_diff']:.1e} | {r['mismatch_brentq']} / {r['mismatch_dense']} |"
-        )
-    lines += [
+        *table(
+            "case | library | brentq loop | dense grid | speed-up vs brentq | t_C diff "
+            "| mismatches",
+            (
+                f"{r['case']} | {_ms(r['lib'])} | {_ms(r['brentq'])} | {_ms(r['dense'])} | "
+                f"{r['brentq']['median'] / r['lib']['median']:.1f}x | {r['t_diff']:.1e} | "
+                f"{r['mismatch_brentq']} / {r['mismatch_dense']}"
+                for r in phase_rows
+            ),
+            "lrrrrrr",
+        ),
         "",
         "Where the time goes: the root solver, `log_collapse_delta` (the 1000 roots at once; "
         "each iteration evaluates the 1000 x d sum), against its baseline in the same run, "
@@ -414,18 +415,19 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
         "the largest difference of log delta_C between the two (= relative difference of "
         "delta_C).",
         "",
-        "| case | library solver | iterations | strict-bracket baseline | iterations "
-        "| speed-up | max diff |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *table(
+            "case | library solver | iterations | strict-bracket baseline | iterations "
+            "| speed-up | max diff",
+            (
+                f"{r['case'][: -len(', ou')]} | {_ms(r['solver'])} | {r['iters_lib']} | "
+                f"{_ms(r['strict'])} | {r['iters_strict']} | "
+                f"{r['strict']['median'] / r['solver']['median']:.1f}x | {r['strict_diff']:.1e}"
+                for r in phase_rows
+                if not r["case"].endswith(", ddpm")  # the solver does not depend on the process
+            ),
+            "lrrrrrr",
+        ),
     ]
-    for r in phase_rows:
-        if r["case"].endswith(", ddpm"):
-            continue  # the solver does not depend on the process
-        sp = r["strict"]["median"] / r["solver"]["median"]
-        lines.append(
-            f"| {r['case'][: -len(', ou')]} | {_ms(r['solver'])} | {r['iters_lib']} | "
-            f"{_ms(r['strict'])} | {r['iters_strict']} | {sp:.1f}x | {r['strict_diff']:.1e} |"
-        )
     b = fe["baselines"]
     lines += [
         "",
@@ -472,16 +474,17 @@ def report(phase_rows, fe, args, load0, load1, seconds) -> str:
         "library's (`excess_entropy_empirical`) subtracts the self-logit `-|z|^2/2` (known "
         "mean `-d/2`): same mean, same cost.",
         "",
-        "| delta | large-d f | f^e (plain) | stderr | f^e (library) | stderr | variance ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for a in fe["accuracy"]:
         ratio = (a["se_plain"] / a["se_lib"]) ** 2 if a["se_lib"] > 0 else math.inf
         rtxt = "> 10^6" if ratio > 1e6 else f"{ratio:,.0f}"
-        lines.append(
-            f"| {a['delta']:.4g} | {a['f_theory']:.5f} | {a['f_plain']:.5f} | "
-            f"{a['se_plain']:.1e} | {a['f_lib']:.5f} | {a['se_lib']:.1e} | {rtxt} |"
+        rows.append(
+            [f"{a['delta']:.4g}", f"{a['f_theory']:.5f}", f"{a['f_plain']:.5f}"]
+            + [f"{a['se_plain']:.1e}", f"{a['f_lib']:.5f}", f"{a['se_lib']:.1e}", rtxt]
         )
+    header = "delta | large-d f | f^e (plain) | stderr | f^e (library) | stderr | variance ratio"
+    lines += table(header, rows, "r" * 7)
     return with_machine_note(lines)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks._common import MACHINE_NOTE, arguments, publish, with_machine_note
+import pytest
+
+from benchmarks._common import MACHINE_NOTE, arguments, publish, table, with_machine_note
 
 
 def test_arguments_out_and_quick(tmp_path):
@@ -23,3 +25,17 @@ def test_results_end_with_the_machine_note_and_are_written(tmp_path, capsys):
     assert publish(tmp_path / "sub" / "r.md", text) == 0
     assert (tmp_path / "sub" / "r.md").read_text() == text
     assert "written:" in capsys.readouterr().out
+
+
+def test_table_header_rule_and_rows():
+    rows = [["x", 1, 2.5], "y | - | 3"]
+    assert table("name | n | t", rows, "lrr") == [
+        "| name | n | t |",
+        "|---|---:|---:|",
+        "| x | 1 | 2.5 |",
+        "| y | - | 3 |",
+    ]
+    assert table("a | b", [])[1] == "|---|---|"  # default: every column left-aligned
+    for align in ("lrr", "lx"):
+        with pytest.raises(ValueError, match="align"):
+            table("a | b", [], align)
