@@ -148,6 +148,23 @@ def test_misc_helpers(rc_snapshot):
         plot.truncated_cmap("Greys", 0.5, 0.5)
 
 
+def test_errorbars_and_line_note(rc_snapshot):
+    ax = plot.new_axes()
+    cont = plot.errorbars(ax, [1.0, 2.0], [3.0, 4.0], [0.1, 0.2], color="red", label="m")
+    line, caps, (bars,) = cont.lines
+    assert np.allclose(line.get_ydata(), [3.0, 4.0]) and line.get_linestyle() == "None"
+    assert line.get_markersize() == plot.ERRORBAR_STYLE["markersize"]
+    assert bars.get_linewidth()[0] == plot.ERRORBAR_STYLE["elinewidth"] and len(caps) == 2
+    # caller's keywords win over the house style
+    wide = plot.errorbars(ax, [1.0], [1.0], [0.5], fmt="-o", markersize=7.0)
+    assert wide.lines[0].get_markersize() == 7.0
+    note = plot.line_note(ax, 1.5, "x", 0.9)
+    assert note.xy == (1.5, 0.9) and note.get_ha() == "left"
+    assert note.xyann == (3, 0)
+    left = plot.line_note(ax, 1.5, "y", offset=-4, color="blue")
+    assert left.get_ha() == "right" and left.xyann == (-4, 0) and left.xy[1] == 0.97
+
+
 def test_style_is_a_context(rc_snapshot):
     before = mpl.rcParams["font.size"]
     with plot.style(**{"font.size": 31.0}):

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 from matplotlib.colors import to_rgb
+from matplotlib.lines import Line2D
 
 from .. import memorization as M
 from .. import plot
@@ -352,9 +353,9 @@ def _fe_sets():
     figsize=(8.4, 3.3),
 )
 def memorization_excess_entropy(fig):
-    ax1, ax2 = fig.subplots(1, 2)
     rel = np.geomspace(1 / 20, 20, 15)
     fine = np.geomspace(1 / 20, 20, 300)
+    ax1, ax2 = fig.subplots(1, 2)
     for (d, n, emp), color in zip(_fe_sets(), _FE_COLORS, strict=True):
         dc = float(M.collapse_delta_isotropic(n, d, 1.0))
         fe = M.excess_entropy_empirical(emp, dc * rel, _FE_SAMPLES, np.random.default_rng(d))
@@ -364,30 +365,9 @@ def memorization_excess_entropy(fig):
         t = 0.5 * np.log1p(dc * rel)
         label = rf"$d = {d}$, $n = {n}$"
         ax1.plot(0.5 * np.log1p(dc * fine), th_f, color=color, linestyle="--", linewidth=1.0)
-        ax1.errorbar(
-            t,
-            f,
-            yerr=se,
-            fmt="o",
-            color=color,
-            markersize=3.2,
-            elinewidth=0.8,
-            capsize=1.2,
-            label=label,
-        )
+        plot.errorbars(ax1, t, f, se, color=color, label=label)
         ax1.axvline(0.5 * math.log1p(dc), color=color, linestyle=":", linewidth=0.8)
-        ax2.errorbar(
-            rel,
-            f - th,
-            yerr=se,
-            fmt="-o",
-            color=color,
-            markersize=3.2,
-            linewidth=1.0,
-            elinewidth=0.8,
-            capsize=1.2,
-            label=label,
-        )
+        plot.errorbars(ax2, rel, f - th, se, fmt="-o", color=color, linewidth=1.0, label=label)
     ax1.set_xlabel(r"OU time $t$")
     ax1.set_ylabel(r"excess entropy $f^e$ (nats per dimension)")
     ax1.set_ylim(-0.004, None)
@@ -481,12 +461,10 @@ def _manifold_set(n: int, seed: int) -> Empirical:
     figsize=(8.4, 3.4),
 )
 def memorization_jacobian_spectra(fig):
-    from matplotlib.lines import Line2D
-
-    axes = fig.subplots(1, 2, sharey=True)
+    k = 128  # probes per noise level
     deltas = np.geomspace(1e-3, 1e2, 40)
     fine = np.geomspace(1e-3, 1e2, 300)
-    k = 128
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, n, letter in zip(axes, (30, 3000), "ab", strict=True):
         emp = _manifold_set(n, seed=n)
         rng = np.random.default_rng(7)
@@ -504,15 +482,7 @@ def memorization_jacobian_spectra(fig):
             ax.plot(fine, -fine / (s2 + fine), color=color, linestyle="--", linewidth=1.0)
         dc = float(M.collapse_delta(n, _MAN_VARS))
         ax.axvline(dc, color="0.2", linestyle=":", linewidth=1.0)
-        ax.annotate(
-            rf"$\Delta_C = {dc:.2g}$",
-            (dc, 0.97),
-            xycoords=("data", "axes fraction"),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="top",
-            fontsize="x-small",
-        )
+        plot.line_note(ax, dc, rf"$\Delta_C = {dc:.2g}$", va="top", fontsize="x-small")
         ax.axhline(-0.5, color="0.6", linewidth=0.6, linestyle="--", zorder=0)
         ax.axhline(0.0, color="0.4", linewidth=0.6, zorder=0)
         ax.set_xscale("log")
@@ -592,17 +562,8 @@ def memorization_lost_dimensions(fig):
     for j, (dl, color) in enumerate(zip(_LD_DELTAS, _LD_COLORS, strict=True)):
         mean = dims[:, j].mean(axis=1)
         se = dims[:, j].std(axis=1, ddof=1) / math.sqrt(_LD_PROBES)
-        ax1.errorbar(
-            n,
-            mean,
-            yerr=se,
-            fmt="-o",
-            color=color,
-            markersize=3.2,
-            linewidth=1.2,
-            elinewidth=0.8,
-            capsize=1.2,
-            label=rf"$\Delta = {dl:g}$",
+        plot.errorbars(
+            ax1, n, mean, se, fmt="-o", color=color, linewidth=1.2, label=rf"$\Delta = {dl:g}$"
         )
         info = float(M.mutual_information_gaussian(dl, _MAN_VARS))
         keep = 1.0 - 1.0 / (1.0 + (n_fine - 1.0) * math.exp(-info))
@@ -610,27 +571,23 @@ def memorization_lost_dimensions(fig):
         model_dim = np.sum(q_pop[None, :] * keep[:, None] > 0.5, axis=1)
         ax1.plot(n_fine, model_dim, color=color, linestyle="--", linewidth=0.9)
         for g, (fill, ls) in enumerate((("full", "-"), ("none", "--"))):
-            ax2.errorbar(
+            plot.errorbars(
+                ax2,
                 n,
                 ret[:, j, g],
-                yerr=ret_se[:, j, g],
-                fmt="o",
+                ret_se[:, j, g],
                 linestyle=ls,
                 color=color,
                 markersize=3.4,
                 fillstyle=fill,
                 markerfacecolor=color if g == 0 else "white",
                 linewidth=1.1,
-                elinewidth=0.8,
-                capsize=1.2,
                 label=rf"$\Delta = {dl:g}$" if g == 0 else None,
             )
         ax2.plot(n_fine, keep, color="0.5", linewidth=0.8, zorder=0)
     ax1.axhline(4, color="0.5", linewidth=0.7, linestyle=":")
     ax1.set_ylabel("local dimension (rule: $\\Delta\\lambda > -1/2$)")
     ax1.set_ylim(-0.2, 4.4)
-    from matplotlib.lines import Line2D
-
     h1, _ = ax1.get_legend_handles_labels()
     h1.append(Line2D([], [], color="0.4", linestyle="--", linewidth=0.9, label="ESS model"))
     ax1.legend(handles=h1, loc="upper left", frameon=False, fontsize="x-small")

@@ -272,15 +272,8 @@ def symmetry_bifurcation(fig):
         ax2.axvline(d1, color=_COLORS[crit], linewidth=0.8, linestyle=":")
         ax2.axvline(d2, color=_COLORS[crit], linewidth=0.8, linestyle="-.")
         for dv, yv in ((d1, 0.97 if crit == _A else 0.92), (d2, 0.08 if crit == _A else 0.03)):
-            ax2.annotate(
-                rf"${dv:.3g}$",
-                (dv, yv),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, 0),
-                textcoords="offset points",
-                color=_COLORS[crit],
-                fontsize="small",
-                va="center",
+            plot.line_note(
+                ax2, dv, rf"${dv:.3g}$", yv, color=_COLORS[crit], fontsize="small", va="center"
             )
     for ax, model in ((ax1, two), (ax2, four)):
         mu = model.means[:, 0]
@@ -508,25 +501,10 @@ def symmetry_late_start(fig):
         )
         ax.axvline(k_c, color=_COLORS[_A], linewidth=0.9, linestyle=":")
         ax.axvline(k_th, color=plot.OKABE_ITO["black"], linewidth=0.9, linestyle="--")
-        ax.annotate(
-            rf"$k_c = {k_c:.0f}$",
-            (k_c, 0.93),
-            xycoords=("data", "axes fraction"),
-            xytext=(-3, 0),
-            textcoords="offset points",
-            ha="right",
-            color=_COLORS[_A],
-            fontsize="small",
+        plot.line_note(
+            ax, k_c, rf"$k_c = {k_c:.0f}$", 0.93, offset=-3, color=_COLORS[_A], fontsize="small"
         )
-        ax.annotate(
-            rf"theory start $k = {k_th:.0f}$",
-            (k_th, 0.93),
-            xycoords=("data", "axes fraction"),
-            xytext=(3, 0),
-            textcoords="offset points",
-            ha="left",
-            fontsize="small",
-        )
+        plot.line_note(ax, k_th, rf"theory start $k = {k_th:.0f}$", 0.93, fontsize="small")
         ax.set_yscale("log")
         ax.set_xlim(0, ddpm.n_steps)
         ax.set_xlabel("start step $k_0$ (DDPM schedule)")
