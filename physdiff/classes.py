@@ -362,8 +362,8 @@ class NetworkClasses(ClassConditional):
 
     :meth:`denoise_all` hands all ``C + 1`` labels to the network in one batched call when
     it offers ``denoise_labels(y, delta, labels)`` (``labels``: the class indices, ``None``
-    for the null label; ``score_labels`` likewise), else one call per label (as
-    :class:`physdiff.nn.NetworkScoreModel` is served today)."""
+    for the null label; ``score_labels`` likewise), as :class:`physdiff.nn.NetworkScoreModel`
+    does, else one call per label."""
 
     def __init__(self, network: Any, class_weights: Sequence[float] | None = None):
         if not isinstance(network, ConditionalNetwork) or network.n_classes is None:

@@ -216,6 +216,142 @@ def test_score_jacobian_of_a_network_matches_finite_differences():
     )
 
 
+# -- every label in one pass (issue #16) -------------------------------------------------------
+def _random_mlp(dim=3, n_classes=3, dtype=torch.float64) -> Denoiser:
+    den = Denoiser(ScoreMLP(dim, hidden=16, depth=2, n_classes=n_classes, seed=0), "edm", 0.8)
+    den = den.to(dtype)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # random weights everywhere (the last layer starts at zero)
+        for prm in den.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=gen, dtype=torch.float64) * 0.5)
+    return den
+
+
+class _NullAsNone(torch.nn.Module):
+    """A class-conditional module that is not a :class:`Denoiser` and, like a diffusers UNet
+    behind its adapter, takes the null label only as ``labels=None``; it counts its calls."""
+
+    def __init__(self, den: Denoiser):
+        super().__init__()
+        self.den, self.dim, self.n_classes, self.calls = den, den.dim, den.n_classes, []
+
+    def forward(self, y, delta, labels=None):
+        if labels is not None:
+            assert int(labels.max()) < self.n_classes, "no null index in a label tensor"
+        self.calls.append((y.shape[0], labels is None))
+        return self.den(y, delta, labels)
+
+
+def _net_calls(den: Denoiser) -> list[int]:
+    sizes: list[int] = []
+    den.net.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+@pytest.mark.parametrize("what", ["denoise", "score"])
+@pytest.mark.parametrize("kind", ["exact", "mlp", "null-as-none"])
+def test_every_label_in_one_pass_equals_the_per_label_calls(what, kind):
+    gm = _mixture()
+    if kind == "exact":
+        den = Denoiser(ExactMixtureNet(gm, "eps", 0.7), "eps", sigma_data=0.7)
+    else:
+        den = _random_mlp(gm.dim)
+    module = _NullAsNone(den) if kind == "null-as-none" else den
+    model = NetworkScoreModel(module, device="cpu", batch_size=16)
+    y, delta = _queries(gm, 23)
+    labels = [2, None, 0, 1, 1, None]
+    ref = np.stack([getattr(model.conditional(c), what)(y, delta) for c in labels])
+    for bs in (None, 1, 7, 23 * 6, 10**6):
+        got = getattr(model, f"{what}_labels")(y, delta, labels, batch_size=bs)
+        assert got.shape == (6, 23, gm.dim) and got.dtype == np.float64
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    if kind == "exact":  # and the values are the exact ones: components, null = mixture
+        exact = [gm if c is None else gm.component(c) for c in labels]
+        want = np.stack([getattr(m, what)(y, delta) for m in exact])
+        assert _rel(got, want) < 1e-10
+    # one point, a scalar delta
+    one = getattr(model, f"{what}_labels")(y[:1], 0.3, labels)
+    ref1 = np.stack([getattr(model.conditional(c), what)(y[:1], 0.3) for c in labels])
+    np.testing.assert_allclose(one, ref1, rtol=1e-12, atol=1e-12 * np.abs(ref1).max())
+    with pytest.raises(ShapeError, match="y"):  # (d,) is refused, as the per-label call does
+        getattr(model, f"{what}_labels")(y[0], 0.3, labels)
+    with pytest.raises(ShapeError, match="y"):
+        getattr(model.conditional(0), what)(y[0], 0.3)
+
+
+def test_every_label_in_one_pass_bounds_the_network_calls():
+    den = _random_mlp()
+    sizes = _net_calls(den)
+    model = NetworkScoreModel(den, device="cpu", batch_size=4096)
+    y = np.random.default_rng(0).standard_normal((20, 3))
+    labels = [0, 1, 2, None]
+    model.denoise_labels(y, 0.5, labels)
+    assert sizes == [80]  # one network call for the 4 labels
+    sizes.clear()
+    for c in labels:
+        model.conditional(c).denoise(y, 0.5)
+    assert sizes == [20] * 4
+    sizes.clear()
+    model.score_labels(y, 0.5, labels, batch_size=7)
+    assert sizes == [7] * 11 + [3]  # never more than batch_size rows
+    # a module without the null index: the coded rows in one pass, the null ones in another
+    wrapped = _NullAsNone(_random_mlp())
+    other = NetworkScoreModel(wrapped, device="cpu")
+    other.denoise_labels(y, 0.5, [None, 0, 1, None, 2])
+    assert wrapped.calls == [(60, False), (20, True)]
+
+
+def test_network_classes_use_the_batched_labels():
+    from physdiff.classes import NetworkClasses
+
+    den = _random_mlp()
+    sizes = _net_calls(den)
+    model = NetworkScoreModel(den, device="cpu")
+    classes = NetworkClasses(model)
+    y = np.random.default_rng(1).standard_normal((15, 3))
+    both = classes.denoise_all(y, 0.7)
+    assert sizes == [60]  # 3 classes and the null label, one call
+    np.testing.assert_allclose(both.unconditional, model.denoise(y, 0.7), rtol=1e-12)
+    for k in range(3):
+        ref = model.conditional(k).score(y, 0.7)
+        np.testing.assert_allclose(classes.score_all(y, 0.7).classes[k], ref, rtol=1e-12)
+        np.testing.assert_allclose(both.classes[k], model.conditional(k).denoise(y, 0.7))
+
+
+def test_every_label_in_one_pass_in_float32():
+    den = _random_mlp(dtype=torch.float32)
+    model = NetworkScoreModel(den, device="cpu")
+    assert model.dtype == torch.float32
+    y = np.random.default_rng(2).standard_normal((30, 3))
+    got = model.denoise_labels(y, 0.2, [None, 1])
+    assert got.dtype == np.float64
+    for j, c in enumerate([None, 1]):
+        ref = model.conditional(c).denoise(y, 0.2)
+        np.testing.assert_allclose(got[j], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_every_label_in_one_pass_rejects_bad_labels():
+    model = NetworkScoreModel(_random_mlp(), device="cpu")
+    y = np.zeros((4, 3))
+    with pytest.raises(InputError, match="labels"):
+        model.denoise_labels(y, 1.0, 2)
+    with pytest.raises(InputError, match="labels"):
+        model.denoise_labels(y, 1.0, "012")
+    with pytest.raises(DomainError, match="labels"):
+        model.score_labels(y, 1.0, [0, 3])
+    with pytest.raises(InputError, match="labels"):
+        model.score_labels(y, 1.0, [0.5])
+    with pytest.raises(DomainError, match="batch_size"):
+        model.denoise_labels(y, 1.0, [0], batch_size=0)
+    with pytest.raises(DomainError, match="delta"):
+        model.denoise_labels(y, 0.0, [0])
+    assert model.denoise_labels(y, 1.0, []).shape == (0, 4, 3)
+    plain = NetworkScoreModel(Denoiser(ScoreMLP(3, hidden=8, depth=1)), device="cpu")
+    with pytest.raises(InputError, match="unconditional"):
+        plain.denoise_labels(y, 1.0, [None, 0])
+    np.testing.assert_array_equal(plain.denoise_labels(y, 1.0, [None])[0], plain.denoise(y, 1.0))
+
+
 # -- networks and preconditioning -------------------------------------------------------------
 def test_preconditioning_coefficients_follow_karras_table_1():
     delta = torch.tensor([1e-4, 0.3, 2.0, 400.0], dtype=torch.float64)

@@ -2,7 +2,8 @@
 
 :class:`NetworkScoreModel` wraps a :class:`physdiff.nn.Denoiser` (or any module with the
 same call convention) and offers ``dim``, ``denoise``, ``score``, ``score_jacobian``,
-``conditional`` and ``in_frame`` on numpy arrays, in the VE frame of
+``conditional``, the batched ``denoise_labels`` and ``score_labels`` (every label of a
+class-conditional network in one pass) and ``in_frame`` on numpy arrays, in the VE frame of
 :mod:`physdiff.ensembles.base`. It satisfies :class:`physdiff.ensembles.ScoreModel`, so every
 sampler and estimator of physdiff runs on it unchanged. Results are float64 numpy arrays;
 the network itself runs in its own dtype (float32 for a trained network, float64 for a
@@ -15,7 +16,7 @@ E[x0 | y]`` and, optionally, ``score(y, delta, labels)`` (otherwise the score is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from ..ensembles.base import FrameView
 from ..errors import InputError, NotSupportedError
 from ..processes import Process, get_process
 from ._device import default_device, module_dtype
+from .denoiser import Denoiser
 
 __all__ = ["NetworkScoreModel"]
 
@@ -72,12 +74,12 @@ class NetworkScoreModel:
         self._label = self._check_label(label)
         self.process: Process | None = None if process is None else get_process(process)
 
-    def _check_label(self, label) -> int | None:
+    def _check_label(self, label, name: str = "label") -> int | None:
         if label is None:
             return None
         if self._n_classes is None:
-            raise InputError("label was given but the network is unconditional (no n_classes)")
-        return integer(label, "label", 0, self._n_classes - 1)
+            raise InputError(f"{name} was given but the network is unconditional (no n_classes)")
+        return integer(label, name, 0, self._n_classes - 1)
 
     # -- interface ---------------------------------------------------------------------------
     @property
@@ -113,11 +115,36 @@ class NetworkScoreModel:
 
     def denoise(self, y, delta) -> np.ndarray:
         """``D(y, delta) ~ E[x0 | y]``, float64 ``(n, d)``."""
-        return self._map(lambda yt, dt, lab: self.denoiser(yt, dt, lab), y, delta)
+        return self._map(self._denoise_fn, y, delta)
 
     def score(self, y, delta) -> np.ndarray:
         """``grad log p_delta(y) ~ (D - y)/delta``, float64 ``(n, d)``."""
         return self._map(self._score_fn, y, delta)
+
+    def denoise_labels(
+        self, y, delta, labels: Sequence[int | None], *, batch_size: int | None = None
+    ) -> np.ndarray:
+        """``D(y, delta, c) ~ E[x0 | y, c]`` for every label ``c`` of ``labels`` (class indices,
+        ``None`` for the null label) at once: float64 ``(L, n, d)``, row ``j`` the value of
+        ``conditional(labels[j]).denoise(y, delta)``.
+
+        The batch is repeated once per label and the ``L n`` rows go through the network in
+        calls of at most ``batch_size`` rows (default :attr:`batch_size`), so the memory
+        stays bounded whatever ``L``: one pass for all the labels, as
+        :meth:`physdiff.classes.NetworkClasses.denoise_all` asks of a network. A
+        :class:`~physdiff.nn.Denoiser` takes the null label in the same pass (label index
+        ``n_classes``, the convention of :mod:`physdiff.nn.networks`); for another module the
+        null rows are one call with ``labels=None``. The values differ from the one-label
+        calls only by the rounding of the network's dtype over other batch compositions.
+        """
+        return self._map_labels(self._denoise_fn, y, delta, labels, batch_size)
+
+    def score_labels(
+        self, y, delta, labels: Sequence[int | None], *, batch_size: int | None = None
+    ) -> np.ndarray:
+        """``grad log p_delta(y | c)`` for every label of ``labels`` at once, float64
+        ``(L, n, d)``: :meth:`denoise_labels` for :meth:`score`."""
+        return self._map_labels(self._score_fn, y, delta, labels, batch_size)
 
     def score_jacobian(self, y, delta) -> np.ndarray:
         """``J[n, i, j] = d score_i / d y_j`` by autograd, float64 ``(n, d, d)``.
@@ -157,6 +184,9 @@ class NetworkScoreModel:
         )
 
     # -- internals ---------------------------------------------------------------------------
+    def _denoise_fn(self, yt: torch.Tensor, dt: torch.Tensor, lab) -> torch.Tensor:
+        return self.denoiser(yt, dt, lab)
+
     def _score_fn(self, yt: torch.Tensor, dt: torch.Tensor, lab) -> torch.Tensor:
         fn = getattr(self.denoiser, "score", None)
         if callable(fn):
@@ -180,9 +210,45 @@ class NetworkScoreModel:
 
     def _map(self, fn: Callable, y, delta) -> np.ndarray:
         y, dl = self._prep(y, delta)
-        out = np.empty(y.shape, dtype=np.float64)
-        with torch.no_grad():
-            for s in range(0, y.shape[0], self.batch_size):
-                yt, dt, lab = self._tensors(y[s : s + self.batch_size], dl[s : s + self.batch_size])
-                out[s : s + yt.shape[0]] = fn(yt, dt, lab).double().cpu().numpy()
+        codes = None if self._label is None else np.array([self._label])
+        return self._rows(fn, y, dl, codes, self.batch_size)[0]
+
+    def _map_labels(self, fn: Callable, y, delta, labels, batch_size) -> np.ndarray:
+        y, dl = self._prep(y, delta)
+        if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+            raise InputError(
+                f"labels must be a sequence of class indices or None; got {type(labels).__name__}"
+            )
+        labs = [None if c is None else self._check_label(c, "labels") for c in labels]
+        per = self.batch_size
+        if batch_size is not None:
+            per = integer(batch_size, "batch_size", 1, 1 << 30)
+        # a Denoiser's network takes the null label as index n_classes (physdiff.nn.networks)
+        null = self._n_classes if isinstance(self.denoiser, Denoiser) else None
+        codes = [null if c is None else c for c in labs]
+        out = np.empty((len(codes), *y.shape), dtype=np.float64)
+        coded = [j for j, c in enumerate(codes) if c is not None]
+        if coded:
+            out[coded] = self._rows(fn, y, dl, np.array([codes[j] for j in coded]), per)
+        plain = [j for j, c in enumerate(codes) if c is None]
+        if plain:  # one labels=None pass, shared by every null entry
+            out[plain] = self._rows(fn, y, dl, None, per)
         return out
+
+    def _rows(self, fn: Callable, y, dl, codes: np.ndarray | None, per: int) -> np.ndarray:
+        """``fn`` on the rows (label ``codes[j]``, point ``y[i]``) in label-major order,
+        ``per`` rows a call: ``(L, n, d)``; ``codes=None``: ``labels=None``, ``(1, n, d)``."""
+        n, d = y.shape
+        n_labels = 1 if codes is None else codes.shape[0]
+        size = n * n_labels
+        flat = np.empty((size, d), dtype=np.float64)
+        with torch.no_grad():
+            for s in range(0, size, per):
+                rows = np.arange(s, min(s + per, size))
+                yt = torch.as_tensor(y[rows % n], dtype=self.dtype, device=self.device)
+                dt = torch.as_tensor(dl[rows % n], dtype=self.dtype, device=self.device)
+                lab = None
+                if codes is not None:
+                    lab = torch.as_tensor(codes[rows // n], dtype=torch.long, device=self.device)
+                flat[s : s + rows.size] = fn(yt, dt, lab).double().cpu().numpy()
+        return flat.reshape(n_labels, n, d)
