@@ -38,6 +38,7 @@ EXPECTED = {  # module -> the figures it registers (the atlas of every phenomeno
         "memorization-phase-diagram",
         "memorization-collapse-time",
         "memorization-excess-entropy",
+        "memorization-finite-size",
         "memorization-jacobian-spectra",
         "memorization-lost-dimensions",
     },

@@ -5,6 +5,7 @@ all of them in tests/test_atlas.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from physdiff import memorization as M
 from physdiff.ensembles import Empirical
@@ -48,3 +49,39 @@ def test_phase_diagram_drawing_matches_the_regimes():
         below = times < tc
         assert np.all(pdiag.regime[below, j] == 0)
         assert np.all(pdiag.regime[~below & (times >= pdiag.t_speciation), j] == 2)
+
+
+def test_finite_size_figure_draws_the_library_curves():
+    """memorization-finite-size: the solid curves are finite_size_entropy at their points,
+    the dashed ones the large-d closed form, the points the figure's measurement, which lies
+    within 4 standard errors of the exact curve next to the log 2 crossing; the marked
+    crossings are where the curves reach log 2."""
+    from physdiff.figures import memorization as FM
+    from physdiff.figures import registry
+    from physdiff.finite_size import finite_size_collapse, finite_size_entropy
+
+    fig = registry.get("memorization-finite-size").render()
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].lines if ln.get_gid()}
+    d = FM._FS_D
+    for n in FM._FS_NS:
+        curve = lines[f"fs-{n}"]
+        x, y = curve.get_xdata(), curve.get_ydata()
+        assert x.size == FM._FS_REL.size
+        assert np.allclose(y, finite_size_entropy(x, n, d), rtol=1e-12, atol=0)
+        deltas, _, mean, se = FM.finite_size_figure_data(n)
+        pts = lines[f"measured-{n}"]
+        assert np.allclose(pts.get_xdata(), deltas[FM._FS_MEASURED])
+        assert np.allclose(pts.get_ydata(), mean)
+        # the measured point nearest the log 2 crossing (0.8 delta_C) against the curve
+        k = int(np.argmin(np.abs(np.log(pts.get_xdata() / (0.8 * deltas[0] / FM._FS_REL[0])))))
+        ref = float(finite_size_entropy(pts.get_xdata()[k], n, d))
+        assert abs(mean[k] - ref) < 4 * se[k]
+        # the closed form's crossing: log n - d/2 log(1 + 1/delta) = log 2 at n/2's collapse
+        dc2 = float(M.collapse_delta_isotropic(n / 2, d, 1.0))
+        assert d * float(M.excess_entropy_gaussian(dc2, n, np.ones(d))) == pytest.approx(
+            np.log(2.0), rel=1e-10
+        )
+    # the interpolated finite-size crossing against the library's root
+    deltas, curve, _, _ = FM.finite_size_figure_data(1000)
+    ref = finite_size_collapse(1000, d).delta
+    assert FM._log2_crossing(deltas, curve) == pytest.approx(ref, rel=0.02)
