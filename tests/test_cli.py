@@ -252,11 +252,11 @@ ENVELOPE_CASES = {
     "convert": ["--delta", "1"],
     "list-figures": [],
     "critical": ["--ensemble", "two-deltas", "--m", "1e300"],  # Lambda overflows: null
-    "collapse": ["--d", "64", "--variance", "1e300", "--n", "1e4"],  # S2 overflows: null
+    "collapse": ["--d", "64", "--variance", "1e300", "--n-train", "1e4"],  # S2 overflows: null
     "phase-diagram": ["--d", "10", "--n-t", "5", "--n-alpha", "5", "--dpi", "20"],
-    "attractors": ["--ensemble", "circle", "--k", "4", "--n", "8", "--steps", "5"],
+    "attractors": ["--points", "circle", "--n-train", "4", "--n-samples", "8", "--steps", "5"],
     "entropy": ["--means=-1,1", "--levels", "20", "--order", "20"],
-    "guide": ["--method", "np", "--remove", "1", "--n", "20", "--steps", "5"],
+    "guide": ["--method", "np", "--remove", "1", "--n-samples", "20", "--steps", "5"],
 }
 
 
@@ -297,7 +297,9 @@ def test_non_finite_values_are_null_with_the_reason(capsys):
 
 def test_library_errors_name_the_flag(capsys):
     # the library names its argument (intrinsic_dim), the command the flag
-    rc, out, err = run_main(capsys, "collapse", "--d", "10", "--n", "20", "--intrinsic-dim", "11")
+    rc, out, err = run_main(
+        capsys, "collapse", "--d", "10", "--n-train", "20", "--intrinsic-dim", "11"
+    )
     assert rc == 2 and out == ""
     assert err.startswith("physdiff collapse: error: argument --intrinsic-dim: must be")
     assert "[1, d = 10]" in err

@@ -28,7 +28,7 @@ def cli(argv, capsys):
 
 
 def test_circle_table(capsys):
-    rc, out, err = cli(["--ensemble", "circle", "--k", "12", "--n", "240"], capsys)
+    rc, out, err = cli(["--points", "circle", "--n-train", "12", "--n-samples", "240"], capsys)
     assert rc == 0, err
     assert "attractors: 12 (12 stable)" in out
     assert "memorised 1.000" in out and "spurious 0.000" in out
@@ -36,8 +36,8 @@ def test_circle_table(capsys):
 
 
 def test_gaussian_points_json(capsys):
-    argv = ["--ensemble", "gaussian-points", "--k", "20", "--d", "2", "--seed", "0", "--json"]
-    rc, out, err = cli([*argv, "--n", "400"], capsys)
+    argv = ["--points", "gaussian-points", "--n-train", "20", "--d", "2", "--seed", "0", "--json"]
+    rc, out, err = cli([*argv, "--n-samples", "400"], capsys)
     assert rc == 0, err
     res = json.loads(out)
     train = np.random.default_rng(0).standard_normal((20, 2))
@@ -54,7 +54,17 @@ def test_gaussian_points_json(capsys):
 
 
 def test_options_reach_the_search(capsys):
-    argv = ["--ensemble", "circle", "--k", "6", "--json", "--n", "50", "--process", "edm"]
+    argv = [
+        "--points",
+        "circle",
+        "--n-train",
+        "6",
+        "--json",
+        "--n-samples",
+        "50",
+        "--process",
+        "edm",
+    ]
     rc, out, err = cli([*argv, "--steps", "20", "--delta-end", "0.01", "--c-m", "0.1"], capsys)
     assert rc == 0, err
     res = json.loads(out)
@@ -67,7 +77,18 @@ def test_options_reach_the_search(capsys):
 def test_refinement_options_and_unconverged_note(capsys):
     """--max-iter 0 keeps the sampler's end points (not fixed points to 1e-8 s: reported);
     a loose --refine-tol accepts them."""
-    argv = ["--ensemble", "circle", "--k", "6", "--n", "40", "--steps", "10", "--max-iter", "0"]
+    argv = [
+        "--points",
+        "circle",
+        "--n-train",
+        "6",
+        "--n-samples",
+        "40",
+        "--steps",
+        "10",
+        "--max-iter",
+        "0",
+    ]
     rc, out, err = cli([*argv, "--json"], capsys)
     assert rc == 0, err
     res = json.loads(out)
@@ -80,34 +101,37 @@ def test_refinement_options_and_unconverged_note(capsys):
 
 
 def test_dense_set_on_ve_is_noted_not_warned(capsys):
-    argv = ["--ensemble", "gaussian-points", "--k", "400", "--d", "1", "--n", "20"]
+    argv = ["--points", "gaussian-points", "--n-train", "400", "--d", "1", "--n-samples", "20"]
     rc, out, err = cli([*argv, "--process", "ve", "--json", "--steps", "10"], capsys)
     assert rc == 0 and err == ""
     assert "below the smallest noise of ve" in json.loads(out)["note"]
 
 
+CIRCLE8 = ["--points", "circle", "--n-train", "8"]
+
+
 @pytest.mark.parametrize(
     ("argv", "names"),
     [
-        (["--ensemble", "digits", "--k", "5000"], "--k"),
-        (["--ensemble", "circle", "--k", "1"], "--k"),
-        (["--ensemble", "circle"], "--k"),
-        (["--ensemble", "circle", "--k", "8", "--c-m", "0"], "--c-m"),
-        (["--ensemble", "circle", "--k", "8", "--c-s", "-1"], "--c-s"),
-        (["--ensemble", "circle", "--k", "8", "--dedup", "0"], "--dedup"),
-        (["--ensemble", "circle", "--k", "8", "--delta-end", "0"], "--delta-end"),
-        (["--ensemble", "circle", "--k", "8", "--delta-end", "1e-9"], "--delta-end"),
-        (["--ensemble", "circle", "--k", "8", "--n", "0"], "--n"),
-        (["--ensemble", "circle", "--k", "8", "--d", "3"], "--d"),
-        (["--ensemble", "circle", "--k", "8", "--min-neighbours", "0"], "--min-neighbours"),
-        (["--ensemble", "circle", "--k", "8", "--max-iter", "-1"], "--max-iter"),
-        (["--ensemble", "circle", "--k", "8", "--refine-tol", "0"], "--refine-tol"),
-        (["--ensemble", "nope", "--k", "8"], "--ensemble"),
-        (["--ensemble", "circle", "--k", "8", "--process", "nope"], "--process"),
-        (["--k", "8"], "--k"),
-        ([], "--ensemble"),
+        (["--points", "digits", "--n-train", "5000"], "--n-train"),
+        (["--points", "circle", "--n-train", "1"], "--n-train"),
+        (["--points", "circle"], "--n-train"),
+        ([*CIRCLE8, "--c-m", "0"], "--c-m"),
+        ([*CIRCLE8, "--c-s", "-1"], "--c-s"),
+        ([*CIRCLE8, "--dedup", "0"], "--dedup"),
+        ([*CIRCLE8, "--delta-end", "0"], "--delta-end"),
+        ([*CIRCLE8, "--delta-end", "1e-9"], "--delta-end"),
+        ([*CIRCLE8, "--n-samples", "0"], "--n-samples"),
+        ([*CIRCLE8, "--d", "3"], "--d"),
+        ([*CIRCLE8, "--min-neighbours", "0"], "--min-neighbours"),
+        ([*CIRCLE8, "--max-iter", "-1"], "--max-iter"),
+        ([*CIRCLE8, "--refine-tol", "0"], "--refine-tol"),
+        (["--points", "nope", "--n-train", "8"], "--points"),
+        ([*CIRCLE8, "--process", "nope"], "--process"),
+        (["--n-train", "8"], "--n-train"),
+        ([], "--points"),
         (["--checkpoint", "/no/such/place", "--arch", "mlp", "--d", "2"], "--checkpoint"),
-        (["--ensemble", "circle", "--k", "8", "--arch", "mlp"], "--arch"),
+        ([*CIRCLE8, "--arch", "mlp"], "--arch"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, names):
@@ -138,7 +162,7 @@ def checkpoint(tmp_path_factory):
 def test_checkpoint(capsys, checkpoint):
     argv = ["--checkpoint", str(checkpoint / "ck"), "--arch", "mlp", "--d", "2"]
     rc, out, err = cli(
-        [*argv, "--train", str(checkpoint / "train.npy"), "--json", "--n", "64"], capsys
+        [*argv, "--train", str(checkpoint / "train.npy"), "--json", "--n-samples", "64"], capsys
     )
     assert rc == 0, err
     res = json.loads(out)
@@ -146,7 +170,7 @@ def test_checkpoint(capsys, checkpoint):
     assert sum(a["count"] for a in res["attractors"]) == 64
     assert set(res["classification"]["fractions"]) == {"memorised", "spurious", "generalised"}
     # without a training set: attractors and stability only
-    rc, out, err = cli([*argv, "--n", "16", "--steps", "10"], capsys)
+    rc, out, err = cli([*argv, "--n-samples", "16", "--steps", "10"], capsys)
     assert rc == 0, err and "attractors:" in out and "end points" not in out
 
 
@@ -156,7 +180,7 @@ def test_checkpoint(capsys, checkpoint):
         (["--d", "3"], "--d"),
         (["--d", "2", "--train", "TRAIN/bad.npy"], "--train"),
         (["--d", "2", "--train", "TRAIN/missing.npy"], "--train"),
-        (["--d", "2", "--ensemble", "digits", "--k", "4"], "--d"),
+        (["--d", "2", "--points", "digits", "--n-train", "4"], "--d"),
         (["--d", "2", "--parametrisation", "eps"], "--checkpoint"),
     ],
 )

@@ -17,22 +17,35 @@ from physdiff import memorization, symmetry
 BASES = {
     "convert": (["convert", "--delta", "1.0"], ["--delta", "--t"]),
     "critical": (["critical", "--ensemble", "two-deltas"], ["--m", "--variance"]),
-    "collapse": (["collapse", "--d", "16", "--n", "1000"], ["--d", "--n", "--variance"]),
+    "collapse": (
+        ["collapse", "--d", "16", "--n-train", "1000"],
+        ["--d", "--n-train", "--variance"],
+    ),
     "phase-diagram": (
         ["phase-diagram", "--d", "16", "--n-alpha", "10", "--n-t", "10"],
         ["--alpha-min", "--alpha-max", "--n-alpha", "--t-max", "--dpi"],
     ),
     "attractors": (
-        ["attractors", "--ensemble", "circle", "--k", "6", "--n", "16", "--steps", "10"],
-        ["--k", "--n", "--steps", "--delta-end", "--dedup"],
+        [
+            "attractors",
+            "--points",
+            "circle",
+            "--n-train",
+            "6",
+            "--n-samples",
+            "16",
+            "--steps",
+            "10",
+        ],
+        ["--n-train", "--n-samples", "--steps", "--delta-end", "--dedup"],
     ),
     "entropy": (
         ["entropy", "--means=-2,2", "--levels", "20", "--order", "20"],
         ["--stds", "--weights", "--levels", "--delta-min", "--rel-height"],
     ),
     "guide": (
-        ["guide", "--method", "np", "--remove", "0", "--n", "50", "--steps", "20"],
-        ["--remove", "--scale", "--n", "--steps", "--p-max"],
+        ["guide", "--method", "np", "--remove", "0", "--n-samples", "50", "--steps", "20"],
+        ["--remove", "--scale", "--n-samples", "--steps", "--p-max"],
     ),
 }
 NOT_NUMBERS = ["nan", "inf", "-inf", "abc", ""]
@@ -65,9 +78,22 @@ EXTREMES = [
     (["phase-diagram", "--d", "16", "--alpha-max", "1e300"], "--alpha-max"),
     (["entropy", "--means=-1e200,1e200"], "--means"),
     (["entropy", "--means=-2,2", "--stds", "1e300"], "--stds"),
-    (["guide", "--method", "np", "--remove", "0", "--n", "50", "--scale", "1e300"], "--scale"),
     (
-        ["guide", "--method", "dng-exact", "--remove", "0", "--n", "50", "--scale", "1e300"],
+        ["guide", "--method", "np", "--remove", "0", "--n-samples", "50", "--scale", "1e300"],
+        "--scale",
+    ),
+    (
+        [
+            "guide",
+            "--method",
+            "dng-exact",
+            "--remove",
+            "0",
+            "--n-samples",
+            "50",
+            "--scale",
+            "1e300",
+        ],
         "--scale",
     ),
     (["phase-diagram", "--d", "16", "--out", "{file}"], "--out"),
@@ -99,7 +125,7 @@ def test_critical_overflowing_m_answers_in_strict_json_with_reasons(capsys):
 
 
 def test_collapse_at_a_huge_variance_answers_as_the_library_does(capsys):
-    res = json_result(capsys, "collapse", "--d", "64", "--variance", "1e300", "--n", "1e4")
+    res = json_result(capsys, "collapse", "--d", "64", "--variance", "1e300", "--n-train", "1e4")
     text = json.dumps(res)
     assert "NaN" not in text and "Infinity" not in text
     (row,) = res["results"]

@@ -61,7 +61,7 @@ def test_entropy_json_example_of_the_issue(capsys):
 )
 def test_entropy_peaks_are_local_maxima_of_the_written_profile(capsys, tmp_path, argv):
     out = tmp_path / "profile.json"
-    res = _json(capsys, "entropy", *argv, "--levels", "400", "--out", str(out))
+    res = _json(capsys, "entropy", *argv, "--levels", "400", "--out-file", str(out))
     assert res["out"] == str(out)
     data = json.loads(out.read_text())
     prof = data["profile"]
@@ -93,7 +93,7 @@ def test_entropy_peaks_are_local_maxima_of_the_written_profile(capsys, tmp_path,
 
 def test_entropy_ddpm_time_rate_on_half_steps(capsys, tmp_path):
     out = tmp_path / "p.json"
-    _json(capsys, "entropy", "--means=-8,-4,6,8", "--out", str(out))
+    _json(capsys, "entropy", "--means=-8,-4,6,8", "--out-file", str(out))
     t = np.array(json.loads(out.read_text())["profile"]["time_grid"]["t"])
     np.testing.assert_array_equal(t - np.floor(t), 0.5)
     np.testing.assert_array_equal(np.diff(t), 1.0)
@@ -136,7 +136,7 @@ def test_entropy_plain_table(capsys):
         (["--means=1,2", "--delta-max", "1e12"], "--delta-max"),
         (["--means=1,2", "--order", "1"], "--order"),
         (["--means=1,1"], "--means"),
-        (["--means=1,2", "--out", "/nonexistent/dir/p.json"], "--out"),
+        (["--means=1,2", "--out-file", "/nonexistent/dir/p.json"], "--out-file"),
     ],
 )
 def test_entropy_bad_input_exits_2_naming_the_argument(capsys, argv, named):
@@ -166,7 +166,7 @@ def test_named_mixtures():
 def test_guide_dng_exact_removes_the_class_and_keeps_the_balance(capsys):
     res = _json(
         capsys, "guide", "--mixture", "four-1d", "--method", "dng-exact", "--remove", "2",
-        "--n", "3000", "--steps", "250",
+        "--n-samples", "3000", "--steps", "250",
     )  # fmt: skip
     assert res["method"] == "dng-exact" and res["remove"] == 2 and res["n"] == 3000
     # the Bayes classifier puts 0.8% of exact samples of p(x | not 2) into class 2
@@ -180,7 +180,7 @@ def test_guide_dng_exact_removes_the_class_and_keeps_the_balance(capsys):
 
 
 def test_guide_np_at_large_scale_distorts_and_cfg_concentrates(capsys, tmp_path):
-    common = ["--mixture", "three-1d", "--remove", "0", "--n", "1500", "--steps", "200"]
+    common = ["--mixture", "three-1d", "--remove", "0", "--n-samples", "1500", "--steps", "200"]
     np_ = _json(capsys, "guide", *common, "--method", "np", "--scale", "3")
     dng = _json(capsys, "guide", *common, "--method", "dng-exact", "--scale", "1")
     assert np_["removed_share"] < 0.01
@@ -188,7 +188,7 @@ def test_guide_np_at_large_scale_distorts_and_cfg_concentrates(capsys, tmp_path)
         np_["quality_w2_se"], dng["quality_w2_se"]
     )
     out = tmp_path / "x.npy"
-    cfg = _json(capsys, "guide", *common, "--method", "cfg", "--scale", "2", "--out", str(out))
+    cfg = _json(capsys, "guide", *common, "--method", "cfg", "--scale", "2", "--out-file", str(out))
     assert cfg["removed_share"] > 0.95  # cfg: the share of the class guided toward
     x = np.load(out)
     assert x.shape == (1500, 1)
@@ -201,13 +201,13 @@ def test_guide_np_at_large_scale_distorts_and_cfg_concentrates(capsys, tmp_path)
 def test_guide_tracked_dng_2d_and_table(capsys):
     res = _json(
         capsys, "guide", "--mixture", "square-2d", "--method", "dng", "--remove", "3",
-        "--n", "800", "--steps", "200", "--p-max", "0.999",
+        "--n-samples", "800", "--steps", "200", "--p-max", "0.999",
     )  # fmt: skip
     assert res["dim"] == 2 and res["dng"]["p_max"] == 0.999
     assert res["dng"]["prior"] == pytest.approx(0.4)  # the class weight by default
     assert res["removed_share"] < 0.05
     code, out, _ = _run(
-        capsys, "guide", "--mixture", "square-2d", "--method", "np", "--remove", "1", "--n",
+        capsys, "guide", "--mixture", "square-2d", "--method", "np", "--remove", "1", "--n-samples",
         "300", "--steps", "50",
     )  # fmt: skip
     assert code == 0 and "share of class 1" in out and "sliced W2" in out
@@ -222,13 +222,13 @@ def test_guide_tracked_dng_2d_and_table(capsys):
         (["--method", "bogus", "--remove", "1"], "--method"),
         (["--mixture", "nope", "--method", "np", "--remove", "1"], "--mixture"),
         (["--method", "np", "--remove", "1", "--scale", "-1"], "--scale"),
-        (["--method", "np", "--remove", "1", "--n", "1"], "--n"),
+        (["--method", "np", "--remove", "1", "--n-samples", "1"], "--n-samples"),
         (["--method", "np", "--remove", "1", "--steps", "0"], "--steps"),
         (["--method", "np", "--remove", "1", "--tau", "0.5"], "--tau"),
         (["--method", "dng", "--remove", "1", "--p-max", "1"], "--p-max"),
         (["--method", "dng", "--remove", "1", "--prior", "0"], "--prior"),
         (["--method", "np", "--remove", "1", "--process", "nope"], "--process"),
-        (["--method", "np", "--remove", "1", "--out", "/nonexistent/x.npy"], "--out"),
+        (["--method", "np", "--remove", "1", "--out-file", "/nonexistent/x.npy"], "--out-file"),
         (["--remove", "1"], "--method"),
     ],
 )
@@ -252,7 +252,7 @@ def test_guide_table_prints_for_every_method(capsys, method):
             "1",
             "--scale",
             "2",
-            "--n",
+            "--n-samples",
             "300",
         ]
     )

@@ -37,7 +37,9 @@ def collapse_json(capsys, *argv):
 
 
 def test_issue_example_equals_the_closed_form(capsys):
-    res = collapse_json(capsys, "--d", "256", "--n", "20000", "--variance", "1", "--process", "ou")
+    res = collapse_json(
+        capsys, "--d", "256", "--n-train", "20000", "--variance", "1", "--process", "ou"
+    )
     (r,) = res["results"]
     t_c = 0.5 * math.log(1 + 1 / (20000 ** (2 / 256) - 1))
     assert r["time"] == pytest.approx(t_c, rel=1e-13)
@@ -71,9 +73,8 @@ def test_several_n_spectrum_file_and_times(tmp_path, capsys):
     lam = 7.66 / np.arange(1, 101)
     f = tmp_path / "spec.npy"
     np.save(f, lam)
-    res = collapse_json(
-        capsys, "--spectrum-file", str(f), "--n", "1e3", "1e5", "--process", "ddpm", "--t", "300"
-    )
+    argv = ["--n-train", "1e3", "1e5", "--process", "ddpm", "--t", "300"]
+    res = collapse_json(capsys, "--spectrum-file", str(f), *argv)
     assert res["source"] == {"spectrum_size": 100}
     ns = [r["n"] for r in res["results"]]
     assert ns == [1000, 100000]
@@ -96,14 +97,12 @@ def test_several_n_spectrum_file_and_times(tmp_path, capsys):
     assert res["results"][1]["delta"] < res["results"][0]["delta"]
     txt = tmp_path / "spec.txt"
     np.savetxt(txt, lam)
-    res2 = collapse_json(
-        capsys, "--spectrum-file", str(txt), "--n", "1e3", "1e5", "--process", "ddpm", "--t", "300"
-    )
+    res2 = collapse_json(capsys, "--spectrum-file", str(txt), *argv)
     assert res2["results"] == res["results"]
 
 
 def test_manifold_normal_directions_drop_out(capsys):
-    res = collapse_json(capsys, "--d", "784", "--intrinsic-dim", "12", "--n", "60000")
+    res = collapse_json(capsys, "--d", "784", "--intrinsic-dim", "12", "--n-train", "60000")
     (r,) = res["results"]
     assert r["delta"] == pytest.approx(float(M.collapse_delta_isotropic(60000, 12, 1.0)), 1e-12)
     assert r["alpha_n_intrinsic"] == pytest.approx(math.log(60000) / 12)
@@ -113,10 +112,12 @@ def test_manifold_normal_directions_drop_out(capsys):
 
 def test_top_eigenvalue_and_table(capsys):
     lam = np.r_[5.0, np.ones(99)]
-    res = collapse_json(capsys, "--d", "100", "--top-eigenvalue", "5", "--n", "1000")
+    res = collapse_json(capsys, "--d", "100", "--top-eigenvalue", "5", "--n-train", "1000")
     assert res["results"][0]["delta"] == pytest.approx(float(M.collapse_delta(1000, lam)))
     assert res["spectrum"]["top_eigenvalue"] == 5.0 and not res["spectrum"]["isotropic"]
-    rc, out, err = run(capsys, "collapse", "--d", "100", "--top-eigenvalue", "5", "--n", "1000")
+    rc, out, err = run(
+        capsys, "collapse", "--d", "100", "--top-eigenvalue", "5", "--n-train", "1000"
+    )
     assert rc == 0 and err == ""
     row = next(ln.split() for ln in out.splitlines() if ln.split()[:1] == ["1000"])
     assert float(row[2]) == pytest.approx(res["results"][0]["delta"], rel=1e-5)
@@ -133,20 +134,23 @@ def test_out_of_range_process_is_a_note_not_an_error():
     json.dumps(res, allow_nan=False)
 
 
+D256 = ["--d", "256", "--n-train", "20000"]
+
+
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["--d", "256", "--n", "1"], "--n"),
-        (["--d", "256", "--n", "20000", "1.5"], "--n"),
-        (["--d", "256", "--n", "20000", "--t", "11"], "--t"),
-        (["--d", "256", "--n", "20000", "--t", "0"], "--t"),
-        (["--d", "256", "--n", "20000", "--process", "nope"], "--process"),
-        (["--d", "256", "--n", "20000", "--variance", "-1"], "--variance"),
-        (["--d", "10", "--n", "20", "--intrinsic-dim", "11"], "--intrinsic-dim"),
-        (["--d", "10", "--n", "20", "--top-eigenvalue", "-2"], "--top-eigenvalue"),
-        (["--d", "0", "--n", "20"], "--d"),
-        (["--n", "20"], "--d"),
-        (["--d", "10"], "--n"),
+        (["--d", "256", "--n-train", "1"], "--n-train"),
+        ([*D256, "1.5"], "--n-train"),
+        ([*D256, "--t", "11"], "--t"),
+        ([*D256, "--t", "0"], "--t"),
+        ([*D256, "--process", "nope"], "--process"),
+        ([*D256, "--variance", "-1"], "--variance"),
+        (["--d", "10", "--n-train", "20", "--intrinsic-dim", "11"], "--intrinsic-dim"),
+        (["--d", "10", "--n-train", "20", "--top-eigenvalue", "-2"], "--top-eigenvalue"),
+        (["--d", "0", "--n-train", "20"], "--d"),
+        (["--n-train", "20"], "--d"),
+        (["--d", "10"], "--n-train"),
     ],
 )
 def test_bad_input_exits_2_naming_the_argument(capsys, argv, flag):
@@ -158,12 +162,12 @@ def test_bad_input_exits_2_naming_the_argument(capsys, argv, flag):
 def test_negative_spectrum_file(tmp_path, capsys):
     f = tmp_path / "neg.npy"
     np.save(f, np.array([1.0, -2.0, 3.0]))
-    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n", "10")
+    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n-train", "10")
     assert rc == 2 and "--spectrum-file" in err and "negative" in err
-    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--d", "3", "--n", "10")
+    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--d", "3", "--n-train", "10")
     assert rc == 2 and "--spectrum-file" in err  # read first, then refused
     np.save(f, np.array([1.0, 2.0]))
-    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--d", "3", "--n", "10")
+    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--d", "3", "--n-train", "10")
     assert rc == 2 and "--d" in err and "goes without" in err
 
 
@@ -289,7 +293,7 @@ def test_help_mentions_the_commands_and_stays_light():
 
 def test_log_n_agrees_with_the_library_and_with_n(capsys):
     """--log-n reaches n = e^1000 (beyond a float) through the library's log_collapse_delta;
-    at log(20000) it gives what --n 20000 gives."""
+    at log(20000) it gives what --n-train 20000 gives."""
     ln = math.log(20000)
     res = collapse_json(capsys, "--d", "256", "--log-n", repr(ln), "1000", "--process", "ou")
     r0, r1 = res["results"]
@@ -300,7 +304,7 @@ def test_log_n_agrees_with_the_library_and_with_n(capsys):
     iso = M.log_collapse_delta_isotropic(1000.0, 256, 1.0)
     assert r1["isotropic_closed_form"]["delta"] == pytest.approx(math.exp(iso), rel=1e-13)
     assert r1["delta"] == pytest.approx(math.exp(lib[1]), rel=1e-13)
-    (ref,) = collapse_json(capsys, "--d", "256", "--n", "20000", "--process", "ou")["results"]
+    (ref,) = collapse_json(capsys, "--d", "256", "--n-train", "20000", "--process", "ou")["results"]
     assert r0["n"] == pytest.approx(20000, rel=1e-14)
     for key in ("log_delta", "delta", "time", "alpha_n"):
         assert r0[key] == pytest.approx(ref[key], rel=1e-13), key
@@ -316,9 +320,9 @@ def test_log_n_table(capsys):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--n", "10", "--log-n", "3"], ["--log-n", "not allowed with", "--n"]),
-        (["--log-n", "3", "--n", "10"], ["--n", "not allowed with", "--log-n"]),
-        ([], ["--n", "--log-n", "required"]),
+        (["--n-train", "10", "--log-n", "3"], ["--log-n", "not allowed with", "--n-train"]),
+        (["--log-n", "3", "--n-train", "10"], ["--n-train", "not allowed with", "--log-n"]),
+        ([], ["--n-train", "--log-n", "required"]),
         (["--log-n", "0.5"], ["--log-n", ">= log 2"]),
         (["--log-n", "nan"], ["--log-n"]),
     ],
@@ -339,7 +343,7 @@ def test_spectrum_file_with_rounding_negatives(tmp_path, capsys):
     assert lam.min() < 0
     f = tmp_path / "eig.npy"
     np.save(f, lam)
-    res = collapse_json(capsys, "--spectrum-file", str(f), "--n", "100")
+    res = collapse_json(capsys, "--spectrum-file", str(f), "--n-train", "100")
     assert res["spectrum"]["intrinsic_dim"] == 4  # the rank: rounding of either sign is 0
     assert res["results"][0]["delta"] == pytest.approx(
         float(M.collapse_delta(100, np.clip(lam, 0, None))), rel=1e-15
@@ -363,7 +367,7 @@ def test_spectrum_file_with_rounding_negatives(tmp_path, capsys):
     assert rc == 0
     lam[0] = -1e-9  # far beyond rounding
     np.save(f, lam)
-    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n", "100")
+    rc, out, err = run(capsys, "collapse", "--spectrum-file", str(f), "--n-train", "100")
     assert rc == 2 and out == ""
     assert "--spectrum-file" in err and "must lie in [-" in err and "negative" in err
 
@@ -374,7 +378,9 @@ def test_spectrum_file_with_rounding_negatives(tmp_path, capsys):
 def test_finite_size_equals_the_library(capsys):
     from physdiff.finite_size import LOG2, finite_size_collapse
 
-    res = collapse_json(capsys, "--d", "4", "--n", "30", "--finite-size", "--curve", "0.1", "0.3")
+    res = collapse_json(
+        capsys, "--d", "4", "--n-train", "30", "--finite-size", "--curve", "0.1", "0.3"
+    )
     fs = res["finite_size"]
     assert fs["level"] == LOG2
     (got,) = fs["results"]
@@ -384,7 +390,7 @@ def test_finite_size_equals_the_library(capsys):
     assert got["curve"]["d_fe"] == pytest.approx(lib["curve"]["d_fe"], rel=1e-12)
     assert got["delta_large_d"] == pytest.approx(res["results"][0]["delta"], rel=1e-12)
     rc, out, err = run(
-        capsys, "collapse", "--d", "4", "--n", "30", "--finite-size", "--curve", "0.1"
+        capsys, "collapse", "--d", "4", "--n-train", "30", "--finite-size", "--curve", "0.1"
     )
     assert rc == 0 and "delta_fs" in out and "log(delta_fs/delta_C)" in out
 
@@ -403,11 +409,13 @@ def test_finite_size_bad_input(capsys, argv, flag):
 
     base = ["collapse", "--d", "4", "--finite-size"]
     if "--log-n" not in argv:
-        base += ["--n", "30"]
+        base += ["--n-train", "30"]
     assert_usage_error(*run(capsys, *base, *argv), flag)
 
 
 def test_level_goes_with_finite_size(capsys):
     from cli_helpers import assert_usage_error
 
-    assert_usage_error(*run(capsys, "collapse", "--d", "4", "--n", "30", "--level", "1"), "--level")
+    assert_usage_error(
+        *run(capsys, "collapse", "--d", "4", "--n-train", "30", "--level", "1"), "--level"
+    )

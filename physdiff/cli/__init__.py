@@ -2,9 +2,9 @@
 
     physdiff convert --delta 1 --to ddpm --json    # where Delta = 1 falls in DDPM (and OU)
     physdiff critical --top-eigenvalue 7.66        # every criterion's critical point
-    physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json
+    physdiff collapse --d 256 --n-train 20000 --variance 1 --process ou --json
     physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 --process ou --out DIR
-    physdiff attractors --ensemble circle --k 12
+    physdiff attractors --points circle --n-train 12
     physdiff entropy --means=-8,-4,6,8 --process ddpm
     physdiff guide --mixture four-1d --method dng-exact --remove 2
     physdiff atlas --out gallery                   # every registered figure, PNG + PDF + index
@@ -12,7 +12,10 @@
 Each subcommand is a module of this package with ``register(subparsers)`` (its flags) and
 ``run(args)`` (parse, call the library, print); :data:`COMMANDS` maps the command names to
 those modules, and only the module of the command being run is imported (``physdiff
---help`` imports them all, but none imports its library before it runs). Every ``--json``
+--help`` imports them all, but none imports its library before it runs). A flag several
+commands share has one spelling, type and help text, defined once
+(:data:`physdiff.cli._args.SHARED`); renamed spellings still work, hidden, with a note on
+stderr (:data:`physdiff.cli._args.RENAMED`). Every ``--json``
 output is the envelope ``{"command", "version", "input", "result"}`` in strict JSON
 (:func:`physdiff.cli._args.envelope`). Bad input is one line on stderr naming the flag and
 its valid range, exit status 2 (:func:`physdiff.cli._args.usage`); a file that cannot be
@@ -58,6 +61,7 @@ def _module(name: str):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser: every command, or only the command ``only``."""
     from .. import __version__
+    from ._args import add_renamed
 
     p = _Parser(
         prog="physdiff",
@@ -70,6 +74,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in [only] if only in COMMANDS else COMMANDS:
         mod = _module(name)
         mod.register(sub)
+        add_renamed(sub.choices[name], name)  # old spellings, hidden
         sub.choices[name].set_defaults(func=mod.run)
     return p
 

@@ -3,8 +3,10 @@ error path and the one JSON envelope.
 
 * Argument types raise :class:`argparse.ArgumentTypeError` naming the valid range, so
   argparse reports ``argument --flag: <message>`` in one line (exit status 2).
-* One spelling per flag across the commands (:func:`add_process`, :func:`add_spectrum`,
-  ``--d`` for a dimension, ``--variance`` for a variance, ``--json``, ``--out``).
+* One spelling per concept across the commands, one concept per spelling: the flags
+  several commands share are defined once, in :data:`SHARED` (:func:`add_flag`), with the
+  same type and help text in each; old spellings that were renamed still work, hidden,
+  with a note on stderr (:data:`RENAMED`, :func:`add_renamed`).
 * :func:`usage` turns a library :class:`~physdiff.errors.InputError` (whose message starts
   with the name of the argument at fault, ``variance: must lie in (0, inf)``) into a
   :class:`UsageError` naming the flag (``argument --variance: must lie in (0, inf)``);
@@ -23,7 +25,9 @@ import argparse
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 __all__ = [
@@ -38,11 +42,12 @@ __all__ = [
     "add_command",
     "option",
     "pick",
-    "add_process",
-    "add_seed",
-    "add_steps",
-    "add_json",
-    "add_dpi",
+    "Flag",
+    "SHARED",
+    "RENAMED",
+    "add_flag",
+    "add_renamed",
+    "single",
     "add_spectrum",
     "process_names",
     "usage",
@@ -171,41 +176,176 @@ def pick(args, *names: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# the flags several commands share (one spelling each)
+# the flags several commands share: one concept, one spelling, one definition
 # ---------------------------------------------------------------------------------------
-def add_process(parser, default: str, what: str) -> None:
-    """``--process PROC``: a preset of :data:`physdiff.processes.PRESETS`."""
-    parser.add_argument(
+@dataclass(frozen=True)
+class Flag:
+    """A flag that means one thing in every command that has it: its one ``spelling``, and
+    the type, number of values and help text it has everywhere (``{presets}`` in ``help``
+    stands for the process presets, filled in when the flag is added). What may differ
+    between commands is only the default (``%(default)s`` in ``help``) and whether it is
+    required; what the command does with the value belongs in its description."""
+
+    spelling: str
+    help: str
+    type: Callable[[str], Any] | None = None
+    nargs: str | None = None
+    metavar: str | None = None
+    action: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed arguments (``--n-train``: ``n_train``)."""
+        return self.spelling.lstrip("-").replace("-", "_")
+
+    def kwargs(self) -> dict:
+        """The keyword arguments of ``add_argument`` that make this flag (less the default)."""
+        text = self.help
+        if "{presets}" in text:  # the process presets, only now (physdiff.processes)
+            text = text.replace("{presets}", ", ".join(process_names()))
+        kw = {"type": self.type, "nargs": self.nargs, "metavar": self.metavar}
+        kw = {k: v for k, v in kw.items() if v is not None}
+        return {**kw, "help": text, **({"action": self.action} if self.action else {})}
+
+
+SHARED: dict[str, Flag] = {
+    "dimension": Flag("--d", "ambient dimension d of the data", dimension, metavar="D"),
+    "variance": Flag(
+        "--variance",
+        "variance of the data per direction (of each component, for a mixture)",
+        number,
+        metavar="S2",
+    ),
+    "top_eigenvalue": Flag(
+        "--top-eigenvalue", "top eigenvalue Lambda of the data covariance (>= 0)", number, None, "L"
+    ),
+    "intrinsic_dim": Flag(
+        "--intrinsic-dim",
+        "data on an M-dimensional linear manifold: --variance on M directions, 0 on the other "
+        "D - M",
+        dimension,
+        metavar="M",
+    ),
+    "spectrum_file": Flag(
+        "--spectrum-file",
+        "a covariance spectrum: .npy array or text file of eigenvalues (all >= 0)",
+        metavar="F",
+    ),
+    "n_train": Flag(
+        "--n-train",
+        "number(s) n of training points (>= 2; 2e4 is accepted)",
+        number,
+        "+",
+        "N",
+    ),
+    "n_samples": Flag(
+        "--n-samples", "number of samples generated (%(default)s)", bounded(1, 10**7), None, "N"
+    ),
+    "time": Flag(
+        "--t",
+        "time(s) t of a process: of --from in convert, of --process elsewhere",
+        number,
+        "+",
+        "T",
+    ),
+    "process": Flag(
         "--process",
-        type=process_name,
-        default=default,
+        "the forward process ({presets}; default %(default)s)",
+        process_name,
         metavar="PROC",
-        help=f"{what} ({', '.join(process_names())}; default {default})",
-    )
+    ),
+    "seed": Flag(
+        "--seed",
+        "seed of the random draws, data and sampler (%(default)s)",
+        bounded(0, None),
+        metavar="S",
+    ),
+    "steps": Flag("--steps", "sampler steps (%(default)s)", bounded(1, 10**5), metavar="S"),
+    "dpi": Flag("--dpi", "PNG resolution (default %(default)s)", bounded(10, 2400)),
+    "out": Flag("--out", "output folder (created if missing)", metavar="DIR"),
+    "out_file": Flag(
+        "--out-file",
+        "also write the data behind the result to FILE, atomically (which data and format: "
+        "see the description)",
+        metavar="FILE",
+    ),
+    "json": Flag("--json", "print the result as JSON (the physdiff envelope)", action="store_true"),
+}
+"""Each concept several commands share, by name, with its one spelling (:class:`Flag`).
+A command adds one with :func:`add_flag`; ``tests/test_cli_flags.py`` checks the parser
+against this table."""
+
+RENAMED: dict[str, dict[str, str]] = {
+    "collapse": {"--n": "--n-train"},
+    "attractors": {"--k": "--n-train", "--n": "--n-samples", "--ensemble": "--points"},
+    "guide": {"--n": "--n-samples", "--out": "--out-file"},
+    "entropy": {"--out": "--out-file"},
+}
+"""Old spellings that still work, per command: old -> new. They are hidden from the help
+and name the new spelling on stderr when used (:func:`add_renamed`)."""
 
 
-def add_seed(parser, what: str) -> None:
-    """``--seed S``: an integer >= 0 (default 0)."""
-    parser.add_argument("--seed", type=bounded(0, None), default=0, metavar="S", help=f"{what} (0)")
+def add_flag(parser, concept: str, **kw) -> argparse.Action:
+    """The shared flag ``concept`` of :data:`SHARED` added to ``parser`` (a parser, an
+    argument group or a mutually exclusive group); ``kw`` is only ``default`` or
+    ``required``, the rest is the flag's own."""
+    if not set(kw) <= {"default", "required"}:
+        raise TypeError(f"add_flag: only default and required differ between commands; got {kw}")
+    flag = SHARED[concept]
+    return parser.add_argument(flag.spelling, **flag.kwargs(), **kw)
 
 
-def add_steps(parser, default: int, what: str) -> None:
-    """``--steps S``: the sampler's number of steps, an integer in [1, 10^5]."""
-    parser.add_argument(
-        "--steps", type=bounded(1, 10**5), default=default, metavar="S", help=f"{what} ({default})"
-    )
+class _Renamed(argparse.Action):
+    """An old spelling: stores into the new flag's attribute, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(
+            f"{parser.prog}: DeprecationWarning: {option_string} is deprecated; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
-def add_json(parser, what: str = "print the result as JSON (the physdiff envelope)") -> None:
-    """``--json``: the strict-JSON envelope of :func:`envelope` instead of the table."""
-    parser.add_argument("--json", action="store_true", help=what)
+def add_renamed(parser, command: str) -> None:
+    """The old spellings of ``command`` (:data:`RENAMED`) as hidden aliases of the new
+    flags: same attribute, type and number of values, in the same mutually exclusive
+    group (so that an old spelling satisfies a required choice)."""
+    for old, new in RENAMED.get(command, {}).items():
+        action = next(a for a in parser._actions if new in a.option_strings)
+        where = next(
+            (g for g in parser._mutually_exclusive_groups if action in g._group_actions), parser
+        )
+        kw = {"type": action.type, "metavar": action.metavar}
+        if action.nargs is not None:
+            kw["nargs"] = action.nargs
+        alias = where.add_argument(
+            old,
+            action=_Renamed,
+            new=new,
+            dest=action.dest,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+            **kw,
+        )
+        if where is not parser:  # argparse draws a group's "(a | b)" in the usage line only
+            acts = parser._actions  # where its actions stand together: put the alias after them
+            acts.remove(alias)
+            acts.insert(acts.index(where._group_actions[-2]) + 1, alias)
 
 
-def add_dpi(parser, default: int) -> None:
-    """``--dpi DPI``: the PNG resolution, an integer in [10, 2400]."""
-    parser.add_argument(
-        "--dpi", type=bounded(10, 2400), default=default, help=f"PNG resolution (default {default})"
-    )
+def single(args, concept: str) -> None:
+    """A shared flag of several values (``nargs="+"``) in a command that takes one: its one
+    value in ``args`` (a list of two or more is a :class:`UsageError`)."""
+    flag = SHARED[concept]
+    v = getattr(args, flag.dest)
+    if v is not None:
+        if len(v) != 1:
+            raise UsageError(f"argument {flag.spelling}: takes one value here; got {len(v)}")
+        setattr(args, flag.dest, v[0])
 
 
 def add_spectrum(parser) -> None:
@@ -213,32 +353,15 @@ def add_spectrum(parser) -> None:
     (:func:`physdiff.memorization.model_spectrum`)."""
     g = parser.add_argument_group(
         "data spectrum",
-        "either --d (with --variance, and optionally --top-eigenvalue or --intrinsic-dim) "
-        "or --spectrum-file",
+        "either --d (with --variance, default 1, and optionally --top-eigenvalue or "
+        "--intrinsic-dim) or --spectrum-file (of length d); --top-eigenvalue puts one "
+        "direction, the class direction of speciation, at that variance instead",
     )
-    g.add_argument("--d", type=dimension, metavar="D", help="ambient dimension of the data")
-    g.add_argument(
-        "--variance", type=number, metavar="S2", help="variance per data direction (> 0; default 1)"
-    )
-    g.add_argument(
-        "--top-eigenvalue",
-        type=number,
-        metavar="L",
-        help="one direction with this variance instead (>= 0): the class direction of speciation",
-    )
-    g.add_argument(
-        "--intrinsic-dim",
-        type=dimension,
-        metavar="M",
-        help="data on an M-dimensional linear manifold: --variance on M directions, 0 on the "
-        "other D - M",
-    )
-    g.add_argument(
-        "--spectrum-file",
-        metavar="F",
-        help="a covariance spectrum: .npy array or text file of eigenvalues (all >= 0); its "
-        "length is d",
-    )
+    add_flag(g, "dimension")
+    add_flag(g, "variance")
+    add_flag(g, "top_eigenvalue")
+    add_flag(g, "intrinsic_dim")
+    add_flag(g, "spectrum_file")
 
 
 # ---------------------------------------------------------------------------------------

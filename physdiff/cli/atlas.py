@@ -10,22 +10,20 @@ from __future__ import annotations
 import sys
 
 from . import figures
-from ._args import UsageError, add_command, add_dpi, option
+from ._args import UsageError, add_command, add_flag, option
 
 NAME = "atlas"
 HELP = "build the figure gallery (PNG + PDF per figure, index.html, index.md)"
 
+DESCRIPTION = """\
+Render every registered figure (modules of physdiff.figures) into a folder, with index.html
+and index.md. A figure that fails is reported; the others are still built and the exit
+status is 1."""
+
 
 def register(subparsers) -> None:
-    p = add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "Render every registered figure (modules of physdiff.figures) into a folder, with "
-        "index.html and index.md. A figure that fails is reported; the others are still "
-        "built and the exit status is 1.",
-    )
-    option(p, "--out", "DIR", "output folder (created if missing)", type=None)
+    p = add_command(subparsers, NAME, HELP, DESCRIPTION)
+    add_flag(p, "out")
     option(p, "--only", "NAME", "build only these figures", type=None, nargs="+")
     option(
         p,
@@ -38,7 +36,7 @@ def register(subparsers) -> None:
         default=["png", "pdf"],
         choices=["png", "pdf", "svg"],
     )
-    add_dpi(p, 150)
+    add_flag(p, "dpi", default=150)
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

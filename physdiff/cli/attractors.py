@@ -1,9 +1,9 @@
 """``physdiff attractors``: the end points of deterministic generation
 (:func:`physdiff.association.attractor_report`).
 
-    physdiff attractors --ensemble circle --k 12
-    physdiff attractors --ensemble gaussian-points --k 20 --d 2 --seed 0 --json
-    physdiff attractors --ensemble digits --k 100 --n 1000
+    physdiff attractors --points circle --n-train 12
+    physdiff attractors --points gaussian-points --n-train 20 --d 2 --seed 0 --json
+    physdiff attractors --points digits --n-train 100 --n-samples 1000
     physdiff attractors --checkpoint runs/net --arch mlp --d 2 --train points.npy
 
 The model is the exact empirical score of a named training set
@@ -19,52 +19,44 @@ from . import _args as A
 from ._args import UsageError, bounded, choice, emit, integer, option
 
 NAME = "attractors"
-FLAGS = {"dim": "--d"}
+FLAGS = {"dim": "--d", "n": "--n-samples", "k": "--n-train"}
 HELP = "attractors of deterministic generation: count, stability, memorised fraction"
 ARCHES = ("mlp", "unet")
 
+DESCRIPTION = """\
+Run --n-samples probability-flow (Heun) trajectories of --process in one batch down to the
+noise level --delta-end, refine their end points with the iterated denoiser, deduplicate
+them into attractors, test each attractor's stability (score Jacobian) and classify the end
+points against the training set: memorised (a training point within c_m s), spurious (not
+memorised, but at least min_neighbours other end points within c_s s) or generalised; s is
+the training set's median nearest-neighbour spacing (docs/theory.md section 5). The model is
+the exact empirical score of a named training set (--points), which only memorises, or a
+trained network (--checkpoint). The default process, edm, has the smallest noise (sigma =
+0.002): it resolves the closest memories."""
+EPILOG = """\
+Training sets: circle (K equally spaced points on the unit circle, d = 2), gaussian-points
+(K points drawn from N(0, I_d) with --seed; d = --d, default 2), digits (K of the 1438
+standardised 8x8 training digits, a permutation drawn with --seed); K is --n-train. A
+checkpoint of physdiff.nn.train needs --arch and --d (the network's data dimension); its
+training set, for the classification, comes from --train FILE.npy or --points. Examples:
+physdiff attractors --points circle --n-train 12; physdiff attractors --checkpoint runs/net
+--arch mlp --d 2 --train points.npy --json."""
+
 
 def register(subparsers) -> None:
-    p = A.add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "Run n probability-flow (Heun) trajectories in one batch down to the noise level "
-        "--delta-end, refine their end points with the iterated denoiser, deduplicate them "
-        "into attractors, test each attractor's stability (score Jacobian) and classify the "
-        "end points against the training set: memorised (a training point within c_m s), "
-        "spurious (not memorised, but at least min_neighbours other end points within c_s "
-        "s) or generalised; s is the training set's median nearest-neighbour spacing "
-        "(docs/theory.md section 5). The model is the exact empirical score of a named "
-        "training set (--ensemble), which only memorises, or a trained network "
-        "(--checkpoint).",
-        "Ensembles: circle (K equally spaced points on the unit circle, d = 2), "
-        "gaussian-points (K points drawn from N(0, I_d) with --seed), digits (K of the 1438 "
-        "standardised 8x8 training digits, a permutation drawn with --seed). A checkpoint "
-        "of physdiff.nn.train needs --arch and --d; its training set, for the "
-        "classification, comes from --train FILE.npy or --ensemble. Examples: physdiff "
-        "attractors --ensemble circle --k 12; physdiff attractors --checkpoint runs/net "
-        "--arch mlp --d 2 --train points.npy --json.",
-    )
+    p = A.add_command(subparsers, NAME, HELP, DESCRIPTION, EPILOG)
     src = p.add_argument_group("model and training set")
     option(
         src,
-        "--ensemble",
+        "--points",
         "NAME",
         f"a named training set ({', '.join(POINT_SETS)}); without --checkpoint its exact "
         "empirical score is the model",
-        type=choice(POINT_SETS, "ensemble"),
+        type=choice(POINT_SETS, "training set"),
     )
-    option(src, "--k", "K", "number of training points (>= 2)", type=integer)
-    option(
-        src,
-        "--d",
-        "D",
-        "data dimension: of gaussian-points (default 2), of the network (required with "
-        "--checkpoint)",
-        type=integer,
-    )
-    A.add_seed(src, "seed of the data and the sampler")
+    A.add_flag(src, "n_train")
+    A.add_flag(src, "dimension")
+    A.add_flag(src, "seed", default=0)
     option(src, "--checkpoint", "PATH", "a physdiff.nn checkpoint file or its folder", type=None)
     src.add_argument("--arch", type=choice(ARCHES, "architecture"), help="mlp or unet")
     option(
@@ -89,14 +81,9 @@ def register(subparsers) -> None:
         "--device", default="cpu", help="torch device of the network (cpu, cuda, auto; cpu)"
     )
     run_ = p.add_argument_group("search and classification")
-    option(run_, "--n", "N", "trajectories (512)", type=bounded(1, 10**6), default=512)
-    A.add_process(
-        run_,
-        "edm",
-        "the process of the sampler (edm: its smallest noise, sigma = 0.002, resolves the "
-        "closest memories)",
-    )
-    A.add_steps(run_, 60, "Heun steps")
+    A.add_flag(run_, "n_samples", default=512)
+    A.add_flag(run_, "process", default="edm")
+    A.add_flag(run_, "steps", default=60)
     option(
         run_,
         "--delta-end",
@@ -141,7 +128,7 @@ def register(subparsers) -> None:
         type=bounded(0, 10**6),
         default=20,
     )
-    A.add_json(p)
+    A.add_flag(p, "json")
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,16 +146,23 @@ def _check(args) -> None:
             raise UsageError(f"argument {name}: must be a positive number; got {v:g}")
     if args.delta_end is not None and not args.delta_end > 0:
         raise UsageError(f"argument --delta-end: must be a positive number; got {args.delta_end:g}")
-    if args.ensemble is None and args.checkpoint is None:
-        raise UsageError("argument --ensemble: give --ensemble NAME (with --k) or --checkpoint")
-    if args.ensemble is not None and args.k is None:
-        raise UsageError(f"argument --k: required with --ensemble {args.ensemble}")
-    if args.k is not None and args.ensemble is None:
-        raise UsageError("argument --k: goes with --ensemble")
+    if args.n_samples > 10**6:
+        raise UsageError(f"argument --n-samples: at most 10^6 trajectories; got {args.n_samples}")
+    if args.points is None and args.checkpoint is None:
+        raise UsageError("argument --points: give --points NAME (with --n-train) or --checkpoint")
+    if args.points is not None and args.n_train is None:
+        raise UsageError(f"argument --n-train: required with --points {args.points}")
+    if args.n_train is not None and args.points is None:
+        raise UsageError("argument --n-train: goes with --points")
+    A.single(args, "n_train")
+    if args.n_train is not None:
+        if not float(args.n_train).is_integer():
+            raise UsageError(f"argument --n-train: not an integer: {args.n_train:g}")
+        args.n_train = int(args.n_train)
     if args.train is not None and args.checkpoint is None:
-        raise UsageError("argument --train: goes with --checkpoint (an ensemble is its own data)")
-    if args.train is not None and args.ensemble is not None:
-        raise UsageError("argument --train: give either --train or --ensemble as the training set")
+        raise UsageError("argument --train: goes with --checkpoint (--points is its own data)")
+    if args.train is not None and args.points is not None:
+        raise UsageError("argument --train: give either --train or --points as the training set")
     if args.checkpoint is None:
         for name in ("arch", "image_shape", "base_channels"):
             if getattr(args, name) is not None:
@@ -227,27 +221,27 @@ def run(args) -> int:
 
     _check(args)
     train = None
-    if args.ensemble is not None:
-        train = point_set(args.ensemble, args.k, d=args.d, seed=args.seed)
+    if args.points is not None:
+        train = point_set(args.points, args.n_train, d=args.d, seed=args.seed)
     if args.checkpoint is not None:
         model = network(args)
         if args.train is not None:
             train = _load_train(args.train, model.dim)
         source = {"checkpoint": str(args.checkpoint), "arch": args.arch}
-        if args.ensemble is not None:
-            source.update(ensemble=args.ensemble, k=args.k, seed=args.seed)
+        if args.points is not None:
+            source.update(ensemble=args.points, k=args.n_train, seed=args.seed)
     else:
         from ..ensembles import Empirical
 
         model = Empirical(train)
-        source = {"ensemble": args.ensemble, "k": args.k, "seed": args.seed, "model": "exact"}
+        source = {"ensemble": args.points, "k": args.n_train, "seed": args.seed, "model": "exact"}
     if train is not None:
         source["k"] = int(train.shape[0])
     try:
         rep = attractor_report(
             model,
             train,
-            n=args.n,
+            n=args.n_samples,
             **A.pick(args, "seed", "process", "steps", "delta_end", "dedup", "c_m", "c_s"),
             **A.pick(args, "min_neighbours", "max_iter", "refine_tol"),
         )

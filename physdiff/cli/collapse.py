@@ -1,8 +1,8 @@
 """``physdiff collapse``: the memorisation collapse time of n training points for a
 covariance spectrum (:func:`physdiff.memorization.collapse_table`).
 
-    physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json
-    physdiff collapse --spectrum-file eig.npy --n 1e4 1e5 1e6 --process ddpm
+    physdiff collapse --d 256 --n-train 20000 --variance 1 --process ou --json
+    physdiff collapse --spectrum-file eig.npy --n-train 1e4 1e5 1e6 --process ddpm
     physdiff collapse --d 1 --log-n 1000
 
 Extending it: add flags in :func:`register`, pass them on in :func:`run`, and add what
@@ -18,34 +18,32 @@ from ._args import UsageError, cell, emit, option
 
 NAME = "collapse"
 HELP = "memorisation collapse time t_C of n training points, for a covariance spectrum"
-FLAGS = {"spectrum": "--spectrum-file"}
+FLAGS = {"spectrum": "--spectrum-file", "n": "--n-train"}
+
+DESCRIPTION = """\
+The random-energy-model collapse of the exact empirical score (docs/theory.md section 3;
+Biroli et al. 2024): with n = e^{alpha_n d} training points the posterior over them
+condenses where the Gaussian mutual information per dimension reaches alpha_n, i.e. where
+log n = sum_i 1/2 log(1 + lambda_i/delta) (normal directions, lambda = 0, drop out). For
+each --n-train (or --log-n, its natural log, for n beyond a float) it gives alpha_n, the
+collapse noise-to-signal variance delta_C, t_C in --process, its OU time and DDPM steps
+(floor, nearest, ceil) when in range, the small- and large-alpha_n asymptotics, and the
+inputs of the excess-entropy formula f = alpha_n - I(delta)/d. Give the spectrum as --d with
+--variance (isotropic), plus --top-eigenvalue (one spiked direction) or --intrinsic-dim (a
+linear manifold), or as --spectrum-file."""
+EPILOG = """\
+Examples: physdiff collapse --d 256 --n-train 20000 --variance 1 --process ou --json;
+physdiff collapse --d 784 --intrinsic-dim 12 --n-train 6e4 --process ddpm; physdiff collapse
+--spectrum-file eig.npy --n-train 1e4 1e5 --t 0.5 1.0 (f at those times of --process). The
+criterion is the large-d limit of the excess entropy; at finite d the measured crossover is
+smooth (see docs/memorization.md)."""
 
 
 def register(subparsers) -> None:
-    p = A.add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "The random-energy-model collapse of the exact empirical score (docs/theory.md "
-        "section 3; Biroli et al. 2024): with n = e^{alpha_n d} training points the "
-        "posterior over them condenses where the Gaussian mutual information per dimension "
-        "reaches alpha_n, i.e. where log n = sum_i 1/2 log(1 + lambda_i/delta) (normal "
-        "directions, lambda = 0, drop out). For each --n (or --log-n, its natural log, for "
-        "n beyond a float) it gives alpha_n, the collapse noise-to-signal variance delta_C, "
-        "t_C in --process, its OU time and DDPM steps (floor, nearest, ceil) when in range, "
-        "the small- and large-alpha_n asymptotics, and the inputs of the excess-entropy "
-        "formula f = alpha_n - I(delta)/d. Give the spectrum as --d with --variance "
-        "(isotropic), plus --top-eigenvalue (one spiked direction) or --intrinsic-dim (a "
-        "linear manifold), or as --spectrum-file.",
-        "Examples: physdiff collapse --d 256 --n 20000 --variance 1 --process ou --json; "
-        "physdiff collapse --d 784 --intrinsic-dim 12 --n 6e4 --process ddpm; physdiff "
-        "collapse --spectrum-file eig.npy --n 1e4 1e5 --t 0.5 1.0. The criterion is the "
-        "large-d limit of the excess entropy; at finite d the measured crossover is smooth "
-        "(see docs/memorization.md).",
-    )
+    p = A.add_command(subparsers, NAME, HELP, DESCRIPTION, EPILOG)
     A.add_spectrum(p)
     n = p.add_mutually_exclusive_group(required=True)
-    option(n, "--n", "N", "number(s) of training points (>= 2; 2e4 is accepted)", nargs="+")
+    A.add_flag(n, "n_train")
     option(
         n,
         "--log-n",
@@ -54,14 +52,8 @@ def register(subparsers) -> None:
         "a float (e^709.78): e.g. --log-n 1000",
         nargs="+",
     )
-    A.add_process(p, "ou", "process for the time column")
-    option(
-        p,
-        "--t",
-        "T",
-        "also evaluate the excess entropy f = alpha_n - I/d at these times of --process",
-        nargs="+",
-    )
+    A.add_flag(p, "process", default="ou")
+    A.add_flag(p, "time")
     fs = p.add_argument_group(
         "finite size",
         "the exact finite-(n, d) expected excess entropy E[d f^e] of Gaussian training sets "
@@ -87,7 +79,7 @@ def register(subparsers) -> None:
         "with --finite-size: noise levels of the curve (default: 13 from delta_C/6 to 3 delta_C)",
         nargs="+",
     )
-    A.add_json(p)
+    A.add_flag(p, "json")
 
 
 def spectrum_args(args) -> dict:
@@ -110,7 +102,7 @@ def run(args) -> int:
 
     _check_finite_size(args)
     res = collapse_table(
-        n=args.n, log_n=args.log_n, process=args.process, t=args.t, **spectrum_args(args)
+        n=args.n_train, log_n=args.log_n, process=args.process, t=args.t, **spectrum_args(args)
     )
     if not args.finite_size:
         return emit(NAME, args, res, table)
@@ -120,28 +112,30 @@ def run(args) -> int:
 
 
 def _check_finite_size(args) -> None:
-    """--level and --curve go with --finite-size; --level in (0, log n) for every --n."""
+    """--level and --curve go with --finite-size; --level in (0, log n) for every --n-train."""
     if not args.finite_size:
         for flag, v in (("--level", args.level), ("--curve", args.curve)):
             if v is not None:
                 raise UsageError(f"argument {flag}: goes with --finite-size")
         return
     if args.log_n is not None:
-        raise UsageError("argument --finite-size: needs --n (integer n in [2, 10^12]), not --log-n")
+        raise UsageError(
+            "argument --finite-size: needs --n-train (integer n in [2, 10^12]), not --log-n"
+        )
     if args.level is not None and not args.level > 0:
         raise UsageError(f"argument --level: must lie in (0, log n) nats; got {args.level:g}")
     lev = math.log(2.0) if args.level is None else args.level
-    for n in args.n:
+    for n in args.n_train:
         if n >= 2 and not lev < math.log(n):
             raise UsageError(
                 f"argument --level: must lie in (0, log n = {math.log(n):.6g}) nats for "
-                f"--n {n:g}; got {lev:g}"
+                f"--n-train {n:g}; got {lev:g}"
             )
 
 
 def finite_size(args, summ: dict) -> dict:
     """The finite-size collapse (:func:`physdiff.finite_size.finite_size_collapse`) for each
-    --n: isotropic data, or isotropic on a linear manifold (equal positive eigenvalues;
+    --n-train: isotropic data, or isotropic on a linear manifold (equal positive eigenvalues;
     other spectra where the library takes ``spectrum=``)."""
     import inspect
 
@@ -163,7 +157,7 @@ def finite_size(args, summ: dict) -> dict:
             f"eigenvalues from {summ['smallest_positive']:g} to {summ['top_eigenvalue']:g}"
         )
     rows = []
-    for n in args.n:
+    for n in args.n_train:
         rows.append(finite_size_collapse(int(n), **kw).to_dict())
     return {
         "level": lev,

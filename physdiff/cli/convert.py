@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     option(src, "--delta", "D", "noise-to-signal variance Delta = sigma^2/alpha^2 (> 0)")
-    option(src, "--t", "T", "a time of the process named by --from")
+    A.add_flag(src, "time")
     option(src, "--step", "K", "an integer DDPM step (same as --t K --from ddpm)")
     belongs = f"the process --t belongs to ({names})"
     option(p, "--from", "PROC", belongs, type=process_name, dest="from_")
@@ -45,12 +45,13 @@ def register(subparsers) -> None:
         nargs="+",
         default=["all"],
     )
-    A.add_json(p)
+    A.add_flag(p, "json")
 
 
 def run(args) -> int:
     from ..conversion import convert
 
+    A.single(args, "time")
     if args.t is not None and args.from_ is None:
         raise UsageError("argument --t: needs --from PROC (the process the time belongs to)")
     if args.from_ is not None and args.t is None:

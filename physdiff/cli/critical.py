@@ -15,25 +15,23 @@ NAME = "critical"
 HELP = "critical noise level, time and DDPM step of symmetry breaking, per criterion"
 FLAGS = {"spectrum": "--spectrum-file"}
 
+DESCRIPTION = """\
+The critical point of symmetry breaking (docs/theory.md section 2) under every criterion:
+(a) log-density, (b) the raw SDE drift of --process, and Biroli's speciation. Each row gives
+the critical noise-to-signal variance Delta, its time in --process, its OU time and its DDPM
+step. Give exactly one data source: --ensemble (with --m, and --variance for a mixture),
+--top-eigenvalue or --spectrum-file. A criterion that does not apply (no symmetry to break,
+no SDE drift) is reported with its reason, not as an error."""
+EPILOG = """\
+Examples: physdiff critical --ensemble two-deltas --m 1 --process ddpm --json; physdiff
+critical --top-eigenvalue 7.66 --process ou; physdiff critical --ensemble mixture --m 2
+--variance 0.3 --process vp-linear. Criteria (a) and (b) take a top eigenvalue as the
+posterior covariance at the centre, held constant (exact for two deltas); the mixture is
+solved by numerical continuation."""
+
 
 def register(subparsers) -> None:
-    p = A.add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "The critical point of symmetry breaking (docs/theory.md section 2) under every "
-        "criterion: (a) log-density, (b) the raw SDE drift of --process, and Biroli's "
-        "speciation. Each row gives the critical noise-to-signal variance Delta, its time "
-        "in --process, its OU time and its DDPM step. Give exactly one data source: "
-        "--ensemble (with --m, and --variance for a mixture), --top-eigenvalue or "
-        "--spectrum-file. A criterion that does not apply (no symmetry to break, no SDE "
-        "drift) is reported with its reason, not as an error.",
-        "Examples: physdiff critical --ensemble two-deltas --m 1 --process ddpm --json; "
-        "physdiff critical --top-eigenvalue 7.66 --process ou; physdiff critical --ensemble "
-        "mixture --m 2 --variance 0.3 --process vp-linear. Criteria (a) and (b) take a top "
-        "eigenvalue as the posterior covariance at the centre, held constant (exact for two "
-        "deltas); the mixture is solved by numerical continuation.",
-    )
+    p = A.add_command(subparsers, NAME, HELP, DESCRIPTION, EPILOG)
     src = p.add_mutually_exclusive_group(required=True)
     option(
         src,
@@ -43,18 +41,12 @@ def register(subparsers) -> None:
         "numerical continuation)",
         type=choice(("two-deltas", "mixture"), "ensemble"),
     )
-    option(src, "--top-eigenvalue", "L", "top eigenvalue of the data covariance (>= 0)")
-    option(
-        src,
-        "--spectrum-file",
-        "F",
-        "a covariance spectrum: .npy array or text file of eigenvalues (all >= 0)",
-        type=None,
-    )
+    A.add_flag(src, "top_eigenvalue")
+    A.add_flag(src, "spectrum_file")
     option(p, "--m", "M", "half-distance |m| of the two classes (1)")
-    option(p, "--variance", "S2", "variance of each mixture component")
-    A.add_process(p, "ou", "process for criterion (b) and the time column")
-    A.add_json(p)
+    A.add_flag(p, "variance")
+    A.add_flag(p, "process", default="ou")
+    A.add_flag(p, "json")
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 every peak (:func:`physdiff.entropy_profile.entropy_profile`).
 
     physdiff entropy --means=-8,-4,6,8 --process ddpm --json
-    physdiff entropy --means=-8,-4,6,8 --stds 0 --partition pairwise:2,3 --out profile.json
+    physdiff entropy --means=-8,-4,6,8 --stds 0 --partition pairwise:2,3 --out-file profile.json
     physdiff entropy --means=-2,0,2 --weights 0.2,0.3,0.5 --partition coarse:0/1,2
 """
 
@@ -23,10 +23,11 @@ def register(subparsers) -> None:
         "The conditional entropy H(G | y) of a decision between the classes (components) "
         "of a 1-D Gaussian mixture, y = x0 + sqrt(delta) z, and its rate, by Gauss-Hermite "
         "quadrature at --levels noise levels spaced geometrically in delta; every local "
-        "maximum of the rate in the process's time, dH/dt, and of the schedule-free rate "
-        "dH/d log delta, each reported in delta, in the process's time and, for ddpm, as a "
-        "step (docs/theory.md section 6; Handke et al. 2025). A decision between a subset "
-        "of the classes is conditional on the class lying in it.",
+        "maximum of the rate in the time of --process, dH/dt, and of the schedule-free rate "
+        "dH/d log delta, each reported in delta, in the time of --process and, for ddpm, as "
+        "a step (docs/theory.md section 6; Handke et al. 2025). A decision between a subset "
+        "of the classes is conditional on the class lying in it. --out-file FILE writes the "
+        "full profile as JSON.",
         "Decisions: all (the K-way decision, default), pairwise:a,b, one-vs-rest:k, "
         "coarse:0,1/2,3 (groups separated by '/'). Classes are numbered by --means, from 0. "
         f"Processes: {', '.join(A.process_names())}. Write --means=-8,-4,6,8 (with '=') "
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
         "component weights, > 0, renormalised to sum to one (default equal)",
         type=floats,
     )
-    A.add_process(p, "ddpm", "the process whose time the peaks are reported in")
+    A.add_flag(p, "process", default="ddpm")
     option(
         p,
         "--partition",
@@ -75,8 +76,8 @@ def register(subparsers) -> None:
         "rounding noise included)",
         default=1e-6,
     )
-    option(p, "--out", "FILE", "write the full profile as JSON to FILE (atomically)", type=None)
-    A.add_json(p)
+    A.add_flag(p, "out_file")
+    A.add_flag(p, "json")
 
 
 def run(args) -> int:
@@ -115,9 +116,10 @@ def run(args) -> int:
     }
     summary = prof.to_dict()
     res = {**head, **summary}
-    if args.out is not None:
-        A.write_json(args.out, {**head, "summary": summary, "profile": prof.profile})
-        res["out"] = args.out
+    if args.out_file is not None:
+        data = {**head, "summary": summary, "profile": prof.profile}
+        A.write_json(args.out_file, data, "--out-file")
+        res["out"] = args.out_file
     return emit(NAME, args, res, table)
 
 

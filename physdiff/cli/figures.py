@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import add_command, add_json, emit
+from ._args import add_command, add_flag, emit
 
 NAME = "list-figures"
 HELP = "list the registered figures"
@@ -12,7 +12,7 @@ HELP = "list the registered figures"
 
 def register(subparsers) -> None:
     p = add_command(subparsers, NAME, HELP, "The registered figures.")
-    add_json(p)
+    add_flag(p, "json")
 
 
 def figure_list() -> tuple[dict, dict]:

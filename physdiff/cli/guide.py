@@ -2,7 +2,7 @@
 class (:func:`physdiff.removal.guided_removal`).
 
     physdiff guide --mixture four-1d --method dng-exact --remove 2 --scale 1 --json
-    physdiff guide --mixture square-2d --method np --remove 3 --scale 2 --out samples.npy
+    physdiff guide --mixture square-2d --method np --remove 3 --scale 2 --out-file samples.npy
 """
 
 from __future__ import annotations
@@ -10,35 +10,36 @@ from __future__ import annotations
 from ..examples import GUIDE_MIXTURES as MIXTURES
 from ..examples import MIXTURES as SPECS
 from . import _args as A
-from ._args import UsageError, bounded, choice, emit, integer, option
+from ._args import UsageError, choice, emit, integer, option
 
 NAME = "guide"
+FLAGS = {"n": "--n-samples"}
 HELP = "guided sampling of a named mixture: removed-class share, class KL, quality"
 METHODS = ("cfg", "np", "dng", "dng-exact")  # physdiff.removal.METHODS
 
+DESCRIPTION = """\
+Sample a named Gaussian mixture (exact scores) with a guidance method and measure the
+removal of class --remove (physdiff.metrics.guidance_metrics): the share of samples the
+exact Bayes classifier puts into the class, the smoothed KL divergence from the target class
+distribution over the kept classes to the generated one, and the sliced W2 distance to exact
+samples of the kept classes (with the same distance between two exact samples as its floor).
+Methods: cfg (classifier-free guidance toward the class: s + w (s_c - s)), np (negative
+prompting, s - lambda (s_c - s)), dng-exact (dynamic negative guidance with the exact
+posterior: lambda = 1 samples the mixture without the class), dng (tracked DNG: the
+posterior followed along the chain, the method for networks;
+physdiff.negative_guidance.TrackedDNG). Sampler: DDPM ancestral steps on --process.
+--out-file FILE writes the samples (n, d) as .npy."""
+EPILOG = (
+    "Mixtures: "
+    + "; ".join(f"{k}: {SPECS[k].about}" for k in MIXTURES)
+    + ". For cfg the metrics still refer to --remove as 'the removed class': its share "
+    "is the share of the class guided toward. Example: physdiff guide --mixture four-1d "
+    "--method dng-exact --remove 2 --scale 1 --json."
+)
+
 
 def register(subparsers) -> None:
-    p = A.add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "Sample a named Gaussian mixture (exact scores) with a guidance method and measure "
-        "the removal of class --remove (physdiff.metrics.guidance_metrics): the share of "
-        "samples the exact Bayes classifier puts into the class, the smoothed KL divergence "
-        "from the target class distribution over the kept classes to the generated one, and "
-        "the sliced W2 distance to exact samples of the kept classes (with the same distance "
-        "between two exact samples as its floor). Methods: cfg (classifier-free guidance "
-        "toward the class: s + w (s_c - s)), np (negative prompting, s - lambda (s_c - s)), "
-        "dng-exact (dynamic negative guidance with the exact posterior: lambda = 1 samples "
-        "the mixture without the class), dng (tracked DNG: the posterior followed along the "
-        "chain, the method for networks; physdiff.negative_guidance.TrackedDNG). Sampler: "
-        "DDPM ancestral steps.",
-        "Mixtures: "
-        + "; ".join(f"{k}: {SPECS[k].about}" for k in MIXTURES)
-        + ". For cfg the metrics still refer to --remove as 'the removed class': its share "
-        "is the share of the class guided toward. Example: physdiff guide --mixture four-1d "
-        "--method dng-exact --remove 2 --scale 1 --json.",
-    )
+    p = A.add_command(subparsers, NAME, HELP, DESCRIPTION, EPILOG)
     option(
         p,
         "--mixture",
@@ -64,18 +65,20 @@ def register(subparsers) -> None:
         required=True,
     )
     option(p, "--scale", "S", "guidance scale, >= 0 (1)", default=1.0)
-    option(p, "--n", "N", "samples (2000)", type=bounded(2, 10**7), default=2000)
-    A.add_seed(p, "seed")
-    A.add_process(p, "ddpm", "the process of the sampler")
-    A.add_steps(p, 500, "sampler steps")
+    A.add_flag(p, "n_samples", default=2000)
+    A.add_flag(p, "seed", default=0)
+    A.add_flag(p, "process", default="ddpm")
+    A.add_flag(p, "steps", default=500)
     option(p, "--prior", "P", "dng: the posterior at the start (default: the class weight)")
     option(p, "--tau", "T", "dng: tau (1)", default=1.0)
     option(p, "--p-max", "P", "dng: the cap of p (0.99)", default=0.99)
-    option(p, "--out", "FILE", "write the samples (n, d) to FILE as .npy (atomically)", type=None)
-    A.add_json(p)
+    A.add_flag(p, "out_file")
+    A.add_flag(p, "json")
 
 
 def _check(args) -> None:
+    if args.n_samples < 2:
+        raise UsageError(f"argument --n-samples: at least 2 samples; got {args.n_samples}")
     K = SPECS[args.mixture].n_classes
     if not 0 <= args.remove < K:
         raise UsageError(f"argument --remove: class index {args.remove} out of range [0, {K - 1}]")
@@ -104,15 +107,17 @@ def run(args) -> int:
         args.method,
         args.remove,
         args.scale,
-        n=args.n,
+        n=args.n_samples,
         **A.pick(args, "seed", "process", "steps", "prior", "tau", "p_max"),
     )
     out = res.to_dict()
-    if args.out is not None:
+    if args.out_file is not None:
         import numpy as np
 
-        A.write_output(args.out, lambda fh: np.save(fh, res.x, allow_pickle=False))
-        out["out"] = args.out
+        A.write_output(
+            args.out_file, lambda fh: np.save(fh, res.x, allow_pickle=False), "--out-file"
+        )
+        out["out"] = args.out_file
     return emit(NAME, args, out, table)
 
 

@@ -14,27 +14,25 @@ NAME = "phase-diagram"
 HELP = "the (alpha_n, t) phase diagram of memorisation: figure (PNG + PDF) and data"
 FLAGS = {"spectrum": "--spectrum-file", "log_alpha": "--linear-alpha"}
 
+DESCRIPTION = """\
+The phase diagram in the (alpha_n, t) plane for a covariance spectrum (docs/theory.md
+section 3; Biroli et al. 2024): the speciation line t_S (top eigenvalue Lambda, delta_S =
+Lambda - 1; absent when Lambda <= 1) and the collapse line t_C(alpha_n) split the Brownian,
+speciated and collapsed regimes. alpha_n = log(n)/m with m the number of positive
+eigenvalues (the intrinsic dimension; normal directions drop out). Writes NAME.png,
+NAME.pdf, NAME.npz and NAME.json into --out, each atomically; the data hold alphas, times,
+deltas, t_collapse, delta_collapse, t_speciation and regime (times x alphas; 0 collapsed, 1
+speciated, 2 Brownian). With --json the result printed is a summary of what was written."""
+EPILOG = """\
+Example: physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 --process ou --out
+DIR. Times are in --process's own clock (DDPM: step index)."""
+
 
 def register(subparsers) -> None:
-    p = A.add_command(
-        subparsers,
-        NAME,
-        HELP,
-        "The phase diagram in the (alpha_n, t) plane for a covariance spectrum "
-        "(docs/theory.md section 3; Biroli et al. 2024): the speciation line t_S (top "
-        "eigenvalue Lambda, delta_S = Lambda - 1; absent when Lambda <= 1) and the collapse "
-        "line t_C(alpha_n) split the Brownian, speciated and collapsed regimes. alpha_n = "
-        "log(n)/m with m the number of positive eigenvalues (the intrinsic dimension; "
-        "normal directions drop out). Writes NAME.png, NAME.pdf, NAME.npz and NAME.json "
-        "into --out, each atomically; the data hold alphas, times, deltas, t_collapse, "
-        "delta_collapse, t_speciation and regime (times x alphas; 0 collapsed, 1 "
-        "speciated, 2 Brownian).",
-        "Example: physdiff phase-diagram --d 100 --top-eigenvalue 5 --variance 1 --process "
-        "ou --out DIR. Times are in --process's own clock (DDPM: step index).",
-    )
+    p = A.add_command(subparsers, NAME, HELP, DESCRIPTION, EPILOG)
     A.add_spectrum(p)
-    A.add_process(p, "ou", "the time axis")
-    option(p, "--out", "DIR", "output folder (created)", type=None, required=True)
+    A.add_flag(p, "process", default="ou")
+    A.add_flag(p, "out", required=True)
     p.add_argument("--name", default="phase-diagram", help="file stem (default: phase-diagram)")
     _axis(
         p,
@@ -55,8 +53,8 @@ def register(subparsers) -> None:
         "smallest time (default: t_min)",
         "largest time (default: where delta = 4 max(delta_C, delta_S), in range)",
     )
-    A.add_dpi(p, 200)
-    A.add_json(p, "print a JSON summary of what was written (the physdiff envelope)")
+    A.add_flag(p, "dpi", default=200)
+    A.add_flag(p, "json")
 
 
 def _axis(p, name: str, sym: str, what: str, smallest: str, largest: str) -> None:
