@@ -388,9 +388,10 @@ def report(prof: list[dict], online: list[dict], args, load, labels=()) -> str:
         "forms the posterior only when asked (`clf.posterior`) instead of recording a new "
         "`(n, K)` posterior at every step. Max differences: posteriors of all the classifiers "
         "against the library's with history, particles of the two samplers. The network row "
-        "is for reference only: there the classifier needs K conditional network calls per "
-        "step that the sampler does not make (the classes sampler already makes all K + 1), "
-        "so no target applies.",
+        "is for reference only: there the classifier needs K conditional network "
+        "evaluations per step that the sampler does not make (the classes sampler, asked "
+        "for the classes by the classifier's recorder, makes all K + 1 in one batched "
+        "network pass, `NetworkScoreModel.denoise_labels`), so no target applies.",
         "",
         "| case | n | sampler | + OnlineClassifier | overhead | target "
         "| + OnlineClassifier, no history | overhead | classes sampler "
