@@ -86,16 +86,17 @@ class RunContext:
     engine: Any
     started: float
 
-    def job(self, name: str, net: Any, train: Any, data: Any, *, seed: int, **options: Any):
+    def job(self, name: str, net: Any, data: Any, *, seed: int, train: Any = None, **options: Any):
         """:func:`validation.training.make_job` on this run's device, with the checkpoint under
-        ``out_dir / "train"`` and the config's ``training.threads``; ``options``:
-        ``progress``, ``labels``."""
-        from ..training import make_job
+        ``out_dir / "train"`` and the config's ``training.threads``; ``train`` (a
+        :class:`validation.training.TrainSpec`) defaults to the config's own
+        (``TrainSpec.of(config)``); ``options``: ``progress``, ``labels``."""
+        from ..training import TrainSpec, make_job
 
         return make_job(
             name,
             net,
-            train,
+            TrainSpec.of(self.config) if train is None else train,
             data,
             seed=seed,
             device=self.device,
@@ -103,6 +104,27 @@ class RunContext:
             threads=self.config.training.threads,
             **options,
         )
+
+    def in_process(self, n_jobs: int) -> bool:
+        """Whether this run's engine trains ``n_jobs`` jobs one after another in this process
+        (:func:`validation.training.in_process`): then a job may show its progress bar."""
+        from ..training import in_process
+
+        return in_process(self.engine, n_jobs)
+
+    def train(self, jobs: Sequence[Any]) -> list:
+        """Train ``jobs`` on this run's engine (:func:`validation.training.train_jobs`, the
+        progress named after the experiment); their summaries, in order."""
+        from ..training import train_jobs
+
+        return train_jobs(jobs, self.engine, desc=f"{self.name}: training")
+
+    def network(self, job: Any):
+        """The trained network of ``job`` on this run's device
+        (:func:`validation.training.load_network`)."""
+        from ..training import load_network
+
+        return load_network(job, self.device)
 
     def result(self, rows: Sequence[Any], figures: Sequence[str] = ()) -> Any:
         """The run's :class:`~validation.result.Result` (:func:`validation.result.new_result`:

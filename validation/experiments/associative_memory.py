@@ -79,7 +79,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, judge, save_figure
 from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -350,7 +350,7 @@ def _circle_theory(K_star: float | None, config: Config) -> dict:
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per (data set, K), sample, classify, measure basins, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     from physdiff.data import load_digits
 
     digits = load_digits()
@@ -361,25 +361,16 @@ def run(config: Config, ctx: RunContext) -> Result:
     for K in config.digits_K:
         sets.append({"data": "digits", "K": K, "train": digits_points(K, seed, digits)})
 
-    serial = in_process(engine, len(sets))
-    train = TrainSpec.of(config)
+    serial = ctx.in_process(len(sets))
     jobs = []
     for i, s in enumerate(sets):
         circ = s["data"] == "circle"
         net = NetSpec.of(config.circle_net if circ else config.digits_net, s["train"].shape[1])
-        jobs.append(
-            ctx.job(
-                f"{s['data']}-K{s['K']}",
-                net,
-                train,
-                s["train"],
-                seed=seed * 1000 + i,
-                progress=serial,
-            )
-        )
+        name = f"{s['data']}-K{s['K']}"
+        jobs.append(ctx.job(name, net, s["train"], seed=seed * 1000 + i, progress=serial))
     # the largest trainings first, so that parallel workers finish together
     order = sorted(range(len(jobs)), key=lambda j: -jobs[j].net.hidden * jobs[j].net.dim)
-    done = train_jobs([jobs[j] for j in order], engine, desc=f"{NAME}: training")
+    done = ctx.train([jobs[j] for j in order])
     summaries = [None] * len(jobs)
     for j, summ in zip(order, done, strict=True):
         summaries[j] = summ
@@ -389,7 +380,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         x = s["train"]
         K = s["K"]
         emp = Empirical(x)
-        net = load_network(job, device)
+        net = ctx.network(job)
         y_net = heun_samples(net, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
         y_emp = heun_samples(emp, N, config.sampler_steps, np.random.default_rng([seed, 20, i]))
         if s["data"] == "circle":

@@ -77,7 +77,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import bootstrap_peak, significant_maxima
 from ..result import Result, Rule, judge, save_figure
 from ..stats import difference
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec, TrainSpec
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -418,18 +418,8 @@ def check(config: Config) -> None:
 def _jobs(ctx: RunContext, serial: bool):
     config, seed = ctx.config, ctx.seed
     mix = four_classes(config)
-    train = TrainSpec.of(config)
     net = NetSpec.of(config, config.dim, n_classes=4)
-    jobs = [
-        ctx.job(
-            "mixture",
-            net,
-            train,
-            mix,
-            seed=seed * 1000,
-            progress=serial,
-        )
-    ]
+    jobs = [ctx.job("mixture", net, mix, seed=seed * 1000, progress=serial)]
     digits = None
     if config.digits:
         from physdiff.data import load_digits
@@ -449,9 +439,9 @@ def _jobs(ctx: RunContext, serial: bool):
             ctx.job(
                 "digits",
                 dnet,
-                dtrain,
                 np.asarray(digits.train),
                 seed=seed * 1000 + 1,
+                train=dtrain,
                 progress=serial,
                 labels=np.asarray(digits.train_labels),
             )
@@ -538,11 +528,10 @@ def _peak_rows(
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train the conditional networks (a sweep), measure, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     n_jobs = 2 if config.digits else 1
-    serial = in_process(engine, n_jobs)
-    mix, digits, jobs = _jobs(ctx, serial)
-    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
+    mix, digits, jobs = _jobs(ctx, ctx.in_process(n_jobs))
+    summaries = ctx.train(jobs)
     proc = DDPM()
     boot = np.random.default_rng([seed, 5])
     rows: list = []
@@ -553,7 +542,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     }
 
     # --- the mixture ------------------------------------------------------------------
-    net = load_network(jobs[0], device)
+    net = ctx.network(jobs[0])
     steps = _levels(proc, config.level_stride)
     exact = _exact_curves(mix, proc, steps, config, seed)
     comps = mix.components
@@ -639,17 +628,17 @@ def run(config: Config, ctx: RunContext) -> Result:
 
     # --- digits -------------------------------------------------------------------------
     if config.digits:
-        rows += _digits(config, digits, jobs[1], device, seed, proc, boot, train_info, plots)
+        dnet = ctx.network(jobs[1])
+        rows += _digits(config, digits, dnet, seed, proc, boot, train_info, plots)
 
     fig = f"{NAME}.png"
     _plot(plots, config, out_dir / fig)
     return ctx.result(rows, [fig])
 
 
-def _digits(config, digits, job, device, seed, proc, boot, train_info, plots) -> list:
+def _digits(config, digits, net, seed, proc, boot, train_info, plots) -> list:
     from physdiff import symmetry as S
 
-    net = load_network(job, device)
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
     K = 10
     w = np.bincount(y, minlength=K) / y.size

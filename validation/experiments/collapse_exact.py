@@ -390,6 +390,15 @@ def _case(d: int, n: int, i: int, config: Config, seed: int) -> dict:
 # ---------------------------------------------------------------------------------------
 # plot
 # ---------------------------------------------------------------------------------------
+def _theory_marks(ax, d, values, label: str) -> None:
+    """The finite-size theory's ``values`` as black bars at the dimensions ``d``, the zero
+    line, and the log ``d`` axis of a panel against the dimension."""
+    ax.plot(d, values, "_", color="k", ms=9, mew=1.5, label=label)
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("d")
+
+
 def _plot(cases: list[dict], theory: list[dict], config: Config, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -439,18 +448,12 @@ def _plot(cases: list[dict], theory: list[dict], config: Config, path: Path) -> 
                 ys.append(v - math.log(c["delta_C"]))
                 es.append(se if math.isfinite(se) else 0.0)
             ax1.errorbar(xs, ys, yerr=es, fmt=mk, ms=3, capsize=2, label=label)
-        ax1.plot(
+        _theory_marks(
+            ax1,
             [c["d"] * math.exp(shift["fe"]) for c in cases],
             [t["log_offset"] for t in theory],
-            "_",
-            color="k",
-            ms=9,
-            mew=1.5,
-            label="finite-size theory (f^e)",
+            "finite-size theory (f^e)",
         )
-        ax1.axhline(0.0, color="0.3", lw=0.8)
-        ax1.set_xscale("log")
-        ax1.set_xlabel("d")
         ax1.set_ylabel(r"$\log(\Delta_{measured} / \Delta_C)$")
         ax1.set_title("offset from the large-d limit")
         ax1.legend(fontsize=6, frameon=False)
@@ -458,18 +461,12 @@ def _plot(cases: list[dict], theory: list[dict], config: Config, path: Path) -> 
         f = np.array([c["f_lib"][0] for c in cases])
         fse = np.array([c["f_lib"][1] for c in cases])
         ax2.errorbar(dd, f, yerr=fse, fmt="o", ms=3, capsize=2, label="excess_entropy_empirical")
-        ax2.plot(
+        _theory_marks(
+            ax2,
             dd,
             [t["d_fe_at_delta_C"] / c["d"] for t, c in zip(theory, cases, strict=True)],
-            "_",
-            color="k",
-            ms=9,
-            mew=1.5,
-            label="finite-size theory",
+            "finite-size theory",
         )
-        ax2.axhline(0.0, color="0.3", lw=0.8)
-        ax2.set_xscale("log")
-        ax2.set_xlabel("d")
         ax2.set_ylabel(r"$f^e(\Delta_C)$")
         ax2.set_title(r"$f^e$ at the predicted collapse")
         ax2.legend(fontsize=6, frameon=False)

@@ -66,7 +66,7 @@ from ..curves import censored_up_crossing
 from ..result import Result, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "denoising_ratio"]
@@ -266,25 +266,17 @@ def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> No
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per ``n`` (a sweep), measure ``r(delta)`` and samples, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     d, s2 = config.d, config.variance
     gauss = Gaussian.isotropic(np.zeros(d), s2)
     sets = [gauss.sample(n, np.random.default_rng([seed, 30, i])) for i, n in enumerate(config.ns)]
-    serial = in_process(engine, len(sets))
-    spec = TrainSpec.of(config)
+    serial = ctx.in_process(len(sets))
     net_spec = NetSpec.of(config, d, sigma_data=math.sqrt(s2))
     jobs = [
-        ctx.job(
-            f"n{n}",
-            net_spec,
-            spec,
-            x,
-            seed=seed * 1000 + i,
-            progress=serial,
-        )
+        ctx.job(f"n{n}", net_spec, x, seed=seed * 1000 + i, progress=serial)
         for i, (n, x) in enumerate(zip(config.ns, sets, strict=True))
     ]
-    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
+    summaries = ctx.train(jobs)
 
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
@@ -293,7 +285,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     rows, res = [], []
     for i, (n, x, job) in enumerate(zip(config.ns, sets, jobs, strict=True)):
         emp = Empirical(x.copy())
-        net = load_network(job, device)
+        net = ctx.network(job)
         dc = float(M.collapse_delta_isotropic(n, d, s2))
         rr = denoising_ratio(
             {"net": net, "emp": emp},
@@ -351,30 +343,19 @@ def run(config: Config, ctx: RunContext) -> Result:
             "training": summ.brief(),
         }
         pred = math.log(dc) + config.verdict.prediction_shift
-        rows.append(
-            judge(
-                "exact empirical score: collapse log(delta) (r = 1/2)",
-                pred,
-                c_emp[0],
-                c_emp[1],
-                rule_log,
-                condition=cond,
-                bound=c_emp[2],
-                **common,
+        for who, (c, se, bound) in (("exact empirical score", c_emp), ("network", c_net)):
+            rows.append(
+                judge(
+                    f"{who}: collapse log(delta) (r = 1/2)",
+                    pred,
+                    c,
+                    se,
+                    rule_log,
+                    condition=cond,
+                    bound=bound,
+                    **common,
+                )
             )
-        )
-        rows.append(
-            judge(
-                "network: collapse log(delta) (r = 1/2)",
-                pred,
-                c_net[0],
-                c_net[1],
-                rule_log,
-                condition=cond,
-                bound=c_net[2],
-                **common,
-            )
-        )
         rows.append(
             judge(
                 "network memorised fraction (vs exact empirical score)",

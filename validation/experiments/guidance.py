@@ -60,7 +60,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..models import line_mixture
 from ..result import Result, judge, save_figure
 from ..stats import binomial_fraction, difference
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "fit_classifier"]
@@ -440,7 +440,7 @@ def run(config: Config, ctx: RunContext) -> Result:
 
 
 def _digits(ctx: RunContext, plots, shift) -> list:
-    config, device, seed, engine = ctx.config, ctx.device, ctx.seed, ctx.engine
+    config, seed = ctx.config, ctx.seed
     from physdiff import classes as C
     from physdiff import guidance as G
     from physdiff import metrics as M
@@ -450,14 +450,12 @@ def _digits(ctx: RunContext, plots, shift) -> list:
 
     digits = load_digits()
     X, y = np.asarray(digits.train), np.asarray(digits.train_labels)
-    serial = in_process(engine, 1)
     net_spec = NetSpec.of(
         config, digits.dim, kind=config.digits_net, n_classes=10, base_channels=config.channels
     )
-    train = TrainSpec.of(config)
-    job = ctx.job("digits", net_spec, train, X, seed=seed * 1000 + 1, progress=serial, labels=y)
-    (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
-    net = load_network(job, device)
+    job = ctx.job("digits", net_spec, X, seed=seed * 1000 + 1, progress=ctx.in_process(1), labels=y)
+    (summary,) = ctx.train([job])
+    net = ctx.network(job)
     predict, acc, n_held = fit_classifier(X, y, digits.held_out, digits.held_out_labels)
     c = config.removed_digit
     target = np.bincount(y, minlength=10) / y.size
@@ -501,6 +499,13 @@ def _digits(ctx: RunContext, plots, shift) -> list:
         "unguided": _summary(m0, lab0),
         "curves": {k: [{"scale": s, **v} for s, v in vals] for k, vals in curves.items()},
     }  # fmt: skip
+    tracked = f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}"
+
+    def versus(quantity, predicted, measured, se, tolerance, condition=tracked):
+        """A row judged by the named tolerance, its prediction shifted by ``shift``."""
+        rule = config.verdict.rule(tolerance)
+        return judge(quantity, predicted + shift, measured, se, rule, condition=condition)
+
     rows = [
         judge(
             "held-out accuracy of the evaluation classifier (claim: >= min_accuracy)",
@@ -516,37 +521,34 @@ def _digits(ctx: RunContext, plots, shift) -> list:
             condition=f"digits, logistic regression, {n_held} held-out digits",
             **extra,
         ),
-        judge(
+        versus(
             "share of the digit in unguided samples (vs its training frequency)",
-            float(target[c]) + shift,
+            float(target[c]),
             m0.removed_share,
             m0.removed_share_se,
-            config.verdict.rule("tolerance_unguided_digits"),
-            condition=f"digits, unguided network, digit {c}",
+            "tolerance_unguided_digits",
+            f"digits, unguided network, digit {c}",
         ),
-        judge(
+        versus(
             "share of samples in the removed class",
-            0.0 + shift,
+            0.0,
             md.removed_share,
             md.removed_share_se,
-            config.verdict.rule("tolerance_share_digits"),
-            condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
+            "tolerance_share_digits",
         ),
-        judge(
+        versus(
             "KL over the kept classes (vs the unguided network's)",
-            m0.balance.kl + shift,
+            m0.balance.kl,
             md.balance.kl,
             difference(_kl_se(lab0, target, c, rng), _kl_se(lab_d, target, c, rng)),
-            config.verdict.rule("tolerance_kl_digits"),
-            condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
+            "tolerance_kl_digits",
         ),
-        judge(
+        versus(
             "sliced W2 to kept held-out digits (vs the unguided network's)",
-            m0.quality + shift,
+            m0.quality,
             md.quality,
             difference(m0.quality_se, md.quality_se),
-            config.verdict.rule("tolerance_w2_digits"),
-            condition=f"digits, tracked DNG, lambda = {config.lambda_digits:g}, digit {c}",
+            "tolerance_w2_digits",
         ),
     ]
     plots["digits"] = {

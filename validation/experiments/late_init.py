@@ -51,7 +51,7 @@ from physdiff.symmetry import late_start, late_start_delta
 
 from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..result import Result, judge, save_figure
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "sliced_wasserstein", "theory_steps"]
@@ -259,25 +259,19 @@ def _plot(table, steps, refs, th, main_key, images, config: Config, path: Path) 
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train one denoiser on the digits, sweep the start step, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     from physdiff import sampling
     from physdiff.data import load_digits
 
     ds = load_digits()
     train_x, held = np.asarray(ds.train), np.asarray(ds.held_out)
     d = train_x.shape[1]
-    spec = TrainSpec.of(config)
     job = ctx.job(
-        "digits",
-        NetSpec.of(config, d),
-        spec,
-        train_x,
-        seed=seed * 1000,
-        progress=in_process(engine, 1),
+        "digits", NetSpec.of(config, d), train_x, seed=seed * 1000, progress=ctx.in_process(1)
     )
-    (summary,) = train_jobs([job], engine, desc=f"{NAME}: training")
+    (summary,) = ctx.train([job])
 
-    net = load_network(job, device)
+    net = ctx.network(job)
     ddpm = DDPM()
     th = theory_steps(train_x, ddpm)
     short = {"log-density": "a", "sde-drift": "b", "speciation": "S"}[config.criterion]

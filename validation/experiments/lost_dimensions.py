@@ -68,15 +68,7 @@ from physdiff.errors import DomainError, InputError
 from ..config import NetConfig, TrainingConfig, VerdictConfig
 from ..result import Result, judge, save_figure
 from ..stats import difference
-from ..training import (
-    NetSpec,
-    TrainSpec,
-    in_process,
-    load_network,
-    load_trained,
-    make_job,
-    train_jobs,
-)
+from ..training import NetSpec, TrainSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "thresholds"]
@@ -457,6 +449,15 @@ def _digits(config: Config):
 # ---------------------------------------------------------------------------------------
 # plot
 # ---------------------------------------------------------------------------------------
+def _half_level_axes(ax, top: float, ylabel: str) -> None:
+    """A panel of a fraction against log delta: the level 1/2 marked, y from -0.05 to ``top``."""
+    ax.axhline(0.5, color="0.4", lw=0.7)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, top)
+    ax.set_xlabel(r"$\Delta$")
+    ax.set_ylabel(ylabel)
+
+
 def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -503,11 +504,8 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
                         ax.axvline(
                             math.exp(c["a"][key]), color=col, ls="-.", lw=0.7, alpha=alpha[n]
                         )
-            ax.axhline(0.5, color="0.4", lw=0.7)
-            ax.set_xscale("log")
-            ax.set_ylim(-0.05, 1.1)
-            ax.set_xlabel(r"$\Delta$")
-            ax.set_ylabel(r"$V_i/\Delta$ = 1 + eigenvalue of $\Delta J$ along the group")
+            ylabel = r"$V_i/\Delta$ = 1 + eigenvalue of $\Delta J$ along the group"
+            _half_level_axes(ax, 1.1, ylabel)
             ax.set_title(
                 f"{kind}: exact -, network --, model (b) :, model (a) threshold -.",
                 fontsize=6,
@@ -592,11 +590,7 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
                     lw=1.0,
                     label=f"{knd[:4]} n={n} s={stds[sel[key]][0]:g}",
                 )
-        ax.axhline(0.5, color="0.4", lw=0.7)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.05, 1.2)
-        ax.set_xlabel(r"$\Delta$")
-        ax.set_ylabel(r"retained fraction $V / V_{pop}$")
+        _half_level_axes(ax, 1.2, r"retained fraction $V / V_{pop}$")
         ax.set_title(
             "exact score, retained criterion (solid gaussian, dashed normalised)", fontsize=7
         )
@@ -608,8 +602,8 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
 # ---------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------
-def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, subsets: dict):
-    spec = TrainSpec.of(config)
+def _jobs(ctx: RunContext, serial: bool, subsets: dict):
+    config, seed = ctx.config, ctx.seed
     jobs = {}
     for i, kind in enumerate(config.network_kinds):
         man = _manifold(config, kind, seed)
@@ -617,30 +611,14 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
             x = _training_set(man, n, kind, seed)
             sd = float(np.sqrt(np.mean(x.var(axis=0))))
             net = NetSpec.of(config, config.d, sigma_data=sd)
-            jobs[("manifold", kind, n)] = make_job(
-                f"{kind}-n{n}",
-                net,
-                spec,
-                x,
-                seed=seed * 1000 + 10 * i + j,
-                device=device,
-                root=out_dir / "train",
-                threads=config.training.threads,
-                progress=serial,
+            jobs[("manifold", kind, n)] = ctx.job(
+                f"{kind}-n{n}", net, x, seed=seed * 1000 + 10 * i + j, progress=serial
             )
     dspec = TrainSpec.of(config, steps=config.digits_steps)
     dnet = NetSpec(64, config.digits_hidden, config.net.depth, config.net.embed_dim, sigma_data=1.0)
     for j, (n, sub) in enumerate(subsets.items()):
-        jobs[("digits", n)] = make_job(
-            f"digits-n{n}",
-            dnet,
-            dspec,
-            sub,
-            seed=seed * 1000 + 100 + j,
-            device=device,
-            root=out_dir / "train",
-            threads=config.training.threads,
-            progress=serial,
+        jobs[("digits", n)] = ctx.job(
+            f"digits-n{n}", dnet, sub, seed=seed * 1000 + 100 + j, train=dspec, progress=serial
         )
     return jobs
 
@@ -648,15 +626,12 @@ def _jobs(config: Config, device: str, out_dir: Path, seed: int, serial: bool, s
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train the manifold and digits networks (one sweep), measure, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     full, subsets = _digits(config) if config.digits_subsets else (None, {})
     n_jobs = len(config.network_kinds) * len(config.n_networks) + len(subsets)
-    serial = in_process(engine, max(1, n_jobs))
-    jobs = _jobs(config, device, out_dir, seed, serial, subsets)
-    done = train_jobs(list(jobs.values()), engine, desc=f"{NAME}: training")
+    jobs = _jobs(ctx, ctx.in_process(max(1, n_jobs)), subsets)
+    done = ctx.train(list(jobs.values()))
     summaries = dict(zip(jobs, done, strict=True))
-
-    from physdiff.nn import NetworkScoreModel
 
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
@@ -678,8 +653,7 @@ def run(config: Config, ctx: RunContext) -> Result:
             if src == "exact":
                 model, mm, crits = Empirical(train), config.n_probe, CRITERIA
             else:
-                den = load_trained(jobs[("manifold", kind, n)]).denoiser
-                model = NetworkScoreModel(den, device=device)
+                model = ctx.network(jobs[("manifold", kind, n)])
                 mm, crits = config.n_probe_network, config.network_criteria
             rv = _measure(model, man, train, deltas, pop, mm, rng)
             a = _model_groups(G.direction_thresholds(man, n, model="gated-rem"))
@@ -735,7 +709,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         for dl in config.digits_deltas:
             digits["pca"][dl] = int(np.sum(lam > dl))
         for j, (n, sub) in enumerate(subsets.items()):
-            net = load_network(jobs[("digits", n)], device)
+            net = ctx.network(jobs[("digits", n)])
             emp = Empirical(sub)
             summ = summaries[("digits", n)]
             for dl in config.digits_deltas:

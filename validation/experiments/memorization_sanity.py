@@ -40,7 +40,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..result import Result, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check"]
@@ -187,7 +187,7 @@ def _plot(
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train on each handful set and on the large set (a sweep), sample, count, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     # training sets: handful ones from N(0, I_d), the large one from N(0, I) or --data
     sets: list[dict] = []
     for i, (n, d) in enumerate(config.handful):
@@ -215,20 +215,18 @@ def run(config: Config, ctx: RunContext) -> Result:
             }
         )
 
-    serial = in_process(engine, len(sets))
-    train = TrainSpec.of(config)
+    serial = ctx.in_process(len(sets))
     jobs = [
         ctx.job(
             f"{s['kind']}{i}",
             NetSpec.of(config, s["train"].shape[1]),
-            train,
             s["train"],
             seed=seed * 1000 + i,
             progress=serial,
         )
         for i, s in enumerate(sets)
     ]
-    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
+    summaries = ctx.train(jobs)
 
     rule = config.verdict.rule("tolerance")
     rows, panels = [], []
@@ -236,7 +234,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     for i, (s, job) in enumerate(zip(sets, jobs, strict=True)):
         emp = Empirical(s["train"].copy())  # Empirical marks its array read-only
         r = config.radius * nearest_neighbour_spacing(s["train"])
-        net = load_network(job, device)
+        net = ctx.network(job)
         x_net = heun_samples(
             net, config.n_samples, config.sampler_steps, np.random.default_rng([seed, 20, i])
         )

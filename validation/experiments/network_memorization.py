@@ -82,7 +82,7 @@ from ..curves import last_up_crossing
 from ..result import Result, Row, judge, save_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -350,7 +350,6 @@ def _on_points(samples: np.ndarray | None, emp: Empirical, radius: float):
 
 def _jobs(ctx: RunContext, sets: list[_DataSet], serial: bool):
     config, seed = ctx.config, ctx.seed
-    spec = TrainSpec.of(config)
     jobs, params = {}, {}
     for a, ds in enumerate(sets):
         for b, w in enumerate(config.widths):
@@ -360,7 +359,6 @@ def _jobs(ctx: RunContext, sets: list[_DataSet], serial: bool):
                 jobs[ds.key, w, n] = ctx.job(
                     f"{ds.key}-w{w}-n{n}",
                     net,
-                    spec,
                     ds.points[:n].copy(),
                     seed=seed * 100_000 + a * 10_000 + b * 100 + i,
                     progress=serial,
@@ -441,11 +439,11 @@ def _exponent_row(ds, fit: PowerFit, located: int, config: Config) -> Row:
 def run(config: Config, ctx: RunContext) -> Result:
     """Train the (n, width) grid per data set (one ensemble per width), sample every network
     and exact score, locate the boundaries, fit the capacity exponent, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
+    out_dir, seed = ctx.out_dir, ctx.seed
     sets = _data_sets(config, seed)
     n_groups = len({(ds.dim, w) for ds in sets for w in config.widths})
-    jobs, params = _jobs(ctx, sets, in_process(engine, n_groups))
-    trained = train_jobs(list(jobs.values()), engine, desc=f"{NAME}: training")
+    jobs, params = _jobs(ctx, sets, ctx.in_process(n_groups))
+    trained = ctx.train(list(jobs.values()))
     summaries = dict(zip(jobs, trained, strict=True))
 
     from physdiff.processes import EDM
@@ -470,7 +468,7 @@ def run(config: Config, ctx: RunContext) -> Result:
             )
             fresh[n] = _on_points(ds.fresh(n, np.random.default_rng([seed, 72, a, i])), emp, rad)
             for w in config.widths:
-                net = load_network(jobs[ds.key, w, n], device)
+                net = ctx.network(jobs[ds.key, w, n])
                 xs = heun_samples(
                     net, config.n_samples, config.sampler_steps, np.random.default_rng(start)
                 )

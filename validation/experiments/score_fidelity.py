@@ -34,7 +34,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..models import symmetric_pair
 from ..result import Result, judge, save_figure
 from ..stats import ratio_of_means
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "relative_error"]
@@ -158,28 +158,20 @@ def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train one network per dimension (a sweep), measure ``R(delta)``, judge, plot."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
-    serial = in_process(engine, len(config.dims))
-    train = TrainSpec.of(config)
+    out_dir, seed = ctx.out_dir, ctx.seed
+    serial = ctx.in_process(len(config.dims))
     ens = {d: symmetric_pair(config.separation, config.component_variance, d) for d in config.dims}
     jobs = [
-        ctx.job(
-            f"d{d}",
-            NetSpec.of(config, d),
-            train,
-            ens[d],
-            seed=seed * 1000 + i,
-            progress=serial,
-        )
+        ctx.job(f"d{d}", NetSpec.of(config, d), ens[d], seed=seed * 1000 + i, progress=serial)
         for i, d in enumerate(config.dims)
     ]
-    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
+    summaries = ctx.train(jobs)
 
     rule = config.verdict.rule("tolerance")
     curves: dict[int, np.ndarray] = {}
     rows = []
     for i, (d, job) in enumerate(zip(config.dims, jobs, strict=True)):
-        net = load_network(job, device)
+        net = ctx.network(job)
         rng = np.random.default_rng([seed, 1, i])
         curves[d] = np.array(
             [relative_error(net, ens[d], delta, config.n_eval, rng) for delta in config.deltas]

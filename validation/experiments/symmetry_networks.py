@@ -54,7 +54,7 @@ from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
 from ..result import Result, judge, nan_to_none, save_figure
-from ..training import NetSpec, TrainSpec, in_process, load_network, train_jobs
+from ..training import NetSpec
 from . import RunContext, experiment_run
 
 __all__ = ["Config", "PRESETS", "run", "check", "top_eigenvalue_curve"]
@@ -252,24 +252,22 @@ def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) ->
 @experiment_run
 def run(config: Config, ctx: RunContext) -> Result:
     """Train ``n_seeds`` networks per dimension (a sweep), scan the Jacobian, clone, judge."""
-    device, out_dir, seed, engine = ctx.device, ctx.out_dir, ctx.seed, ctx.engine
-    train = TrainSpec.of(config)
+    out_dir, seed = ctx.out_dir, ctx.seed
     m, s2 = config.separation, config.component_variance
     ens = {d: symmetric_pair(m, s2, d) for d in config.dims}
     specs = [(i, d, j) for i, d in enumerate(config.dims) for j in range(config.n_seeds)]
-    serial = in_process(engine, len(specs))
+    serial = ctx.in_process(len(specs))
     jobs = [
         ctx.job(
             f"d{d}-s{j}",
             NetSpec.of(config, d),
-            train,
             ens[d],
             seed=seed * 1000 + 100 * i + j,
             progress=serial,
         )
         for i, d, j in specs
     ]
-    summaries = train_jobs(jobs, engine, desc=f"{NAME}: training")
+    summaries = ctx.train(jobs)
 
     d_a = critical_point(ens[config.dims[0]], "log-density").delta
     log_a = math.log(d_a)
@@ -283,11 +281,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     clones: dict = {}
     rows = []
     for i, d in enumerate(config.dims):
-        nets = [
-            load_network(job, device)
-            for job, (_, dd, _) in zip(jobs, specs, strict=True)
-            if dd == d
-        ]
+        nets = [ctx.network(job) for job, (_, dd, _) in zip(jobs, specs, strict=True) if dd == d]
         centre = np.asarray(ens[d].mean, dtype=float)
         scans = [top_eigenvalue_curve(net, centre, grid) for net in nets]
         cross_c = np.array([_cross(grid, s["centre"]) for s in scans])
