@@ -131,7 +131,7 @@ __all__ = [
     "gaussian_jacobian_eigenvalue",
 ]
 
-MODELS = ("gated-rem", "effective-sample-size")
+MODELS = ("effective-sample-size", "gated-rem")
 CRITERIA = ("retained", "jacobian")
 
 
@@ -543,7 +543,7 @@ def direction_thresholds(
     manifold,
     n,
     *,
-    model: str = "gated-rem",
+    model: str = "effective-sample-size",
     normalized: bool | None = None,
     criterion: str = "retained",
     level: float = 0.5,
@@ -551,9 +551,11 @@ def direction_thresholds(
 ) -> DirectionThresholds:
     """Per-direction (and, through :attr:`DirectionThresholds.groups`, per-group) critical
     noise levels of a manifold with ``n`` training points under ``model``:
-    ``"gated-rem"`` (a, :func:`gated_rem_thresholds`; ``criterion`` and ``level`` do not
-    apply) or ``"effective-sample-size"`` (b, :func:`ess_thresholds`). The measured
-    counterpart is :func:`measured_thresholds`."""
+    ``"effective-sample-size"`` (b, :func:`ess_thresholds`; the default, the library's
+    prediction, tests/test_lost_dimensions.py) or ``"gated-rem"`` (a, the paper's model,
+    :func:`gated_rem_thresholds`; ``criterion`` and ``level`` do not apply; refuted by the
+    exact score, docs/theory.md section 4). The measured counterpart is
+    :func:`measured_thresholds`."""
     if model == "gated-rem":
         return gated_rem_thresholds(manifold, n, normalized=normalized)
     if model == "effective-sample-size":

@@ -376,7 +376,8 @@ def test_network_spectrum_symmetric_part_and_singular_values():
 # ---------------------------------------------------------------------------------------
 def test_direction_thresholds_dataclass():
     man = LinearManifold.axis_aligned(6, [1.0, 3.0, 1.0])
-    a = G.direction_thresholds(man, 100)
+    assert G.direction_thresholds(man, 100).model == "effective-sample-size"  # the default
+    a = G.direction_thresholds(man, 100, model="gated-rem")
     assert a.model == "gated-rem" and not a.normalized
     assert np.array_equal(a.groups, [3.0, 1.0])
     assert a.group_deltas.shape == (2,) and a.order()[0] == 1
