@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,12 @@ import theory.finite_size as T
 from physdiff import memorization as M
 from physdiff.ensembles import Empirical
 from physdiff.errors import DomainError, InputError
-from physdiff.finite_size import LOG2, finite_size_collapse, finite_size_entropy
+from physdiff.finite_size import (
+    LOG2,
+    finite_size_collapse,
+    finite_size_entropy,
+    finite_size_entropy_error,
+)
 
 
 def test_derivation_steps_vanish():
@@ -32,18 +38,22 @@ def test_pair_in_one_dimension_equals_double_integral(dl, s2):
     ref, _ = dblquad(
         lambda zz, bb: f(bb, zz), -12 * math.sqrt(2 * s2), 12 * math.sqrt(2 * s2), -12, 12
     )
-    # d = 1 is the hardest case of the |y|^2 quadrature (chi^2_1 density singular at 0):
-    # the default step is good to about 5e-4 nats there, step 0.25 to about 2e-4
-    assert finite_size_entropy(dl, 2, 1, s2, step=0.25) == pytest.approx(ref, abs=2e-4)
+    # d = 1 was the hardest case of the old nested-table code (5e-4 nats); the
+    # characteristic-function inversion is exact to rounding here
+    assert finite_size_entropy(dl, 2, 1, s2) == pytest.approx(ref, abs=1e-9)
+    assert finite_size_entropy(dl, 2, 1, s2, step=0.25) == pytest.approx(ref, abs=1e-9)
 
 
-def _brute(n, d, dl, sets, probes, seed, s2=1.0, m=None):
+def _brute(n, d, dl, sets, probes, seed, s2=1.0, m=None, lam=None):
     """Mean of log(1 + S) over ``sets`` training sets (``probes`` queries each), with the
-    standard error of the mean over sets."""
+    standard error of the mean over sets; points ``sqrt(lam) * N(0, I)`` for a spectrum
+    ``lam`` (``d`` is then ``len(lam)``)."""
     rng = np.random.default_rng(seed)
+    scale = math.sqrt(s2) if lam is None else np.sqrt(np.asarray(lam, float))
+    d = d if lam is None else len(lam)
     means = []
     for _ in range(sets):
-        pts = math.sqrt(s2) * rng.standard_normal((n, d))
+        pts = scale * rng.standard_normal((n, d))
         if m is not None:
             pts[:, m:] = 0.0
         h, _ = M.excess_entropy_samples(Empirical(pts), dl, probes, rng)
@@ -80,6 +90,71 @@ def test_variance_and_manifold():
     assert abs(h - mean) <= 4 * se
 
 
+TWO = [4.0] * 2 + [0.25] * 6  # two variance groups
+THREE = [1.0] * 10 + [0.09] * 10 + [1e-4] * 10  # stds 1, 0.3, 0.01 in d = 30
+POWER16 = list(1.0 / np.arange(1, 17))
+
+
+@pytest.mark.parametrize(
+    "lam, n, dl",
+    [
+        (TWO, 2, 5.0),
+        (TWO, 1000, 0.12),
+        ([1.0, 0.1], 10, 0.04),  # d = 2, two groups of one
+        (THREE, 100, 0.8),  # RQMC from here on
+        (POWER16, 1000, 0.12),
+    ],
+)
+def test_spectrum_against_monte_carlo(lam, n, dl):
+    h, se_h = finite_size_entropy_error(dl, n, spectrum=lam)
+    mean, se = _brute(n, None, dl, sets=60, probes=100, seed=n + len(lam), lam=lam)
+    assert abs(h - mean) <= 4 * math.hypot(se, se_h)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "lam, n, dl",
+    [(THREE, 10000, 0.27), (list(1.0 / np.arange(1, 257)), 10000, 0.26)],
+)
+def test_spectrum_against_monte_carlo_large(lam, n, dl):
+    h, se_h = finite_size_entropy_error(dl, n, spectrum=lam)
+    mean, se = _brute(n, None, dl, sets=30, probes=100, seed=11, lam=lam)
+    assert abs(h - mean) <= 4 * math.hypot(se, se_h)
+
+
+def test_rqmc_against_exact_two_groups():
+    exact, zero = finite_size_entropy_error(0.5, 100, spectrum=TWO)
+    assert zero == 0.0
+    h, se = finite_size_entropy_error(0.5, 100, spectrum=TWO, quadrature="rqmc", seed=5)
+    assert 0 < se < 2e-3
+    assert abs(h - exact) <= 4 * se
+    # reproducible: the same seed, the same number; another seed, another scrambling
+    assert finite_size_entropy(0.5, 100, spectrum=TWO, quadrature="rqmc", seed=5) == h
+    assert finite_size_entropy(0.5, 100, spectrum=TWO, quadrature="rqmc", seed=6) != h
+
+
+def test_spectrum_invariances():
+    lam = np.array([2.0, 0.5, 0.5, 0.1])  # three distinct values: the RQMC path
+
+    def h(dl, spec):
+        return finite_size_entropy(dl, 50, spectrum=spec, points=16)
+
+    h0 = h(0.3, lam)
+    # only delta / scale matters
+    assert h(1.2, 4 * lam) == pytest.approx(h0, rel=1e-10)
+    # zeros are normal directions; the order of the eigenvalues is no information
+    assert h(0.3, [0.0, *lam, 0.0]) == pytest.approx(h0, rel=1e-12)
+    assert h(0.3, lam[::-1]) == pytest.approx(h0, rel=1e-12)
+    # an equal-eigenvalue spectrum is the isotropic case
+    assert finite_size_entropy(0.3, 50, spectrum=[0.5] * 6) == pytest.approx(
+        finite_size_entropy(0.3, 50, 6, 0.5), rel=1e-12
+    )
+    # the two-group quadrature is converged in its node count
+    assert finite_size_entropy(0.5, 100, spectrum=TWO, step=0.25) == pytest.approx(
+        finite_size_entropy(0.5, 100, spectrum=TWO), abs=1e-8
+    )
+
+
 def test_collapse_at_level_and_result():
     r = finite_size_collapse(100, 16, curve=[0.5, 1.0, 2.0])
     assert finite_size_entropy(r.delta, 100, 16) == pytest.approx(LOG2, abs=1e-4)
@@ -93,6 +168,15 @@ def test_collapse_at_level_and_result():
     assert hi.delta > r.delta
 
 
+def test_collapse_for_a_spectrum():
+    r = finite_size_collapse(1000, spectrum=[*TWO, 0.0], curve=[0.05, 0.1, 0.2])
+    assert r.d == 8 and r.variance == pytest.approx(np.mean(TWO))
+    assert r.delta_large_d == pytest.approx(M.collapse_delta(1000, TWO), rel=1e-12)
+    assert finite_size_entropy(r.delta, 1000, spectrum=TWO) == pytest.approx(LOG2, abs=1e-4)
+    assert np.all(np.diff(r.entropy) > 0)
+    json.dumps(r.to_dict(), allow_nan=False)
+
+
 def test_bad_input():
     with pytest.raises(DomainError):
         finite_size_entropy(-1.0, 10, 4)
@@ -101,5 +185,9 @@ def test_bad_input():
     for bad in ([1.0, -2.0], [1.0, float("nan")], [0.0, 0.0]):
         with pytest.raises((DomainError, InputError), match="spectrum"):
             finite_size_entropy(1.0, 10, spectrum=bad)
+    with pytest.raises(InputError, match="quadrature"):
+        finite_size_entropy(1.0, 10, spectrum=THREE, quadrature="exact")
+    with pytest.raises(InputError, match="quadrature"):
+        finite_size_entropy(1.0, 10, 4, quadrature="gauss")
     with pytest.raises(DomainError):
         finite_size_collapse(4, 4, level=2.0)
