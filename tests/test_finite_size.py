@@ -27,6 +27,10 @@ def test_derivation_steps_vanish():
     assert T.gumbel_identity() == 0
     assert T.query_posterior() == (0, 0)
     assert T.normal_direction_term() == 0
+    assert T.query_posterior_coordinate() == (0, 0, 0)
+    assert T.noncentral_chi2_mgf() == 0
+    assert T.gumbel_mgf() == (0, 0, 0)
+    assert T.survival_kernel() == 0
 
 
 @pytest.mark.parametrize("dl, s2", [(0.5, 1.0), (2.0, 3.0)])
