@@ -133,3 +133,29 @@ def test_presets_name_each_config_by_its_key():
     assert out == {"smoke": Config("smoke", 2), "cpu": Config("cpu"), "gpu": Config("gpu", 9)}
     with pytest.raises(TypeError):
         presets(Config, smoke=dict(preset="other"))  # the key is the name
+
+
+def test_experiment_config_presets_and_the_context_job(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from validation.config import ExperimentConfig, TrainingConfig
+    from validation.experiments import RunContext
+    from validation.training import NetSpec, TrainSpec
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(ExperimentConfig):
+        n: int = 1
+        training: TrainingConfig = TrainingConfig(steps=7, batch_size=4)
+
+    out = Config.presets(smoke=dict(n=2), cpu=dict(), gpu=dict(n=9))
+    assert list(out) == ["smoke", "cpu", "gpu"] and out["gpu"] == Config("gpu", 9)
+    assert [f.name for f in dataclasses.fields(Config)][:2] == ["preset", "n"]
+    ctx = RunContext("fake", out["smoke"], "cpu", tmp_path, 0, None, 0.0)
+    data = np.zeros((3, 2))
+    job = ctx.job("a", NetSpec(2, 8, 1, 4), data, seed=5)
+    assert job.train == TrainSpec.of(out["smoke"]) and job.train.steps == 7
+    assert job.device == "cpu" and str(job.checkpoint_dir).startswith(str(tmp_path / "train"))
+    other = TrainSpec.of(out["smoke"], steps=3)
+    assert ctx.job("a", NetSpec(2, 8, 1, 4), data, seed=5, train=other).train == other

@@ -1,6 +1,7 @@
 """The settings every experiment shares, as nested frozen dataclasses.
 
-An experiment's ``Config`` holds its own fields (the model, the grids, the sample sizes)
+An experiment's ``Config`` (a subclass of :class:`ExperimentConfig`, whose one field
+``preset`` names the preset) holds its own fields (the model, the grids, the sample sizes)
 and, nested, the shared groups: ``config.net`` (:class:`NetConfig`, the score network),
 ``config.training`` (:class:`TrainingConfig`, the optimiser and the sweep's resources)
 and ``config.verdict`` (a :class:`VerdictConfig`: the ``k`` standard errors of every
@@ -8,7 +9,7 @@ rule, the ``prediction_shift`` that tests a verdict, and, in the experiment's su
 its named tolerances). :func:`validation.result.jsonable` writes them into
 ``result.json`` as nested objects. Each experiment keeps its defaults in module
 constants (``NET``, ``TRAINING``) and a preset changes them with :meth:`Settings.replace`,
-so that a preset names only what it changes.
+so that a preset names only what it changes (:meth:`ExperimentConfig.presets`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from .result import Rule
 
 C = TypeVar("C")
 
-__all__ = ["Settings", "NetConfig", "TrainingConfig", "VerdictConfig", "presets", "with_verdict"]
+__all__ = [
+    "Settings",
+    "ExperimentConfig",
+    "NetConfig",
+    "TrainingConfig",
+    "VerdictConfig",
+    "presets",
+    "with_verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,21 @@ def presets(config: Callable[..., C], **fields: Mapping[str, Any]) -> dict[str, 
     given (``smoke``, ``cpu``, ``gpu``): a preset's key and its ``preset`` field cannot
     disagree."""
     return {name: config(preset=name, **changes) for name, changes in fields.items()}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of one preset of an experiment (every field is written into the result):
+    the base of each experiment's frozen ``Config`` dataclass, whose fields follow
+    ``preset``."""
+
+    preset: str
+
+    @classmethod
+    def presets(cls, **fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The experiment's presets, ``{name: cls(preset=name, **fields[name])}`` in the order
+        given (``smoke``, ``cpu``, ``gpu``; :func:`presets`)."""
+        return presets(cls, **fields)
 
 
 def with_verdict(config: Any, **changes: Any) -> Any:

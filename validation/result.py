@@ -46,7 +46,8 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_bytes",
     "save_figure",
+    "saved_figure",
     "jsonable",
     "nan_to_none",
     "RESULT_FILE",
@@ -415,3 +417,22 @@ def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     from physdiff.plot import save_figure as save
 
     return save(fig, path, "png", dpi)
+
+
+@contextmanager
+def saved_figure(
+    path: str | os.PathLike, figsize: tuple[float, float], *, dpi: int = 100
+) -> Iterator[Any]:
+    """A matplotlib ``Figure`` of ``figsize`` inches (constrained layout, an Agg canvas,
+    no pyplot) drawn under :func:`physdiff.plot.style` and, when the block ends without an
+    error, saved to ``path`` by :func:`save_figure` at ``dpi``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from physdiff.plot import style
+
+    with style():
+        fig = Figure(figsize=figsize, layout="constrained")
+        FigureCanvasAgg(fig)
+        yield fig
+        save_figure(fig, path, dpi=dpi)

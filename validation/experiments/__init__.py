@@ -2,8 +2,10 @@
 
 Every module defines
 
-* ``Config``: a frozen dataclass whose first field ``preset`` names the preset;
-* ``PRESETS = {"smoke": Config(...), "cpu": Config(...), "gpu": Config(...)}``;
+* ``Config``: a frozen dataclass subclassing :class:`validation.config.ExperimentConfig`,
+  whose first field ``preset`` names the preset;
+* ``PRESETS = {"smoke": Config(...), "cpu": Config(...), "gpu": Config(...)}``, as a rule
+  ``Config.presets(smoke=dict(...), cpu=dict(...), gpu=dict(...))``;
 * ``NAME``, the experiment's name;
 * ``run(config, *, device, out_dir, seed, engine=None) -> validation.result.Result``,
   writing its figures into ``out_dir`` and its trainings under ``out_dir / "train"``:

@@ -75,8 +75,8 @@ from physdiff import association as A
 from physdiff.ensembles import Empirical
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, judge, save_figure
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
+from ..result import Result, judge, saved_figure
 from ..samples import heun_samples
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec
@@ -125,10 +125,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     circle_K: tuple[int, ...] = (2, 4, 8, 16, 32)
     digits_K: tuple[int, ...] = (2, 6, 16, 64, 1438)  # 1438: the full training split
     n_samples: int = 1000
@@ -584,19 +581,14 @@ def _rows(data: str, sel: list[dict], config: Config, analysis: dict) -> list:
 # the figure
 # ---------------------------------------------------------------------------------------
 def _plot(sets: list[dict], analysis: dict, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = {
         "memorised": OKABE_ITO["blue"],
         "spurious": OKABE_ITO["vermillion"],
         "generalised": OKABE_ITO["green"],
     }
-    with style():
-        fig = Figure(figsize=(10.0, 6.2), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (10.0, 6.2)) as fig:
         axes = fig.subplots(2, 3)
         for row, data in enumerate(("circle", "digits")):
             sel = [s for s in sets if s["data"] == data]
@@ -705,7 +697,6 @@ def _plot(sets: list[dict], analysis: dict, config: Config, path: Path) -> None:
         fig.suptitle(
             f"Associative memory ({config.preset}); dashed: exact empirical score", fontsize=9
         )
-        save_figure(fig, path)
 
 
 def _k_axis(ax, Ks) -> None:

@@ -73,9 +73,9 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..curves import bootstrap_peak, significant_maxima
-from ..result import Result, Rule, judge, save_figure
+from ..result import Result, Rule, judge, saved_figure
 from ..stats import difference
 from ..training import NetSpec, TrainSpec
 from . import RunContext, experiment_run
@@ -134,10 +134,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     # the mixture
     dim: int = 8
     side: float = 5.0  # A: the sides at +-A e1
@@ -177,8 +174,7 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         digits=False,
         n_traj=300,
@@ -723,16 +719,11 @@ def _digits(config, digits, net, seed, proc, boot, train_info, plots) -> list:
 
 
 def _plot(plots: dict, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = [OKABE_ITO["blue"], OKABE_ITO["sky"], OKABE_ITO["vermillion"], OKABE_ITO["orange"]]
     ncols = 4 if "digits" in plots else 3
-    with style():
-        fig = Figure(figsize=(2.7 * ncols, 3.0), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (2.7 * ncols, 3.0)) as fig:
         axes = fig.subplots(1, ncols)
         m = plots["mixture"]
         titles = {
@@ -778,4 +769,3 @@ def _plot(plots: dict, config: Config, path: Path) -> None:
             ax.set_ylim(0, 2.2 * top)
             ax.legend(frameon=False, fontsize=6)
         fig.suptitle(f"Class decisions of conditional networks ({config.preset})", fontsize=9)
-        save_figure(fig, path)

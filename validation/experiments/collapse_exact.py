@@ -70,8 +70,8 @@ from physdiff.errors import DomainError, InputError
 from physdiff.finite_size import LOG2, finite_size_collapse, finite_size_entropy
 from physdiff.processes import DDPM, OU
 
-from ..config import VerdictConfig
-from ..result import Result, judge, save_figure
+from ..config import ExperimentConfig, VerdictConfig
+from ..result import Result, judge, saved_figure
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -95,10 +95,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     cases: tuple[tuple[int, int], ...] = (
         (16, 100),
         (16, 1000),
@@ -400,19 +397,14 @@ def _theory_marks(ax, d, values, label: str) -> None:
 
 
 def _plot(cases: list[dict], theory: list[dict], config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     dims = sorted({c["d"] for c in cases})
     palette = list(OKABE_ITO.values())[1:]
     colour = {d: palette[j % len(palette)] for j, d in enumerate(dims)}
     ns = sorted({c["n"] for c in cases})
     marker = {n: "osD^vP*X"[j % 8] for j, n in enumerate(ns)}
-    with style():
-        fig = Figure(figsize=(11.0, 3.4), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (11.0, 3.4)) as fig:
         ax0, ax1, ax2 = fig.subplots(1, 3)
         for c in cases:
             ax0.plot(
@@ -480,7 +472,6 @@ def _plot(cases: list[dict], theory: list[dict], config: Config, path: Path) -> 
         for ax in (ax0, ax1, ax2):
             ax.xaxis.set_minor_formatter(NullFormatter())
         fig.suptitle(f"REM collapse of the exact empirical score ({config.preset})", fontsize=9)
-        save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -61,9 +61,9 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..curves import censored_up_crossing
-from ..result import Result, judge, save_figure
+from ..result import Result, judge, saved_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec
@@ -98,10 +98,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     d: int = 8
     ns: tuple[int, ...] = (4, 16, 64, 256, 1024, 4096)
     variance: float = 1.0
@@ -115,8 +112,7 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         d=4,
         ns=(4,),
@@ -181,15 +177,10 @@ def _collapse(deltas: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple[float,
 
 
 def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     palette = list(OKABE_ITO.values())[1:]
-    with style():
-        fig = Figure(figsize=(11.0, 3.4), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (11.0, 3.4)) as fig:
         ax0, ax1, ax2 = fig.subplots(1, 3)
         for j, c in enumerate(res):
             col = palette[j % len(palette)]
@@ -260,7 +251,6 @@ def _plot(res: list[dict], deltas: np.ndarray, config: Config, path: Path) -> No
         fig.suptitle(
             f"Collapse of trained networks vs the REM theory ({config.preset})", fontsize=9
         )
-        save_figure(fig, path)
 
 
 @experiment_run

@@ -69,10 +69,10 @@ from physdiff.ensembles import GaussianMixture
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import VerdictConfig, presets
+from ..config import ExperimentConfig, VerdictConfig
 from ..curves import bootstrap_peak, fit_peak
 from ..models import line_mixture
-from ..result import Result, judge, save_figure
+from ..result import Result, judge, saved_figure
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -120,10 +120,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     means: tuple[float, ...] = (-8.0, -4.0, 6.0, 8.0)
     variance: float = 0.0  # 0: point masses (the four-class model)
     decisions: tuple[str, ...] = ALL_DECISIONS
@@ -144,8 +141,7 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads (threadpoolctl); 0 leaves them alone
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         decisions=("coarse", "6-vs-8"),
         n_mc=600,
@@ -400,19 +396,14 @@ def run(config: Config, ctx: RunContext) -> Result:
 
 
 def _plot(curves: dict, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = {"fd": OKABE_ITO["orange"], "score-gap": OKABE_ITO["blue"], "online": "0.35"}
     markers = {"fd": "s", "score-gap": "o", "online": None}
     names = list(curves)
     ncol = min(4, len(names))
     nrow = math.ceil(len(names) / ncol)
-    with style():
-        fig = Figure(figsize=(2.6 * ncol, 2.2 * nrow + 0.4), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (2.6 * ncol, 2.2 * nrow + 0.4)) as fig:
         axes = np.atleast_1d(fig.subplots(nrow, ncol, sharex=True, squeeze=False)).ravel()
         for ax, name in zip(axes, names, strict=False):
             c = curves[name]
@@ -461,4 +452,3 @@ def _plot(curves: dict, config: Config, path: Path) -> None:
             "dotted: quadrature maxima",
             fontsize=8,
         )
-        save_figure(fig, path)

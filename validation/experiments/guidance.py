@@ -56,9 +56,9 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.processes import DDPM
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..models import line_mixture
-from ..result import Result, judge, save_figure
+from ..result import Result, judge, saved_figure
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec
 from . import RunContext, experiment_run
@@ -115,10 +115,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     means: tuple[float, ...] = (-8.0, -4.0, 6.0, 8.0)
     variance: float = 0.25
     removed: int = 2
@@ -150,8 +147,7 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads in this process (0: leave them)
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         n=600,
         n_reference=600,
@@ -578,10 +574,7 @@ def _scale_axis(ax, scales) -> None:
 
 
 def _plot(plots: dict, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = {
         "NP": OKABE_ITO["vermillion"],
@@ -590,9 +583,7 @@ def _plot(plots: dict, config: Config, path: Path) -> None:
         "tracked DNG": OKABE_ITO["green"],
     }
     has_digits = "digits" in plots
-    with style():
-        fig = Figure(figsize=(10.0, 5.6 if has_digits else 2.9), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (10.0, 5.6 if has_digits else 2.9)) as fig:
         rows = 2 if has_digits else 1
         axes = np.atleast_2d(fig.subplots(rows, 4))
         m = plots["mixture"]
@@ -655,4 +646,3 @@ def _plot(plots: dict, config: Config, path: Path) -> None:
             ax.set_yticks([4 + 8 * i for i in range(len(imgs))], list(imgs), fontsize=6)
             ax.set_xticks([])
         fig.suptitle(f"Removing a class by guidance ({config.preset})", fontsize=9)
-        save_figure(fig, path)

@@ -49,8 +49,8 @@ from physdiff.errors import InputError
 from physdiff.processes import DDPM
 from physdiff.symmetry import late_start, late_start_delta
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
-from ..result import Result, judge, save_figure
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
+from ..result import Result, judge, saved_figure
 from ..training import NetSpec
 from . import RunContext, experiment_run
 
@@ -80,10 +80,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     start_steps: tuple[int, ...] = (
         999,
         800,
@@ -112,8 +109,7 @@ class Config:
     blas_threads: int = 1
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         start_steps=(999, 200),
         n_steps=5,
@@ -180,16 +176,12 @@ def theory_steps(train: np.ndarray, ddpm: DDPM) -> dict[str, int]:
 
 def _plot(table, steps, refs, th, main_key, images, config: Config, path: Path) -> None:
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = {"a": OKABE_ITO["vermillion"], "b": OKABE_ITO["blue"], "S": OKABE_ITO["green"]}
     lo = 0.9 * min(refs["floor"][0], min(v[0] for v in table.values()))
-    with style():
-        fig = Figure(figsize=(12.0, 3.6), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (12.0, 3.6)) as fig:
         axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1]})
         for ax, meth in zip(axes[:2], SAMPLERS, strict=True):
             for start, mk, fill in (("gauss", "o", True), ("vanilla", "s", False)):
@@ -253,7 +245,6 @@ def _plot(table, steps, refs, th, main_key, images, config: Config, path: Path) 
             f"({config.preset})",
             fontsize=8.5,
         )
-        save_figure(fig, path)
 
 
 @experiment_run

@@ -65,8 +65,8 @@ from physdiff import geometry as G
 from physdiff.ensembles import Empirical, LinearManifold
 from physdiff.errors import DomainError, InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig
-from ..result import Result, judge, save_figure
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
+from ..result import Result, judge, saved_figure
 from ..stats import difference
 from ..training import NetSpec, TrainSpec
 from . import RunContext, experiment_run
@@ -109,10 +109,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     d: int = 24
     stds: tuple[float, ...] = (2.0, 2.0, 2.0, 1.0, 1.0, 1.0)
     kinds: tuple[str, ...] = KINDS
@@ -459,10 +456,7 @@ def _half_level_axes(ax, top: float, ylabel: str) -> None:
 
 
 def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     hi_col, lo_col = OKABE_ITO["blue"], OKABE_ITO["orange"]
     pal = [OKABE_ITO[c] for c in ("orange", "sky", "green", "vermillion", "purple", "blue")]
@@ -472,9 +466,7 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
     alpha = {
         n: 1.0 - 0.55 * (len(shown) - 1 - j) / max(1, len(shown) - 1) for j, n in enumerate(shown)
     }
-    with style():
-        fig = Figure(figsize=(11.0, 6.3), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (11.0, 6.3), dpi=80) as fig:  # many curves: keep the PNG under 200 kB
         axs = fig.subplots(2, 3)
         for j, kind in enumerate(config.kinds[:2]):
             ax = axs[0, j]
@@ -596,7 +588,6 @@ def _plot(curves: dict, summary: list, digits: dict, config: Config, path: Path)
         )
         ax.legend(fontsize=4.5, frameon=False, ncol=2)
         fig.suptitle(f"Lost dimensions ({config.preset})", fontsize=9)
-        save_figure(fig, path, dpi=80)  # many curves: keep the PNG under 200 kB
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
-from ..result import Result, judge, save_figure
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
+from ..result import Result, judge, saved_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction, difference
 from ..training import NetSpec
@@ -67,10 +67,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     handful: tuple[tuple[int, int], ...] = ((4, 2), (8, 2), (8, 8))  # (n, d) pairs
     many_n: int = 2048
     many_d: int = 2
@@ -84,8 +81,7 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         handful=((3, 2),),
         many_n=256,
@@ -131,14 +127,9 @@ def _load_data(config: Config):
 def _plot(
     panels: list[dict], handful_pts: tuple, many_pts: tuple, config: Config, path: Path
 ) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from physdiff.plot import OKABE_ITO
 
-    from physdiff.plot import OKABE_ITO, style
-
-    with style():
-        fig = Figure(figsize=(9.6, 3.2), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (9.6, 3.2)) as fig:
         ax0, ax1, ax2 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.6, 1, 1]})
         x = np.arange(len(panels))
         kinds = (
@@ -181,7 +172,6 @@ def _plot(
             ax.set_aspect("equal", adjustable="datalim")
         ax1.legend(frameon=False, fontsize=7)
         fig.suptitle(f"Memorisation sanity ({config.preset})", fontsize=9)
-        save_figure(fig, path)
 
 
 @experiment_run

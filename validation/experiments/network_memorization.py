@@ -77,9 +77,9 @@ from physdiff.association import nearest_neighbour_spacing
 from physdiff.ensembles import Empirical, Gaussian
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..curves import last_up_crossing
-from ..result import Result, Row, judge, save_figure
+from ..result import Result, Row, judge, saved_figure
 from ..samples import fraction_on_points, heun_samples
 from ..stats import binomial_fraction
 from ..training import NetSpec
@@ -105,10 +105,7 @@ TRAINING = TrainingConfig(steps=3000, workers=2)
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     dims: tuple[int, ...] = (8, 64)  # Gaussian N(0, variance I_d) data sets
     ns: tuple[int, ...] = (4, 16, 64, 256, 1024)
     digits: bool = True
@@ -125,8 +122,7 @@ class Config:
     verdict: VerdictConfig = VerdictConfig()  # k; tolerances come from the grid (docstring)
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         dims=(4,),
         ns=(2, 512),
@@ -537,15 +533,10 @@ def _edges(v: np.ndarray) -> np.ndarray:
 
 
 def _plot(panels: list, config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     palette = [OKABE_ITO[c] for c in ("blue", "vermillion", "green", "purple")]
-    with style():
-        fig = Figure(figsize=(3.6 * (len(panels) + 1), 3.5), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (3.6 * (len(panels) + 1), 3.5)) as fig:
         axes = fig.subplots(1, len(panels) + 1, squeeze=False)[0]
         widths = list(config.widths)
         for ax, (ds, exact, _, nets, bounds, pw, fit) in zip(axes, panels, strict=False):
@@ -625,4 +616,3 @@ def _plot(panels: list, config: Config, path: Path) -> None:
             f"memorised: within {config.radius:g} h; {config.training.steps} steps)",
             fontsize=9,
         )
-        save_figure(fig, path)

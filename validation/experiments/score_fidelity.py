@@ -30,9 +30,9 @@ import numpy as np
 
 from physdiff.errors import InputError
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..models import symmetric_pair
-from ..result import Result, judge, save_figure
+from ..result import Result, judge, saved_figure
 from ..stats import ratio_of_means
 from ..training import NetSpec
 from . import RunContext, experiment_run
@@ -61,10 +61,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     dims: tuple[int, ...] = (2, 16, 64)
     separation: float = 2.0  # m = |mu|: the component means are +-mu
     component_variance: float = 0.5  # s^2
@@ -76,8 +73,7 @@ class Config:
     verdict: Verdict = Verdict()
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         dims=(2,),
         deltas=(0.1, 1.0, 10.0),
@@ -123,14 +119,7 @@ def relative_error(
 
 
 def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import style
-
-    with style():
-        fig = Figure(figsize=(4.6, 3.3), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (4.6, 3.3)) as fig:
         ax = fig.add_subplot()
         deltas = np.asarray(config.deltas)
         for d, rows in curves.items():
@@ -152,7 +141,6 @@ def _plot(curves: dict[int, np.ndarray], config: Config, path: Path) -> None:
         ax.set_ylabel(r"$E|s_\theta - s|^2 / E|s|^2$")
         ax.set_title(f"Score fidelity, two-Gaussian mixture ({config.preset})")
         ax.legend(frameon=False)
-        save_figure(fig, path)
 
 
 @experiment_run

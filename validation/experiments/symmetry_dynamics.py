@@ -76,10 +76,10 @@ from physdiff.symmetry import (
     measure_cloning,
 )
 
-from ..config import VerdictConfig, presets
+from ..config import ExperimentConfig, VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
-from ..result import Result, Rule, judge, nan_to_none, save_figure
+from ..result import Result, Rule, judge, nan_to_none, saved_figure
 from . import RunContext, experiment_run
 
 __all__ = [
@@ -117,10 +117,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     # (|m|, s^2, d) per model; s^2 = 0 is the two-delta model
     models: tuple[tuple[float, float, int], ...] = (
         (1.0, 0.0, 1),
@@ -142,8 +139,7 @@ class Config:
     # threads do not help these small products, and oversubscribed ones stall them
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         models=((4.0, 0.0, 1), (4.0, 0.25, 3)),
         n_traj=400,
@@ -472,16 +468,11 @@ def _matrix(res: dict, rule: Rule, proc) -> list[dict]:
 # the figure
 # ---------------------------------------------------------------------------------------
 def _plot(results: list[dict], config: Config, proc, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     colors = {"a": OKABE_ITO["vermillion"], "b": OKABE_ITO["blue"], "S": OKABE_ITO["green"]}
     n = len(results)
-    with style():
-        fig = Figure(figsize=(3.0 * (n + 1), 3.2), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (3.0 * (n + 1), 3.2)) as fig:
         axes = fig.subplots(1, n + 1)
         for ax, res in zip(axes[:n], results, strict=True):
             m, s2 = res["m"], res["s2"]
@@ -562,7 +553,6 @@ def _plot(results: list[dict], config: Config, proc, path: Path) -> None:
             f"({config.preset})",
             fontsize=9,
         )
-        save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -50,10 +50,10 @@ import numpy as np
 from physdiff.errors import InputError
 from physdiff.symmetry import cloning_probability, critical_point, find_fixed_point, measure_cloning
 
-from ..config import NetConfig, TrainingConfig, VerdictConfig, presets
+from ..config import ExperimentConfig, NetConfig, TrainingConfig, VerdictConfig
 from ..curves import monotone_crossing
 from ..models import symmetric_pair
-from ..result import Result, judge, nan_to_none, save_figure
+from ..result import Result, judge, nan_to_none, saved_figure
 from ..training import NetSpec
 from . import RunContext, experiment_run
 
@@ -90,10 +90,7 @@ class Verdict(VerdictConfig):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of one preset (every field is written into the result)."""
-
-    preset: str
+class Config(ExperimentConfig):
     dims: tuple[int, ...] = (2, 8, 32)
     separation: float = 2.0  # |m|
     component_variance: float = 0.25  # s^2; delta_a = |m|^2 - s^2
@@ -110,8 +107,7 @@ class Config:
     blas_threads: int = 1  # numpy BLAS threads while measuring (0: leave them)
 
 
-PRESETS: dict[str, Config] = presets(
-    Config,
+PRESETS: dict[str, Config] = Config.presets(
     smoke=dict(
         dims=(2,),
         n_seeds=2,
@@ -190,16 +186,11 @@ def _cross(deltas: np.ndarray, lam: np.ndarray) -> float:
 
 
 def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from physdiff.plot import OKABE_ITO, style
+    from physdiff.plot import OKABE_ITO
 
     s2, m = config.component_variance, config.separation
     palette = list(OKABE_ITO.values())[1:]
-    with style():
-        fig = Figure(figsize=(8.4, 3.3), layout="constrained")
-        FigureCanvasAgg(fig)
+    with saved_figure(path, (8.4, 3.3)) as fig:
         ax0, ax1 = fig.subplots(1, 2)
         grid = curves["deltas"]
         fine = np.geomspace(grid[-1], grid[0], 400)
@@ -246,7 +237,6 @@ def _plot(curves: dict, clones: dict, config: Config, d_a: float, path: Path) ->
             f"Symmetry breaking in trained networks, |m|={m:g}, s2={s2:g} ({config.preset})",
             fontsize=9,
         )
-        save_figure(fig, path)
 
 
 @experiment_run
