@@ -32,15 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import (
-    arguments,
-    environment_lines,
-    load_average,
-    publish,
-    table,
-    timeit,
-    with_machine_note,
-)
+from benchmarks import _common as C
 from physdiff import finite_size as FS
 from physdiff import memorization as M
 from physdiff.ensembles import Empirical
@@ -86,7 +78,7 @@ def run(quick: bool) -> list[dict]:
     for name, n, lam in cases():
         dc = float(M.collapse_delta(n, lam))
         h, se = FS.finite_size_entropy_error(dc, n, spectrum=lam)
-        t = timeit(lambda lam=lam, n=n, dc=dc: FS.finite_size_entropy(dc, n, spectrum=lam), reps)
+        t = C.timeit(lambda lam=lam, n=n, dc=dc: FS.finite_size_entropy(dc, n, spectrum=lam), reps)
         tc = None
         if np.ptp(lam) == 0:
             t0 = time.perf_counter()
@@ -126,7 +118,7 @@ def report(rows: list[dict], quick: bool, load0, load1) -> str:
         "",
         "`python -m benchmarks.bench_finite_size" + (" --quick`" if quick else "`"),
         "",
-        *environment_lines(load_start=load0, load_end=load1),
+        *C.environment_lines(load_start=load0, load_end=load1),
         "",
         "`E[d f^e]` at the large-d `delta_C`, n = 1000: `finite_size_entropy` (median) against "
         "brute-force Monte Carlo over training sets (`excess_entropy_samples` on `Empirical`) "
@@ -134,7 +126,7 @@ def report(rows: list[dict], quick: bool, load0, load1) -> str:
         "the same run (time per query x queries needed). Target s.e.: 1e-4 nats for the "
         "deterministic quadrature (accurate to about 1e-9), the method's own s.e. for RQMC.",
         "",
-        *table(
+        *C.table(
             "case | method | E[d f^e] | its s.e. | time (s) | brute force (s) | speed-up | "
             "brute mean +- s.e. (short run)",
             [
@@ -157,17 +149,17 @@ def report(rows: list[dict], quick: bool, load0, load1) -> str:
         + "; ".join(f"{r['name']}: {r['collapse']:.2f} s" for r in rows if r["collapse"])
         + ".",
     ]
-    return with_machine_note(lines)
+    return C.with_machine_note(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = arguments(__doc__, RESULTS, "fewer repetitions, shorter brute-force runs")
+    ap = C.arguments(__doc__, RESULTS, "fewer repetitions, shorter brute-force runs")
     args = ap.parse_args(argv)
-    load0 = load_average()
+    load0 = C.load_average()
     rows = run(args.quick)
-    text = report(rows, args.quick, load0, load_average())
+    text = report(rows, args.quick, load0, C.load_average())
     print(text)
-    return publish(args.out, text)
+    return C.publish(args.out, text)
 
 
 if __name__ == "__main__":
