@@ -14,7 +14,7 @@ jobs of :mod:`validation.training`, reused by reruns):
   uniform ring;
 * **digits**: K of the 1438 standardised 8x8 training digits (:func:`physdiff.data.
   load_digits`; the first K of ``numpy.random.default_rng(seed).permutation(1438)``, the
-  rule of ``physdiff attractors --ensemble digits``), K up to the full set; the
+  rule of ``physdiff attractors --points digits``), K up to the full set; the
   generalising limit is the held-out split (359 digits).
 
 Generated samples: ``n_samples`` deterministic Heun probability-flow trajectories (EDM

@@ -39,8 +39,10 @@ generalisation baseline.
 
 Rows per ``n`` (``|measured - predicted| <= k * s.e. + tolerance``):
 
-1. exact empirical score: ``log delta`` of its collapse vs ``log delta_C`` (``tolerance_log``);
-2. network: ``log delta`` of its collapse vs ``log delta_C`` (same rule): agrees while the
+1. exact empirical score: ``log delta`` of its collapse vs ``log delta_C``
+   (``tolerance_exact_log``, the size of the computed finite-size offset of the ``f^e``
+   crossing at the same d);
+2. network: ``log delta`` of its collapse vs ``log delta_C`` (``tolerance_log``): agrees while the
    network memorises, disagrees (a bound below the grid, or far below) once it generalises,
    which the REM
    theory does not predict;
@@ -83,16 +85,21 @@ class Verdict(VerdictConfig):
     """The rules' settings (:class:`validation.config.VerdictConfig`) and the tolerances."""
 
     REASONS = {  # why each fixed slack is there (docs/validation.md)
-        "tolerance_log": (
-            "exact score: finite-size offset of the r = 1/2 crossing, not yet computed "
-            "(physdiff.finite_size covers E[d f^e] only); network: a stated accuracy"
+        "tolerance_exact_log": (
+            "exact score vs the large-d delta_C: a finite-d effect of the size of the computed "
+            "finite-size offset of the f^e = log 2 crossing at the same d and n "
+            "(physdiff.finite_size: -0.16 to -0.24 in log delta at d = 8, n = 16..4096); the "
+            "r = 1/2 crossing is another observable and its own finite-size theory is not "
+            "derived"
         ),
+        "tolerance_log": "network: a stated accuracy of a trained network's collapse (a claim)",
         "tolerance_fraction": (
             "stated accuracy of a trained network's memorised fraction against the exact score's "
             "(a claim)"
         ),
     }
 
+    tolerance_exact_log: float = 0.25
     tolerance_log: float = 0.5
     tolerance_fraction: float = 0.1
 
@@ -122,7 +129,7 @@ PRESETS: dict[str, Config] = Config.presets(
         sampler_steps=20,
         net=NET.replace(hidden=64, depth=2, embed_dim=16),
         training=TRAINING.replace(steps=600, batch_size=64, ema_decay=0.9, workers=1),
-        verdict=Verdict(tolerance_log=1.5, tolerance_fraction=0.3),
+        verdict=Verdict(tolerance_exact_log=1.5, tolerance_log=1.5, tolerance_fraction=0.3),
     ),
     cpu=dict(),
     gpu=dict(
@@ -270,6 +277,7 @@ def run(config: Config, ctx: RunContext) -> Result:
 
     lo, hi, m = config.deltas
     deltas = np.geomspace(lo, hi, int(m))
+    rule_exact = config.verdict.rule("tolerance_exact_log")
     rule_log = config.verdict.rule("tolerance_log")
     rule_frac = config.verdict.rule("tolerance_fraction")
     rows, res = [], []
@@ -333,14 +341,17 @@ def run(config: Config, ctx: RunContext) -> Result:
             "training": summ.brief(),
         }
         pred = math.log(dc) + config.verdict.prediction_shift
-        for who, (c, se, bound) in (("exact empirical score", c_emp), ("network", c_net)):
+        for who, (c, se, bound), rule in (
+            ("exact empirical score", c_emp, rule_exact),
+            ("network", c_net, rule_log),
+        ):
             rows.append(
                 judge(
                     f"{who}: collapse log(delta) (r = 1/2)",
                     pred,
                     c,
                     se,
-                    rule_log,
+                    rule,
                     condition=cond,
                     bound=bound,
                     **common,
