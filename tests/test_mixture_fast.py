@@ -121,3 +121,36 @@ def test_zero_weight_component_and_sampling_unchanged():
     post = mix._posterior(y, dl)
     assert np.all(post[:, 2] == 0.0) and np.all(np.isfinite(post))
     _check(mix._score(y, dl), mix._general_score(y, dl), "score")
+
+
+@pytest.mark.parametrize("name", ["shared-degenerate", "shared-full", "isotropic"])
+def test_repeated_deltas_and_constant_delta(name):
+    # the within terms are built once per distinct delta: rows sharing a delta, a constant
+    # delta and one delta per row must all give the per-component formulas
+    rng = np.random.default_rng(11)
+    mix = _mixtures(rng, 24, 6, 1.0)[name]
+    means = mix.means
+    y = means[rng.integers(0, 6, 30)] + rng.standard_normal((30, 24))
+    for delta in (
+        np.full((30, 1), 0.4),
+        rng.choice([0.2, 0.9, 3.0], size=(30, 1)),
+        np.exp(rng.uniform(-1, 1, (30, 1))),
+    ):
+        assert not mix._fast.evaluate("score", y, delta)[1].any()  # all rows fast here
+        for what in ("denoise", "score", "posterior_covariance", "score_jacobian"):
+            _check(getattr(mix, "_" + what)(y, delta), _general(mix, what, y, delta), what)
+
+
+def test_shared_bound_counts_both_forms():
+    # with a complement the log joint is two expanded forms (|y - mu|^2 / delta and the
+    # tangent correction): the bound is twice the isotropic one for the same norms
+    rng = np.random.default_rng(5)
+    means = rng.standard_normal((3, 8))
+    q = np.linalg.qr(rng.standard_normal((8, 4)))[0]
+    shared = GaussianMixture.shared_covariance(
+        np.full(3, 1 / 3), means, Gaussian.from_eigen(means[0], q, np.ones(4))
+    )
+    iso = GaussianMixture.isotropic(np.full(3, 1 / 3), means, 0.0)
+    y = rng.standard_normal((4, 8))
+    delta = np.full((4, 1), 0.5)
+    np.testing.assert_allclose(shared._fast.bound(y, delta), 2 * iso._fast.bound(y, delta))

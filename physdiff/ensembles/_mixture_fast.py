@@ -11,14 +11,17 @@ With ``C_k = s_k^2 I`` (isotropic) or ``C_k = C = U diag(lam) U^T`` for all k (s
     Q_k(y) = |y - mu_k|^2 / v_k                                   (isotropic)
            = sum_j (z_j - nu_kj)^2 / v_j + |y_perp - mu_k,perp|^2 / delta   (shared)
 
-with ``z = U^T y``, ``nu_k = U^T mu_k``. Expanding the squares, ``Q`` is one matrix
-product ``y . mu_k`` (resp. ``(z / v) . nu_k``) plus norms; coordinates are centred at the
-mean of the component means first. Then, with ``p = softmax_k(l_k)``::
+with ``z = U^T y``, ``nu_k = U^T mu_k``; with a complement the shared form is evaluated as
+``Q_k = |y - mu_k|^2 / delta - sum_j a_j (z_j - nu_kj)^2``, ``a = lam / (delta v)``
+(``= 1/delta - 1/v``), so that ``y_perp`` is never formed. Expanding the squares, ``Q``
+is one matrix product ``y . mu_k`` (resp. ``(z / v) . nu_k``) plus norms; coordinates are
+centred at the mean of the component means first. Then, with ``p = softmax_k(l_k)``::
 
     E[x0 | y] = sum_k p_k [mu_k + c_k (y - mu_k)],   c_k = s_k^2 / v_k          (isotropic)
               = sum_k p_k mu_k + U diag(lam / v) (z - sum_k p_k nu_k)           (shared)
     score(y)  = -sum_k p_k (y - mu_k) / v_k                                    (isotropic)
               = -U ((z - p nu) / v) - (y_perp - p mu_perp) / delta             (shared)
+              = -(y - p mu) / delta + U ((z - p nu) a)         (the same, as computed)
     Cov(x0|y) = sum_k p_k S_k + sum_k p_k (m_k - m)(m_k - m)^T,  J = sum_k p_k J_k + B / delta^2
 
 (law of total covariance; ``S_k = delta c_k I`` resp. ``U diag(delta lam / v) U^T``,
@@ -28,11 +31,14 @@ Accuracy. The expansion ``|y|^2 + |mu|^2 - 2 y.mu`` cancels when ``y`` is close 
 ``mu_k`` relative to their norms. As in the empirical kernel (:mod:`physdiff._kernels`),
 each row gets the bound ``e = (c_G |y| max|mu| + c_N max|mu|^2 + 4 u |y|^2) / (2 v_min)``
 on the error of its quadratic forms (``c_G = 2 k u + 4 u``, ``c_N = (k + 4) u``,
-``k = min(d, 8 sqrt(d))``, ``u = 2^-53``); rows with ``e > 1e-9`` (small delta, point
-masses, data far from the centre) are handed back to the caller, which computes them
-with the per-component formulas from direct differences. Elsewhere each log joint is
-right to ``1e-9`` absolute, so the posteriors to ``2e-9`` relative, the log density to
-``1e-9`` absolute and the denoiser, score and covariances to a few ``1e-9`` of their
+``k = min(d, 8 sqrt(d))``, ``u = 2^-53``; twice that for a shared covariance with a
+complement, whose log joint is two expanded forms of at most that size); rows with
+``e > 1e-9`` (small delta, point masses, data far from the centre) are handed back to the
+caller, which computes them with the per-component formulas from direct differences.
+(The shared score and Jacobian with a complement take their tangent part ``-1/v`` as
+``a - 1/delta``: an error of ``u / delta``, ``u`` of their scale ``1/delta``.) Elsewhere
+each log joint is right to ``1e-9`` absolute, so the posteriors to ``2e-9`` relative, the
+log density to ``1e-9`` absolute and the denoiser, score and covariances to a few ``1e-9`` of their
 scale; where the log joints or the log density are the result, rows are handed back
 unless ``e <= 1e-11 max(1, |value|)`` (relative accuracy of a direct
 evaluation). (``1e-11`` absolute, the empirical kernel's float64 tolerance, would hand
@@ -69,6 +75,8 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
 class _Fast:
     """The shared part: centred means, their norms, the error-bound constants."""
 
+    spread = 1.0  # how many expanded quadratic forms of that size make up a log joint
+
     def __init__(self, logw: np.ndarray, means: np.ndarray):
         self.logw = np.asarray(logw, dtype=float)
         self.center = means.mean(axis=0)
@@ -83,9 +91,17 @@ class _Fast:
     def bound(self, y: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """The error bound ``e`` ``(n,)`` of each row's log joints (module docstring)."""
         yc = y - self.center
-        ysq = np.einsum("nd,nd->n", yc, yc)
+        return self._bound(np.einsum("nd,nd->n", yc, yc), delta)
+
+    def _bound(self, ysq: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """:meth:`bound` from the squared norms ``ysq`` ``(n,)`` of the centred rows."""
         e = self.cg * np.sqrt(ysq) * self.mu_max + self.cn * self.mu_max**2 + 4 * _U64 * ysq
-        return e / (2.0 * self._vmin(delta[:, 0]))
+        return e * (self.spread / 2.0) / self._vmin(delta[:, 0])
+
+    def prepare(self, y: np.ndarray, delta: np.ndarray):
+        """Log joints ``(K, n)``, the structure's auxiliary arrays and the centred ``y``."""
+        yc = y - self.center
+        return self._prepare(yc, np.einsum("nd,nd->n", yc, yc), delta)
 
     def evaluate(self, what: str, y: np.ndarray, delta: np.ndarray):
         """``(out, bad)``: ``what`` (log_joint ``(n, K)``, posterior ``(n, K)``, log_density,
@@ -93,10 +109,12 @@ class _Fast:
         formulas, and the rows ``bad`` ``(n,)`` where the bound does not hold, which the
         caller must compute otherwise. The log joints and the log density are asked to be
         right to ``1e-11`` relative (of ``max(1, |value|)``), the rest to ``_TOL``."""
-        e = self.bound(y, delta)
+        yc = y - self.center  # centred once, for the bound and the formulas
+        ysq = np.einsum("nd,nd->n", yc, yc)
+        e = self._bound(ysq, delta)
         with np.errstate(over="ignore", invalid="ignore"):  # rows handed back may overflow
             if what in ("log_joint", "log_density"):
-                lj = self.prepare(y, delta)[0]
+                lj = self._prepare(yc, ysq, delta)[0]
                 if what == "log_joint":
                     out = np.ascontiguousarray(lj.T)
                     scale = np.min(np.abs(out), axis=1)
@@ -106,14 +124,17 @@ class _Fast:
             bad = ~(e <= _TOL)
             if bad.all():
                 return None, bad
-            good = ~bad
-            lj, aux, yc = self.prepare(y[good], delta[good])
+            some = bad.any()
+            if some:  # only the rows the bound admits (no copies when it admits all)
+                good = ~bad
+                yc, ysq, delta = yc[good], ysq[good], delta[good]
+            lj, aux, yc = self._prepare(yc, ysq, delta)
             p = _softmax_rows(lj)
             if what == "posterior":
                 part = p.T
             else:
-                part = getattr(self, what)(p, aux, yc, delta[good])
-        if not bad.any():
+                part = getattr(self, what)(p, aux, yc, delta)
+        if not some:
             return np.ascontiguousarray(part), bad
         out = np.empty((y.shape[0], *part.shape[1:]))
         out[good] = part
@@ -140,10 +161,8 @@ class IsotropicFast(_Fast):
         super().__init__(logw, means)
         self.s2 = np.asarray(s2, dtype=float)
 
-    def prepare(self, y, delta):
+    def _prepare(self, yc, ysq, delta):
         """Log joints ``(K, n)``, ``v`` ``(K, n)`` and the centred ``y``."""
-        yc = y - self.center
-        ysq = np.einsum("nd,nd->n", yc, yc)
         dl = delta[:, 0]
         v = self.s2[:, None] + dl[None, :]  # (K, n)
         q = self.mu @ yc.T  # (K, n)
@@ -152,9 +171,9 @@ class IsotropicFast(_Fast):
         q += self.musq[:, None]
         np.maximum(q, 0.0, out=q)
         lj = q / v
-        lj += y.shape[1] * np.log(v)
+        lj += yc.shape[1] * np.log(v)
         lj *= -0.5
-        lj += (self.logw - 0.5 * y.shape[1] * _LOG_2PI)[:, None]
+        lj += (self.logw - 0.5 * yc.shape[1] * _LOG_2PI)[:, None]
         return lj, v, yc
 
     def _vmin(self, dl):
@@ -208,34 +227,42 @@ class SharedFast(_Fast):
         self.lam = np.asarray(lam, dtype=float)
         self.r = self.lam.shape[0]
         self.nu = self.mu @ self.U  # (K, r)
-        self.mup = self.mu - self.nu @ self.U.T  # (K, d), the complement part
         self.perp = self.r < means.shape[1]
-        self.mupsq = np.einsum("kd,kd->k", self.mup, self.mup)
+        self.spread = 2.0 if self.perp else 1.0
 
-    def prepare(self, y, delta):
-        n, d = y.shape
-        yc = y - self.center
+    def _prepare(self, yc, ysq, delta):
+        """Log joints ``(K, n)``, ``(v, z, a)`` and the centred ``y``: ``v = lam + delta``,
+        ``z = U^T y`` and ``a = 1/delta - 1/v = lam / (delta v)`` ``(n, r)``.
+
+        ``Q_k = |y - mu_k|^2 / delta - sum_j a_j (z_j - nu_kj)^2`` (the complement's
+        ``|y_perp - mu_perp|^2 / delta`` without forming ``y_perp``), each square expanded:
+        two forms within the bound, hence ``spread = 2`` with a complement."""
+        n, d = yc.shape
         dl = delta[:, 0]
         z = yc @ self.U  # (n, r)
         v = self.lam[None, :] + dl[:, None]  # (n, r)
-        zv = z / v
-        q = (self.nu @ zv.T) * -2.0  # (K, n)
-        q += np.einsum("nr,nr->n", z, zv)[None, :]
-        q += (self.nu * self.nu) @ (1.0 / v).T
-        yp = None
         if self.perp:
-            yp = yc - z @ self.U.T
-            qp = self.mup @ yp.T
-            qp *= -2.0
-            qp += np.einsum("nd,nd->n", yp, yp)[None, :]
-            qp += self.mupsq[:, None]
-            np.maximum(qp, 0.0, out=qp)
-            q += qp / dl[None, :]
+            a = self.lam[None, :] / (dl[:, None] * v)
+            za = z * a
+            q = self.mu @ yc.T  # (K, n)
+            q *= -2.0
+            q += ysq[None, :]
+            q += self.musq[:, None]
+            q /= dl[None, :]
+            q += 2.0 * (self.nu @ za.T)
+            q -= np.einsum("nr,nr->n", z, za)[None, :]
+            q -= (self.nu * self.nu) @ a.T
+        else:
+            a = None
+            zv = z / v
+            q = (self.nu @ zv.T) * -2.0  # (K, n)
+            q += np.einsum("nr,nr->n", z, zv)[None, :]
+            q += (self.nu * self.nu) @ (1.0 / v).T
         np.maximum(q, 0.0, out=q)
         logdet = np.sum(np.log(v), axis=1) + (d - self.r) * np.log(dl)
         lj = -0.5 * (q + (logdet + d * _LOG_2PI)[None, :])
         lj += self.logw[:, None]
-        return lj, (v, z, yp), yc
+        return lj, (v, z, a), yc
 
     def _vmin(self, dl):
         vmin = self.lam.min() + dl
@@ -249,10 +276,16 @@ class SharedFast(_Fast):
         return out
 
     def score(self, p, aux, yc, delta):
-        v, z, yp = aux
-        out = -(((z - p.T @ self.nu) / v) @ self.U.T)
-        if self.perp:
-            out -= (yp - p.T @ self.mup) / delta
+        # -U (z - p nu) / v - (y_perp - p mu_perp) / delta, i.e. with a complement
+        # -(y - p mu) / delta + U ((z - p nu) a): no (n, d) complement formed
+        v, z, a = aux
+        dz = z - p.T @ self.nu
+        if not self.perp:
+            return -((dz / v) @ self.U.T)
+        out = p.T @ self.mu
+        out -= yc
+        out /= delta
+        out += (dz * a) @ self.U.T
         return out
 
     def _dm(self, p, aux):
@@ -267,26 +300,40 @@ class SharedFast(_Fast):
 
         return dm_fn
 
-    def _tangent(self, wts):
-        """``U diag(w_i) U^T`` for each row of ``wts`` ``(n, r)``, ``(n, d, d)``."""
-        return np.einsum("ir,nr,jr->nij", self.U, wts, self.U)
+    def _per_delta(self, delta, block):
+        """``(n, d, d)`` whose row i is ``block(delta_i)`` ``(d, d)``, computed once per
+        distinct value of ``delta`` (one matrix product each, usually one in all)."""
+        dl = delta[:, 0]
+        out = np.empty((dl.shape[0], self.U.shape[0], self.U.shape[0]))
+        values, inverse = np.unique(dl, return_inverse=True)
+        for j, value in enumerate(values):
+            out[inverse == j] = block(float(value))
+        return out
 
     def posterior_covariance(self, p, aux, yc, delta):
-        v = aux[0]
         n, d = yc.shape
         out = self._between(p, self._dm(p, aux), n, self.mu.shape[0], d)
-        out += self._tangent(delta * self.lam / v)
+        # within: U diag(delta lam / v) U^T
+        out += self._per_delta(
+            delta, lambda dl: (self.U * (dl * self.lam / (self.lam + dl))) @ self.U.T
+        )
+        return out
+
+    def _within_jacobian(self, dl: float) -> np.ndarray:
+        """``-U diag(1/v) U^T - P_perp / delta`` ``(d, d)``, written as
+        ``U diag(lam / (delta v)) U^T - I / delta`` with a complement (``P_perp`` not formed)."""
+        v = self.lam + dl
+        if not self.perp:
+            return (self.U * (-1.0 / v)) @ self.U.T
+        out = (self.U * (self.lam / (dl * v))) @ self.U.T
+        out.flat[:: out.shape[0] + 1] -= 1.0 / dl
         return out
 
     def score_jacobian(self, p, aux, yc, delta):
-        v = aux[0]
         n, d = yc.shape
         out = self._between(p, self._dm(p, aux), n, self.mu.shape[0], d)
         out /= (delta[:, 0] ** 2)[:, None, None]
-        out -= self._tangent(1.0 / v)
-        if self.perp:
-            perp = np.eye(d) - self.U @ self.U.T
-            out -= perp[None] / delta[:, :, None]
+        out += self._per_delta(delta, self._within_jacobian)
         return out
 
 
