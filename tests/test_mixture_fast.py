@@ -154,3 +154,19 @@ def test_shared_bound_counts_both_forms():
     y = rng.standard_normal((4, 8))
     delta = np.full((4, 1), 0.5)
     np.testing.assert_allclose(shared._fast.bound(y, delta), 2 * iso._fast.bound(y, delta))
+
+
+def test_isotropic_components_share_one_basis():
+    # K isotropic components hold one d x d identity between them (d = 3072, K = 100 would
+    # otherwise hold 7.5 GB), and each is the Gaussian.isotropic it stands for
+    rng = np.random.default_rng(2)
+    means = rng.standard_normal((5, 7))
+    s2 = np.array([0.5, 0.0, 2.0, 1.5, 0.5])
+    mix = GaussianMixture.isotropic(np.full(5, 0.2), means, s2)
+    gauss = [c for c in mix.components if c.rank]
+    assert len(gauss) == 4 and all(c._U is gauss[0]._U for c in gauss)
+    y = rng.standard_normal((6, 7))
+    for c, m, s in zip(mix.components, means, s2, strict=True):
+        ref = Gaussian.point_mass(m) if s == 0 else Gaussian(m, s * np.eye(7))
+        np.testing.assert_allclose(c.covariance, ref.covariance, atol=1e-15)
+        np.testing.assert_allclose(c.score(y, 0.3), ref.score(y, 0.3), rtol=1e-13)

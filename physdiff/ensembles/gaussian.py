@@ -89,7 +89,9 @@ class Gaussian(Ensemble):
         """``N(mean, variance I)``."""
         mean = finite_array(mean, "mean").reshape(-1)
         v = float(positive(variance, "variance"))
-        return cls.from_eigen(mean, np.eye(mean.shape[0]), np.full(mean.shape[0], v))
+        obj = cls.__new__(cls)  # from_eigen without its d^3 orthonormality check of I
+        obj._init(mean, np.eye(mean.shape[0]), np.full(mean.shape[0], v))
+        return obj
 
     @classmethod
     def point_mass(cls, point) -> Gaussian:
@@ -97,11 +99,12 @@ class Gaussian(Ensemble):
         point = finite_array(point, "point").reshape(-1)
         return cls.from_eigen(point, np.zeros((point.shape[0], 0)), np.zeros(0))
 
-    def _with_mean(self, mean) -> Gaussian:
+    def _with_mean(self, mean, lam=None) -> Gaussian:
         """The same covariance about another mean, sharing this one's arrays (no checks: for
-        :meth:`GaussianMixture.shared_covariance`)."""
+        :meth:`GaussianMixture.shared_covariance`); with ``lam``, other variances along the
+        same basis (for :meth:`GaussianMixture.isotropic`: one ``d x d`` identity for all)."""
         obj = type(self).__new__(type(self))
-        obj._init(mean, self._U, self._lam)
+        obj._init(mean, self._U, self._lam if lam is None else lam)
         obj._V = self._V
         return obj
 

@@ -106,10 +106,17 @@ class GaussianMixture(Ensemble):
         if means.ndim != 2:
             raise ShapeError(f"means must have shape (K, d); got {means.shape}")
         v = positive(np.broadcast_to(variances, means.shape[:1]), "variances", allow_zero=True)
-        comps = [
-            Gaussian.point_mass(m) if s == 0 else Gaussian.isotropic(m, s)
-            for m, s in zip(means, v, strict=True)
-        ]
+        d = means.shape[1]
+        base = None  # one identity basis shared by every Gaussian component (d^2 floats)
+        comps = []
+        for m, s in zip(means, v, strict=True):
+            if s == 0:
+                comps.append(Gaussian.point_mass(m))
+            elif base is None:
+                base = Gaussian.isotropic(m, s)
+                comps.append(base)
+            else:
+                comps.append(base._with_mean(m, np.full(d, float(s))))
         return cls.from_components(weights, comps)
 
     @classmethod
