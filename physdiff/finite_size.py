@@ -450,7 +450,10 @@ class FiniteSizeCollapse:
     large-d ``delta_C`` (:func:`physdiff.memorization.collapse_delta_isotropic`, or
     :func:`physdiff.memorization.collapse_delta` for a spectrum), with the curve
     ``E[d f^e](delta)`` on ``deltas``. ``d`` is the number of positive eigenvalues and
-    ``variance`` their mean."""
+    ``variance`` their mean. ``entropy_error`` and ``log_delta_error`` are the standard
+    errors of the randomised quasi-Monte Carlo estimate (more than two distinct positive
+    eigenvalues; zero for the deterministic quadrature): the curve's, and the crossing's in
+    ``log delta`` (the entropy's error at the root over the curve's slope there)."""
 
     n: int
     d: int
@@ -460,6 +463,8 @@ class FiniteSizeCollapse:
     delta_large_d: float
     deltas: np.ndarray
     entropy: np.ndarray
+    entropy_error: np.ndarray
+    log_delta_error: float = 0.0
 
     @property
     def log_offset(self) -> float:
@@ -476,7 +481,12 @@ class FiniteSizeCollapse:
             "log_delta": math.log(self.delta),
             "delta_large_d": self.delta_large_d,
             "log_offset": self.log_offset,
-            "curve": {"delta": self.deltas.tolist(), "d_fe": self.entropy.tolist()},
+            "log_delta_error": self.log_delta_error,
+            "curve": {
+                "delta": self.deltas.tolist(),
+                "d_fe": self.entropy.tolist(),
+                "d_fe_error": self.entropy_error.tolist(),
+            },
         }
 
 
@@ -524,9 +534,27 @@ def finite_size_collapse(
         if g(hi) > 0:
             break
         hi += 1.0
-    root = math.exp(brentq(g, lo, hi, xtol=xtol))
+    x0 = brentq(g, lo, hi, xtol=xtol)
     grid = dc * np.geomspace(1 / 6, 3.0, 13) if curve is None else positive_grid(curve, "curve")
-    ent = np.asarray(h(grid), dtype=float).reshape(-1)
+    ent, err = (
+        np.asarray(v, dtype=float).reshape(-1)
+        for v in finite_size_entropy_error(grid, n, spectrum=lam)
+    )
+    _, se_root = finite_size_entropy_error(math.exp(x0), n, spectrum=lam)
+    log_err = 0.0
+    if se_root > 0:  # the crossing's error: the entropy's error over the slope in log delta
+        eps = 0.02
+        slope = (g(x0 + eps) - g(x0 - eps)) / (2 * eps)
+        log_err = float(se_root / slope)
     return FiniteSizeCollapse(
-        n, int(lam.size), float(lam.mean()), lev, root, dc, np.asarray(grid, float), ent
+        n,
+        int(lam.size),
+        float(lam.mean()),
+        lev,
+        math.exp(x0),
+        dc,
+        np.asarray(grid, float),
+        ent,
+        err,
+        log_err,
     )

@@ -181,6 +181,19 @@ def test_collapse_for_a_spectrum():
     json.dumps(r.to_dict(), allow_nan=False)
 
 
+def test_collapse_error_by_rqmc():
+    # a third eigenvalue a hair from the second: the same data, but the RQMC path; its
+    # crossing must sit within its own standard error of the exact two-group one
+    exact = finite_size_collapse(100, spectrum=TWO, curve=[0.1])
+    assert exact.log_delta_error == 0.0 and exact.entropy_error[0] == 0.0
+    near = [*TWO[:-1], TWO[-1] * (1 + 1e-9)]
+    r = finite_size_collapse(100, spectrum=near, curve=[0.1])
+    assert 0 < r.log_delta_error < 0.01 and r.entropy_error[0] > 0
+    assert abs(math.log(r.delta / exact.delta)) <= 4 * r.log_delta_error
+    d = r.to_dict()
+    assert d["log_delta_error"] == r.log_delta_error and len(d["curve"]["d_fe_error"]) == 1
+
+
 def test_bad_input():
     with pytest.raises(DomainError):
         finite_size_entropy(-1.0, 10, 4)

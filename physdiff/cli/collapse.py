@@ -135,27 +135,19 @@ def _check_finite_size(args) -> None:
 
 def finite_size(args, summ: dict) -> dict:
     """The finite-size collapse (:func:`physdiff.finite_size.finite_size_collapse`) for each
-    --n-train: isotropic data, or isotropic on a linear manifold (equal positive eigenvalues;
-    other spectra where the library takes ``spectrum=``)."""
-    import inspect
-
+    --n-train: isotropic data, a linear manifold, or any spectrum (exact quadrature for at
+    most two distinct positive eigenvalues, randomised quasi-Monte Carlo with a standard
+    error otherwise)."""
     from ..finite_size import LOG2, finite_size_collapse
 
     lev = LOG2 if args.level is None else args.level
     kw: dict = {"level": lev, "curve": args.curve}
     if summ["isotropic"]:
-        m = summ["intrinsic_dim"]
-        kw.update(d=m, variance=summ["top_eigenvalue"])
-    elif "spectrum" in inspect.signature(finite_size_collapse).parameters:
+        kw.update(d=summ["intrinsic_dim"], variance=summ["top_eigenvalue"])
+    else:
         from ..memorization import model_spectrum
 
         kw["spectrum"] = model_spectrum(**spectrum_args(args))[0]
-    else:
-        raise UsageError(
-            "argument --finite-size: the exact finite-size theory covers isotropic data "
-            "(--d, --variance) and linear manifolds (--intrinsic-dim); this spectrum has "
-            f"eigenvalues from {summ['smallest_positive']:g} to {summ['top_eigenvalue']:g}"
-        )
     rows = []
     for n in args.n_train:
         rows.append(finite_size_collapse(int(n), **kw).to_dict())
