@@ -14,6 +14,8 @@ It measures, in one run and side by side, for a grid of sizes (d, n) with m quer
 * the best numpy formulation: norms plus one matrix product, stable softmax, one more
   matrix product, chunked over queries, in place, float64 and float32;
 * torch on the CPU, the same best formulation (``torch.mm``, ``logsumexp``), both dtypes;
+* ``jax.jit`` on the CPU (XLA), the same formulation, both dtypes, when jax is installed
+  (``pip install jax``; skipped otherwise: never a dependency of the library);
 * the limits: ``4 m n d`` flops at the float64 (float32) matrix-product rate and ``m n``
   exponentials at the vectorised ``np.exp`` rate, both measured in this run on all cores;
   the limit is the larger.
@@ -211,6 +213,41 @@ def make_torch(dt):
     return run
 
 
+def make_jax(dt):
+    """The same best formulation under ``jax.jit`` on the CPU (XLA), one compiled function
+    per chunk shape (compiled by the warm-up call), both dtypes (float64 needs
+    ``jax_enable_x64``, set here before any array is made). ``None`` when jax is not
+    installed: jax is a peer of the benchmark, never a dependency of the library."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    @jax.jit
+    def chunk(yq, a, dl, an):
+        lg = (2 * (yq @ a.T) - an[None, :] - jnp.sum(yq * yq, axis=1)[:, None]) * (0.5 / dl)[
+            :, None
+        ]
+        lse = jax.nn.logsumexp(lg, axis=1)
+        w = jnp.exp(lg - lse[:, None])
+        return w @ a, lse, 1.0 / jnp.sum(w * w, axis=1)
+
+    def run(y, a, delta, an):
+        aj = jnp.asarray(a)
+        anj = jnp.asarray(an.astype(dt))
+        dl = jnp.asarray(delta.astype(dt))
+        qc = max(1, CHUNK // a.shape[0])
+        outs = [
+            chunk(jnp.asarray(y[q0 : q0 + qc]), aj, dl[q0 : q0 + qc], anj)
+            for q0 in range(0, y.shape[0], qc)
+        ]
+        return jax.block_until_ready(outs)
+
+    return run
+
+
 # -- the grid ------------------------------------------------------------------------------
 
 
@@ -261,6 +298,9 @@ def bench_size(
         if torch_ok:
             tfn = make_torch(dt)
             fns[f"torch_{name}"] = lambda a=a, y=y, an=an, tfn=tfn: tfn(y, a, dl, an)
+        jfn = make_jax(dt)
+        if jfn is not None:
+            fns[f"jax_{name}"] = lambda a=a, y=y, an=an, jfn=jfn: jfn(y, a, dl, an)
         if name == "f64":
             row["naive_f64"] = None
             if m * n * d * 8 * 2 <= NAIVE_BYTES:
@@ -296,6 +336,7 @@ def accuracy_table(torch_ok: bool) -> list[dict]:
     100 (data far from the origin, like unnormalised pixels), queries near training points."""
     out = []
     tfn = make_torch(np.float32) if torch_ok else None
+    jfn = make_jax(np.float32)
     for shift in (0.0, 100.0):
         for d in (2, 64, 784):
             for delta in (1e-4, 1.0, 100.0):
@@ -317,6 +358,8 @@ def accuracy_table(torch_ok: bool) -> list[dict]:
                 if tfn is not None:
                     parts = tfn(y, a, dl, an)[0]
                     row["torch"] = err([v.numpy() for v in parts])
+                if jfn is not None:
+                    row["jax"] = err(jfn(y, a, dl, an)[0])
                 out.append(row)
     return out
 
@@ -441,7 +484,8 @@ def _ms(t) -> str:
 
 
 def _best_alt(row: dict, name: str) -> float:
-    keys = [f"numpy_{name}", f"torch_{name}"] + (["naive_f64"] if name == "f64" else [])
+    keys = [f"numpy_{name}", f"torch_{name}", f"jax_{name}"]
+    keys += ["naive_f64"] if name == "f64" else []
     return min(row[k][STAT] for k in keys if row.get(k))
 
 
@@ -509,17 +553,18 @@ def report(res: dict) -> str:
         f"Times in ms, {'best of N' if STAT == 'min' else 'medians of N'} repetitions "
         f"(N >= 2; {'medians' if STAT == 'min' else 'minima'} are in empirical.json). "
         "Queries: noisy training points at delta = 1, standard "
-        "normal data. `speedup` = best alternative (naive numpy, best numpy, torch; same "
+        "normal data. `speedup` = best alternative (naive numpy, best numpy, torch, jax.jit "
+        "when installed; same "
         "dtype) / kernel; `limit` = max(4mnd / GEMM rate, mn / np.exp rate); "
         "`%GEMM` = 4mnd / kernel time as % of the float64 GEMM rate."
     )
     out.append("")
     out.append(
         "| d | n | m | kernel f64 | kernel f32 | naive np f64 | best np f64 | best np f32 "
-        "| torch f64 | torch f32 | limit f64 | limit f32 | speedup f64 | speedup f32 "
-        "| %GEMM f64 | f32/f64 |"
+        "| torch f64 | torch f32 | jax f64 | jax f32 | limit f64 | limit f32 | speedup f64 "
+        "| speedup f32 | %GEMM f64 | f32/f64 |"
     )
-    out.append("|" + "---|" * 16)
+    out.append("|" + "---|" * 18)
     busy_rows = 0
     for r in res["grid"]:
         s = r["summary"]
@@ -531,6 +576,7 @@ def report(res: dict) -> str:
             f"| {_ms(r['kernel_f64'])} | {_ms(r['kernel_f32'])} "
             f"| {_ms(r.get('naive_f64'))} | {_ms(r['numpy_f64'])} | {_ms(r['numpy_f32'])} "
             f"| {_ms(r.get('torch_f64'))} | {_ms(r.get('torch_f32'))} "
+            f"| {_ms(r.get('jax_f64'))} | {_ms(r.get('jax_f32'))} "
             f"| {_ms(r['limit_f64'])} ({r['limit_f64_kind']}) "
             f"| {_ms(r['limit_f32'])} ({r['limit_f32_kind']}) "
             f"| {s['speedup_f64']:.2f} | {s['speedup_f32']:.2f} | {s['pct_gemm64']:.0f} "
@@ -552,7 +598,7 @@ def report(res: dict) -> str:
     out.append("## Targets")
     out.append("")
     out.append(
-        "At every size faster than the best of numpy and torch, >= 1.5x for d <= 64; "
+        "At every size faster than the best of numpy, torch and jax.jit, >= 1.5x for d <= 64; "
         ">= 60% of the float64 GEMM rate for d >= 256 and n >= 1e4; float32 >= 1.6x "
         "faster than float64 for d >= 256."
     )
@@ -589,11 +635,12 @@ def report(res: dict) -> str:
         rows = []
         for r in acc:
             kind = "normal" if r["shift"] == 0 else f"normal + {r['shift']:g}"
-            tv = f"{r['torch']:.1e}" if "torch" in r else "-"
+            tv, jv = (f"{r[k]:.1e}" if k in r else "-" for k in ("torch", "jax"))
             rows.append(
-                f"{kind} | {r['d']} | {r['delta']:g} | {r['kernel']:.1e} | {r['numpy']:.1e} | {tv}"
+                f"{kind} | {r['d']} | {r['delta']:g} | {r['kernel']:.1e} | {r['numpy']:.1e} "
+                f"| {tv} | {jv}"
             )
-        out += table("data | d | delta | kernel f32 | best numpy f32 | torch f32", rows)
+        out += table("data | d | delta | kernel f32 | best numpy f32 | torch f32 | jax f32", rows)
     it = res.get("imports")
     if it:
         out += ["", "## Import and compile", ""]
