@@ -142,14 +142,18 @@ class _Fast:
 
     # -- quantities common to both structures, from the posterior and component means ----
     @staticmethod
-    def _between(p, dm_fn, n, K, d):
-        """``sum_k p_k (m_k - m)(m_k - m)^T`` ``(n, d, d)``; ``dm_fn(s)`` gives
-        ``m_k - m`` ``(c, K, d)`` for the rows ``s`` (a slice)."""
+    def _between(p, dm_fn, n, K, d, delta=None):
+        """``sum_k p_k (m_k - m)(m_k - m)^T`` ``(n, d, d)``, divided by ``delta^2`` when
+        ``delta`` ``(n, 1)`` is given (the factors scaled, no pass over the result);
+        ``dm_fn(s)`` gives ``m_k - m`` ``(c, K, d)`` for the rows ``s`` (a slice)."""
         out = np.empty((n, d, d))
         step = max(1, _CHUNK // max(1, K * d))
         for s0 in range(0, n, step):
             s = slice(s0, min(n, s0 + step))
-            dm = dm_fn(s) * np.sqrt(p[:, s].T)[:, :, None]  # (c, K, d)
+            f = np.sqrt(p[:, s].T)  # (c, K)
+            if delta is not None:
+                f = f / delta[s]
+            dm = dm_fn(s) * f[:, :, None]  # (c, K, d)
             np.matmul(np.swapaxes(dm, 1, 2), dm, out=out[s])
         return out
 
@@ -212,8 +216,7 @@ class IsotropicFast(_Fast):
 
     def score_jacobian(self, p, v, yc, delta):
         n, d = yc.shape
-        out = self._between(p, self._dm(p, v, yc), n, self.mu.shape[0], d)
-        out /= (delta[:, 0] ** 2)[:, None, None]
+        out = self._between(p, self._dm(p, v, yc), n, self.mu.shape[0], d, delta)
         out[:, np.arange(d), np.arange(d)] -= np.einsum("kn,kn->n", p, 1.0 / v)[:, None]
         return out
 
@@ -300,24 +303,27 @@ class SharedFast(_Fast):
 
         return dm_fn
 
-    def _per_delta(self, delta, block):
-        """``(n, d, d)`` whose row i is ``block(delta_i)`` ``(d, d)``, computed once per
+    @staticmethod
+    def _add_per_delta(out, delta, block):
+        """``out[i] += block(delta_i)`` ``(d, d)`` in place, ``block`` computed once per
         distinct value of ``delta`` (one matrix product each, usually one in all)."""
-        dl = delta[:, 0]
-        out = np.empty((dl.shape[0], self.U.shape[0], self.U.shape[0]))
-        values, inverse = np.unique(dl, return_inverse=True)
+        values, inverse = np.unique(delta[:, 0], return_inverse=True)
+        if values.shape[0] == 1:
+            out += block(float(values[0]))[None]
+            return out
         for j, value in enumerate(values):
-            out[inverse == j] = block(float(value))
+            rows = np.flatnonzero(inverse == j)
+            out[rows] += block(float(value))[None]
         return out
 
     def posterior_covariance(self, p, aux, yc, delta):
         n, d = yc.shape
         out = self._between(p, self._dm(p, aux), n, self.mu.shape[0], d)
-        # within: U diag(delta lam / v) U^T
-        out += self._per_delta(
-            delta, lambda dl: (self.U * (dl * self.lam / (self.lam + dl))) @ self.U.T
-        )
-        return out
+        return self._add_per_delta(out, delta, self._within_covariance)
+
+    def _within_covariance(self, dl: float) -> np.ndarray:
+        """``U diag(delta lam / v) U^T`` ``(d, d)``."""
+        return (self.U * (dl * self.lam / (self.lam + dl))) @ self.U.T
 
     def _within_jacobian(self, dl: float) -> np.ndarray:
         """``-U diag(1/v) U^T - P_perp / delta`` ``(d, d)``, written as
@@ -331,10 +337,8 @@ class SharedFast(_Fast):
 
     def score_jacobian(self, p, aux, yc, delta):
         n, d = yc.shape
-        out = self._between(p, self._dm(p, aux), n, self.mu.shape[0], d)
-        out /= (delta[:, 0] ** 2)[:, None, None]
-        out += self._per_delta(delta, self._within_jacobian)
-        return out
+        out = self._between(p, self._dm(p, aux), n, self.mu.shape[0], d, delta)
+        return self._add_per_delta(out, delta, self._within_jacobian)
 
 
 def structure(logw: np.ndarray, comps) -> _Fast | None:
