@@ -137,6 +137,10 @@ def test_repeated_deltas_and_constant_delta(name):
         np.exp(rng.uniform(-1, 1, (30, 1))),
     ):
         assert not mix._fast.evaluate("score", y, delta)[1].any()  # all rows fast here
+        v = mix._fast.prepare(y, delta)[1]
+        v = v if name == "isotropic" else v[0]
+        one = np.all(delta == delta[0])  # one delta: v broadcasts over the rows
+        assert v.shape[1 if name == "isotropic" else 0] == (1 if one else 30), v.shape
         for what in ("denoise", "score", "posterior_covariance", "score_jacobian"):
             _check(getattr(mix, "_" + what)(y, delta), _general(mix, what, y, delta), what)
 

@@ -72,6 +72,21 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
     return np.log(np.sum(np.exp(a - top), axis=0)) + top
 
 
+def _distinct(delta: np.ndarray) -> np.ndarray:
+    """``delta[:, 0]`` ``(n,)``, or its one value ``(1,)`` when every row has the same (the
+    usual case: a scalar delta), so that the arrays of ``v = s^2 + delta`` (resp.
+    ``lam + delta``) are ``(K, 1)`` (resp. ``(1, r)``) and broadcast over the rows."""
+    dl = delta[:, 0]
+    return dl[:1] if dl.shape[0] and dl.min() == dl.max() else dl
+
+
+def _pdot(p: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``sum_k p[k] c[k]`` for each row ``(n,)``; ``c`` is ``(K, n)`` or ``(K, 1)``."""
+    if c.shape[1] == 1:
+        return c[:, 0] @ p
+    return np.einsum("kn,kn->n", p, c)
+
+
 class _Fast:
     """The shared part: centred means, their norms, the error-bound constants."""
 
@@ -166,9 +181,9 @@ class IsotropicFast(_Fast):
         self.s2 = np.asarray(s2, dtype=float)
 
     def _prepare(self, yc, ysq, delta):
-        """Log joints ``(K, n)``, ``v`` ``(K, n)`` and the centred ``y``."""
-        dl = delta[:, 0]
-        v = self.s2[:, None] + dl[None, :]  # (K, n)
+        """Log joints ``(K, n)``, ``v`` ``(K, n)`` (``(K, 1)`` for one delta) and the
+        centred ``y``."""
+        v = self.s2[:, None] + _distinct(delta)[None, :]  # (K, n) or (K, 1)
         q = self.mu @ yc.T  # (K, n)
         q *= -2.0
         q += ysq[None, :]
@@ -184,8 +199,8 @@ class IsotropicFast(_Fast):
         return self.s2.min() + dl
 
     def denoise(self, p, v, yc, delta):
-        c = self.s2[:, None] / v  # (K, n)
-        a = np.einsum("kn,kn->n", p, c)
+        c = self.s2[:, None] / v  # (K, n) or (K, 1)
+        a = _pdot(p, c)
         out = (p * (1.0 - c)).T @ self.mu
         out += a[:, None] * yc
         out += self.center
@@ -198,7 +213,7 @@ class IsotropicFast(_Fast):
         return out
 
     def _dm(self, p, v, yc):
-        c = self.s2[:, None] / v  # (K, n)
+        c = np.broadcast_to(self.s2[:, None] / v, p.shape)  # (K, n)
 
         def dm_fn(s):
             # m_k = c_k y + (1 - c_k) mu_k (centred), minus its p-mean
@@ -210,14 +225,14 @@ class IsotropicFast(_Fast):
     def posterior_covariance(self, p, v, yc, delta):
         n, d = yc.shape
         out = self._between(p, self._dm(p, v, yc), n, self.mu.shape[0], d)
-        within = np.einsum("kn,kn->n", p, delta[:, 0][None, :] * self.s2[:, None] / v)
+        within = delta[:, 0] * _pdot(p, self.s2[:, None] / v)
         out[:, np.arange(d), np.arange(d)] += within[:, None]
         return out
 
     def score_jacobian(self, p, v, yc, delta):
         n, d = yc.shape
         out = self._between(p, self._dm(p, v, yc), n, self.mu.shape[0], d, delta)
-        out[:, np.arange(d), np.arange(d)] -= np.einsum("kn,kn->n", p, 1.0 / v)[:, None]
+        out[:, np.arange(d), np.arange(d)] -= _pdot(p, 1.0 / v)[:, None]
         return out
 
 
@@ -235,17 +250,18 @@ class SharedFast(_Fast):
 
     def _prepare(self, yc, ysq, delta):
         """Log joints ``(K, n)``, ``(v, z, a)`` and the centred ``y``: ``v = lam + delta``,
-        ``z = U^T y`` and ``a = 1/delta - 1/v = lam / (delta v)`` ``(n, r)``.
+        ``z = U^T y`` and ``a = 1/delta - 1/v = lam / (delta v)`` ``(n, r)`` (``v`` and ``a``
+        ``(1, r)`` for one delta).
 
         ``Q_k = |y - mu_k|^2 / delta - sum_j a_j (z_j - nu_kj)^2`` (the complement's
         ``|y_perp - mu_perp|^2 / delta`` without forming ``y_perp``), each square expanded:
         two forms within the bound, hence ``spread = 2`` with a complement."""
         n, d = yc.shape
-        dl = delta[:, 0]
+        dl, du = delta[:, 0], _distinct(delta)
         z = yc @ self.U  # (n, r)
-        v = self.lam[None, :] + dl[:, None]  # (n, r)
+        v = self.lam[None, :] + du[:, None]  # (n, r) or (1, r)
         if self.perp:
-            a = self.lam[None, :] / (dl[:, None] * v)
+            a = self.lam[None, :] / (du[:, None] * v)
             za = z * a
             q = self.mu @ yc.T  # (K, n)
             q *= -2.0
@@ -292,8 +308,8 @@ class SharedFast(_Fast):
         return out
 
     def _dm(self, p, aux):
-        v, _, _ = aux
-        c = self.lam / v  # (n, r)
+        v, z, _ = aux
+        c = np.broadcast_to(self.lam / v, z.shape)  # (n, r)
 
         def dm_fn(s):
             pm = p[:, s].T @ self.mu  # (c, d)
