@@ -462,10 +462,20 @@ def report(meth: list[dict], samp: list[dict], args, load_start, load_end) -> st
     return "\n".join(lines)
 
 
+SETTINGS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+)
+
+
 def blas_threads() -> str:
-    """What limits the BLAS threads: ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``."""
-    env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
-    return ", ".join(f"{k}={v}" for k, v in env.items()) or "not limited (BLAS default)"
+    """The environment settings that move these timings: the BLAS threads
+    (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``) and glibc's allocator thresholds
+    (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``: page faults of fresh arrays)."""
+    env = {k: os.environ[k] for k in SETTINGS if k in os.environ}
+    return ", ".join(f"{k}={v}" for k, v in env.items()) or "none set (BLAS and malloc defaults)"
 
 
 def report_closed_form(rows: list[dict], args, load_start, load_end) -> str:
@@ -480,7 +490,7 @@ def report_closed_form(rows: list[dict], args, load_start, load_end) -> str:
         "brackets, after one warm-up call each.",
         "",
         *environment_lines(load_start=load_start, load_end=load_end),
-        f"- BLAS threads: {blas_threads()}",
+        f"- settings: {blas_threads()}",
         "",
         "*library*: `GaussianMixture.isotropic(w, means, variances)` (different variance per "
         "component, uniform in [0.1, 1]) or `GaussianMixture.shared_covariance(w, means, "
