@@ -143,7 +143,7 @@ class _Fast:
             if some:  # only the rows the bound admits (no copies when it admits all)
                 good = ~bad
                 yc, ysq, delta = yc[good], ysq[good], delta[good]
-            lj, aux, yc = self._prepare(yc, ysq, delta)
+            lj, aux, yc = self._prepare(yc, ysq, delta)  # yc: scratch of the formulas
             p = _softmax_rows(lj)
             if what == "posterior":
                 part = p.T
@@ -202,14 +202,14 @@ class IsotropicFast(_Fast):
         c = self.s2[:, None] / v  # (K, n) or (K, 1)
         a = _pdot(p, c)
         out = (p * (1.0 - c)).T @ self.mu
-        out += a[:, None] * yc
+        out += np.multiply(yc, a[:, None], out=yc)  # yc is evaluate's scratch: no temporary
         out += self.center
         return out
 
     def score(self, p, v, yc, delta):
         pv = p / v
         out = pv.T @ self.mu
-        out -= pv.sum(axis=0)[:, None] * yc
+        out -= np.multiply(yc, pv.sum(axis=0)[:, None], out=yc)  # scratch, as in denoise
         return out
 
     def _dm(self, p, v, yc):
