@@ -94,15 +94,16 @@ def cpu_busy(interval: float = 1.0) -> float | None:
     return (b1 - b0) / max(1, t1 - t0)
 
 
-def wait_quiet(max_wait: float, threshold: float = 0.15) -> float:
+def wait_quiet(max_wait: float, threshold: float = 0.15) -> float | None:
     """Wait (up to ``max_wait`` seconds) until other processes leave the CPUs idle; the
-    fraction busy when measuring starts is returned (it is recorded with each result)."""
+    fraction busy when measuring starts is returned (it is recorded with each result;
+    ``None`` when not measured, ``max_wait = 0``, so that the JSON stays strict)."""
     end = time.monotonic() + max_wait
     busy = cpu_busy() if max_wait > 0 else None
     while busy is not None and busy > threshold and time.monotonic() < end:
         time.sleep(2.0)
         busy = cpu_busy()
-    return float("nan") if busy is None else busy
+    return busy
 
 
 def _threads() -> int:
@@ -568,7 +569,7 @@ def report(res: dict) -> str:
     busy_rows = 0
     for r in res["grid"]:
         s = r["summary"]
-        busy = max(r.get("busy_f64", 0.0), r.get("busy_f32", 0.0))
+        busy = max(r.get("busy_f64") or 0.0, r.get("busy_f32") or 0.0)
         mark = "*" if busy > 0.15 else ""
         busy_rows += bool(mark)
         out.append(
@@ -741,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         res["load_after"] = os.getloadavg()[0]
     res["stat"] = STAT
     text = report(res)
-    write_atomic(json_path, json.dumps(res, indent=1, default=float))
+    write_atomic(json_path, json.dumps(res, indent=1, default=float, allow_nan=False))
     write_atomic(args.out, text)
     print(text)
     return 0
