@@ -241,3 +241,14 @@ def test_bad_configs_are_refused():
         LD.check(dataclasses.replace(LD.PRESETS["smoke"], stds=(1.0, 1.0)))
     with pytest.raises(InputError, match="1438"):
         LD.check(dataclasses.replace(LD.PRESETS["smoke"], digits_subsets=(2000,)))
+
+
+def test_collapse_exact_more_training_sets_for_small_n():
+    cpu = CE.PRESETS["cpu"]
+    # small training sets are cheap and scatter most: at least training_points / n sets
+    assert CE.n_sets(100, cpu) == math.ceil(cpu.training_points / 100)
+    assert CE.n_sets(25, cpu) == 64  # capped
+    assert CE.n_sets(10_000, cpu) == cpu.training_sets
+    assert CE.n_sets(100, dataclasses.replace(cpu, training_points=0)) == cpu.training_sets
+    with pytest.raises(InputError, match="training_points"):
+        CE.check(dataclasses.replace(cpu, training_points=-1))
