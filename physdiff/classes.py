@@ -241,7 +241,10 @@ class MixtureClasses(ClassConditional):
     makes the negative-conditional score exact without cancellation. In :meth:`denoise_all`
     and :meth:`score_all` the unconditional part is the mixture's own ``denoise`` /
     ``score`` (bitwise: sampling the classes is sampling the mixture) and each class is its
-    component's (or sub-mixture's) closed form.
+    component's (or sub-mixture's) closed form; for one-component classes at one noise
+    level :meth:`denoise_all` forms all of them at once from the coordinates of a shared
+    basis (``GaussianMixture._component_denoisers``; equal to each component's own
+    ``denoise`` to rounding, not bitwise).
     """
 
     def __init__(self, mixture: GaussianMixture, labels: Sequence[int] | np.ndarray | None = None):
@@ -310,6 +313,20 @@ class MixtureClasses(ClassConditional):
         c = self.check_label(label)
         rest = np.flatnonzero(self._labels != c)
         return self._sub(rest, f"the complement of class {c}")
+
+    def _all(self, y, delta, what: str) -> ClassValues:
+        # one-component classes at one noise level (every sampler step): all K component
+        # denoisers at once from the shared coordinates (GaussianMixture._component_denoisers)
+        if what == "denoise" and all(m.size == 1 for m in self._members):
+            y, dl = _prep(y, delta, self.dim)
+            if y.shape[0] and np.all(dl == dl[0, 0]):
+                u = np.asarray(self._mixture.denoise(y, delta), dtype=np.float64)
+                comp = self._mixture._component_denoisers(y, float(dl[0, 0]))
+                order = np.array([m[0] for m in self._members])
+                return ClassValues(
+                    u, comp if np.all(order == np.arange(order.size)) else comp[order]
+                )
+        return super()._all(y, delta, what)
 
     def _class_log_joint(self, y: np.ndarray, dl: np.ndarray) -> np.ndarray:
         lj = self._mixture._log_joint(y, dl)

@@ -420,7 +420,7 @@ def test_partition_must_fit_the_mixture():
             f("pairwise:0,1")
 
 
-def test_mixture_classes_are_bitwise_the_mixture():
+def test_mixture_classes_are_the_mixture():
     from physdiff.classes import MixtureClasses
 
     mix = GaussianMixture.isotropic(
@@ -434,7 +434,44 @@ def test_mixture_classes_are_bitwise_the_mixture():
             assert np.array_equal(both.unconditional, getattr(mix, what)(y, 0.3))
             assert np.array_equal(getattr(classes, what)(y, 0.3), getattr(mix, what)(y, 0.3))
             for k, view in enumerate(classes.class_models()):
-                assert np.array_equal(both.classes[k], getattr(mix.components[k], what)(y, 0.3))
+                # denoise_all forms every component's denoiser from the shared coordinates
+                # y U (b_k + U diag(g) U^T y): equal to the component's own to rounding
+                want = getattr(mix.components[k], what)(y, 0.3)
+                if what == "denoise":
+                    np.testing.assert_allclose(both.classes[k], want, rtol=0, atol=1e-14)
+                else:
+                    assert np.array_equal(both.classes[k], want)
                 assert np.array_equal(
                     getattr(view, what)(y, 0.3), getattr(mix.components[k], what)(y, 0.3)
                 )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # isotropic: one shared identity basis, unequal variances, a point mass among them
+        lambda m: GaussianMixture.isotropic([0.2, 0.3, 0.1, 0.4], m, [0.3, 0.7, 0.0, 0.3]),
+        # one shared low-rank covariance
+        lambda m: GaussianMixture.shared_covariance(
+            [0.25] * 4, m, np.diag([2.0, 1.0, 0.5] + [0.0] * 3)
+        ),
+        # four different covariances: nothing shared
+        lambda m: GaussianMixture(
+            [0.25] * 4, m, [np.diag(np.linspace(0.1, 1.0, 6) * (k + 1)) for k in range(4)]
+        ),
+    ],
+)
+def test_mixture_classes_denoise_all_equals_each_class(make):
+    from physdiff.classes import MixtureClasses
+
+    rng = np.random.default_rng(4)
+    mix = make(3.0 * rng.standard_normal((4, 6)))
+    y = 5.0 * rng.standard_normal((50, 6))
+    for order in (None, [2, 0, 3, 1]):  # classes in component order and permuted
+        cls = MixtureClasses(mix, order)
+        for delta in (0.3, np.full(50, 0.3), np.linspace(0.1, 2.0, 50)):
+            got = cls.denoise_all(y, delta)
+            assert np.array_equal(got.unconditional, mix.denoise(y, delta))
+            for c in range(4):
+                want = cls.class_model(c).denoise(y, delta)
+                np.testing.assert_allclose(got.classes[c], want, rtol=0, atol=1e-12)

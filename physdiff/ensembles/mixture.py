@@ -199,6 +199,42 @@ class GaussianMixture(Ensemble):
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.n_components}, d={self.dim})"
 
+    def _component_denoisers(self, y: np.ndarray, delta: float) -> np.ndarray:
+        """``E[x0 | y, k]`` of every component at one noise level, ``(K, n, d)``
+        (:class:`physdiff.classes.MixtureClasses` hands them to the sampler's step records).
+
+        ``D_k(y) = mu_k + U_k diag(g_k) U_k^T (y - mu_k)``, ``g_k = lam_k / (lam_k + delta)``
+        (docs/theory.md section 1), written as ``b_k + U_k diag(g_k) U_k^T y`` with the
+        constant ``b_k = mu_k - U_k diag(g_k) U_k^T mu_k``: the coordinates ``y U`` of a
+        basis that several components share (:meth:`isotropic`, :meth:`shared_covariance`)
+        are computed once, and so is the product back when the ``g_k`` are equal or
+        constant along the basis. Rounding: a few ``u (|y| + |mu_k|)``, as the direct form
+        where the result is of the size of the data."""
+        n, d = y.shape
+        out = np.empty((len(self._comps), n, d))
+        coords: dict = {}  # id(U) -> y U
+        back: dict = {}  # (id(U), g) -> (y U diag(g)) U^T, or (y U) U^T for a constant g
+        for k, c in enumerate(self._comps):
+            U, lam = c._U, c._lam
+            g = lam / (lam + delta)
+            b = c._mean - ((c._mean @ U) * g) @ U.T
+            if U.shape[1] == 0:  # a point mass: D_k = mu_k
+                out[k] = b
+                continue
+            if id(U) not in coords:
+                coords[id(U)] = y @ U
+            flat = bool(np.all(g == g[0]))
+            key = (id(U), None if flat else g.tobytes())
+            if key not in back:
+                r = coords[id(U)]
+                back[key] = r @ U.T if flat else (r * g) @ U.T
+            if flat:
+                np.multiply(back[key], g[0], out=out[k])
+            else:
+                out[k] = back[key]
+            out[k] += b
+        return out
+
     # -- the exact formulas --------------------------------------------------------------------
     def _exact(self, what, y, delta):
         """``what`` by the closed-form fast path (:mod:`._mixture_fast`) where the components
