@@ -56,7 +56,9 @@ def register(subparsers) -> None:
     A.add_flag(p, "time")
     fs = p.add_argument_group(
         "finite size",
-        "the exact finite-(n, d) expected excess entropy E[d f^e] of Gaussian training sets "
+        "the finite-(n, d) expected excess entropy E[d f^e] of Gaussian training sets, for "
+        "any spectrum: exact quadrature for at most two distinct positive eigenvalues, "
+        "randomised quasi-Monte Carlo with a standard error otherwise "
         "(physdiff.finite_size.finite_size_collapse; seconds per n)",
     )
     fs.add_argument(
@@ -245,13 +247,17 @@ def table(res: dict) -> str:
 def _finite_size_table(fs: dict) -> list[str]:
     lines = [
         "",
-        f"finite size: exact E[d f^e] of Gaussian training sets crosses {fs['level']:.6g} nats "
-        "at delta_fs",
-        f"{'n':>12}{'delta_C':>12}{'delta_fs':>12}{'log(delta_fs/delta_C)':>23}",
+        f"finite size: E[d f^e] of Gaussian training sets crosses {fs['level']:.6g} nats "
+        "at delta_fs (s.e.: the standard error of log delta_fs, 0 where exact)",
+        f"{'n':>12}{'delta_C':>12}{'delta_fs':>12}{'log(delta_fs/delta_C)':>23}{'s.e.':>12}",
     ]
     for r in fs["results"]:
         lines.append(
-            cell(r["n"]) + cell(r["delta_large_d"]) + cell(r["delta"]) + cell(r["log_offset"], 23)
+            cell(r["n"])
+            + cell(r["delta_large_d"])
+            + cell(r["delta"])
+            + cell(r["log_offset"], 23)
+            + cell(r.get("log_delta_error"))
         )
     for r in fs["results"]:
         c = r["curve"]
