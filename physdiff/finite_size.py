@@ -234,7 +234,7 @@ def _entropy_given(
     """``E[log(1 + S) | rho]`` for each row of group norms ``rho`` (``(P, G)``), groups of
     ``k_g`` coordinates with variance ``lam_g``, noise ``dl``."""
     a_r = 0.5 * lam / (lam + dl)  # r/2 = sum_g a_r,g chi'^2_{k_g}(nc_r,g)
-    nc_r = dl * rho / (lam * (lam + dl))
+    nc_r = (dl / (lam + dl)) * (rho / lam)  # not dl * rho: it overflows for huge dl
     a_x = lam / (2.0 * dl)  # X/(2 delta)
     nc_x = rho / lam
     # the u window: F_{G - r/2} below e^{-35} left of it, n e^{-u} below e^{-35} right of it
@@ -368,6 +368,11 @@ def _prepare(
     points = integer(points, "points", 2, 2**20)
     randomizations = integer(randomizations, "randomizations", 2, 10**4)
     scale = float(lam.max())
+    if np.max(dls) > 1e300 * scale:  # |y|^2 ~ delta chi^2 overflows; E[d f^e] = log n there
+        raise DomainError(
+            f"delta must lie in (0, {1e300 * scale:g}] (1e300 times the largest eigenvalue); "
+            f"got {np.max(dls):g}"
+        )
     vals, k = _groups(lam / scale)
     if quadrature == "auto":
         quadrature = "exact" if vals.size <= 2 else "rqmc"

@@ -208,3 +208,13 @@ def test_bad_input():
         finite_size_entropy(1.0, 10, 4, quadrature="gauss")
     with pytest.raises(DomainError):
         finite_size_collapse(4, 4, level=2.0)
+
+
+def test_huge_delta_is_log_n_or_a_clear_error():
+    # dl * |y|^2 overflowed to NaN here once; E[d f^e] -> log n as delta -> inf
+    for spec in ([1.0] * 4, [1.0, 2.0, 3.0]):
+        assert finite_size_entropy(1e300, 10, spectrum=spec) == pytest.approx(
+            math.log(10), abs=1e-12
+        )
+    with pytest.raises(DomainError, match="delta"):
+        finite_size_entropy(1.7e308, 10, 4)
