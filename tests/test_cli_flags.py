@@ -155,6 +155,14 @@ def test_an_old_spelling_gives_the_same_result(capsys):
     assert rc == 2 and "not allowed with" in err
 
 
+def test_an_old_spelling_leaves_its_choice_drawn_in_the_usage_line(capsys):
+    # add_renamed moves the hidden alias next to its group in argparse's private action
+    # list: without that, the usage line loses the "(a | b)" of a required choice
+    rc, out, _ = run_command(capsys, "collapse", "--help")
+    assert rc == 0
+    assert "(--n-train N [N ...] | --log-n LOG_N [LOG_N ...])" in " ".join(out.split())
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [
