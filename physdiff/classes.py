@@ -411,7 +411,13 @@ class NetworkClasses(ClassConditional):
         if not callable(batched):
             return super()._all(y, delta, what)
         # labels 0..C-1 and the null label (None) last
+        y = _prep(y, delta, self.dim)[0]
         out = np.asarray(batched(y, delta, [*range(self._n), None]), dtype=np.float64)
+        if out.shape != (self._n + 1, *y.shape):
+            raise ShapeError(
+                f"the network's {what}_labels must return shape {(self._n + 1, *y.shape)} "
+                f"(C + 1 labels, n points, d); got {out.shape}"
+            )
         return ClassValues(out[-1], out[:-1])
 
     def __repr__(self) -> str:

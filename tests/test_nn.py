@@ -318,6 +318,20 @@ def test_network_classes_use_the_batched_labels():
         np.testing.assert_allclose(both.classes[k], model.conditional(k).denoise(y, 0.7))
 
 
+def test_network_classes_check_the_batched_shape():
+    from physdiff.classes import NetworkClasses
+
+    model = NetworkScoreModel(_random_mlp(), device="cpu")
+    classes = NetworkClasses(model)
+    y = np.random.default_rng(3).standard_normal((5, 3))
+    # a network whose batched call leaves out the null label is refused, not mis-split
+    model.denoise_labels = lambda y, delta, labels: np.zeros((len(labels) - 1, *y.shape))
+    with pytest.raises(ShapeError, match="denoise_labels"):
+        classes.denoise_all(y, 0.5)
+    with pytest.raises(ShapeError, match="y"):  # y is checked before the network is called
+        classes.denoise_all(y[0], 0.5)
+
+
 def test_every_label_in_one_pass_in_float32():
     den = _random_mlp(dtype=torch.float32)
     model = NetworkScoreModel(den, device="cpu")
