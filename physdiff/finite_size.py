@@ -383,37 +383,65 @@ def _prepare(
     return dls, n, vals, k, scale, step, quadrature, points, randomizations
 
 
-def finite_size_entropy_error(
-    delta, n: int, d: int | None = None, variance: float = 1.0, **options
-) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """``(E[d f^e], standard error)``: :func:`finite_size_entropy` (the same arguments) with
-    the standard error of its mean over queries: 0 for the deterministic quadrature; for
-    randomised quasi-Monte Carlo, the standard error over the ``randomizations`` independent
-    scramblings (of ``points`` Sobol points each)."""
-    import inspect
-
-    args = inspect.signature(finite_size_entropy).bind(delta, n, d, variance, **options)
-    args.apply_defaults()
-    a = args.arguments
+def _entropy_and_error(
+    delta,
+    n,
+    d,
+    variance,
+    intrinsic_dim,
+    spectrum,
+    step,
+    quadrature,
+    points,
+    randomizations,
+    seed,
+):
+    """``(H, standard error)`` for :func:`finite_size_entropy` and
+    :func:`finite_size_entropy_error` (their arguments, validated here)."""
     dls, n, vals, k, scale, step, quad, points, reps = _prepare(
-        a["delta"],
-        a["n"],
-        a["d"],
-        a["variance"],
-        a["intrinsic_dim"],
-        a["spectrum"],
-        a["step"],
-        a["quadrature"],
-        a["points"],
-        a["randomizations"],
+        delta, n, d, variance, intrinsic_dim, spectrum, step, quadrature, points, randomizations
     )
+    seed = integer(seed, "seed", 0, 2**63 - 1)
     flat = np.atleast_1d(dls).reshape(-1) / scale
-    res = [_entropy_one(float(x), n, vals, k, step, quad, points, reps, a["seed"]) for x in flat]
+    res = [_entropy_one(float(x), n, vals, k, step, quad, points, reps, seed) for x in flat]
     h = np.array([r[0] for r in res]).reshape(dls.shape)
     se = np.array([r[1] for r in res]).reshape(dls.shape)
     if h.ndim == 0:
         return float(h), float(se)
     return h, se
+
+
+def finite_size_entropy_error(
+    delta,
+    n: int,
+    d: int | None = None,
+    variance: float = 1.0,
+    *,
+    intrinsic_dim: int | None = None,
+    spectrum=None,
+    step: float = 0.5,
+    quadrature: str = "auto",
+    points: int = 64,
+    randomizations: int = 16,
+    seed: int = 0,
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """``(E[d f^e], standard error)``: :func:`finite_size_entropy` (the same arguments) with
+    the standard error of its mean over queries: 0 for the deterministic quadrature; for
+    randomised quasi-Monte Carlo, the standard error over the ``randomizations`` independent
+    scramblings (of ``points`` Sobol points each)."""
+    return _entropy_and_error(
+        delta,
+        n,
+        d,
+        variance,
+        intrinsic_dim,
+        spectrum,
+        step,
+        quadrature,
+        points,
+        randomizations,
+        seed,
+    )
 
 
 def finite_size_entropy(
@@ -445,8 +473,19 @@ def finite_size_entropy(
     ``seed`` (the same points for every ``delta``, so curves are smooth and the result is
     reproducible), with a control variate; its standard error comes from
     :func:`finite_size_entropy_error`."""
-    options = {k: v for k, v in locals().items() if k not in ("delta", "n", "d", "variance")}
-    return finite_size_entropy_error(delta, n, d, variance, **options)[0]
+    return _entropy_and_error(
+        delta,
+        n,
+        d,
+        variance,
+        intrinsic_dim,
+        spectrum,
+        step,
+        quadrature,
+        points,
+        randomizations,
+        seed,
+    )[0]
 
 
 @dataclass(frozen=True)

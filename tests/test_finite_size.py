@@ -218,3 +218,9 @@ def test_huge_delta_is_log_n_or_a_clear_error():
         )
     with pytest.raises(DomainError, match="delta"):
         finite_size_entropy(1.7e308, 10, 4)
+
+
+def test_bad_seed_is_a_clear_error():
+    for seed in (-1, 2.5, float("nan")):
+        with pytest.raises(InputError, match="seed"):
+            finite_size_entropy(0.5, 10, spectrum=[1.0, 2.0, 3.0], seed=seed)
