@@ -155,6 +155,13 @@ def test_an_old_spelling_gives_the_same_result(capsys):
     assert rc == 2 and "not allowed with" in err
 
 
+@pytest.mark.parametrize(("cmd", "old", "new"), _renamed())
+def test_an_old_and_its_new_spelling_together_are_refused(capsys, cmd, old, new):
+    # never the last one silently kept
+    rc, _, err = run_command(capsys, cmd, *_REQUIRED[cmd], old, *_VALUE[new], new, *_VALUE[new])
+    assert rc == 2 and "not allowed with" in err
+
+
 def test_an_old_spelling_leaves_its_choice_drawn_in_the_usage_line(capsys):
     # add_renamed moves the hidden alias next to its group in argparse's private action
     # list: without that, the usage line loses the "(a | b)" of a required choice

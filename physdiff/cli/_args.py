@@ -313,16 +313,21 @@ class _Renamed(argparse.Action):
 def add_renamed(parser, command: str) -> None:
     """The old spellings of ``command`` (:data:`RENAMED`) as hidden aliases of the new
     flags: same attribute, type and number of values, in the same mutually exclusive
-    group (so that an old spelling satisfies a required choice)."""
+    group (so that an old spelling satisfies a required choice); a new flag of no group gets
+    one with its old spelling, drawn nowhere, so that the two together are refused rather
+    than the last one kept."""
     for old, new in RENAMED.get(command, {}).items():
         action = next(a for a in parser._actions if new in a.option_strings)
         where = next(
             (g for g in parser._mutually_exclusive_groups if action in g._group_actions), parser
         )
+        if where is parser:  # not drawn in the usage line: its actions do not stand together
+            hidden = parser.add_mutually_exclusive_group()
+            hidden._group_actions.append(action)
         kw = {"type": action.type, "metavar": action.metavar}
         if action.nargs is not None:
             kw["nargs"] = action.nargs
-        alias = where.add_argument(
+        alias = (hidden if where is parser else where).add_argument(
             old,
             action=_Renamed,
             new=new,
