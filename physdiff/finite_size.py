@@ -497,7 +497,9 @@ class FiniteSizeCollapse:
     ``variance`` their mean. ``entropy_error`` and ``log_delta_error`` are the standard
     errors of the randomised quasi-Monte Carlo estimate (more than two distinct positive
     eigenvalues; zero for the deterministic quadrature): the curve's, and the crossing's in
-    ``log delta`` (the entropy's error at the root over the curve's slope there)."""
+    ``log delta`` (the entropy's error at the root over the curve's slope there, by a
+    central difference of +-0.02 in ``log delta``; ``inf`` where that slope is not
+    positive)."""
 
     n: int
     d: int
@@ -561,6 +563,7 @@ def finite_size_collapse(
     lev = float(positive(level, "level"))
     if lev >= math.log(n):
         raise DomainError(f"level must be below log n = {math.log(n):g} nats; got {lev:g}")
+    xtol = float(positive(xtol, "xtol"))
     dc = float(collapse_delta(n, lam))
 
     def h(x):
@@ -589,7 +592,8 @@ def finite_size_collapse(
     if se_root > 0:  # the crossing's error: the entropy's error over the slope in log delta
         eps = 0.02
         slope = (g(x0 + eps) - g(x0 - eps)) / (2 * eps)
-        log_err = float(se_root / slope)
+        # a slope that is not positive: the estimate's noise swamps the rise over +-eps
+        log_err = float(se_root / slope) if slope > 0 else math.inf
     return FiniteSizeCollapse(
         n,
         int(lam.size),

@@ -224,3 +224,9 @@ def test_bad_seed_is_a_clear_error():
     for seed in (-1, 2.5, float("nan")):
         with pytest.raises(InputError, match="seed"):
             finite_size_entropy(0.5, 10, spectrum=[1.0, 2.0, 3.0], seed=seed)
+
+
+def test_collapse_bad_xtol_is_a_clear_error():
+    for xtol in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="xtol"):
+            finite_size_collapse(10, 4, xtol=xtol)
