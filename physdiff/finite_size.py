@@ -297,6 +297,11 @@ def _spectrum_of(d, variance, spectrum, intrinsic_dim) -> np.ndarray:
     """The positive eigenvalues: isotropic ``variance`` in ``d`` (or ``intrinsic_dim``)
     dimensions, or those of ``spectrum`` (zeros are normal directions and drop out)."""
     if spectrum is not None:
+        if d is not None or intrinsic_dim is not None:
+            raise InputError(
+                "give spectrum alone (its length is the dimension, its zeros the normal "
+                "directions), or d with variance and intrinsic_dim; not both"
+            )
         lam = covariance_spectrum(spectrum, "spectrum").reshape(-1)
         lam = lam[lam > 0]
         if lam.size == 0:

@@ -195,6 +195,10 @@ def test_collapse_error_by_rqmc():
 
 
 def test_bad_input():
+    with pytest.raises(InputError, match="spectrum alone"):
+        finite_size_entropy(1.0, 10, 4, spectrum=[1.0, 1.0])
+    with pytest.raises(InputError, match="spectrum alone"):
+        finite_size_collapse(10, 4, spectrum=[1.0, 1.0])
     with pytest.raises(DomainError):
         finite_size_entropy(-1.0, 10, 4)
     with pytest.raises(InputError):
