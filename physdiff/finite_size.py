@@ -388,34 +388,6 @@ def _prepare(
     return dls, n, vals, k, scale, step, quadrature, points, randomizations
 
 
-def _entropy_and_error(
-    delta,
-    n,
-    d,
-    variance,
-    intrinsic_dim,
-    spectrum,
-    step,
-    quadrature,
-    points,
-    randomizations,
-    seed,
-):
-    """``(H, standard error)`` for :func:`finite_size_entropy` and
-    :func:`finite_size_entropy_error` (their arguments, validated here)."""
-    dls, n, vals, k, scale, step, quad, points, reps = _prepare(
-        delta, n, d, variance, intrinsic_dim, spectrum, step, quadrature, points, randomizations
-    )
-    seed = integer(seed, "seed", 0, 2**63 - 1)
-    flat = np.atleast_1d(dls).reshape(-1) / scale
-    res = [_entropy_one(float(x), n, vals, k, step, quad, points, reps, seed) for x in flat]
-    h = np.array([r[0] for r in res]).reshape(dls.shape)
-    se = np.array([r[1] for r in res]).reshape(dls.shape)
-    if h.ndim == 0:
-        return float(h), float(se)
-    return h, se
-
-
 def finite_size_entropy_error(
     delta,
     n: int,
@@ -434,34 +406,21 @@ def finite_size_entropy_error(
     the standard error of its mean over queries: 0 for the deterministic quadrature; for
     randomised quasi-Monte Carlo, the standard error over the ``randomizations`` independent
     scramblings (of ``points`` Sobol points each)."""
-    return _entropy_and_error(
-        delta,
-        n,
-        d,
-        variance,
-        intrinsic_dim,
-        spectrum,
-        step,
-        quadrature,
-        points,
-        randomizations,
-        seed,
+    dls, n, vals, k, scale, step, quad, points, reps = _prepare(
+        delta, n, d, variance, intrinsic_dim, spectrum, step, quadrature, points, randomizations
     )
+    seed = integer(seed, "seed", 0, 2**63 - 1)
+    flat = np.atleast_1d(dls).reshape(-1) / scale
+    res = [_entropy_one(float(x), n, vals, k, step, quad, points, reps, seed) for x in flat]
+    h = np.array([r[0] for r in res]).reshape(dls.shape)
+    se = np.array([r[1] for r in res]).reshape(dls.shape)
+    if h.ndim == 0:
+        return float(h), float(se)
+    return h, se
 
 
 def finite_size_entropy(
-    delta,
-    n: int,
-    d: int | None = None,
-    variance: float = 1.0,
-    *,
-    intrinsic_dim: int | None = None,
-    spectrum=None,
-    step: float = 0.5,
-    quadrature: str = "auto",
-    points: int = 64,
-    randomizations: int = 16,
-    seed: int = 0,
+    delta, n: int, d: int | None = None, variance: float = 1.0, **options
 ) -> np.ndarray | float:
     """``E[d f^e(delta)]``: the mean posterior entropy over ``n`` training points (nats),
     averaged over queries ``y = a_nu + sqrt(delta) z`` and over training sets
@@ -470,6 +429,8 @@ def finite_size_entropy(
     ``intrinsic_dim``-dimensional linear manifold, or any covariance through its
     eigenvalues ``spectrum`` (nonnegative; zeros are normal directions and drop out).
 
+    ``options``: the keyword arguments of :func:`finite_size_entropy_error` (``intrinsic_dim``,
+    ``spectrum``, ``step``, ``quadrature``, ``points``, ``randomizations``, ``seed``).
     ``step``: resolution of the deterministic ``|y_g|^2`` quadrature, ``ceil(12/step)``
     generalised Gauss-Laguerre nodes per group (0.5: 24 nodes, about 1e-9 nats), used for
     at most two distinct positive eigenvalues (``quadrature='auto'`` or ``'exact'``). More
@@ -478,19 +439,7 @@ def finite_size_entropy(
     ``seed`` (the same points for every ``delta``, so curves are smooth and the result is
     reproducible), with a control variate; its standard error comes from
     :func:`finite_size_entropy_error`."""
-    return _entropy_and_error(
-        delta,
-        n,
-        d,
-        variance,
-        intrinsic_dim,
-        spectrum,
-        step,
-        quadrature,
-        points,
-        randomizations,
-        seed,
-    )[0]
+    return finite_size_entropy_error(delta, n, d, variance, **options)[0]
 
 
 @dataclass(frozen=True)
