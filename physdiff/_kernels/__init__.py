@@ -79,28 +79,41 @@ pair of a block, by::
 ``u = 2^-53`` and ``u_G`` the unit roundoff of the GEMM: ``k u |y| |a|`` bounds the error
 of an inner product (``d u`` deterministically; ``8 sqrt(d) u`` with probability above
 ``1 - 2 e^-32`` under the model of Higham and Mary, SIAM J. Sci. Comput. 2019), the rest
-covers the float64 norms and the sum. When ``e`` exceeds the tolerance ``tol`` (1e-11 for
-float64 inputs, 2e-6 for float32), every pair whose weight *error* could exceed ``rho =
-tol / n`` of the largest weight is a *candidate*: ``l~ + e >= low + log rho - log(1 -
-e^-e)`` (``low`` a running lower bound of the largest logit over all pairs seen so far;
-a pair below keeps its approximate weight, off by at most ``e^(l~ + e) (1 - e^-e)``). A
-candidate leaves the block's weights and waits in a per-query buffer (``_CANDIDATES``
-pairs). A candidate is dropped as soon as a larger maximum shows it
-negligible, and recomputed exactly from the differences with float64 accumulators (then
-added to the state by the online rule) at the end of the stream or when the buffer
-overflows. So each kept weight is right to a factor ``exp(tol)`` and the dropped ones sum
-to less than ``tol`` of the largest: ``denoised`` (relative to the size of the points),
-``pr`` and ``lse`` (relative) are accurate to a few ``tol``. At small ``delta`` only the
-nearest points are recomputed (the weights concentrate on them); at large ``delta``
-``e < tol`` and nothing is. Logits carry in any case the rounding ``~u |l|`` of any direct
-evaluation, as in the numpy twin.
+covers the float64 norms and the sum. A kept pair's weight ``v = e^l~`` is then off by at
+most ``v (e^e - 1)``, and its true weight is at least ``v e^-e``. Each query keeps an
+*error budget*: the sum ``E`` of these bounds over the pairs kept with approximate
+weights, and ``L``, the sum of ``v e^-e`` over every pair seen (a lower bound of the final
+``S``); the same for the squares (``E2``, ``L2``), with twice the tolerance. The rule is
+``E <= tol L`` and ``E2 <= 2 tol L2`` after every block (``tol`` = 1e-11 for float64
+inputs, 2e-6 for float32), so ``S``, ``denoised`` (relative to the size of the points) and
+``lse`` are right to ``tol`` and ``pr`` to about ``4 tol``, summed over chunks alike. When
+a block does not fit, its largest weights become *candidates*: first the query's last cut
+(or, on its first such block, the per-pair cut ``l~ + e >= low + log(tol / n) - log(1 -
+e^-e)``, ``low`` a running lower bound of the largest logit) if it fits and makes few
+candidates, else the lowest power of two that a histogram of the block's weights by
+binary exponent allows (``_compiled._budget_cut``). A budget in place of a per-pair cut
+of ``tol / n`` of the largest weight recomputes what the *mass* needs: on unit-variance
+data at d = 16, delta = 1, n = 1e4 in float32, 2% of the pairs against 20%. Where ``e >
+16`` (tiny delta) the weights say nothing and the per-pair cut is used alone (each kept
+pair below ``tol / n`` of the largest). A candidate leaves the block's weights and waits
+in a per-query buffer (``_CANDIDATES`` pairs), recomputed exactly from the differences
+with float64 accumulators (then added to the state by the online rule) when the buffer
+is full and at the end of the stream. At small ``delta`` only the nearest points are
+recomputed (the weights concentrate on them); at large ``delta`` ``e < tol`` and nothing
+is. Logits carry in any case the rounding ``~u |l|`` of any direct evaluation, as in the
+numpy twin.
+
+Where the weights concentrate (few nonzero once the candidates leave and the floor has
+flushed the rest: small ``delta`` or large ``d``), ``W A`` runs over the nonzero weights
+alone (``_compiled._sparse_add``, when ``12 nnz d + 32 (pairs) <= (pairs) d``), and not at
+all when none is left: at d = 784 and 3072, n = 1000, delta = 1 this halves the work.
 
 In float32 the inner products come from sgemm, whose bound is ``2^29`` times larger:
 accurate enough only where the weights concentrate (few candidates) or ``delta`` is large
-(``e < tol``). A query whose candidates would overflow its buffer (moderate
+(``e < tol``). A query with more than 1/16 of a block's pairs as candidates (moderate
 ``delta`` and small ``d``, where the inner-product error is large against the spread of
-the logits: at delta = 1 on unit-variance data most queries at d = 16, n = 1e4, about 1%
-at d = 64, none at d >= 256; ``_paths.recompute_counts``) has its inner products
+the logits: at delta = 1 on unit-variance data about 10% of the queries at d = 16, none
+at d >= 64; ``_paths.recompute_counts``) has its inner products
 redone, for the rest of the stream, in dgemm on float64 copies
 of the blocks (exact products of float32 numbers, float64 sums). The weighted sum ``W A``
 stays in sgemm with float32 weights (relative error of order ``sqrt(2048) u_32`` per

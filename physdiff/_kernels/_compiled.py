@@ -211,7 +211,26 @@ def _merge_kernel(i0, i1, mp, sp, s2p, accp, den, lse, pr):  # pragma: no cover 
         pr[i] = s * s / s2
 
 
-def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, nexact):
+_EMAX = 16.0  # logit error bound above which the candidates are chosen pair by pair
+_FEW = 32  # a guessed cut is kept if it makes at most 1/32 of a block's pairs candidates
+
+
+def _rescale_row(i, sc, srun, s2run, acc, budget):
+    """Multiply the state of row ``i`` by ``sc`` (``sc^2`` for the squared sums), when its
+    reference maximum rises: every sum is kept relative to it (``budget[i, 4]``, a logit,
+    is not)."""
+    srun[i] *= sc
+    s2run[i] *= sc * sc
+    acci = acc[i]
+    for c in range(acci.shape[0]):
+        acci[c] *= sc
+    budget[i, 0] *= sc
+    budget[i, 1] *= sc * sc
+    budget[i, 2] *= sc
+    budget[i, 3] *= sc * sc
+
+
+def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, budget, nexact):
     """Recompute the buffered candidate pairs of row ``i`` exactly and add them to its state
     (online log-sum-exp: the state is rescaled if one of them raises the maximum);
     ``nexact[0]`` counts the pairs recomputed."""
@@ -225,16 +244,15 @@ def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, n
     for t in range(k):
         ls[t] = -_exact_sqdist(yb, i, pts, cidx[i, t]) * s
         bm = max(bm, ls[t])
+    budget[i, 4] = max(budget[i, 4], bm)  # an exact logit: a lower bound of the maximum
     mx = mrun[i]
-    acci = acc[i]
-    if bm > mx:
-        sc = math.exp(mx - bm)  # 0 when mx = -inf
-        srun[i] *= sc
-        s2run[i] *= sc * sc
-        for c in range(d):
-            acci[c] *= sc
+    # a new maximum; or, while nothing is kept yet, the exact one if close (so that one
+    # dominant point gets weight exactly 1; never far below, where weights would overflow)
+    if bm > mx or (srun[i] == 0.0 and bm > mx - 1.0):
+        _rescale_row(i, math.exp(mx - bm), srun, s2run, acc, budget)  # 0 when mx = -inf
         mx = bm
         mrun[i] = mx
+    acci = acc[i]
     for t in range(k):
         x = ls[t] - mx
         if x >= floor:
@@ -247,46 +265,102 @@ def _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, n
     cnum[i] = 0
 
 
-def _prune_candidates(i, bound, cidx, cup, cnum):
-    """Drop the buffered candidates of row ``i`` whose logit upper bound is below ``bound``
-    (their weight is below ``tol / n`` of the largest)."""
-    k = 0
-    for t in range(cnum[i]):
-        if cup[i, t] >= bound:
-            cidx[i, k] = cidx[i, t]
-            cup[i, k] = cup[i, t]
-            k += 1
-    cnum[i] = k
+def _log2_floor(v):  # pragma: no cover - compiled
+    """``floor(log2 v)`` of a positive normal float64, from its exponent bits."""
+    return ((np.float64(v).view(np.int64) >> 52) & 0x7FF) - 1023
+
+
+def _budget_cut(wrow, nb, room1, room2, hs, hs2, hc):
+    """The weight at and above which the pairs of a block become candidates, so that the
+    kept ones (below it) sum to at most ``room1`` and their squares to at most ``room2``;
+    and the number of candidates. Weights below ``2^k0 <= c0`` fit whatever their number
+    (``nb c0 <= room1``, ``nb c0^2 <= room2``); the others go to a histogram by their
+    binary exponent (``hs``, ``hs2``, ``hc``: sums, sums of squares, counts), and the cut
+    is the lowest power of two ``2^(k0 + k)`` that it allows."""
+    nbin = hs.shape[0]
+    c0 = max(1e-290, min(room1 / nb, math.sqrt(max(room2, 0.0) / nb)))
+    k0 = _log2_floor(c0)
+    lo = 2.0**k0
+    m1 = 0.0
+    m2 = 0.0
+    for t in range(nbin):
+        hs[t] = 0.0
+        hs2[t] = 0.0
+        hc[t] = 0
+    for j in range(nb):
+        v = np.float64(wrow[j])
+        if v < lo:
+            m1 += v
+            m2 += v * v
+        else:
+            t = min(nbin - 1, _log2_floor(v) - k0)
+            hs[t] += v
+            hs2[t] += v * v
+            hc[t] += 1
+    cut = 0
+    while cut < nbin - 1 and m1 + hs[cut] <= room1 and m2 + hs2[cut] <= room2:
+        m1 += hs[cut]
+        m2 += hs2[cut]
+        cut += 1
+    ncand = 0
+    for t in range(cut, nbin):
+        ncand += hc[t]
+    return lo * 2.0**cut, ncand
+
+
+def _sums_below(wrow, nb, g):  # pragma: no cover - compiled
+    """Over the stored weights (float64): sum and sum of squares of all of them and of
+    those below ``g``, the number at or above ``g`` and the number of nonzero ones."""
+    b1 = 0.0
+    b2 = 0.0
+    k1 = 0.0
+    k2 = 0.0
+    nc = 0
+    nz = 0
+    for j in range(nb):
+        v = np.float64(wrow[j])
+        b1 += v
+        b2 += v * v
+        kv = 0.0 if v >= g else v
+        k1 += kv
+        k2 += kv * kv
+        nc += v >= g
+        nz += v != 0.0
+    return b1, b2, k1, k2, nc, nz
 
 
 def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wout, flag, state):
     """The fused softmax step of the matrix-product path for the block of points
-    ``[p0, p0 + nb)`` and the rows ``rows`` of the block of queries ``yb``.
+    ``[p0, p0 + nb)`` and the rows ``rows`` of the block of queries ``yb``; returns the
+    number of nonzero weights it wrote (the caller picks a dense or a sparse ``W A``).
 
     ``g[r, j] ~ y_{rows[r]} . a_{p0 + j}`` (from BLAS). Per row: approximate logits
-    ``l~ = -(|y|^2 + |a|^2 - 2 g) / (2 delta)``; ``e = (cg |y| max|a| + cn max|a|^2 +
-    4 u |y|^2) / (2 delta)`` bounds the part of their error that differs between pairs.
-    When ``e > tol`` the pairs with ``l~ + e >= low + logrho - log(1 - e^-e)`` (``low`` a
-    running lower bound of the max logit over all pairs seen so far) become candidates:
-    a pair below keeps its approximate weight, whose error ``|e^l~ - e^l| <= e^(l~ + e)
-    (1 - e^-e)`` is then below ``exp(logrho)`` of the largest weight. Candidates leave the
-    block's weights and wait in a buffer (``cidx``; ``cup`` holds their upper bounds
-    ``l~ + e``), to be dropped once a larger maximum shows their weight below
-    ``exp(logrho)`` of the largest, or recomputed exactly from the differences
-    (:func:`_fold_candidates`). The other weights, relative to the running max ``mrun``,
-    go to ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this function has
-    rescaled). When the block's candidates would overflow the buffer even after dropping the
-    negligible ones, the row is left untouched and flagged if ``may_flag`` (the caller redoes
-    it with dgemm inner products), else the buffer is recomputed and emptied.
+    ``l~ = -(|y|^2 + |a|^2 - 2 g) / (2 delta)`` and their weights ``v = exp(l~ - M)``
+    relative to the running maximum ``M``; ``e = (cg |y| max|a| + cn max|a|^2 + 4 u |y|^2)
+    / (2 delta)`` bounds the part of a logit's error that differs between pairs, so a kept
+    pair's weight is off by at most ``v (e^e - 1)``. The row's error budget (package
+    docstring) keeps the sum of these below ``tol`` times ``L``, a lower bound of the final
+    ``S`` (``L = sum of v e^-e`` over every pair seen), and the same for the squares; when
+    the whole block does not fit, the pairs with the largest weights become candidates
+    (:func:`_budget_cut`). Where ``e > _EMAX`` (tiny delta) the weights say little and the
+    rule is per pair: a candidate is any pair with ``l~ + e >= low + log(tol / n)``
+    (``low = budget[i, 4]``, a lower bound of the largest logit), so each kept pair
+    weighs less than ``tol / n`` of the largest. Candidates leave the block's weights and
+    wait in a buffer (``cidx``), recomputed exactly from the differences
+    (:func:`_fold_candidates`) when it fills and at the end of the stream. A row with more
+    than ``nb / flag_div`` candidates in the block is left untouched and flagged if
+    ``may_flag`` (the caller redoes it with dgemm inner products). The kept weights go to
+    ``wout`` (the caller adds ``wout @ A_b`` to ``acc``, which this function has rescaled to
+    the new maximum).
     """
-    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, nexact = state
+    mrun, srun, s2run, acc, budget, cidx, cnum, nexact = state
     a_norm_max, a_sq_max = blk
-    cg, cn, tol, logrho, floor, short = consts
+    cg, cn, tol, logrho, floor, short, flag_div = consts
     nb = g.shape[1]
-    cap = cidx.shape[1]
     lg = np.empty(nb)
-    d = acc.shape[1]
+    hist = (np.empty(64), np.empty(64), np.empty(64, np.int64))
     anb = an[p0 : p0 + nb]
+    nnz = 0
     for r in range(rows.shape[0]):
         i = rows[r]
         yni = yn[i]
@@ -298,80 +372,192 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
             lg[j] = -dd * s
         bm = _max_into(lg, nb)
         e = (cg * math.sqrt(yni) * a_norm_max + cn * a_sq_max + 4.0 * _U64 * yni) * s
-        if e > tol:
-            low = max(lowrun[i], bm - e)
-            # candidate: l~ + e >= low + logrho - log(1 - e^-e); the others are kept with
-            # their approximate weights, each off by less than exp(logrho) of the largest
-            thr = low + logrho - math.log(-math.expm1(-e)) - e
-            cnt = 0
-            for j in range(nb):
-                cnt += lg[j] >= thr
-            if may_flag and cnum[i] + cnt > cap:
-                _prune_candidates(i, low + logrho, cidx, cup, cnum)
-            if may_flag and cnum[i] + cnt > cap:
-                flag[i] = 1
-                wout[i, :] = 0.0
-                continue
-            lowrun[i] = low
-            if cnt > 0:
-                for j in range(nb):
-                    if lg[j] >= thr:
-                        if cnum[i] == cap:
-                            _prune_candidates(i, low + logrho, cidx, cup, cnum)
-                            if cnum[i] == cap:
-                                _fold_candidates(
-                                    i,
-                                    yb,
-                                    pts,
-                                    s,
-                                    floor,
-                                    cidx,
-                                    cnum,
-                                    mrun,
-                                    srun,
-                                    s2run,
-                                    acc,
-                                    nexact,
-                                )
-                        cidx[i, cnum[i]] = p0 + j
-                        cup[i, cnum[i]] = lg[j] + e
-                        cnum[i] += 1
-                        lg[j] = -np.inf
-                bm = _max_into(lg, nb)
-        else:
-            lowrun[i] = max(lowrun[i], bm - e)
-        if bm == -np.inf:  # every pair of the block is a candidate
-            wout[i, :] = 0.0
-            continue
-        mx = mrun[i]
-        if bm > mx:
-            sc = math.exp(mx - bm)
-            srun[i] *= sc
-            s2run[i] *= sc * sc
-            acci = acc[i]
-            for c in range(d):
-                acci[c] *= sc
-            mx = bm
-            mrun[i] = mx
+        budget[i, 4] = max(budget[i, 4], bm - e)
         wrow = wout[i]
-        _exp_into(lg, nb, mx, floor, wrow, short)
-        s1 = 0.0
-        s2 = 0.0
+        if e > _EMAX:
+            ok = _row_by_logit(
+                i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, state
+            )
+        else:
+            ok = _row_by_budget(
+                i,
+                lg,
+                bm,
+                p0,
+                e,
+                tol,
+                logrho,
+                yb,
+                pts,
+                s,
+                floor,
+                short,
+                may_flag,
+                flag_div,
+                wrow,
+                hist,
+                state,
+            )
+        if ok < 0:
+            flag[i] = 1
+            wrow[:] = 0.0
+        else:
+            nnz += ok
+    return nnz
+
+
+def _add_candidate(i, j, yb, pts, s, floor, state):
+    """Put pair ``(i, j)`` in row ``i``'s buffer, recomputing the buffer first if full."""
+    mrun, srun, s2run, acc, budget, cidx, cnum, nexact = state
+    if cnum[i] == cidx.shape[1]:
+        _fold_candidates(i, yb, pts, s, floor, cidx, cnum, mrun, srun, s2run, acc, budget, nexact)
+    cidx[i, cnum[i]] = j
+    cnum[i] += 1
+
+
+def _raise_max(i, mx, state):
+    """Make ``mx`` the reference of row ``i`` if it is above the running maximum,
+    rescaling the state (online log-sum-exp)."""
+    mrun, srun, s2run, acc, budget = state[0], state[1], state[2], state[3], state[4]
+    if mrun[i] < mx:
+        _rescale_row(i, math.exp(mrun[i] - mx), srun, s2run, acc, budget)  # 0 when -inf
+        mrun[i] = mx
+
+
+def _sums(wrow, nb):
+    """Sum and sum of squares of the stored weights (float64), so that ``S`` matches ``W A``."""
+    b1 = 0.0
+    b2 = 0.0
+    for j in range(nb):
+        v = np.float64(wrow[j])
+        b1 += v
+        b2 += v * v
+    return b1, b2
+
+
+def _row_by_logit(i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, state):
+    """One row of a block where ``e > _EMAX``: the pairs with ``l~ + e >= low + log(tol /
+    n)`` are candidates, the others kept. Returns False (state untouched) when the row must
+    move to dgemm (returns the number of nonzero kept weights, or -1)."""
+    mrun, srun, s2run, budget = state[0], state[1], state[2], state[4]
+    nb = lg.shape[0]
+    thr = budget[i, 4] + logrho - e
+    ncand = 0
+    for j in range(nb):
+        ncand += lg[j] >= thr
+    if may_flag and ncand * flag_div > nb:
+        return -1
+    if ncand > 0:
         for j in range(nb):
-            v = np.float64(wrow[j])  # the weight as stored, so that S matches W A
-            s1 += v
-            s2 += v * v
-        srun[i] += s1
-        s2run[i] += s2
+            if lg[j] >= thr:
+                _add_candidate(i, p0 + j, yb, pts, s, floor, state)
+                lg[j] = -np.inf
+    mx = max(mrun[i], _max_into(lg, nb))  # after the folds, which may raise mrun
+    if mx == -np.inf:
+        wrow[:] = 0.0
+        return 0
+    _exp_into(lg, nb, mx, floor, wrow, short)
+    b1, b2, _, _, _, nz = _sums_below(wrow, nb, np.inf)
+    _raise_max(i, mx, state)
+    srun[i] += b1
+    s2run[i] += b2
+    budget[i, 2] += math.exp(-e) * b1  # kept under a per-pair rule: no budget spent
+    budget[i, 3] += math.exp(-2.0 * e) * b2
+    return nz
 
 
-def _gemm_settle(r0, r1, yb, pts, inv2d, logrho, floor, state):  # pragma: no cover
-    """End of a stream for rows ``[r0, r1)``: drop the candidates that the final lower
-    bound of the max logit shows negligible, recompute the others exactly and add them."""
-    mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, nexact = state
+def _row_by_budget(
+    i, lg, bm, p0, e, tol, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, hist, state
+):
+    """One row of a block where ``e <= _EMAX``: weights relative to the new maximum, then
+    the largest become candidates until the kept ones fit the row's error budget (the
+    row's last cut, ``budget[i, 5]`` as a logit, if it still fits; else
+    :func:`_budget_cut`). Returns the number of nonzero kept weights, or -1 (state
+    untouched) when the row must move to dgemm."""
+    mrun, srun, s2run, budget = state[0], state[1], state[2], state[4]
+    nb = lg.shape[0]
+    mx = max(mrun[i], bm)
+    _exp_into(lg, nb, mx, floor, wrow, short)
+    ep1 = math.expm1(e)
+    ep2 = math.expm1(2.0 * e)
+    lo1 = math.exp(-e)
+    lo2 = math.exp(-2.0 * e)
+    # a first guess of the cut, as a weight: the row's last cut, else the per-pair rule
+    # (each kept pair off by less than tol / n of the largest weight)
+    guess = budget[i, 5]
+    if guess == np.inf and ep1 > 0.0:
+        guess = budget[i, 4] + logrho - math.log(-math.expm1(-e)) - e
+    guess = math.exp(guess - mx)
+    b1, b2, k1, k2, nc, nz = _sums_below(wrow, nb, guess)
+    thr = np.inf  # weights at or above it become candidates
+    if ep1 > 0.0:
+        sc = math.exp(mrun[i] - mx) if mrun[i] < mx else 1.0  # the state's scale after it
+        room1 = (tol * (budget[i, 2] * sc + lo1 * b1) - budget[i, 0] * sc) / ep1
+        # the squares (pr = S^2 / S2) get twice the budget: e^2e - 1 is twice e^e - 1
+        room2 = (2.0 * tol * (budget[i, 3] * sc * sc + lo2 * b2) - budget[i, 1] * sc * sc) / ep2
+        if b1 > room1 or b2 > room2:
+            if k1 <= room1 and k2 <= room2 and nc * _FEW <= nb:
+                thr, ncand = guess, nc
+            else:
+                thr, ncand = _budget_cut(wrow, nb, room1, room2, hist[0], hist[1], hist[2])
+            if may_flag and ncand * flag_div > nb:
+                return -1
+    _raise_max(i, mx, state)
+    if thr < np.inf:
+        budget[i, 5] = mx + math.log(thr)
+        k1 = 0.0
+        k2 = 0.0
+        for j in range(nb):
+            v = np.float64(wrow[j])
+            if v >= thr:
+                _add_candidate(i, p0 + j, yb, pts, s, floor, state)
+                wrow[j] = 0.0
+                nz -= 1
+            else:
+                k1 += v
+                k2 += v * v
+        f = math.exp(mx - mrun[i])  # where a fold moved the reference
+        if f != 1.0:  # the block's weights follow it
+            for j in range(nb):
+                wrow[j] *= f
+            k1, k2 = _sums(wrow, nb)
+            b1 *= f
+            b2 *= f * f
+    else:
+        k1, k2 = b1, b2
+    srun[i] += k1
+    s2run[i] += k2
+    budget[i, 0] += ep1 * k1
+    budget[i, 1] += ep2 * k2
+    budget[i, 2] += lo1 * b1  # every pair counts in the lower bounds: the candidates are
+    budget[i, 3] += lo2 * b2  # added exactly later
+    return nz
+
+
+def _gemm_settle(r0, r1, yb, pts, inv2d, floor, state):  # pragma: no cover - compiled
+    """End of a stream for rows ``[r0, r1)``: recompute the remaining candidates exactly and
+    add them."""
+    mrun, srun, s2run, acc, budget, cidx, cnum, nexact = state
     for i in range(r0, r1):
-        _prune_candidates(i, lowrun[i] + logrho, cidx, cup, cnum)
-        _fold_candidates(i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc, nexact)
+        _fold_candidates(
+            i, yb, pts, inv2d[i], floor, cidx, cnum, mrun, srun, s2run, acc, budget, nexact
+        )
+
+
+def _sparse_add(acc, w, pts, p0):  # pragma: no cover - compiled
+    """``acc += w @ pts[p0 : p0 + nb]`` over the nonzero weights only (float64 sums), for
+    blocks where the weights concentrate on a few points."""
+    nq, nb = w.shape
+    d = acc.shape[1]
+    for i in range(nq):
+        wi = w[i]
+        ai = acc[i]
+        for j in range(nb):
+            if wi[j] != 0.0:
+                v = np.float64(wi[j])
+                aj = pts[p0 + j]
+                for k in range(d):
+                    ai[k] += v * np.float64(aj[k])
 
 
 def _add_into(acc, t):  # pragma: no cover - compiled
@@ -393,10 +579,19 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_sq_norms_kernel", _FM_FAST),
     ("_direct_kernel", _FM_FAST),
     ("_merge_kernel", _FM_FAST),
+    ("_rescale_row", _FM_FAST),
     ("_fold_candidates", _FM_FAST),
-    ("_prune_candidates", _FM_FAST),
+    ("_log2_floor", _FM_FAST),
+    ("_budget_cut", _FM_FAST),
+    ("_sums_below", _FM_FAST),
+    ("_add_candidate", _FM_FAST),
+    ("_raise_max", _FM_FAST),
+    ("_sums", _FM_FAST),
+    ("_row_by_logit", _FM_FAST),
+    ("_row_by_budget", _FM_FAST),
     ("_gemm_update", _FM_FAST),
     ("_gemm_settle", _FM_FAST),
+    ("_sparse_add", _FM_FAST),
     ("_add_into", _FM_FAST),
 )
 _jit_lock = threading.Lock()

@@ -27,9 +27,13 @@ _GEMM_PAR_MIN_POINTS = 1 << 25  # unless the training set holds more numbers tha
 _GEMM_SERIAL_BLOCK = 1 << 20  # serial matrix-product path: logits per (queries x points) block
 _LAMBDA = 8.0  # probabilistic rounding-error bound: lambda sqrt(d) u (Higham & Mary 2019)
 _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
-_FALLBACK = True  # float32: redo in dgemm the queries whose candidates overflow the buffer
+_FALLBACK = True  # float32: redo in dgemm the queries with many candidates in a block
+_FLAG_DIV = 16  # float32: more than 1/16 of a block's pairs as candidates -> dgemm
 _CANDIDATES = 512  # per query: buffered pairs awaiting exact recomputation
-_PROBE = 512  # float32: points in the first block of a task (finds the queries needing dgemm)
+# W A over the nonzero weights alone when 4 nnz d + 32 (pairs) <= (pairs) d: a gathered
+# axpy costs about 12x a GEMM flop, the scan of the weights about 32 flops a pair
+_SPARSE_AXPY = 12
+_SPARSE_SCAN = 32
 
 
 def squared_norms(x: np.ndarray) -> np.ndarray:
@@ -232,6 +236,7 @@ class _GemmParams:
         self.cg64 = (2.0 * kd + 4.0) * _U64 * 1.01
         self.cn = (kd + 4.0) * _U64 * 1.01
         self.logrho = math.log(self.tol / n)
+        self.flag_div = _FLAG_DIV if self.is32 and _FALLBACK else 0
 
 
 _scratch_local = threading.local()
@@ -262,12 +267,15 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
     nq, d = yb.shape
     dt = yb.dtype
     mrun, srun, s2run, acc = state
-    lowrun = np.full(nq, -np.inf)
+    # per row: kept-weight error bounds E, E2; lower bounds L, L2 of S, S2; low, a lower
+    # bound of the largest logit; the last candidate cut (a logit)
+    budget = np.zeros((nq, 6))
+    budget[:, 4] = -np.inf
+    budget[:, 5] = np.inf  # the last candidate cut, a logit
     flag = np.zeros(nq, np.int8)
     cidx = np.empty((nq, _CANDIDATES), np.int64)
-    cup = np.empty((nq, _CANDIDATES))
     cnum = np.zeros(nq, np.int64)
-    st = (mrun, lowrun, srun, s2run, acc, cidx, cup, cnum, counts[:1])
+    st = (mrun, srun, s2run, acc, budget, cidx, cnum, counts[:1])
     nbmax = min(pb, p1 - p0)
     gbuf = _scratch("g", nq * nbmax, dt)
     wbuf = _scratch("w", nq * nbmax, dt)
@@ -275,24 +283,21 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
     rows32 = np.arange(nq, dtype=np.int64)  # rows on inner products in the input dtype
     rows64 = rows32[:0]  # float32 only: rows moved to dgemm inner products
     y64 = a64buf = g64buf = None
-    # float32: a first block of _PROBE points finds the queries that need dgemm inner
-    # products, so that little sgemm work is thrown away when they are redone
-    b0 = p0
-    while b0 < p1:
-        nb = min(p1 - b0, _PROBE if p.is32 and b0 == p0 else pb)
+    for b0 in range(p0, p1, pb):
+        nb = min(p1 - b0, pb)
         ab = points[b0 : b0 + nb]
         bmax = float(an[b0 : b0 + nb].max())
         blk = (math.sqrt(bmax), bmax)
         w = wbuf[: nq * nb].reshape(nq, nb)
+        nnz = 0
         if rows32.size:
             g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
             np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
-            may_flag = p.is32 and _FALLBACK
-            consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32)
-            C._gemm_update(
-                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, may_flag, w, flag, st
+            consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32, p.flag_div)
+            nnz += C._gemm_update(
+                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, p.flag_div > 0, w, flag, st
             )
-            if p.is32 and flag.any():
+            if flag.any():
                 keep = np.ones(nq, bool)
                 keep[rows64] = False
                 keep[flag != 0] = False
@@ -308,14 +313,20 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
             np.copyto(a64, ab)
             g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
             np.matmul(y64, a64.T, out=g)
-            consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32)
-            C._gemm_update(g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st)
+            consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32, 0)
+            nnz += C._gemm_update(
+                g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st
+            )
             counts[1] += rows64.size * nb
-        t = tbuf[: nq * d].reshape(nq, d)
-        np.matmul(w, ab, out=t)
-        C._add_into(acc, t)
-        b0 += nb
-    C._gemm_settle(0, nq, yb, points, ivb, p.logrho, p.floor, st)
+        if nnz == 0:
+            pass  # every weight of the block is a candidate or below the floor
+        elif _SPARSE_AXPY * nnz * d + _SPARSE_SCAN * nq * nb <= nq * nb * d:
+            C._sparse_add(acc, w, points, b0)
+        else:
+            t = tbuf[: nq * d].reshape(nq, d)
+            np.matmul(w, ab, out=t)
+            C._add_into(acc, t)
+    C._gemm_settle(0, nq, yb, points, ivb, p.floor, st)
 
 
 # ======================================================================================
