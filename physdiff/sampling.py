@@ -52,6 +52,12 @@ particles, the schedule, the method's state and the model's evaluation at the pr
 grid state (:class:`Evaluation`: the denoised estimate the step used, and, for a model
 with classes, every class's, so an online classifier reads them instead of evaluating
 the classes again).
+
+An exact :class:`~physdiff.ensembles.GaussianMixture` whose components are isotropic or
+share one covariance, sampled with Euler, Euler-Maruyama, Heun or a posterior step and no
+:class:`StepRecorder`, runs each step as one compiled kernel over blocks of particles
+(:mod:`physdiff.ensembles._mixture_sampler`: the model and the update fused, the noise
+drawn from ``rng`` as here); the particles are the generic stepper's to rounding.
 """
 
 from __future__ import annotations
@@ -799,18 +805,30 @@ def sample(
         else:
             records.append(record(t, _readonly(x)))
 
-    observe(0, float(grid[0]))
-    for i in range(grid.shape[0] - 1):
-        t, s = float(grid[i]), float(grid[i + 1])
-        dyn.begin(i, t, x)
-        x, state = meth.step(dyn, x, t, s, rng, state)
-        if not np.all(np.isfinite(x)):
-            raise PhysdiffError(
-                f"{meth.name} produced non-finite particles at step {i} (t={t:g} -> {s:g})"
-            )
-        observe(i + 1, s)
-        if traj is not None:
-            traj.append(x)
+    fused = None  # an exact isotropic / shared-covariance mixture: one fused kernel a step
+    try:
+        if not steps and state is None:
+            from .ensembles._mixture_sampler import plan
+
+            fused = plan(model, meth, dyn, grid, x, rng, reuse=records is None and traj is None)
+        observe(0, float(grid[0]))
+        for i in range(grid.shape[0] - 1):
+            t, s = float(grid[i]), float(grid[i + 1])
+            if fused is not None:
+                x = fused.advance(i, x)  # checked finite there
+            else:
+                dyn.begin(i, t, x)
+                x, state = meth.step(dyn, x, t, s, rng, state)
+                if not np.all(np.isfinite(x)):
+                    raise PhysdiffError(
+                        f"{meth.name} produced non-finite particles at step {i} (t={t:g} -> {s:g})"
+                    )
+            observe(i + 1, s)
+            if traj is not None:
+                traj.append(x)
+    finally:
+        if fused is not None:
+            fused.close()
 
     last = dyn.at(float(grid[-1]))
     y = x / last.alpha
