@@ -355,7 +355,7 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
     """
     mrun, srun, s2run, acc, budget, cidx, cnum, nexact = state
     a_norm_max, a_sq_max = blk
-    cg, cn, tol, logrho, floor, short, flag_div = consts
+    cg, cn, tol, logrho, floor, short, flag_div, drop = consts
     nb = g.shape[1]
     lg = np.empty(nb)
     hist = (np.empty(64), np.empty(64), np.empty(64, np.int64))
@@ -394,6 +394,7 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
                 short,
                 may_flag,
                 flag_div,
+                drop,
                 wrow,
                 hist,
                 state,
@@ -467,7 +468,24 @@ def _row_by_logit(i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag
 
 
 def _row_by_budget(
-    i, lg, bm, p0, e, tol, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, hist, state
+    i,
+    lg,
+    bm,
+    p0,
+    e,
+    tol,
+    logrho,
+    yb,
+    pts,
+    s,
+    floor,
+    short,
+    may_flag,
+    flag_div,
+    drop,
+    wrow,
+    hist,
+    state,
 ):
     """One row of a block where ``e <= _EMAX``: weights relative to the new maximum, then
     the largest become candidates until the kept ones fit the row's error budget (the
@@ -484,10 +502,7 @@ def _row_by_budget(
     lo2 = math.exp(-2.0 * e)
     # a first guess of the cut, as a weight: the row's last cut, else the per-pair rule
     # (each kept pair off by less than tol / n of the largest weight)
-    guess = budget[i, 5]
-    if guess == np.inf and ep1 > 0.0:
-        guess = budget[i, 4] + logrho - math.log(-math.expm1(-e)) - e
-    guess = math.exp(guess - mx)
+    guess = math.exp(budget[i, 5] - mx)  # inf on the first block that needs a cut
     b1, b2, k1, k2, nc, nz = _sums_below(wrow, nb, guess)
     thr = np.inf  # weights at or above it become candidates
     if ep1 > 0.0:
@@ -496,6 +511,10 @@ def _row_by_budget(
         # the squares (pr = S^2 / S2) get twice the budget: e^2e - 1 is twice e^e - 1
         room2 = (2.0 * tol * (budget[i, 3] * sc * sc + lo2 * b2) - budget[i, 1] * sc * sc) / ep2
         if b1 > room1 or b2 > room2:
+            if not (k1 <= room1 and k2 <= room2 and nc * _FEW <= nb):
+                # the per-pair rule: each kept pair off by less than tol / n of the largest
+                guess = math.exp(budget[i, 4] + logrho - math.log(-math.expm1(-e)) - e - mx)
+                _, _, k1, k2, nc, _ = _sums_below(wrow, nb, guess)
             if k1 <= room1 and k2 <= room2 and nc * _FEW <= nb:
                 thr, ncand = guess, nc
             else:
@@ -525,13 +544,42 @@ def _row_by_budget(
             b2 *= f * f
     else:
         k1, k2 = b1, b2
-    srun[i] += k1
-    s2run[i] += k2
     budget[i, 0] += ep1 * k1
     budget[i, 1] += ep2 * k2
     budget[i, 2] += lo1 * b1  # every pair counts in the lower bounds: the candidates are
     budget[i, 3] += lo2 * b2  # added exactly later
+    if drop:
+        # half the budget left drops the smallest weights (a dropped pair is off by its
+        # whole weight, at most v e^e): the rest of the block is often empty then
+        r1 = tol * budget[i, 2] - budget[i, 0]
+        r2 = 2.0 * tol * budget[i, 3] - budget[i, 1]
+        c = min(r1 / (2 * nb), math.sqrt(max(r2, 0.0) / (2 * nb))) * lo1
+        if c > 0.0:
+            md1, md2, nz = _drop_below(wrow, nb, c)
+            k1 = max(0.0, k1 - md1)
+            k2 = max(0.0, k2 - md2)
+            budget[i, 0] += md1  # e^e v in all, of which (e^e - 1) v was charged above
+            budget[i, 1] += md2
+    srun[i] += k1
+    s2run[i] += k2
     return nz
+
+
+def _drop_below(wrow, nb, c):  # pragma: no cover - compiled
+    """Set the weights below ``c`` to zero; return their sum, the sum of their squares and
+    the number of weights left (``c > 0``)."""
+    m1 = 0.0
+    m2 = 0.0
+    nz = 0
+    for j in range(nb):
+        v = np.float64(wrow[j])
+        small = v < c
+        dv = v if small else 0.0
+        m1 += dv
+        m2 += dv * dv
+        nz += not small
+        wrow[j] = 0.0 if small else wrow[j]
+    return m1, m2, nz
 
 
 def _gemm_settle(r0, r1, yb, pts, inv2d, floor, state):  # pragma: no cover - compiled
@@ -584,6 +632,7 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_log2_floor", _FM_FAST),
     ("_budget_cut", _FM_FAST),
     ("_sums_below", _FM_FAST),
+    ("_drop_below", _FM_FAST),
     ("_add_candidate", _FM_FAST),
     ("_raise_max", _FM_FAST),
     ("_sums", _FM_FAST),

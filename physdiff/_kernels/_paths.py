@@ -30,10 +30,14 @@ _TOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-6}
 _FALLBACK = True  # float32: redo in dgemm the queries with many candidates in a block
 _FLAG_DIV = 16  # float32: more than 1/16 of a block's pairs as candidates -> dgemm
 _CANDIDATES = 512  # per query: buffered pairs awaiting exact recomputation
-# W A over the nonzero weights alone when 4 nnz d + 32 (pairs) <= (pairs) d: a gathered
-# axpy costs about 12x a GEMM flop, the scan of the weights about 32 flops a pair
+# W A over the nonzero weights alone when 12 nnz (d + 256) + 2 (pairs) <= (pairs) d: a
+# gathered axpy element costs about 12 GEMM multiply-adds on one core, plus a fixed cost
+# per nonzero weight worth 256 elements, and the scan about 2 a pair (fitted at d = 64-3072,
+# n = 1e3-1e4 on 2 cores); twice that where BLAS has both cores to itself
 _SPARSE_AXPY = 12
-_SPARSE_SCAN = 32
+_SPARSE_FIXED = 256
+_SPARSE_SCAN = 2
+_DROP_MIN_D = 32  # from this dimension on, weights the error budget allows are dropped
 
 
 def squared_norms(x: np.ndarray) -> np.ndarray:
@@ -172,6 +176,7 @@ def _stats_gemm(y, points, inv2d, an, counts=None):
         and (m * n >= _GEMM_PAR_MIN_PAIRS or n * d > _GEMM_PAR_MIN_POINTS)
         and _BLAS.controllable()
     )
+    p.sparse = 1 if parallel else _NUM_THREADS  # the sparse W A runs on one core
     want = 2 * _NUM_THREADS if parallel else 1  # tasks: two per thread balance the load
     nchunk_max = _ceil_div(n, pb)
     # serially, larger query blocks (up to 2^20 logits per block): fewer, larger GEMMs
@@ -237,6 +242,8 @@ class _GemmParams:
         self.cn = (kd + 4.0) * _U64 * 1.01
         self.logrho = math.log(self.tol / n)
         self.flag_div = _FLAG_DIV if self.is32 and _FALLBACK else 0
+        # drop the weights the budget allows where W A costs more than the pass doing it
+        self.drop = d >= _DROP_MIN_D
 
 
 _scratch_local = threading.local()
@@ -293,7 +300,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
         if rows32.size:
             g = gbuf[: rows32.size * nb].reshape(rows32.size, nb)
             np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
-            consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32, p.flag_div)
+            consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32, p.flag_div, p.drop)
             nnz += C._gemm_update(
                 g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, p.flag_div > 0, w, flag, st
             )
@@ -313,14 +320,17 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
             np.copyto(a64, ab)
             g = g64buf[: rows64.size * nb].reshape(rows64.size, nb)
             np.matmul(y64, a64.T, out=g)
-            consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32, 0)
+            consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32, 0, p.drop)
             nnz += C._gemm_update(
                 g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st
             )
             counts[1] += rows64.size * nb
         if nnz == 0:
             pass  # every weight of the block is a candidate or below the floor
-        elif _SPARSE_AXPY * nnz * d + _SPARSE_SCAN * nq * nb <= nq * nb * d:
+        elif (
+            p.sparse * (_SPARSE_AXPY * nnz * (d + _SPARSE_FIXED) + _SPARSE_SCAN * nq * nb)
+            <= nq * nb * d
+        ):
             C._sparse_add(acc, w, points, b0)
         else:
             t = tbuf[: nq * d].reshape(nq, d)
