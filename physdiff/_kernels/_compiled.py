@@ -329,7 +329,9 @@ def _sums_below(wrow, nb, g):  # pragma: no cover - compiled
     return b1, b2, k1, k2, nc, nz
 
 
-def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wout, flag, state):
+def _gemm_update(
+    g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wout, flag, nzcnt, state
+):
     """The fused softmax step of the matrix-product path for the block of points
     ``[p0, p0 + nb)`` and the rows ``rows`` of the block of queries ``yb``; returns the
     number of nonzero weights it wrote (the caller picks a dense or a sparse ``W A``).
@@ -402,7 +404,9 @@ def _gemm_update(g, rows, p0, yb, pts, yn, an, inv2d, blk, consts, may_flag, wou
         if ok < 0:
             flag[i] = 1
             wrow[:] = 0.0
+            nzcnt[i] = 0
         else:
+            nzcnt[i] = ok
             nnz += ok
     return nnz
 
@@ -467,6 +471,25 @@ def _row_by_logit(i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag
     return nz
 
 
+def _take_candidates(i, wrow, nb, thr, p0, yb, pts, s, floor, state):
+    """Move the pairs of row ``i`` whose weight is at least ``thr`` to its candidate buffer
+    (their weights set to zero); returns how many. Runs of 16 weights are skipped on their
+    maximum (one vectorised pass: the candidates are few)."""
+    taken = 0
+    for c0 in range(0, nb, 16):
+        c1 = min(nb, c0 + 16)
+        top = 0.0
+        for j in range(c0, c1):
+            top = max(top, np.float64(wrow[j]))
+        if top >= thr:
+            for j in range(c0, c1):
+                if np.float64(wrow[j]) >= thr:
+                    _add_candidate(i, p0 + j, yb, pts, s, floor, state)
+                    wrow[j] = 0.0
+                    taken += 1
+    return taken
+
+
 def _row_by_budget(
     i,
     lg,
@@ -524,17 +547,9 @@ def _row_by_budget(
     _raise_max(i, mx, state)
     if thr < np.inf:
         budget[i, 5] = mx + math.log(thr)
-        k1 = 0.0
-        k2 = 0.0
-        for j in range(nb):
-            v = np.float64(wrow[j])
-            if v >= thr:
-                _add_candidate(i, p0 + j, yb, pts, s, floor, state)
-                wrow[j] = 0.0
-                nz -= 1
-            else:
-                k1 += v
-                k2 += v * v
+        if thr != guess:  # a cut from the histogram: the kept sums below it
+            _, _, k1, k2, _, _ = _sums_below(wrow, nb, thr)
+        nz -= _take_candidates(i, wrow, nb, thr, p0, yb, pts, s, floor, state)
         f = math.exp(mx - mrun[i])  # where a fold moved the reference
         if f != 1.0:  # the block's weights follow it
             for j in range(nb):
@@ -592,12 +607,16 @@ def _gemm_settle(r0, r1, yb, pts, inv2d, floor, state):  # pragma: no cover - co
         )
 
 
-def _sparse_add(acc, w, pts, p0):  # pragma: no cover - compiled
+def _sparse_add(acc, w, pts, p0, nzcnt):  # pragma: no cover - compiled
     """``acc += w @ pts[p0 : p0 + nb]`` over the nonzero weights only (float64 sums), for
-    blocks where the weights concentrate on a few points."""
+    blocks where the weights concentrate on a few points; row ``i`` has ``nzcnt[i]`` of
+    them (the scan of a row stops at the last)."""
     nq, nb = w.shape
     d = acc.shape[1]
     for i in range(nq):
+        left = nzcnt[i]
+        if left == 0:
+            continue
         wi = w[i]
         ai = acc[i]
         for j in range(nb):
@@ -606,6 +625,9 @@ def _sparse_add(acc, w, pts, p0):  # pragma: no cover - compiled
                 aj = pts[p0 + j]
                 for k in range(d):
                     ai[k] += v * np.float64(aj[k])
+                left -= 1
+                if left == 0:
+                    break
 
 
 def _add_into(acc, t):  # pragma: no cover - compiled
@@ -635,6 +657,7 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_drop_below", _FM_FAST),
     ("_add_candidate", _FM_FAST),
     ("_raise_max", _FM_FAST),
+    ("_take_candidates", _FM_FAST),
     ("_sums", _FM_FAST),
     ("_row_by_logit", _FM_FAST),
     ("_row_by_budget", _FM_FAST),

@@ -284,6 +284,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
     cnum = np.zeros(nq, np.int64)
     st = (mrun, srun, s2run, acc, budget, cidx, cnum, counts[:1])
     nbmax = min(pb, p1 - p0)
+    nzcnt = np.zeros(nq, np.int64)  # nonzero weights per row of the current block
     gbuf = _scratch("g", nq * nbmax, dt)
     wbuf = _scratch("w", nq * nbmax, dt)
     tbuf = _scratch("t", nq * d, dt)
@@ -302,7 +303,21 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
             np.matmul(yb if rows32.size == nq else yb[rows32], ab.T, out=g)
             consts = (p.cg, p.cn, p.tol, p.logrho, p.floor, p.is32, p.flag_div, p.drop)
             nnz += C._gemm_update(
-                g, rows32, b0, yb, points, ynb, an, ivb, blk, consts, p.flag_div > 0, w, flag, st
+                g,
+                rows32,
+                b0,
+                yb,
+                points,
+                ynb,
+                an,
+                ivb,
+                blk,
+                consts,
+                p.flag_div > 0,
+                w,
+                flag,
+                nzcnt,
+                st,
             )
             if flag.any():
                 keep = np.ones(nq, bool)
@@ -322,7 +337,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
             np.matmul(y64, a64.T, out=g)
             consts = (p.cg64, p.cn, p.tol, p.logrho, p.floor, p.is32, 0, p.drop)
             nnz += C._gemm_update(
-                g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, st
+                g, rows64, b0, yb, points, ynb, an, ivb, blk, consts, False, w, flag, nzcnt, st
             )
             counts[1] += rows64.size * nb
         if nnz == 0:
@@ -331,7 +346,7 @@ def _gemm_task(p, yb, ynb, ivb, points, an, pb, p0, p1, state, counts):
             p.sparse * (_SPARSE_AXPY * nnz * (d + _SPARSE_FIXED) + _SPARSE_SCAN * nq * nb)
             <= nq * nb * d
         ):
-            C._sparse_add(acc, w, points, b0)
+            C._sparse_add(acc, w, points, b0, nzcnt)
         else:
             t = tbuf[: nq * d].reshape(nq, d)
             np.matmul(w, ab, out=t)
