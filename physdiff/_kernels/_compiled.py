@@ -212,7 +212,8 @@ def _merge_kernel(i0, i1, mp, sp, s2p, accp, den, lse, pr):  # pragma: no cover 
 
 
 _EMAX = 16.0  # logit error bound above which the candidates are chosen pair by pair
-_FEW = 32  # a guessed cut is kept if it makes at most 1/32 of a block's pairs candidates
+# a guessed cut is kept if its candidates cost less to recompute (~(d + 40) / 2 ns each)
+# than the histogram that would find the fewest (~1 ns a pair)
 
 
 def _rescale_row(i, sc, srun, s2run, acc, budget):
@@ -517,6 +518,7 @@ def _row_by_budget(
     untouched) when the row must move to dgemm."""
     mrun, srun, s2run, budget = state[0], state[1], state[2], state[4]
     nb = lg.shape[0]
+    d = yb.shape[1]
     mx = max(mrun[i], bm)
     _exp_into(lg, nb, mx, floor, wrow, short)
     ep1 = math.expm1(e)
@@ -534,11 +536,11 @@ def _row_by_budget(
         # the squares (pr = S^2 / S2) get twice the budget: e^2e - 1 is twice e^e - 1
         room2 = (2.0 * tol * (budget[i, 3] * sc * sc + lo2 * b2) - budget[i, 1] * sc * sc) / ep2
         if b1 > room1 or b2 > room2:
-            if not (k1 <= room1 and k2 <= room2 and nc * _FEW <= nb):
+            if not (k1 <= room1 and k2 <= room2 and nc * (d + 40) <= 2 * nb):
                 # the per-pair rule: each kept pair off by less than tol / n of the largest
                 guess = math.exp(budget[i, 4] + logrho - math.log(-math.expm1(-e)) - e - mx)
                 _, _, k1, k2, nc, _ = _sums_below(wrow, nb, guess)
-            if k1 <= room1 and k2 <= room2 and nc * _FEW <= nb:
+            if k1 <= room1 and k2 <= room2 and nc * (d + 40) <= 2 * nb:
                 thr, ncand = guess, nc
             else:
                 thr, ncand = _budget_cut(wrow, nb, room1, room2, hist[0], hist[1], hist[2])
