@@ -108,7 +108,12 @@ flushed the rest: small ``delta`` or large ``d``), ``W A`` runs over the nonzero
 alone (``_compiled._sparse_add``, when about 1% of them or fewer are left), and not at
 all when none is left: at d = 784 and 3072, n = 1000, delta = 1 this halves the work.
 
-In float32 the inner products come from sgemm, whose bound is ``2^29`` times larger:
+In float32 below d = 32 (``_paths._F32_GEMM_MIN_D``) the inner products of sgemm are too
+coarse for most of the pairs that matter at moderate delta (at d = 16, delta = 1 the
+budget would recompute or move to dgemm a large share of them, and the float32 path ran
+2-4x slower than float64): the inputs are copied to float64 and take the float64 path,
+and the result is returned in float32. Above, the inner products come from sgemm, whose
+bound is ``2^29`` times larger:
 accurate enough only where the weights concentrate (few candidates) or ``delta`` is large
 (``e < tol``). A query with more than 1/16 of a block's pairs as candidates (moderate
 ``delta`` and small ``d``, where the inner-product error is large against the spread of

@@ -18,6 +18,7 @@ from ._threads import _BLAS, _NUM_THREADS, _parallel, _run_tasks
 
 # -- tuning constants --------------------------------------------------------------------
 _DIRECT_MAX_D = 12  # below this dimension the direct path beats the matrix products
+_F32_GEMM_MIN_D = 32  # float32 below this dimension runs the float64 matrix-product path
 _DIRECT_QB = 64  # queries per task on the direct path
 _DIRECT_PB = 512  # points per transposed cache block on the direct path
 _GEMM_QB = 256  # queries per block on the matrix-product path
@@ -119,6 +120,13 @@ def _empirical(y, points, delta, sq_norms, counts):
         an = np.ascontiguousarray(sq_norms, dtype=np.float64)
         if an.shape != (n,):
             raise ValueError(f"sq_norms must have shape ({n},); got {an.shape}")
+    if y.dtype == np.float32 and d < _F32_GEMM_MIN_D:
+        # sgemm's inner products are too coarse here for most pairs that matter (the
+        # budget would recompute or move to dgemm a large share): float64 from the start
+        den, lse, pr = _stats_gemm(y.astype(np.float64), points.astype(np.float64), inv2d, an)
+        if counts is not None:
+            counts[1] += m * n
+        return den.astype(np.float32), lse, pr
     return _stats_gemm(y, points, inv2d, an, counts)
 
 
