@@ -812,7 +812,11 @@ def sample(
 
             fused = plan(model, meth, dyn, grid, x, rng, reuse=records is None and traj is None)
         observe(0, float(grid[0]))
-        for i in range(grid.shape[0] - 1):
+        first = 0
+        if fused is not None and fused.whole:  # no noise, nothing to see between steps
+            x = fused.run(x)
+            first = grid.shape[0] - 1
+        for i in range(first, grid.shape[0] - 1):
             t, s = float(grid[i]), float(grid[i + 1])
             if fused is not None:
                 x = fused.advance(i, x)  # checked finite there

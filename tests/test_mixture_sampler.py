@@ -43,14 +43,21 @@ def _run(mode, monkeypatch, model, method, **kw):
 
 
 def _spy(monkeypatch):
+    """The fused calls of the next runs: a step index per :meth:`FusedRun.advance`,
+    ``"run"`` per whole run (:meth:`FusedRun.run`)."""
     calls = []
-    real = fused.FusedRun.advance
+    advance, run = fused.FusedRun.advance, fused.FusedRun.run
 
-    def advance(self, i, x):
+    def spy_advance(self, i, x):
         calls.append(i)
-        return real(self, i, x)
+        return advance(self, i, x)
 
-    monkeypatch.setattr(fused.FusedRun, "advance", advance)
+    def spy_run(self, x):
+        calls.append("run")
+        return run(self, x)
+
+    monkeypatch.setattr(fused.FusedRun, "advance", spy_advance)
+    monkeypatch.setattr(fused.FusedRun, "run", spy_run)
     return calls
 
 
@@ -62,7 +69,9 @@ def test_fused_equals_generic(name, method, process, monkeypatch):
     gen, g_next = _run("generic", monkeypatch, model, method, process=process, n_steps=25)
     calls = _spy(monkeypatch)
     fus, f_next = _run("fused", monkeypatch, model, method, process=process, n_steps=25)
-    assert calls == list(range(25))  # every step ran fused
+    noisy = method in ("ddpm", "euler-maruyama") or str(method).startswith("Posterior")
+    # deterministic runs take every step in one call, stochastic ones step by step
+    assert calls == (list(range(25)) if noisy else ["run"])
     assert fus.x.shape == gen.x.shape == (300, model.dim)
     scale = np.max(np.abs(gen.x))
     np.testing.assert_allclose(fus.x, gen.x, rtol=0, atol=1e-10 * scale)
@@ -113,7 +122,7 @@ def test_auto_mode_uses_the_kernel_on_large_runs_only(monkeypatch):
     _run("auto", monkeypatch, model, "euler", n=20, n_steps=10)  # 1200 coordinate-steps
     assert calls == []
     _run("auto", monkeypatch, model, "euler", n=5000, n_steps=10)
-    assert calls == list(range(10))
+    assert calls == ["run"]
 
 
 def test_environment_forces_the_generic_stepper(monkeypatch):
@@ -177,7 +186,10 @@ def test_far_particle_is_redone_generically(method, monkeypatch):
     x0[7] = 1e200
     times = np.geomspace(2.0, 0.05, 9)
     gen, g_next = _run("generic", monkeypatch, model, method, process=OU(), times=times, x_start=x0)
+    calls = _spy(monkeypatch)
     fus, f_next = _run("fused", monkeypatch, model, method, process=OU(), times=times, x_start=x0)
+    # flagged: the whole deterministic run is taken again step by step
+    assert calls == (["run"] if method == "euler" else []) + list(range(8))
     assert np.all(np.isfinite(gen.x))
     np.testing.assert_allclose(fus.x, gen.x, rtol=1e-12, atol=1e-10)
     assert f_next == g_next
@@ -196,5 +208,5 @@ def test_non_finite_input_raises_as_the_generic_stepper(monkeypatch):
         with pytest.raises(PhysdiffError, match="non-finite") as err, np.errstate(over="ignore"):
             _run(mode, monkeypatch, model, "euler", process=OU(), times=times, x_start=x0)
         messages.append((type(err.value), str(err.value)))
-        assert calls == ([0] if mode == "fused" else [])
+        assert calls == (["run", 0] if mode == "fused" else [])
     assert messages[0] == messages[1]

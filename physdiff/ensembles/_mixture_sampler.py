@@ -114,36 +114,64 @@ def _softmax_block(P, nb):  # pragma: no cover - compiled
             P[i, k] *= inv
 
 
-def _isotropic(Y, nb, O, P, mu, kp):  # pragma: no cover - compiled
-    """Rows ``O[:nb]``: ``sum_k p_k kp[3, k] mu_k + (sum_k p_k kp[2, k]) yc`` (the centred
-    denoiser or the score, module docstring) of the centred rows ``Y[:nb]``;
-    ``kp = (log w_k - d/2 log v_k, 1 / (2 v_k), e_k, f_k)``; ``P[i]`` the posterior."""
+def _sqdist_rows(Y, i0, nb, mu, kp, P):  # pragma: no cover - compiled
+    """``P[i, k] = kp[0, k] - kp[1, k] |Y_i - mu_k|^2`` for ``i0 <= i < nb``, four rows at a
+    time (each ``mu_k`` load serves four rows; direct differences, float64 sums)."""
     K, d = mu.shape
-    for i in range(nb):
-        yi = Y[i]
+    i = i0
+    while i + 4 <= nb:
+        y0, y1, y2, y3 = Y[i], Y[i + 1], Y[i + 2], Y[i + 3]
+        for k in range(K):
+            mk = mu[k]
+            s0 = s1 = s2 = s3 = 0.0
+            for j in range(d):
+                m = mk[j]
+                t0 = y0[j] - m
+                t1 = y1[j] - m
+                t2 = y2[j] - m
+                t3 = y3[j] - m
+                s0 += t0 * t0
+                s1 += t1 * t1
+                s2 += t2 * t2
+                s3 += t3 * t3
+            c, h = kp[0, k], kp[1, k]
+            P[i, k] = c - h * s0
+            P[i + 1, k] = c - h * s1
+            P[i + 2, k] = c - h * s2
+            P[i + 3, k] = c - h * s3
+        i += 4
+    for r in range(i, nb):
+        yi = Y[r]
         for k in range(K):
             mk = mu[k]
             s = 0.0
             for j in range(d):
                 t = yi[j] - mk[j]
                 s += t * t
-            P[i, k] = kp[0, k] - kp[1, k] * s
+            P[r, k] = kp[0, k] - kp[1, k] * s
+
+
+def _isotropic(Y, nb, O, P, mu, kp):  # pragma: no cover - compiled
+    """Rows ``O[:nb]``: ``sum_k p_k kp[3, k] mu_k + (sum_k p_k kp[2, k]) yc`` (the centred
+    denoiser or the score, module docstring) of the centred rows ``Y[:nb]``;
+    ``kp = (log w_k - d/2 log v_k, 1 / (2 v_k), e_k, f_k)``; ``P[i]`` the posterior."""
+    K, d = mu.shape
+    _sqdist_rows(Y, 0, nb, mu, kp, P)
     _softmax_block(P, nb)
     for i in range(nb):
         yi = Y[i]
         lp = P[i]
         oi = O[i]
         a = 0.0
-        for j in range(d):
-            oi[j] = 0.0
         for k in range(K):
             a += lp[k] * kp[2, k]
+        for j in range(d):
+            oi[j] = a * yi[j]
+        for k in range(K):
             b = lp[k] * kp[3, k]
             mk = mu[k]
             for j in range(d):
                 oi[j] += b * mk[j]
-        for j in range(d):
-            oi[j] += a * yi[j]
 
 
 def _shared(Y, nb, O, P, denoise, delta, kp, jp, mu, nu, muperp, U, UT):  # pragma: no cover
@@ -227,96 +255,219 @@ def _model(Y, nb, O, P, denoise, delta, kp, jp, mu, nu, muperp, U, UT):  # pragm
         _shared(Y, nb, O, P, denoise, delta, kp, jp, mu, nu, muperp, U, UT)
 
 
-def _step_task(
-    lo, hi, x, out, z, bad, kind, sc, kp1, jp1, kp2, jp2, mu, nu, muperp, U, UT, center, block
+def _step_block(
+    x,
+    out,
+    o,
+    nb,
+    z,
+    noisy,
+    bad,
+    ob,
+    kind,
+    sc,
+    kp1,
+    jp1,
+    kp2,
+    jp2,
+    mu,
+    nu,
+    muperp,
+    U,
+    UT,
+    center,
+    Y,
+    O,
+    X2,
+    K1,
+    P,
 ):  # pragma: no cover - compiled
-    """One step for the rows ``[lo, hi)`` of ``x`` into ``out``, ``block`` rows at a time;
-    ``bad[i] = 1`` where the new row is not finite. ``z``: the step's noise ``(n, d)``, or
-    no rows for a step without noise. ``sc``: the step's scalars
+    """One step for the rows ``o .. o + nb - 1`` of ``x`` into the same rows of ``out``
+    (noise: the same rows of ``z`` when ``noisy``); ``bad[ob + i]`` is set where the new row
+    is not finite (and kept where it was set). ``sc``: the step's scalars
 
     * Euler: ``alpha, delta, f, h = (1 + lambda^2) g^2 / 2, dt, amp`` (``amp`` the noise
       scale); Heun: those of ``t`` then ``alpha, delta, f, h`` of ``s``;
     * posterior: ``alpha_t, delta_t, rho, alpha_s, c``.
-    """
+
+    ``Y``, ``O``, ``X2``, ``K1`` ``(block, d)`` and ``P`` ``(block, K)``: scratch."""
     d = x.shape[1]
-    K = mu.shape[0]
+    inv_a = 1.0 / sc[0]
+    for i in range(nb):
+        xi = x[o + i]
+        yi = Y[i]
+        for j in range(d):
+            yi[j] = xi[j] * inv_a - center[j]
+    if kind == _POSTERIOR:
+        _model(Y, nb, O, P, True, sc[1], kp1, jp1, mu, nu, muperp, U, UT)
+        rho, a_s, c = sc[2], sc[3], sc[4]
+        for i in range(nb):
+            xi = x[o + i]
+            oi = O[i]
+            ri = out[o + i]
+            s = 0.0
+            for j in range(d):
+                x0 = oi[j] + center[j]
+                v = x0 + rho * (xi[j] * inv_a - x0)
+                if noisy:
+                    v += c * z[o + i, j]
+                v *= a_s
+                ri[j] = v
+                s += v
+            bad[ob + i] |= not np.isfinite(s)
+        return
+    _model(Y, nb, O, P, False, sc[1], kp1, jp1, mu, nu, muperp, U, UT)
+    f, h, dt = sc[2], sc[3], sc[4]
+    if kind == _EULER:
+        amp = sc[5]
+        for i in range(nb):
+            xi = x[o + i]
+            oi = O[i]
+            ri = out[o + i]
+            s = 0.0
+            for j in range(d):
+                v = xi[j] + dt * (f * xi[j] - h * (oi[j] * inv_a))
+                if noisy:
+                    v += amp * z[o + i, j]
+                ri[j] = v
+                s += v
+            bad[ob + i] |= not np.isfinite(s)
+        return
+    # Heun: the first stage, then the model at x' = x + dt k1 and time s
+    a_s, f_s, h_s = sc[6], sc[8], sc[9]
+    inv_s = 1.0 / a_s
+    for i in range(nb):
+        xi = x[o + i]
+        oi = O[i]
+        for j in range(d):
+            k1 = f * xi[j] - h * (oi[j] * inv_a)
+            K1[i, j] = k1
+            x2 = xi[j] + dt * k1
+            X2[i, j] = x2
+            Y[i, j] = x2 * inv_s - center[j]
+    _model(Y, nb, O, P, False, sc[7], kp2, jp2, mu, nu, muperp, U, UT)
+    hd = 0.5 * dt
+    for i in range(nb):
+        xi = x[o + i]
+        oi = O[i]
+        ri = out[o + i]
+        s = 0.0
+        for j in range(d):
+            k2 = f_s * X2[i, j] - h_s * (oi[j] * inv_s)
+            v = (xi[j] + hd * K1[i, j]) + hd * k2
+            ri[j] = v
+            s += v
+        bad[ob + i] |= not np.isfinite(s)
+
+
+def _step_task(
+    lo, hi, x, out, z, bad, kind, sc, kp1, jp1, kp2, jp2, mu, nu, muperp, U, UT, center, block
+):  # pragma: no cover - compiled
+    """One step (:func:`_step_block`) for the rows ``[lo, hi)``, ``block`` rows at a time;
+    ``z``: the step's noise ``(n, d)``, or no rows for a step without noise."""
+    d = x.shape[1]
     noisy = z.shape[0] > 0
     Y = np.empty((block, d))
     O = np.empty((block, d))
     X2 = np.empty((block, d))
     K1 = np.empty((block, d))
-    P = np.empty((block, K))
+    P = np.empty((block, mu.shape[0]))
     for b0 in range(lo, hi, block):
         nb = min(block, hi - b0)
-        inv_a = 1.0 / sc[0]
-        for i in range(nb):
-            xi = x[b0 + i]
-            yi = Y[i]
-            for j in range(d):
-                yi[j] = xi[j] * inv_a - center[j]
-        if kind == _POSTERIOR:
-            _model(Y, nb, O, P, True, sc[1], kp1, jp1, mu, nu, muperp, U, UT)
-            rho, a_s, c = sc[2], sc[3], sc[4]
-            for i in range(nb):
-                xi = x[b0 + i]
-                oi = O[i]
-                ri = out[b0 + i]
-                s = 0.0
-                for j in range(d):
-                    x0 = oi[j] + center[j]
-                    v = x0 + rho * (xi[j] * inv_a - x0)
-                    if noisy:
-                        v += c * z[b0 + i, j]
-                    v *= a_s
-                    ri[j] = v
-                    s += v
-                bad[b0 + i] = not np.isfinite(s)
-            continue
-        _model(Y, nb, O, P, False, sc[1], kp1, jp1, mu, nu, muperp, U, UT)
-        f, h, dt = sc[2], sc[3], sc[4]
-        if kind == _EULER:
-            amp = sc[5]
-            for i in range(nb):
-                xi = x[b0 + i]
-                oi = O[i]
-                ri = out[b0 + i]
-                s = 0.0
-                for j in range(d):
-                    v = xi[j] + dt * (f * xi[j] - h * (oi[j] * inv_a))
-                    if noisy:
-                        v += amp * z[b0 + i, j]
-                    ri[j] = v
-                    s += v
-                bad[b0 + i] = not np.isfinite(s)
-            continue
-        # Heun: the first stage, then the model at x' = x + dt k1 and time s
-        a_s, f_s, h_s = sc[6], sc[8], sc[9]
-        inv_s = 1.0 / a_s
-        for i in range(nb):
-            xi = x[b0 + i]
-            oi = O[i]
-            for j in range(d):
-                k1 = f * xi[j] - h * (oi[j] * inv_a)
-                K1[i, j] = k1
-                x2 = xi[j] + dt * k1
-                X2[i, j] = x2
-                Y[i, j] = x2 * inv_s - center[j]
-        _model(Y, nb, O, P, False, sc[7], kp2, jp2, mu, nu, muperp, U, UT)
-        hd = 0.5 * dt
-        for i in range(nb):
-            xi = x[b0 + i]
-            oi = O[i]
-            ri = out[b0 + i]
-            s = 0.0
-            for j in range(d):
-                k2 = f_s * X2[i, j] - h_s * (oi[j] * inv_s)
-                v = (xi[j] + hd * K1[i, j]) + hd * k2
-                ri[j] = v
-                s += v
-            bad[b0 + i] = not np.isfinite(s)
+        _step_block(
+            x,
+            out,
+            b0,
+            nb,
+            z,
+            noisy,
+            bad,
+            b0,
+            kind,
+            sc,
+            kp1,
+            jp1,
+            kp2,
+            jp2,
+            mu,
+            nu,
+            muperp,
+            U,
+            UT,
+            center,
+            Y,
+            O,
+            X2,
+            K1,
+            P,
+        )
 
 
-_KERNELS = ("_softmax_block", "_isotropic", "_shared", "_model", "_step_task")
+def _run_task(
+    lo, hi, x, out, bad, kinds, scs, kp1s, jp1s, kp2s, jp2s, mu, nu, muperp, U, UT, center, block
+):  # pragma: no cover - compiled
+    """Every step of a run without noise for the rows ``[lo, hi)``: a block of ``block``
+    rows stays in cache through all the steps (step ``s`` with ``kinds[s]``, ``scs[s]``,
+    ``kp1s[s]``, ...) and is written to ``out`` once; ``bad[i]`` is set where a row was
+    not finite at some step."""
+    d = x.shape[1]
+    A = np.empty((block, d))
+    B = np.empty((block, d))
+    Y = np.empty((block, d))
+    O = np.empty((block, d))
+    X2 = np.empty((block, d))
+    K1 = np.empty((block, d))
+    P = np.empty((block, mu.shape[0]))
+    z = np.empty((0, d))
+    for b0 in range(lo, hi, block):
+        nb = min(block, hi - b0)
+        for i in range(nb):
+            for j in range(d):
+                A[i, j] = x[b0 + i, j]
+        for st in range(kinds.shape[0]):
+            _step_block(
+                A,
+                B,
+                0,
+                nb,
+                z,
+                False,
+                bad,
+                b0,
+                kinds[st],
+                scs[st],
+                kp1s[st],
+                jp1s[st],
+                kp2s[st],
+                jp2s[st],
+                mu,
+                nu,
+                muperp,
+                U,
+                UT,
+                center,
+                Y,
+                O,
+                X2,
+                K1,
+                P,
+            )
+            A, B = B, A
+        for i in range(nb):
+            for j in range(d):
+                out[b0 + i, j] = A[i, j]
+
+
+_KERNELS = (
+    "_softmax_block",
+    "_sqdist_rows",
+    "_isotropic",
+    "_shared",
+    "_model",
+    "_step_block",
+    "_step_task",
+    "_run_task",
+)
 _jit_lock = threading.Lock()
 _jitted = False
 
@@ -543,6 +694,7 @@ class FusedRun:
         zz = z if z is not None else self._no_noise
         args = (x, out, zz, self._bad, st.kind, st.sc, kp1, jp1, kp2, jp2, self._mu, self._nu)
         args += (self._muperp, self._U, self._UT, self._center, self._block)
+        self._bad[:] = False
         # while the next noise is drawn, leave its core to the drawing thread
         pieces = max(1, _NUM_THREADS - 1) if self._pending is not None and _SPARE_CORE else None
         if self._U.shape[1]:
@@ -556,6 +708,44 @@ class FusedRun:
         if self._reuse:
             self._spare = x
         return out
+
+    @property
+    def whole(self) -> bool:
+        """Whether :meth:`run` may take every step at once: no noise, and no recorder or
+        trajectory that needs the particles between steps."""
+        return self._reuse and not any(st.noisy for st in self._steps)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The particles at the last grid time from those ``x`` at the first, every step
+        in one kernel call (:func:`_run_task`: a block stays in cache through the run).
+        Where some row was not finite at some step, the run is taken again step by step
+        (:meth:`advance`, which redoes such a step generically), from the same ``x``."""
+        steps = self._steps
+        S, K = len(steps), self._mu.shape[0]
+        r = self._U.shape[1]
+        kinds = np.array([st.kind for st in steps], dtype=np.int64)
+        scs = np.zeros((S, 10))
+        kps = np.zeros((2, S, 4, K))
+        jps = np.zeros((2, S, 2, r))
+        for i, st in enumerate(steps):
+            scs[i, : st.sc.shape[0]] = st.sc
+            for k in range(2):
+                kps[k, i], jps[k, i] = st.stages[min(k, len(st.stages) - 1)]
+        out = np.empty(self._shape)
+        self._bad[:] = False
+        args = (x, out, self._bad, kinds, scs, kps[0], jps[0], kps[1], jps[1], self._mu)
+        args += (self._nu, self._muperp, self._U, self._UT, self._center, self._block)
+        if r:
+            with _BLAS.one_thread():
+                _parallel(_run_task, self._shape[0], args)
+        else:
+            _parallel(_run_task, self._shape[0], args)
+        if not self._bad.any():
+            self._dyn.n_evals += sum(st.n_evals for st in steps)
+            return out
+        for i in range(S):
+            x = self.advance(i, x)
+        return x
 
     def _redo(self, i: int, x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
         from ..errors import PhysdiffError
