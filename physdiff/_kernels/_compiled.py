@@ -536,11 +536,17 @@ def _row_by_budget(
         # the squares (pr = S^2 / S2) get twice the budget: e^2e - 1 is twice e^e - 1
         room2 = (2.0 * tol * (budget[i, 3] * sc * sc + lo2 * b2) - budget[i, 1] * sc * sc) / ep2
         if b1 > room1 or b2 > room2:
-            if not (k1 <= room1 and k2 <= room2 and nc * (d + 40) <= 2 * nb):
+            few = 2 * nb // (d + 40)
+            if not (k1 <= room1 and k2 <= room2 and nc <= few):
+                # the pairs within 2^-10 of the block's largest weight (at large d the
+                # largest alone often holds nearly all of the block's mass)
+                guess = math.exp(bm - mx) * 2.0**-10
+                _, _, k1, k2, nc, _ = _sums_below(wrow, nb, guess)
+            if not (k1 <= room1 and k2 <= room2 and nc <= few):
                 # the per-pair rule: each kept pair off by less than tol / n of the largest
                 guess = math.exp(budget[i, 4] + logrho - math.log(-math.expm1(-e)) - e - mx)
                 _, _, k1, k2, nc, _ = _sums_below(wrow, nb, guess)
-            if k1 <= room1 and k2 <= room2 and nc * (d + 40) <= 2 * nb:
+            if k1 <= room1 and k2 <= room2 and nc <= few:
                 thr, ncand = guess, nc
             else:
                 thr, ncand = _budget_cut(wrow, nb, room1, room2, hist[0], hist[1], hist[2])

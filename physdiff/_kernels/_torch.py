@@ -80,6 +80,7 @@ _SPARSE_DIV = {"cuda": 256, "cpu": 64}  # ... where at most pairs / this many ar
 CHUNK_CPU = 1 << 22  # query-point pairs per block on the CPU
 CHUNK_MAX = 1 << 27  # at most this many pairs per block on a GPU
 _QB_MAX = 8192  # queries per block at most
+_WIDE_BELOW_D = 32  # float32 below this dimension: float64 products from the start
 
 
 def torch_module():
@@ -140,6 +141,9 @@ class TorchPoints:
         self.sq = (centred * centred).sum(dim=1)  # float64 |a - c|^2
         self.norm = self.sq.sqrt()
         self.sq_w = self.sq.to(self.points.dtype)
+        # float32 below _WIDE_BELOW_D runs on float64 products: keep the float64 centring
+        small = self.points.dtype != torch.float64 and self.points.shape[1] < _WIDE_BELOW_D
+        self.centred64 = centred if small else None
 
     @property
     def device(self):
@@ -203,6 +207,7 @@ class _Config:
         self.floor = {False: _FLOOR[name], True: _FLOOR["float64"]}
         self.step = max(1, chunk // max(1, d))  # pairs per batch of exact recomputation
         self.sparse_div = _SPARSE_DIV["cuda" if tp.device.type == "cuda" else "cpu"]
+        self.wide_all = self.f32 and d < _WIDE_BELOW_D
 
 
 class _Queries:
@@ -234,6 +239,8 @@ class _Block:
 
     @property
     def a64(self):
+        if self._a64 is None and self.tp.centred64 is not None:
+            self._a64 = self.tp.centred64[self.p0 : self.p1]
         if self._a64 is None:
             self._a64 = self.tp.points[self.p0 : self.p1].to(self.torch.float64) - self.tp.centre
         return self._a64
@@ -277,7 +284,8 @@ def _stream(torch, y, tp, delta, pc, cfg, tally):
     n = tp.points.shape[0]
     q = _Queries(torch, y, tp, delta)
     st = _State(torch, m, d, y.device)
-    for p0, p1 in _point_blocks(n, pc, cfg.f32):
+    st.heavy[:] = cfg.wide_all
+    for p0, p1 in _point_blocks(n, pc, cfg.f32 and not cfg.wide_all):
         blk = _Block(torch, tp, p0, p1)
         if not cfg.f32:
             _group(torch, st, None, q, blk, False, cfg, tally)
@@ -291,7 +299,7 @@ def _stream(torch, y, tp, delta, pc, cfg, tally):
                 heavy = torch.nonzero(st.heavy).flatten()
         if heavy.numel():
             tally["dgemm"] += heavy.numel() * (blk.p1 - blk.p0)
-            _group(torch, st, heavy, q, blk, True, cfg, tally)
+            _group(torch, st, None if heavy.numel() == m else heavy, q, blk, True, cfg, tally)
     return tp.centre + st.acc / st.s1.unsqueeze(1), st.mx + torch.log(st.s1), st.s1**2 / st.s2
 
 
