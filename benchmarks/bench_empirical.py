@@ -326,6 +326,7 @@ def delta_sweep(d: int, n: int, m: int, deltas, budget: float, wait: float) -> l
             y = y64.astype(dt)
             an = K.squared_norms(a)
             fns[name] = lambda a=a, y=y, an=an, dl=dl: K.empirical_stats(y, a, dl, sq_norms=an)
+            fns[f"numpy_{name}"] = lambda a=a, y=y, an=an, dl=dl: best_numpy(y, a, dl, an)
         out.append({"delta": delta, **time_interleaved(fns, budget=budget)})
     return out
 
@@ -503,29 +504,34 @@ def summarise(row: dict, rates: dict) -> dict:
 
 
 def targets(rows: list[dict], rates: dict) -> list[str]:
-    lines = []
-    fails = []
+    """The targets of issue #15 (float32 at least as fast as the best float32 alternative
+    at every size and >= 1.6x float64 for d >= 64, n >= 1e4; float64 at least as fast as
+    the best alternative at n = 1000) and the earlier kernel targets (>= 1.5x the best
+    alternative for d <= 64, >= 60% of the float64 GEMM rate for d >= 256, n >= 1e4),
+    listed apart."""
+    issue, earlier = [], []
     for r in rows:
         s = r["summary"]
         tag = f"d={r['d']}, n={r['n']}"
+        if s["speedup_f32"] < 1.0:
+            issue.append(f"{tag} f32: {s['speedup_f32']:.2f}x the best float32 alternative")
+        if r["n"] <= 1000 and s["speedup_f64"] < 1.0:
+            issue.append(f"{tag} f64: {s['speedup_f64']:.2f}x the best float64 alternative")
+        if r["d"] >= 64 and r["n"] >= 10_000 and s["f32_speedup"] < 1.6:
+            issue.append(f"{tag}: float32 {s['f32_speedup']:.2f}x faster than float64, target 1.6x")
         for name in ("f64", "f32"):
             need = 1.5 if r["d"] <= 64 else 1.0
             if s[f"speedup_{name}"] < need:
-                fails.append(
-                    f"{tag} {name}: {s[f'speedup_{name}']:.2f}x faster than the best "
-                    f"alternative, target {need}x"
+                earlier.append(
+                    f"{tag} {name}: {s[f'speedup_{name}']:.2f}x the best alternative, target "
+                    f"{need}x"
                 )
-        if r["d"] >= 256 and r["n"] >= 10_000:
-            if s["pct_gemm64"] < 60:
-                fails.append(f"{tag}: {s['pct_gemm64']:.0f}% of the float64 GEMM rate, target 60%")
-            if s["f32_speedup"] < 1.6:
-                fails.append(
-                    f"{tag}: float32 {s['f32_speedup']:.2f}x faster than float64, target 1.6x"
-                )
-        elif r["d"] >= 256 and s["f32_speedup"] < 1.6:
-            fails.append(f"{tag}: float32 {s['f32_speedup']:.2f}x faster than float64, target 1.6x")
-    lines.append(f"- targets missed in this run: {len(fails)}")
-    lines += [f"  - {f}" for f in fails]
+        if r["d"] >= 256 and r["n"] >= 10_000 and s["pct_gemm64"] < 60:
+            earlier.append(f"{tag}: {s['pct_gemm64']:.0f}% of the float64 GEMM rate, target 60%")
+    lines = [f"- issue #15 targets missed in this run: {len(issue)}"]
+    lines += [f"  - {f}" for f in issue]
+    lines.append(f"- earlier kernel targets missed in this run: {len(earlier)}")
+    lines += [f"  - {f}" for f in earlier]
     return lines
 
 
@@ -557,7 +563,10 @@ def report(res: dict) -> str:
         "normal data. `speedup` = best alternative (naive numpy, best numpy, torch, jax.jit "
         "when installed; same "
         "dtype) / kernel; `limit` = max(4mnd / GEMM rate, mn / np.exp rate); "
-        "`%GEMM` = 4mnd / kernel time as % of the float64 GEMM rate."
+        "`%GEMM` = 4mnd / kernel time as % of the float64 GEMM rate. Both count the dense "
+        "`W A` product; where the weights concentrate (small delta, large d; at delta = 1 "
+        "from d = 64 on) the kernel's error budget drops the negligible weights and runs "
+        "`W A` over the few left, or not at all, so it can beat the `limit` and pass 100%."
     )
     out.append("")
     out.append(
@@ -599,9 +608,11 @@ def report(res: dict) -> str:
     out.append("## Targets")
     out.append("")
     out.append(
-        "At every size faster than the best of numpy, torch and jax.jit, >= 1.5x for d <= 64; "
-        ">= 60% of the float64 GEMM rate for d >= 256 and n >= 1e4; float32 >= 1.6x "
-        "faster than float64 for d >= 256."
+        "Issue #15: float32 at least as fast as the best float32 alternative (numpy, torch, "
+        "jax.jit) at every size, and >= 1.6x faster than float64 for d >= 64, n >= 1e4; "
+        "float64 at least as fast as the best alternative at n = 1000. Earlier kernel "
+        "targets: >= 1.5x the best alternative for d <= 64, >= 1x above; >= 60% of the "
+        "float64 GEMM rate for d >= 256 and n >= 1e4."
     )
     out.append("")
     out += targets(res["grid"], rates)
@@ -609,15 +620,23 @@ def report(res: dict) -> str:
         sw = res["sweep"]
         out += ["", f"## Delta sweep (d = {sw['d']}, n = {sw['n']}, m = {sw['m']})", ""]
         out.append(
-            "delta decides how many pairs the kernel recomputes from exact differences "
-            "and, in float32, whether a query's inner products move to dgemm."
+            "delta decides how many pairs the kernel recomputes from exact differences, "
+            "in float32 whether a query's inner products move to dgemm, and how many "
+            "weights are left for W A once the error budget has dropped the negligible ones "
+            "(at small delta few: W A is sparse or empty; at large delta all: W A is dense). "
+            "`vs numpy` = best numpy / kernel, same dtype."
         )
         out.append("")
+
+        def vs(r, name):
+            alt = r.get(f"numpy_{name}")
+            return f"{alt[STAT] / r[name][STAT]:.2f}" if alt else "-"
+
         out += table(
-            "delta | kernel f64 ms | kernel f32 ms | f32/f64",
+            "delta | kernel f64 ms | kernel f32 ms | f32/f64 | vs numpy f64 | vs numpy f32",
             (
                 f"{r['delta']:g} | {_ms(r['f64'])} | {_ms(r['f32'])} "
-                f"| {r['f64'][STAT] / r['f32'][STAT]:.2f}"
+                f"| {r['f64'][STAT] / r['f32'][STAT]:.2f} | {vs(r, 'f64')} | {vs(r, 'f32')}"
                 for r in sw["rows"]
             ),
         )
