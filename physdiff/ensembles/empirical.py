@@ -101,6 +101,13 @@ class Empirical(Ensemble):
                     f"device must be a torch device or its name ('cpu', 'cuda', 'cuda:0'); "
                     f"got {device!r}"
                 ) from exc
+            try:  # a device torch knows but cannot use here (no CUDA, meta): say so now
+                float(torch.zeros(1, device=self._device).sum())
+            except (AssertionError, RuntimeError, NotImplementedError) as exc:
+                raise InputError(
+                    f"device {str(self._device)!r} is not usable by torch here ({exc}); "
+                    "torch.cuda.is_available() says whether a CUDA device is"
+                ) from exc
         self._chunk = None if chunk is None else integer(chunk, "chunk", 1, 1 << 40)
         self._on_device: dict = {}
         pts = finite_array(points, "points", dtype)
