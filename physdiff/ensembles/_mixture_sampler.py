@@ -45,7 +45,12 @@ finiteness checks) plus validation and an ``Evaluation``; here one compiled kern
 (:func:`_step_task`, ``numba.njit(nogil=True, cache=True)``, compiled on first use by
 :func:`_jit`) takes a block of rows of ``x``, forms ``yc``, the log joints, the posterior,
 the denoiser or score and the update (both stages of Heun) while the block is in cache,
-writes the new rows and flags a row whose result is not finite. Blocks run on the thread
+writes the new rows and flags a row whose result is not finite (the squared distances
+four rows at a time, so that one load of ``mu_k`` serves four rows; the block's
+exponentials in one vectorised pass). A run without noise and with nothing that needs
+the particles between steps (no recorder, no trajectory) goes further: one call
+(:func:`_run_task`) keeps each block in cache through *all* the steps and writes it once,
+so that no step moves ``(n, d)`` arrays through memory at all. Blocks run on the thread
 pool of :mod:`physdiff._kernels._threads` (two tasks per core). The noise of a stochastic
 method is drawn by the caller's generator exactly as the generic stepper draws it (one
 ``standard_normal`` of shape ``(n, d)`` per noisy step, in step order) on a helper thread
@@ -54,7 +59,8 @@ generic path's to rounding; drawing it is sequential (one generator) and, at abo
 number here, bounds the stochastic methods (benchmarks/results/sampling.md). A flagged
 step (a particle so far out that its log joints overflow, or a non-finite result) is
 redone by the generic method with the same noise, which handles far particles or raises
-its error naming the step. Side effect of the look-ahead: when a run stops with an error,
+its error naming the step (a flagged run without noise is taken again step by step
+from its start). Side effect of the look-ahead: when a run stops with an error,
 the generator may have drawn one step's noise more than the generic stepper.
 
 ``PHYSDIFF_SAMPLER=generic`` in the environment (or :data:`MODE` = ``"generic"``) forces
