@@ -67,7 +67,7 @@ class Empirical(Ensemble):
     By default float64, or the dtype of ``points`` when they are a float32/float64 torch
     tensor. Results are float64 numpy arrays for numpy queries.
 
-    The torch path (docs/ensembles.md, "Empirical on a GPU"): when the queries are torch
+    The torch path (accuracy: :mod:`physdiff._kernels._torch`): when the queries are torch
     tensors, ``points`` is a torch tensor or ``device`` is given (``"cuda"``, ``"cpu"``, a
     ``torch.device``), :meth:`score`, :meth:`denoise`, :meth:`log_density`,
     :meth:`participation_ratio` and :meth:`stats` run in torch on ``device`` (by default
