@@ -14,7 +14,10 @@
 #
 # GPU_BENCH=1 first runs the ensemble-training benchmark (`python -m benchmarks.bench_training
 # --ensemble`, its CUDA rows written to benchmarks/results/training_ensemble_cuda.md; log
-# OUT/logs/bench_training.log), counted in the budget, so that one lease brings back both.
+# OUT/logs/bench_training.log) and the empirical score on the GPU (`python -m
+# benchmarks.bench_empirical_torch --device cuda`, written to
+# benchmarks/results/empirical_torch_cuda.md; log OUT/logs/bench_empirical_torch.log), counted
+# in the budget, so that one lease brings back all of them.
 # GPU_PRESET and GPU_DEVICE (defaults gpu, cuda) exist to try the script on a CPU machine with
 # the smoke preset. Stops at once, writing nothing, when the device is cuda and no CUDA device
 # is present. Rerunning reuses finished
@@ -42,6 +45,13 @@ if [ "${GPU_BENCH:-0}" = 1 ]; then
     timeout $((deadline - SECONDS)) "$py" -m benchmarks.bench_training "${bench_args[@]}" \
         >"$out/logs/bench_training.log" 2>&1 || rc=$?
     echo "bench_training --ensemble: exit $rc after $((SECONDS - start)) s"
+    rc=0
+    emp_args=(--device "$device")
+    # the CPU try-out: a short run written beside the logs, not over the committed results
+    [ "$device" = cpu ] && emp_args+=(--quick --out "$out/logs/empirical_torch_cpu.md")
+    timeout $((deadline - SECONDS)) "$py" -m benchmarks.bench_empirical_torch "${emp_args[@]}" \
+        >"$out/logs/bench_empirical_torch.log" 2>&1 || rc=$?
+    echo "bench_empirical_torch: exit $rc after $((SECONDS - start)) s"
 fi
 
 lane() {  # run the experiments of one lane in order, each within what is left of the budget
