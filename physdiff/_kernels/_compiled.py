@@ -382,26 +382,8 @@ def _gemm_update(
                 i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, state
             )
         else:
-            ok = _row_by_budget(
-                i,
-                lg,
-                bm,
-                p0,
-                e,
-                tol,
-                logrho,
-                yb,
-                pts,
-                s,
-                floor,
-                short,
-                may_flag,
-                flag_div,
-                drop,
-                wrow,
-                hist,
-                state,
-            )
+            rc = (tol, logrho, floor, short, may_flag, flag_div, drop)
+            ok = _row_by_budget(i, lg, bm, p0, e, yb, pts, s, rc, wrow, hist, state)
         if ok < 0:
             flag[i] = 1
             wrow[:] = 0.0
@@ -491,31 +473,13 @@ def _take_candidates(i, wrow, nb, thr, p0, yb, pts, s, floor, state):
     return taken
 
 
-def _row_by_budget(
-    i,
-    lg,
-    bm,
-    p0,
-    e,
-    tol,
-    logrho,
-    yb,
-    pts,
-    s,
-    floor,
-    short,
-    may_flag,
-    flag_div,
-    drop,
-    wrow,
-    hist,
-    state,
-):
+def _row_by_budget(i, lg, bm, p0, e, yb, pts, s, rc, wrow, hist, state):
     """One row of a block where ``e <= _EMAX``: weights relative to the new maximum, then
     the largest become candidates until the kept ones fit the row's error budget (the
     row's last cut, ``budget[i, 5]`` as a logit, if it still fits; else
     :func:`_budget_cut`). Returns the number of nonzero kept weights, or -1 (state
     untouched) when the row must move to dgemm."""
+    tol, logrho, floor, short, may_flag, flag_div, drop = rc
     mrun, srun, s2run, budget = state[0], state[1], state[2], state[4]
     nb = lg.shape[0]
     d = yb.shape[1]
