@@ -412,17 +412,6 @@ def _raise_max(i, mx, state):
         mrun[i] = mx
 
 
-def _sums(wrow, nb):
-    """Sum and sum of squares of the stored weights (float64), so that ``S`` matches ``W A``."""
-    b1 = 0.0
-    b2 = 0.0
-    for j in range(nb):
-        v = np.float64(wrow[j])
-        b1 += v
-        b2 += v * v
-    return b1, b2
-
-
 def _row_by_logit(i, lg, p0, e, logrho, yb, pts, s, floor, short, may_flag, flag_div, wrow, state):
     """One row of a block where ``e > _EMAX``: the pairs with ``l~ + e >= low + log(tol /
     n)`` are candidates, the others kept. Returns False (state untouched) when the row must
@@ -526,7 +515,7 @@ def _row_by_budget(i, lg, bm, p0, e, yb, pts, s, rc, wrow, hist, state):
         if f != 1.0:  # the block's weights follow it
             for j in range(nb):
                 wrow[j] *= f
-            k1, k2 = _sums(wrow, nb)
+            k1, k2, _, _, _, _ = _sums_below(wrow, nb, np.inf)
             b1 *= f
             b2 *= f * f
     else:
@@ -630,7 +619,6 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_add_candidate", _FM_FAST),
     ("_raise_max", _FM_FAST),
     ("_take_candidates", _FM_FAST),
-    ("_sums", _FM_FAST),
     ("_row_by_logit", _FM_FAST),
     ("_row_by_budget", _FM_FAST),
     ("_gemm_update", _FM_FAST),
@@ -638,41 +626,50 @@ _KERNELS: tuple[tuple[str, Any], ...] = (
     ("_sparse_add", _FM_FAST),
     ("_add_into", _FM_FAST),
 )
-_jit_lock = threading.Lock()
-_jitted = False
 
 
-def _new_lock_after_fork() -> None:
-    """In a forked child a thread of the parent may have held the lock: start afresh."""
-    global _jit_lock
-    _jit_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_after_fork)
-
-
-def _jit() -> None:
-    """Wrap the kernels above in ``numba.njit(cache=True, nogil=True)``, once, on first use.
-
-    Importing this module compiles nothing and does not import numba; the first call loads
-    the compiled kernels from numba's cache (``__pycache__``) or compiles them (lazily,
-    per dtype signature).
+class LazyJit:
+    """``numba.njit(cache=True, nogil=True)`` over the named kernels of a module's
+    namespace, once, on the first call (thread-safe); ``kernels`` holds ``(name, fastmath
+    flags)`` pairs, callees before callers, ``first`` another ``LazyJit`` (or callable)
+    whose kernels these call. Importing the module compiles nothing and does not import
+    numba; the first call loads the compiled kernels from numba's cache (``__pycache__``)
+    or compiles them (lazily, per dtype signature).
 
     The kernels are serial and release the GIL; parallelism comes from a small pool of
-    Python threads (:func:`._threads._parallel`). Numba's own ``prange`` (OpenMP layer) spins its
-    workers after a parallel region and, alternating with OpenBLAS's multi-threaded calls,
-    made each of them 5-10x slower here; sleeping Python threads do not.
-    """
-    global _jitted
-    if _jitted:
-        return
-    with _jit_lock:
-        if _jitted:
-            return
-        import numba
+    Python threads (:func:`._threads._parallel`). Numba's own ``prange`` (OpenMP layer)
+    spins its workers after a parallel region and, alternating with OpenBLAS's
+    multi-threaded calls, made each of them 5-10x slower here; sleeping Python threads do
+    not."""
 
-        g = globals()
-        for name, fm in _KERNELS:
-            g[name] = numba.njit(cache=True, nogil=True, fastmath=fm)(g[name])
-        _jitted = True
+    def __init__(self, namespace: dict, kernels, first=None, **options):
+        self._ns = namespace
+        self._kernels = tuple(kernels)
+        self._first = first
+        self._options = options
+        self._done = False
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a parent's thread may have held the lock
+            os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            if self._done:
+                return
+            import numba
+
+            if self._first is not None:
+                self._first()
+            for name, fm in self._kernels:
+                self._ns[name] = numba.njit(cache=True, nogil=True, fastmath=fm, **self._options)(
+                    self._ns[name]
+                )
+            self._done = True
+
+
+_jit = LazyJit(globals(), _KERNELS)

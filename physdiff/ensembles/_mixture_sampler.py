@@ -474,26 +474,11 @@ _KERNELS = (
     "_step_task",
     "_run_task",
 )
-_jit_lock = threading.Lock()
-_jitted = False
-
-
-def _jit() -> None:
-    """Wrap the kernels above in ``numba.njit(cache=True, nogil=True)``, once, on first use
-    (as :func:`physdiff._kernels._compiled._jit`: importing this module imports no numba)."""
-    global _jitted
-    if _jitted:
-        return
-    with _jit_lock:
-        if _jitted:
-            return
-        import numba
-
-        _compiled._jit()  # the vectorised exponential, called from _softmax_block
-        g = globals()
-        for name in _KERNELS:
-            g[name] = numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")(g[name])
-        _jitted = True
+# compiled on first use, after the kernel module's vectorised exponential (_softmax_block
+# calls it)
+_jit = _compiled.LazyJit(
+    globals(), ((name, _FM) for name in _KERNELS), first=_compiled._jit, error_model="numpy"
+)
 
 
 # ======================================================================================
