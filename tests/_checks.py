@@ -67,3 +67,17 @@ def small_denoiser(dim: int, *, hidden: int, n_classes=None, parametrisation="ed
 
     net = ScoreMLP(dim, hidden=hidden, depth=2, n_classes=n_classes, seed=seed)
     return Denoiser(net, parametrisation)
+
+
+def adversarial_kernel_case(dtype):
+    """Points 30 sd from the origin, half of them near-duplicates 1e-3 from the other half,
+    48 queries near training points, delta from 0.03 to 300: the logit error bound of the
+    matrix-product kernels runs from far below to far above 1. Returns ``(points, y,
+    delta)`` with ``points`` and ``y`` in ``dtype``."""
+    rng = np.random.default_rng(13)
+    n, d, m = 3000, 64, 48
+    base = 30.0 + rng.standard_normal((n // 2, d))
+    points = np.concatenate([base, base + 1e-3 * rng.standard_normal((n // 2, d))])
+    y = points[rng.integers(0, n, m)] + 0.7 * rng.standard_normal((m, d))
+    delta = np.geomspace(0.03, 300.0, m)
+    return points.astype(dtype), y.astype(dtype), delta

@@ -19,7 +19,7 @@ import pytest
 from physdiff import _kernels as K
 from physdiff.ensembles import Empirical
 from physdiff.errors import DomainError, InputError, ShapeError
-from tests._checks import kernel_errors, twin_cases
+from tests._checks import adversarial_kernel_case, kernel_errors, twin_cases
 
 torch = pytest.importorskip("torch")
 from physdiff._kernels import _torch as T  # noqa: E402
@@ -157,13 +157,7 @@ def test_kept_approximate_weights_on_adversarial_data(dtype):
     # large norms (data 30 sd from the origin), near-duplicate pairs 1e-3 apart and delta
     # from 0.03 to 300: the logit error bound runs from far below to far above 1, so the
     # budget, the histogram cut and the per-pair rule all see use; chunks of 1500 pairs
-    rng = np.random.default_rng(13)
-    n, d, m = 3000, 64, 48
-    base = 30.0 + rng.standard_normal((n // 2, d))
-    points = np.concatenate([base, base + 1e-3 * rng.standard_normal((n // 2, d))])
-    y = points[rng.integers(0, n, m)] + 0.7 * rng.standard_normal((m, d))
-    delta = np.geomspace(0.03, 300.0, m)
-    points, y = points.astype(dtype), y.astype(dtype)
+    points, y, delta = adversarial_kernel_case(dtype)
     ref = K.empirical_stats_numpy(y, points, delta)
     for chunk in (1500, 1 << 22):
         got, c = _counted(points, y, delta, chunk)

@@ -24,7 +24,7 @@ from scipy.special import logsumexp
 from physdiff import _kernels as K
 from physdiff._kernels import _compiled as C
 from physdiff._kernels import _paths as P
-from tests._checks import kernel_errors, twin_cases
+from tests._checks import adversarial_kernel_case, kernel_errors, twin_cases
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 DELTAS = np.array([1e-8, 1e-4, 1.0, 1e8])
@@ -205,17 +205,11 @@ def test_float32_below_d32_takes_the_float64_path():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kept_approximate_weights_on_adversarial_data(dtype):
-    # large norms (data 30 sd from the origin) and delta from 0.03 to 300: the logit error
-    # bound e runs from far below to far above 1, so the band of pairs kept with their
-    # approximate weights (l~ + e < low + log(tol / (n (1 - e^-e)))) is populated at
-    # every scale; near-duplicate points put two nearly equal weights at the top
-    rng = np.random.default_rng(13)
-    n, d, m = 3000, 64, 48
-    base = 30.0 + rng.standard_normal((n // 2, d))
-    points = np.concatenate([base, base + 1e-3 * rng.standard_normal((n // 2, d))])
-    y = points[rng.integers(0, n, m)] + 0.7 * rng.standard_normal((m, d))
-    delta = np.geomspace(0.03, 300.0, m)
-    points, y = points.astype(dtype), y.astype(dtype)
+    # large norms and delta from 0.03 to 300: the logit error bound e runs from far below
+    # to far above 1, so pairs are kept with approximate weights under the budget, cut by
+    # guess and by histogram, and chosen by the per-pair rule (e > 16); near-duplicate
+    # points put two nearly equal weights at the top
+    points, y, delta = adversarial_kernel_case(dtype)
     ref = K.empirical_stats_numpy(y, points, delta)
     errs = _errors(K.empirical_stats(y, points, delta), ref, points, scale=1.0)
     assert max(errs) < TOL[dtype], errs
